@@ -1,0 +1,3 @@
+"""Remote-orchestrated database backups on Twisted."""
+
+__version__ = "0.1.0"

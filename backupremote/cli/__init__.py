@@ -1,0 +1,1 @@
+"""The ``backupremote`` command line."""

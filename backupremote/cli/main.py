@@ -1,0 +1,88 @@
+"""
+The ``backupremote`` console script.
+
+Local commands (``server``, ``license``, ``client init``) run directly;
+remote commands run on the reactor through the client library. Errors are
+shown with their registry code and the action to take, never a traceback,
+and map to distinct exit codes (see L{backupremote.cli.output}).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any, Sequence
+
+from twisted.internet.defer import Deferred
+
+from backupremote import __version__
+from backupremote.cli import clientadmin, licensing, remote, serveradmin
+from backupremote.cli.output import EXIT_INTERNAL, EXIT_USAGE, Output
+from backupremote.protocol.errors import INTERNAL_ERROR, BackupRemoteError
+
+
+def buildParser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="backupremote",
+        description="Remote-orchestrated database backups.",
+        epilog="example: backupremote --config ~/.backupremote/client.toml capabilities",
+    )
+    parser.add_argument("--version", action="version", version=f"backupremote {__version__}")
+    parser.add_argument("--config", help="the client.toml (for commands that talk to a server)")
+    parser.add_argument("--json", action="store_true", help="print JSON for scripts")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for module in (serveradmin, licensing, clientadmin, remote):
+        module.register(commands)
+    return parser
+
+
+def _jsonAnywhere(argv: list[str]) -> tuple[list[str], bool]:
+    """Accept ``--json`` after the subcommand as well as before it."""
+    return [a for a in argv if a != "--json"], "--json" in argv
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv, asJSON = _jsonAnywhere(list(sys.argv[1:] if argv is None else argv))
+    parser = buildParser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exit:
+        return int(exit.code or 0) and EXIT_USAGE
+    output = Output(asJSON)
+    try:
+        if hasattr(args, "remote"):
+            return _runRemote(args, output)
+        return args.run(args, output)
+    except BackupRemoteError as error:
+        return output.error(error)
+    except KeyboardInterrupt:
+        return 130
+
+
+def _runRemote(args: argparse.Namespace, output: Output) -> int:
+    from twisted.internet import reactor
+    from twisted.internet.task import react
+
+    client = remote.openClient(reactor, args)
+    codes: list[int] = []
+
+    async def session(reactor: Any) -> None:
+        try:
+            codes.append(await args.remote(client, args, output))
+        except BackupRemoteError as error:
+            codes.append(output.error(error))
+        except Exception as error:
+            codes.append(output.error(BackupRemoteError(INTERNAL_ERROR, f"unexpected: {error!r}")))
+        finally:
+            await client.close()
+
+    try:
+        react(lambda reactor: Deferred.fromCoroutine(session(reactor)))
+    except SystemExit:
+        pass
+    return codes[0] if codes else EXIT_INTERNAL
+
+
+def run() -> None:
+    """Console-script entry point."""
+    sys.exit(main())

@@ -1,0 +1,68 @@
+"""How the CLI speaks: JSON for scripts, plain sentences for people."""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Any, TextIO
+
+from backupremote.protocol.errors import (
+    AUTH_FAILED,
+    AUTH_RATE_LIMITED,
+    CONFIG_INVALID,
+    CONNECTION_FAILED,
+    TIMEOUT,
+    BackupRemoteError,
+)
+from backupremote.protocol.structured import converter
+
+#: Exit codes by error class (documented in docs/cli.md).
+EXIT_OK = 0
+EXIT_INTERNAL = 1
+EXIT_USAGE = 2
+EXIT_CONFIG = 3
+EXIT_AUTH = 4
+EXIT_CONNECTION = 5
+EXIT_REFUSED = 6
+
+
+def exitCodeFor(error: BackupRemoteError) -> int:
+    """Distinct exit codes per error class, so scripts can branch."""
+    if error.code == CONFIG_INVALID:
+        return EXIT_CONFIG
+    if error.code in (AUTH_FAILED, AUTH_RATE_LIMITED) or error.code.startswith("LICENSE_"):
+        return EXIT_AUTH
+    if error.code in (CONNECTION_FAILED, TIMEOUT) or error.code.startswith("TLS_"):
+        return EXIT_CONNECTION
+    if error.code == "INTERNAL_ERROR":
+        return EXIT_INTERNAL
+    return EXIT_REFUSED
+
+
+class Output:
+    """Writes results and errors in the chosen form."""
+
+    def __init__(self, asJSON: bool, out: TextIO | None = None, err: TextIO | None = None) -> None:
+        self.asJSON = asJSON
+        self.out = out or sys.stdout
+        self.err = err or sys.stderr
+
+    def result(self, value: Any, human: str) -> None:
+        if self.asJSON:
+            self.out.write(json.dumps(converter.unstructure(value), indent=2, sort_keys=True) + "\n")
+        else:
+            self.out.write(human.rstrip("\n") + "\n")
+
+    def error(self, error: BackupRemoteError) -> int:
+        if self.asJSON:
+            self.err.write(json.dumps({
+                "errorCode": error.code,
+                "errorMessage": error.message,
+                "requestId": error.requestId,
+                "action": error.action,
+            }, sort_keys=True) + "\n")
+        else:
+            where = f" (request {error.requestId})" if error.requestId else ""
+            self.err.write(f"error {error.code}: {error.message}{where}\n")
+            self.err.write(f"what to do: {error.action}\n")
+        return exitCodeFor(error)

@@ -1,0 +1,115 @@
+"""The client's configuration (``client.toml``), read strictly."""
+
+from __future__ import annotations
+
+import os
+import stat
+
+from attrs import frozen
+from twisted.python.filepath import FilePath
+
+from backupremote.configfile import Section, configError, readToml, refuseUnknownSections
+from backupremote.tls.certificates import normalizeFingerprint
+
+
+@frozen
+class ServerAddress:
+    host: str
+    port: int
+
+    @classmethod
+    def parse(cls, text: str) -> ServerAddress:
+        """C{HOST:PORT}, with IPv6 literals in brackets: C{[::1]:7443}."""
+        host, sep, port = text.rpartition(":")
+        if host.startswith("[") and host.endswith("]"):
+            host = host[1:-1]
+        if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise configError(f"server.address {text!r} is not HOST:PORT")
+        return cls(host, int(port))
+
+    def __str__(self) -> str:
+        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
+
+
+@frozen
+class ClientConfig:
+    """Everything the client needs to reach and prove itself to its server."""
+
+    clientId: str
+    secretFile: FilePath
+    licenseFile: FilePath
+    server: ServerAddress
+    fingerprint: str | None = None
+    caFile: FilePath | None = None
+    serverName: str | None = None
+    clientCert: FilePath | None = None
+    clientKey: FilePath | None = None
+    logFile: FilePath | None = None
+    keepaliveInterval: float = 30.0
+    keepaliveTimeout: float = 20.0
+    connectAttempts: int = 3
+    callTimeout: float = 60.0
+
+    def readSecret(self) -> str:
+        """The client secret; refused if anyone but the owner may read it."""
+        return _readPrivate(self.secretFile, "secret file")
+
+    def readLicense(self) -> str:
+        try:
+            return self.licenseFile.getContent().decode("utf-8").strip()
+        except (OSError, UnicodeDecodeError):
+            raise configError(
+                f"cannot read the licence file {self.licenseFile.path}"
+            ) from None
+
+
+def _readPrivate(path: FilePath, what: str) -> str:
+    try:
+        if stat.S_IMODE(os.stat(path.path).st_mode) & 0o077:
+            raise configError(
+                f"the {what} {path.path} is readable by others; chmod 600 it"
+            )
+        value = path.getContent().decode("utf-8").strip()
+    except (OSError, UnicodeDecodeError):
+        raise configError(f"cannot read the {what} {path.path}") from None
+    if not value:
+        raise configError(f"the {what} {path.path} is empty")
+    return value
+
+
+def loadClientConfig(path: FilePath) -> ClientConfig:
+    """Read C{path}; any problem raises C{CONFIG_INVALID} naming the key."""
+    data = readToml(path)
+    refuseUnknownSections(data, {"client", "server", "limits"})
+    base = path.parent()
+    client = Section(data, "client", base)
+    server = Section(data, "server", base)
+    limits = Section(data, "limits", base)
+    fingerprint = server.string("fingerprint")
+    config = ClientConfig(
+        clientId=client.string("id") or _missing("client.id"),
+        secretFile=client.path("secret_file", required=True),
+        licenseFile=client.path("license_file", required=True),
+        logFile=client.path("log_file"),
+        server=ServerAddress.parse(server.string("address") or _missing("server.address")),
+        fingerprint=normalizeFingerprint(fingerprint) if fingerprint else None,
+        caFile=server.path("ca_file"),
+        serverName=server.string("server_name"),
+        clientCert=server.path("client_cert"),
+        clientKey=server.path("client_key"),
+        keepaliveInterval=limits.number("keepalive_interval", 30.0, 1),
+        keepaliveTimeout=limits.number("keepalive_timeout", 20.0, 1),
+        connectAttempts=limits.integer("connect_attempts", 3, 1),
+        callTimeout=limits.number("call_timeout", 60.0, 1),
+    )
+    for section in (client, server, limits):
+        section.done()
+    if bool(config.fingerprint) == bool(config.caFile):
+        raise configError("set exactly one of server.fingerprint and server.ca_file")
+    if bool(config.clientCert) != bool(config.clientKey):
+        raise configError("server.client_cert and server.client_key go together")
+    return config
+
+
+def _missing(key: str) -> str:
+    raise configError(f"{key} is required")

@@ -1,0 +1,148 @@
+"""
+The client's connection to its server: reconnecting, authenticated, typed.
+
+A L{ClientService} keeps one TLS connection up with exponential backoff;
+every new connection authenticates before it is used. L{ConnectionManager.call}
+sends a command with a fresh C{requestId} and turns every failure into a
+L{BackupRemoteError}: the server's registry code, or a client-side code for
+TLS and connection problems.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from twisted.application.internet import ClientService, backoffPolicy
+from twisted.internet.defer import CancelledError, Deferred, succeed
+from twisted.internet.endpoints import HostnameEndpoint, wrapClientTLS
+from twisted.internet.error import ConnectError, ConnectionClosed
+from twisted.internet.protocol import Factory
+from twisted.internet.task import deferLater
+from twisted.protocols import amp
+from twisted.python.failure import Failure
+
+from backupremote.client.config import ClientConfig
+from backupremote.client.credentials import Credentials
+from backupremote.client.protocol import ClientProtocol
+from backupremote.protocol.errors import (
+    API_VERSION_UNSUPPORTED,
+    AUTH_FAILED,
+    REGISTRY,
+    CONNECTION_FAILED,
+    TIMEOUT,
+    BackupRemoteError,
+)
+from backupremote.tls.client import clientCreator, describeTLSFailure
+
+#: Server answers after which reconnecting cannot help: stop and say why.
+PERMANENT = frozenset(
+    {AUTH_FAILED, API_VERSION_UNSUPPORTED}
+    | {code for code in REGISTRY if code.startswith(("LICENSE_", "TLS_"))}
+)
+
+
+def asBackupRemoteError(reason: Any, creator: Any = None) -> BackupRemoteError:
+    """The registered error for any way a call or connection can fail."""
+    error = reason.value if isinstance(reason, Failure) else reason
+    if isinstance(error, BackupRemoteError):
+        return error
+    if isinstance(error, amp.RemoteAmpError):
+        return BackupRemoteError.fromDescription(error.errorCode, error.description)
+    tls = describeTLSFailure(creator, error) if creator is not None else None
+    if tls is not None:
+        return tls
+    if isinstance(error, CancelledError):
+        return BackupRemoteError(TIMEOUT, "the server did not answer in time")
+    if isinstance(error, (ConnectError, ConnectionClosed)):
+        return BackupRemoteError(
+            CONNECTION_FAILED, f"the connection to the server failed: {error}"
+        )
+    return BackupRemoteError(CONNECTION_FAILED, f"the server could not be used: {error!r}")
+
+
+class ConnectionManager:
+    """One authenticated, self-healing connection to the server."""
+
+    def __init__(
+        self,
+        reactor: Any,
+        config: ClientConfig,
+        credentials: Credentials,
+        creator: Any = None,
+        retryPolicy: Any = None,
+    ) -> None:
+        self._reactor = reactor
+        self.config = config
+        self._credentials = credentials
+        self._creator = creator or clientCreator(
+            config.serverName or config.server.host,
+            config.fingerprint,
+            config.caFile.getContent() if config.caFile else None,
+            config.clientCert.getContent() if config.clientCert else None,
+            config.clientKey.getContent() if config.clientKey else None,
+        )
+        endpoint = wrapClientTLS(
+            self._creator,
+            HostnameEndpoint(reactor, config.server.host, config.server.port),
+        )
+        factory = Factory.forProtocol(self._buildProtocol)
+        self.service = ClientService(
+            endpoint, factory,
+            retryPolicy=retryPolicy or backoffPolicy(maxDelay=60),
+            clock=reactor,
+        )
+        self.stopped: BackupRemoteError | None = None
+
+    def _buildProtocol(self) -> ClientProtocol:
+        return ClientProtocol(
+            self._reactor, self._credentials, self._callOn,
+            self.config.keepaliveInterval, self.config.keepaliveTimeout,
+        )
+
+    async def connection(self) -> ClientProtocol:
+        """The current authenticated connection, connecting if need be."""
+        if self.stopped is not None:
+            raise self.stopped
+        if not self.service.running:
+            self.service.startService()
+        try:
+            protocol = await self.service.whenConnected(
+                failAfterFailures=self.config.connectAttempts
+            )
+            await protocol.ready
+        except BaseException as reason:
+            error = asBackupRemoteError(reason, self._creator)
+            # Leave the ClientService's state machine before touching it
+            # again: this failure is delivered from inside one of its moves.
+            await deferLater(self._reactor, 0, lambda: None)
+            if error.code in PERMANENT:
+                self.stopped = error
+                await self.service.stopService()
+            raise error from None
+        return protocol
+
+    async def _callOn(self, protocol: amp.AMP, command: Any, **arguments: Any) -> dict[str, Any]:
+        requestId = arguments.pop("requestId", None) or str(uuid.uuid4())
+        answer = protocol.callRemote(command, requestId=requestId, **arguments)
+        timeout = self._reactor.callLater(self.config.callTimeout, answer.cancel)
+        try:
+            result = await answer
+        except BaseException as reason:
+            error = asBackupRemoteError(reason, self._creator)
+            if error.requestId is None:
+                error = BackupRemoteError(error.code, error.message, requestId, error.details)
+            raise error from None
+        finally:
+            if timeout.active():
+                timeout.cancel()
+        return result
+
+    async def call(self, command: Any, **arguments: Any) -> dict[str, Any]:
+        """Send C{command} on the authenticated connection; raise registry errors."""
+        protocol = await self.connection()
+        return await self._callOn(protocol, command, **arguments)
+
+    def stop(self) -> Deferred[None]:
+        """Close the connection and stop reconnecting."""
+        return self.service.stopService() if self.service.running else succeed(None)

@@ -1,0 +1,39 @@
+"""
+The client daemon as a Twisted service: read this file first.
+
+For now it keeps one authenticated connection to the server; the schedules
+and the delivery queue join it here.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from twisted.application.service import IService, MultiService
+
+from backupremote.client.api import BackupRemoteClient
+from backupremote.client.config import ClientConfig
+from backupremote.logfile import JSONLogFileService
+
+
+class ClientDaemon(MultiService):
+    """Holds the client library's connection open while running."""
+
+    def __init__(self, client: BackupRemoteClient) -> None:
+        super().__init__()
+        self.client = client
+        client.connection.service.setServiceParent(self)
+
+
+def makeService(config: ClientConfig, reactor: Any = None) -> IService:
+    """The client daemon, ready to be started or embedded in an application."""
+    if reactor is None:
+        from twisted.internet import reactor as globalReactor
+        reactor = globalReactor
+    top = MultiService()
+    if config.logFile is not None:
+        JSONLogFileService(config.logFile).setServiceParent(top)
+    daemon = ClientDaemon(BackupRemoteClient.fromConfig(reactor, config))
+    daemon.setName("client")
+    daemon.setServiceParent(top)
+    return top

@@ -1,0 +1,43 @@
+"""Signed licences: the token format, issuer keys, features and the verifier."""
+
+from backupremote.license.features import (
+    ALL_FEATURES,
+    DEFAULT_FEATURES,
+    DESTINATION_PREFIX,
+    REMOTE_CONNECTION_TEST,
+    REMOTE_CONTROL,
+    REMOTE_DB_CONFIG,
+    REMOTE_EXECUTE,
+    REMOTE_TRANSFER,
+    destinationFeature,
+)
+from backupremote.license.token import (
+    License,
+    formatDate,
+    generateIssuerKeyPair,
+    loadIssuerKey,
+    loadTrustedKey,
+    parseToken,
+    signLicense,
+)
+from backupremote.license.verifier import LicenseVerifier
+
+__all__ = [
+    "ALL_FEATURES",
+    "DEFAULT_FEATURES",
+    "DESTINATION_PREFIX",
+    "REMOTE_CONNECTION_TEST",
+    "REMOTE_CONTROL",
+    "REMOTE_DB_CONFIG",
+    "REMOTE_EXECUTE",
+    "REMOTE_TRANSFER",
+    "License",
+    "LicenseVerifier",
+    "destinationFeature",
+    "formatDate",
+    "generateIssuerKeyPair",
+    "loadIssuerKey",
+    "loadTrustedKey",
+    "parseToken",
+    "signLicense",
+]

@@ -1,0 +1,39 @@
+"""A service that copies every log event, as JSON lines, to a file."""
+
+from __future__ import annotations
+
+import os
+from typing import IO, Any
+
+from twisted.application.service import Service
+from twisted.logger import globalLogPublisher, jsonFileLogObserver
+from twisted.python.filepath import FilePath
+
+
+class JSONLogFileService(Service):
+    """While running, append every event to C{path} (mode 0600) as JSON."""
+
+    def __init__(self, path: FilePath, publisher: Any = globalLogPublisher) -> None:
+        self.path = path
+        self._publisher = publisher
+        self._file: IO[str] | None = None
+        self._observer: Any = None
+
+    def startService(self) -> None:
+        parent = self.path.parent()
+        if not parent.exists():
+            parent.makedirs()
+        descriptor = os.open(self.path.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        self._file = os.fdopen(descriptor, "a", encoding="utf-8")
+        self._observer = jsonFileLogObserver(self._file)
+        self._publisher.addObserver(self._observer)
+        super().startService()
+
+    def stopService(self) -> None:
+        super().stopService()
+        if self._observer is not None:
+            self._publisher.removeObserver(self._observer)
+            self._observer = None
+        if self._file is not None:
+            self._file.close()
+            self._file = None

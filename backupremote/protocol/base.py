@@ -1,0 +1,41 @@
+"""The base of every client-to-server command."""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from twisted.protocols import amp
+
+from backupremote.license.features import REMOTE_CONTROL
+
+REQUEST_ID = b"requestId"
+
+
+def _withRequestId(
+    fields: list[tuple[bytes, amp.Argument]],
+) -> list[tuple[bytes, amp.Argument]]:
+    if any(name == REQUEST_ID for name, _ in fields):
+        return list(fields)
+    return [*fields, (REQUEST_ID, amp.Unicode(optional=True))]
+
+
+class Request(amp.Command):
+    """
+    A command a client sends to the server.
+
+    Every request carries an optional C{requestId} both ways: the server
+    echoes it (or one it made) in the answer and in every log line.
+
+    @cvar preAuth: answered before a successful ``auth``; only ``auth`` and
+        ``capabilities`` may set it.
+    @cvar feature: the licence feature the command needs, checked at every
+        call; C{None} needs only an authenticated session.
+    """
+
+    preAuth: ClassVar[bool] = False
+    feature: ClassVar[str | None] = REMOTE_CONTROL
+
+    def __init_subclass__(cls, **kwargs: object) -> None:
+        super().__init_subclass__(**kwargs)
+        cls.arguments = _withRequestId(cls.arguments)
+        cls.response = _withRequestId(cls.response)

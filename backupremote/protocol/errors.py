@@ -1,0 +1,218 @@
+"""
+The registry of error codes, and the one exception type that carries them.
+
+Every error a client can see has a code registered here, with what it means
+and what a user should do about it; ``docs/protocol.md`` is checked against
+this table by the tests.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from attrs import field, frozen
+
+
+@frozen
+class ErrorCode:
+    """A registered error: its wire code, its meaning and the action to take."""
+
+    code: str
+    meaning: str
+    action: str
+
+
+REGISTRY: dict[str, ErrorCode] = {}
+
+
+def _register(code: str, meaning: str, action: str) -> str:
+    if code in REGISTRY:
+        raise ValueError(f"error code {code} registered twice")
+    REGISTRY[code] = ErrorCode(code, meaning, action)
+    return code
+
+
+# Session and protocol
+AUTH_REQUIRED = _register(
+    "AUTH_REQUIRED",
+    "The command needs an authenticated session and this connection has not "
+    "authenticated.",
+    "Send `auth` first; only `auth` and `capabilities` are answered before it.",
+)
+AUTH_FAILED = _register(
+    "AUTH_FAILED",
+    "The client id or the secret is wrong (the server does not say which).",
+    "Check `client_id` and the secret file in client.toml against what "
+    "`backupremote server add-client` printed.",
+)
+AUTH_RATE_LIMITED = _register(
+    "AUTH_RATE_LIMITED",
+    "Too many failed authentications came from this address recently.",
+    "Wait for the lockout to pass (the message says how long), then fix the "
+    "credentials before retrying.",
+)
+ALREADY_AUTHENTICATED = _register(
+    "ALREADY_AUTHENTICATED",
+    "`auth` was sent on a connection that has already authenticated.",
+    "Open a new connection to authenticate as another client.",
+)
+API_VERSION_UNSUPPORTED = _register(
+    "API_VERSION_UNSUPPORTED",
+    "The client speaks an API version the server does not support.",
+    "Upgrade the client or the server so that they share a version from the "
+    "supported list given in the message.",
+)
+UNKNOWN_COMMAND = _register(
+    "UNKNOWN_COMMAND",
+    "The server does not know this command.",
+    "Check the command name against docs/protocol.md and the server version "
+    "reported by `capabilities`.",
+)
+BAD_REQUEST = _register(
+    "BAD_REQUEST",
+    "The command's arguments are missing, malformed or of the wrong type.",
+    "Send the arguments documented for the command in docs/protocol.md.",
+)
+INTERNAL_ERROR = _register(
+    "INTERNAL_ERROR",
+    "The server met an unexpected error; the details are in its log under "
+    "the request id.",
+    "Report the request id to the server's operator; the connection stays "
+    "usable.",
+)
+
+# Licences
+LICENSE_NO_TRUSTED_KEY = _register(
+    "LICENSE_NO_TRUSTED_KEY",
+    "The server trusts no licence issuer key, so it accepts no licence.",
+    "On the server, add the issuer's public key to `trusted_issuers` in "
+    "server.toml and restart it.",
+)
+LICENSE_MALFORMED = _register(
+    "LICENSE_MALFORMED",
+    "The licence token could not be read (missing, truncated or not a "
+    "backupremote licence).",
+    "Check the `license` file in client.toml; reissue it with `backupremote "
+    "license issue`.",
+)
+LICENSE_BAD_SIGNATURE = _register(
+    "LICENSE_BAD_SIGNATURE",
+    "The licence is not signed by any issuer this server trusts, or it was "
+    "altered.",
+    "Use a licence issued with a key whose public half the server trusts.",
+)
+LICENSE_CLIENT_MISMATCH = _register(
+    "LICENSE_CLIENT_MISMATCH",
+    "The licence was issued for another client id.",
+    "Use the licence issued for this client id, or issue one with "
+    "`--client-id` set to it.",
+)
+LICENSE_NOT_YET_VALID = _register(
+    "LICENSE_NOT_YET_VALID",
+    "The licence's validity starts in the future.",
+    "Wait until its start date, or check the clocks of the issuer and the "
+    "server.",
+)
+LICENSE_EXPIRED = _register(
+    "LICENSE_EXPIRED",
+    "The licence has expired.",
+    "Issue a new licence and update the client's `license` file.",
+)
+LICENSE_FEATURE_MISSING = _register(
+    "LICENSE_FEATURE_MISSING",
+    "The licence does not include the feature this command needs.",
+    "Issue a licence with the named feature (`backupremote license issue "
+    "--feature ...`).",
+)
+
+# Client side: errors raised before or instead of a server answer
+TLS_FINGERPRINT_MISMATCH = _register(
+    "TLS_FINGERPRINT_MISMATCH",
+    "The server's certificate does not have the pinned SHA-256 fingerprint.",
+    "If the server's certificate was renewed, pin the new fingerprint printed "
+    "by `backupremote server init`; otherwise you may be talking to another "
+    "machine: do not proceed.",
+)
+TLS_FAILED = _register(
+    "TLS_FAILED",
+    "The TLS handshake failed (certificate not trusted, protocol too old, or "
+    "a client certificate was required).",
+    "Check the CA file or fingerprint in client.toml, and the client "
+    "certificate if the server requires mutual TLS.",
+)
+CONNECTION_FAILED = _register(
+    "CONNECTION_FAILED",
+    "The server could not be reached, or it closed the connection.",
+    "Check that the server runs and that `server` in client.toml names its "
+    "address and port.",
+)
+TIMEOUT = _register(
+    "TIMEOUT",
+    "The operation did not finish in the time allowed.",
+    "Retry; if it persists, check the network and the server's load.",
+)
+CONFIG_INVALID = _register(
+    "CONFIG_INVALID",
+    "A local configuration file or command-line value is invalid.",
+    "Fix the value named in the message.",
+)
+
+
+def lookup(code: str) -> ErrorCode:
+    """The registry entry for C{code}; unregistered codes read as internal."""
+    return REGISTRY.get(code, REGISTRY[INTERNAL_ERROR])
+
+
+@frozen(auto_exc=True)
+class BackupRemoteError(Exception):
+    """
+    An error with a registry code, raised on either side of the wire.
+
+    On the server a responder raises it and the client receives an AMP error
+    answer carrying the same code, message and request id; the client raises
+    it again from the answer.
+    """
+
+    code: str
+    message: str
+    requestId: str | None = None
+    details: dict[str, Any] = field(factory=dict)
+
+    def __str__(self) -> str:
+        suffix = f" (request {self.requestId})" if self.requestId else ""
+        return f"{self.code}: {self.message}{suffix}"
+
+    @property
+    def action(self) -> str:
+        """What a user should do about it, from the registry."""
+        return lookup(self.code).action
+
+    def toDescription(self, requestId: str | None) -> bytes:
+        """The JSON C{_error_description} of the AMP error answer."""
+        body: dict[str, Any] = {
+            "errorCode": self.code,
+            "errorMessage": self.message,
+            "requestId": requestId or self.requestId,
+        }
+        if self.details:
+            body["details"] = self.details
+        return json.dumps(body, sort_keys=True).encode("utf-8")
+
+    @classmethod
+    def fromDescription(cls, code: bytes, description: bytes) -> BackupRemoteError:
+        """Rebuild the error from an AMP error answer (never fails)."""
+        codeText = code.decode("utf-8", "replace")
+        try:
+            body = json.loads(description)
+            if not isinstance(body, dict):
+                raise ValueError("not an object")
+        except ValueError:
+            return cls(codeText, description.decode("utf-8", "replace"))
+        details = body.get("details")
+        return cls(
+            str(body.get("errorCode") or codeText),
+            str(body.get("errorMessage") or ""),
+            body.get("requestId"),
+            details if isinstance(details, dict) else {},
+        )

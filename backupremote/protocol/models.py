@@ -1,0 +1,48 @@
+"""Wire models of the session: what ``capabilities`` and ``auth`` answer."""
+
+from __future__ import annotations
+
+from attrs import field, frozen
+
+
+@frozen
+class EngineCapability:
+    """A database engine the server can back up, with its tool."""
+
+    engine: str
+    tool: str
+    toolVersion: str
+
+
+@frozen
+class ChunkLimits:
+    """How file data is cut for the transfer stream."""
+
+    maxChunkBytes: int
+    maxChunksInFlight: int
+
+
+@frozen
+class ServerOffer:
+    """What an authenticated client may use: never shown before ``auth``."""
+
+    engines: list[EngineCapability] = field(factory=list)
+    compressions: list[str] = field(factory=list)
+    checksums: list[str] = field(factory=list)
+    chunkLimits: ChunkLimits | None = None
+    features: list[str] = field(factory=list)
+
+
+@frozen
+class Capabilities:
+    """
+    The answer to ``capabilities``.
+
+    Before ``auth`` only the versions and auth methods are filled in; C{offer}
+    is C{None} so an unauthenticated peer learns nothing of the configuration.
+    """
+
+    apiVersions: list[int]
+    serverVersion: str
+    authMethods: list[str]
+    offer: ServerOffer | None = None

@@ -1,0 +1,75 @@
+"""
+Deciding whether an ``auth`` succeeds.
+
+Unknown client and wrong secret are the same C{AUTH_FAILED}; the secret is
+checked against a slow salted hash off the reactor thread; the licence is
+only judged once the secret is right, so nobody learns anything about a
+client without its secret.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+from twisted.internet.defer import Deferred
+
+from backupremote.license import License, LicenseVerifier
+from backupremote.license.features import REMOTE_CONTROL
+from backupremote.protocol.errors import (
+    AUTH_FAILED,
+    AUTH_RATE_LIMITED,
+    BackupRemoteError,
+)
+from backupremote.server.metrics import Metrics
+from backupremote.server.secrethash import verifySecret
+from backupremote.server.store import ServerStore
+from backupremote.server.throttle import PeerThrottle
+
+MAX_CLIENT_ID = 128
+
+RunInThread = Callable[..., "Deferred[Any]"]
+
+
+class Authenticator:
+    """Checks client credentials and licences for the whole server."""
+
+    def __init__(
+        self,
+        store: ServerStore,
+        verifier: LicenseVerifier,
+        throttle: PeerThrottle,
+        metrics: Metrics,
+        runInThread: RunInThread,
+    ) -> None:
+        self._store = store
+        self._verifier = verifier
+        self._throttle = throttle
+        self._metrics = metrics
+        self._runInThread = runInThread
+
+    async def authenticate(
+        self, peerHost: str, clientId: str, secret: str, token: str
+    ) -> License:
+        """The client's verified licence, or a L{BackupRemoteError}."""
+        wait = self._throttle.retryAfter(peerHost)
+        if wait:
+            self._metrics.increment("auth.rate_limited")
+            raise BackupRemoteError(
+                AUTH_RATE_LIMITED,
+                f"too many failed authentications from this address; "
+                f"retry in {int(wait) + 1} seconds",
+            )
+        stored = self._store.secretHashOf(clientId) if len(clientId) <= MAX_CLIENT_ID else None
+        if not await self._runInThread(verifySecret, stored, secret):
+            self._throttle.failed(peerHost)
+            self._metrics.increment("auth.failed")
+            raise BackupRemoteError(
+                AUTH_FAILED, "unknown client id or wrong secret"
+            )
+        license = self._verifier.verify(token, clientId, REMOTE_CONTROL)
+        self._metrics.increment("auth.succeeded")
+        return license
+
+    def recheck(self, license: License, clientId: str, feature: str) -> None:
+        """Re-check a session's licence for one command (it may have expired)."""
+        self._verifier.check(license, clientId, feature)

@@ -1,0 +1,69 @@
+"""The server's configuration (``server.toml``), read strictly."""
+
+from __future__ import annotations
+
+from attrs import frozen
+from twisted.python.filepath import FilePath
+
+from backupremote.configfile import Section, configError, readToml, refuseUnknownSections
+
+DEFAULT_LISTEN = "ssl:7443"
+
+
+@frozen
+class ServerConfig:
+    """
+    Everything the server daemon needs, with paths already resolved.
+
+    C{listen} is a Twisted endpoint description that must start with
+    C{ssl:}; the TLS options themselves come from the C{tls*} files.
+    """
+
+    dataDir: FilePath
+    tlsKey: FilePath
+    tlsCert: FilePath
+    listen: str = DEFAULT_LISTEN
+    clientCA: FilePath | None = None
+    trustedIssuers: tuple[FilePath, ...] = ()
+    logFile: FilePath | None = None
+    keepaliveInterval: float = 30.0
+    keepaliveTimeout: float = 20.0
+    authTimeout: float = 30.0
+    maxFailedAuthsPerConnection: int = 3
+    maxViolationsPerConnection: int = 5
+    maxFailedAuthsPerPeer: int = 10
+    peerLockoutSeconds: float = 300.0
+
+
+def loadServerConfig(path: FilePath) -> ServerConfig:
+    """Read C{path}; any problem raises C{CONFIG_INVALID} naming the key."""
+    data = readToml(path)
+    refuseUnknownSections(data, {"server", "tls", "limits"})
+    base = path.parent()
+    server = Section(data, "server", base)
+    tls = Section(data, "tls", base)
+    limits = Section(data, "limits", base)
+    listen = server.string("listen", DEFAULT_LISTEN)
+    if not listen.startswith("ssl:"):
+        raise configError(
+            "server.listen must be an ssl: endpoint (backupremote only speaks TLS)"
+        )
+    config = ServerConfig(
+        dataDir=server.path("data_dir", required=True),
+        listen=listen,
+        trustedIssuers=server.paths("trusted_issuers"),
+        logFile=server.path("log_file"),
+        tlsKey=tls.path("key", required=True),
+        tlsCert=tls.path("cert", required=True),
+        clientCA=tls.path("client_ca"),
+        keepaliveInterval=limits.number("keepalive_interval", 30.0, 1),
+        keepaliveTimeout=limits.number("keepalive_timeout", 20.0, 1),
+        authTimeout=limits.number("auth_timeout", 30.0, 1),
+        maxFailedAuthsPerConnection=limits.integer("max_failed_auths_per_connection", 3, 1),
+        maxViolationsPerConnection=limits.integer("max_violations_per_connection", 5, 1),
+        maxFailedAuthsPerPeer=limits.integer("max_failed_auths_per_peer", 10, 1),
+        peerLockoutSeconds=limits.number("peer_lockout_seconds", 300.0, 1),
+    )
+    for section in (server, tls, limits):
+        section.done()
+    return config

@@ -1,0 +1,30 @@
+"""Builds one L{ServerProtocol} per accepted connection."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from twisted.internet.protocol import Factory
+
+from backupremote.server.core import ServerCore
+from backupremote.server.protocol import ServerProtocol
+
+
+def describePeer(address: Any) -> tuple[str, str]:
+    """(C{host:port}, C{host}) of a peer address, for logs and throttling."""
+    host = getattr(address, "host", None) or str(address)
+    port = getattr(address, "port", None)
+    return (f"{host}:{port}" if port is not None else host), host
+
+
+class ServerFactory(Factory):
+    """Connections of one server core."""
+
+    def __init__(self, core: ServerCore) -> None:
+        self.core = core
+
+    def buildProtocol(self, addr: Any) -> ServerProtocol:
+        peer, host = describePeer(addr)
+        protocol = ServerProtocol(self.core, peer, host)
+        protocol.factory = self
+        return protocol

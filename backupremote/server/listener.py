@@ -1,0 +1,45 @@
+"""Listening for clients: the configured endpoint, always wrapped in TLS."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from twisted.internet.endpoints import serverFromString
+from twisted.internet.interfaces import IStreamServerEndpoint
+from twisted.internet.protocol import Factory
+from twisted.protocols.tls import TLSMemoryBIOFactory
+
+from backupremote.configfile import configError
+from backupremote.server.config import ServerConfig
+from backupremote.tls.server import serverContextFactory
+
+
+def _read(path: Any, what: str) -> bytes:
+    try:
+        return path.getContent()
+    except OSError as e:
+        raise configError(f"cannot read the {what} {path.path}: {e.strerror}") from None
+
+
+def tlsOptions(config: ServerConfig) -> Any:
+    """The server's TLS options from its key, certificate and optional client CA."""
+    return serverContextFactory(
+        _read(config.tlsKey, "TLS key"),
+        _read(config.tlsCert, "TLS certificate"),
+        _read(config.clientCA, "client CA file") if config.clientCA else None,
+    )
+
+
+class TLSEndpoint:
+    """A TCP endpoint from C{ssl:...} whose every connection is TLS."""
+
+    def __init__(self, reactor: Any, config: ServerConfig) -> None:
+        description = "tcp:" + config.listen[len("ssl:"):]
+        try:
+            self._tcp: IStreamServerEndpoint = serverFromString(reactor, description)
+        except (ValueError, TypeError) as e:
+            raise configError(f"server.listen is not a valid endpoint: {e}") from None
+        self._options = tlsOptions(config)
+
+    def listen(self, factory: Factory) -> Any:
+        return self._tcp.listen(TLSMemoryBIOFactory(self._options, False, factory))

@@ -1,0 +1,193 @@
+"""
+One server connection: AMP with the pre-auth gate at dispatch.
+
+Every box goes through L{ServerProtocol.dispatchCommand}, which decides
+before any responder runs: only commands marked C{preAuth} pass before a
+successful ``auth``; every other command, known or not, answers
+C{AUTH_REQUIRED}. A command added later is therefore gated without doing
+anything. Every answer and error carries the request id, every error is a
+registry code, and an unexpected exception answers C{INTERNAL_ERROR}
+without dropping the connection.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from inspect import isawaitable
+from typing import Any
+
+from twisted.internet.defer import Deferred
+from twisted.protocols import amp
+from twisted.python.failure import Failure
+
+from backupremote.keepalive import Heartbeat
+from backupremote.protocol.base import REQUEST_ID, Request
+from backupremote.protocol.errors import (
+    AUTH_REQUIRED,
+    BAD_REQUEST,
+    INTERNAL_ERROR,
+    UNKNOWN_COMMAND,
+    BackupRemoteError,
+)
+from backupremote.protocol.session import Ping
+from backupremote.server.requestlog import RequestLog
+from backupremote.server.session import RequestContext, Session
+
+_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
+_COMMAND_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]{0,63}")
+
+#: Refusals that count as misbehaviour on a connection that has not authenticated.
+_VIOLATIONS = frozenset({AUTH_REQUIRED, UNKNOWN_COMMAND, BAD_REQUEST})
+
+
+def responderTable(groups: list[amp.CommandLocator]) -> dict[bytes, tuple[type[Request], Any]]:
+    """Command name -> (command class, bound responder) over all groups."""
+    table: dict[bytes, tuple[type[Request], Any]] = {}
+    for group in groups:
+        for name, (command, function) in type(group)._commandDispatch.items():
+            if name in table:
+                raise ValueError(f"two responders for {name!r}")
+            table[name] = (command, function.__get__(group, type(group)))
+    return table
+
+
+class ServerProtocol(amp.AMP):
+    """AMP for one client connection, gated, with keep-alive."""
+
+    def __init__(self, core: Any, peer: str, peerHost: str) -> None:
+        super().__init__()
+        self.core = core
+        self.session = Session(peer=peer, peerHost=peerHost)
+        self.responders = responderTable(
+            [group(core, self) for group in core.responderGroups]
+        )
+        self._heartbeat: Heartbeat | None = None
+        self._authDeadline: Any = None
+
+    # Connection lifetime
+
+    def connectionMade(self) -> None:
+        super().connectionMade()
+        config = self.core.config
+        self.core.connections.add(self)
+        self._heartbeat = Heartbeat(
+            self.core.clock,
+            ping=lambda: self.callRemote(Ping),
+            abort=self.transport.abortConnection,
+            interval=config.keepaliveInterval,
+            timeout=config.keepaliveTimeout,
+        )
+        self._heartbeat.start()
+        self._authDeadline = self.core.clock.callLater(
+            config.authTimeout, self._authTimedOut
+        )
+
+    def dataReceived(self, data: bytes) -> None:
+        if self._heartbeat is not None:
+            self._heartbeat.heard()
+        super().dataReceived(data)
+
+    def connectionLost(self, reason: Any) -> None:
+        self.core.connections.discard(self)
+        if self._heartbeat is not None:
+            self._heartbeat.stop()
+        if self._authDeadline is not None and self._authDeadline.active():
+            self._authDeadline.cancel()
+        super().connectionLost(reason)
+
+    def authenticated(self) -> None:
+        """Called by ``auth`` on success: the auth deadline no longer applies."""
+        if self._authDeadline is not None and self._authDeadline.active():
+            self._authDeadline.cancel()
+
+    def _authTimedOut(self) -> None:
+        self._log(self._newRequestId()).warn("no successful auth in time; closing")
+        self.transport.abortConnection()
+
+    # Dispatch
+
+    def dispatchCommand(self, box: amp.AmpBox) -> Deferred[amp.AmpBox]:
+        answer = Deferred.fromCoroutine(self._answer(box))
+        if amp.ASK not in box:
+            answer.addErrback(lambda _: None)
+        return answer
+
+    def _log(self, requestId: str) -> RequestLog:
+        return RequestLog(requestId, self.session.clientId, self.session.peer)
+
+    @staticmethod
+    def _newRequestId() -> str:
+        return str(uuid.uuid4())
+
+    def _requestIdOf(self, box: amp.AmpBox) -> str:
+        given = box.get(REQUEST_ID, b"").decode("utf-8", "replace")
+        return given if _REQUEST_ID.fullmatch(given) else self._newRequestId()
+
+    def _admit(self, name: str) -> tuple[type[Request], Any]:
+        """The command and responder for C{name}, if this session may call it."""
+        entry = self.responders.get(name.encode("utf-8"))
+        if entry is None or not entry[0].preAuth:
+            if not self.session.authenticated:
+                raise BackupRemoteError(
+                    AUTH_REQUIRED, "authenticate with `auth` before any other command"
+                )
+        if entry is None:
+            raise BackupRemoteError(UNKNOWN_COMMAND, f"unknown command {name!r}")
+        command = entry[0]
+        if command.feature is not None and not command.preAuth:
+            self.core.authenticator.recheck(
+                self.session.license, self.session.clientId, command.feature
+            )
+        return entry
+
+    async def _answer(self, box: amp.AmpBox) -> amp.AmpBox:
+        requestId = self._requestIdOf(box)
+        log = self._log(requestId)
+        rawName = box.get(amp.COMMAND, b"").decode("utf-8", "replace")
+        name = rawName if _COMMAND_NAME.fullmatch(rawName) else "?"
+        try:
+            command, responder = self._admit(name)
+            try:
+                arguments = command.parseArguments(box, self)
+            except Exception:
+                raise BackupRemoteError(
+                    BAD_REQUEST, f"malformed or missing arguments for {name}"
+                ) from None
+            arguments.pop("requestId", None)
+            result = responder(RequestContext(requestId, self.session, log), **arguments)
+            if isawaitable(result):
+                result = await result
+            answer = command.makeResponse(result, self)
+            answer[REQUEST_ID] = requestId.encode("ascii")
+            return answer
+        except BackupRemoteError as error:
+            raise self._refuse(error, name, requestId) from None
+        except Exception:
+            log.failure("{command} failed unexpectedly", Failure(), command=name)
+            self.core.metrics.increment("errors.internal")
+            raise self._refuse(
+                BackupRemoteError(INTERNAL_ERROR, "the server met an unexpected error"),
+                name, requestId,
+            ) from None
+
+    def _refuse(
+        self, error: BackupRemoteError, name: str, requestId: str
+    ) -> amp.RemoteAmpError:
+        session = self.session
+        if error.code in _VIOLATIONS and not session.authenticated:
+            session.violations += 1
+        config = self.core.config
+        closing = (
+            session.violations >= config.maxViolationsPerConnection
+            or session.failedAuths >= config.maxFailedAuthsPerConnection
+        )
+        self.core.metrics.increment(f"errors.{error.code}")
+        self._log(requestId).warn(
+            "{command} refused: {errorCode}{closing}",
+            command=name, errorCode=error.code,
+            closing="; closing the connection" if closing else "",
+        )
+        return amp.RemoteAmpError(
+            error.code.encode("ascii"), error.toDescription(requestId), fatal=closing
+        )

@@ -1,0 +1,98 @@
+"""
+The server as a Twisted service: read this file first.
+
+L{makeService} builds everything from a L{ServerConfig}: the state store,
+the licence verifier, the authenticator, the JSON log file, and the TLS
+listener whose connections each run a gated L{ServerProtocol}.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from twisted.application.service import IService, MultiService
+from twisted.internet.defer import Deferred
+from twisted.internet.threads import deferToThreadPool
+
+from backupremote.license import LicenseVerifier, loadTrustedKey
+from backupremote.logfile import JSONLogFileService
+from backupremote.server.authenticator import Authenticator
+from backupremote.server.config import ServerConfig
+from backupremote.server.core import ServerCore
+from backupremote.server.factory import ServerFactory
+from backupremote.server.listener import TLSEndpoint
+from backupremote.server.metrics import Metrics
+from backupremote.server.store import ServerStore
+from backupremote.server.throttle import PeerThrottle
+
+
+def buildCore(config: ServerConfig, reactor: Any, runInThread: Any = None) -> ServerCore:
+    """The shared server state, from configuration (opens the store)."""
+    metrics = Metrics()
+    store = ServerStore.inDataDir(config.dataDir)
+    verifier = LicenseVerifier(
+        trustedKeys=tuple(loadTrustedKey(path) for path in config.trustedIssuers),
+        clock=reactor,
+        onDenied=lambda code: metrics.increment(f"license.denied.{code}"),
+    )
+    if runInThread is None:
+        def runInThread(function: Any, *args: Any) -> Deferred[Any]:
+            return deferToThreadPool(reactor, reactor.getThreadPool(), function, *args)
+    authenticator = Authenticator(
+        store=store,
+        verifier=verifier,
+        throttle=PeerThrottle(reactor, config.maxFailedAuthsPerPeer, config.peerLockoutSeconds),
+        metrics=metrics,
+        runInThread=runInThread,
+    )
+    return ServerCore(
+        config=config, clock=reactor, store=store,
+        authenticator=authenticator, metrics=metrics,
+    )
+
+
+class ListeningService(MultiService):
+    """Listens while running; on stop, closes the port and every connection."""
+
+    def __init__(self, core: ServerCore, endpoint: TLSEndpoint) -> None:
+        super().__init__()
+        self.core = core
+        self._endpoint = endpoint
+        self._listening: Deferred[Any] | None = None
+
+    def startService(self) -> None:
+        super().startService()
+        self._listening = self._endpoint.listen(ServerFactory(self.core))
+
+    def whenListening(self) -> Deferred[Any]:
+        """Fires with the listening port (its C{getHost()} tells the port)."""
+        assert self._listening is not None, "the service is not running"
+        result: Deferred[Any] = Deferred()
+        self._listening.addCallback(lambda port: (result.callback(port), port)[1])
+        return result
+
+    async def _stop(self) -> None:
+        assert self._listening is not None
+        port = await self._listening
+        await port.stopListening()
+        for connection in list(self.core.connections):
+            connection.transport.abortConnection()
+        self.core.store.close()
+
+    def stopService(self) -> Deferred[None]:
+        super().stopService()
+        return Deferred.fromCoroutine(self._stop())
+
+
+def makeService(config: ServerConfig, reactor: Any = None) -> IService:
+    """The whole server, ready to be started or embedded in an application."""
+    if reactor is None:
+        from twisted.internet import reactor as globalReactor
+        reactor = globalReactor
+    top = MultiService()
+    if config.logFile is not None:
+        JSONLogFileService(config.logFile).setServiceParent(top)
+    listening = ListeningService(buildCore(config, reactor), TLSEndpoint(reactor, config))
+    listening.setName("listener")
+    listening.setServiceParent(top)
+    return top

@@ -1,0 +1,118 @@
+"""
+The server's state: one SQLite database in the data folder.
+
+WAL mode, and a schema that only moves forward through numbered migrations.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from datetime import datetime, timezone
+from typing import Callable
+
+from twisted.python.filepath import FilePath
+
+#: Each entry moves the schema from version ``index`` to ``index + 1``.
+MIGRATIONS: list[str] = [
+    """
+    CREATE TABLE clients (
+        clientId TEXT PRIMARY KEY,
+        secretHash TEXT NOT NULL,
+        createdAt TEXT NOT NULL,
+        disabled INTEGER NOT NULL DEFAULT 0
+    );
+    CREATE TABLE audit (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        at TEXT NOT NULL,
+        clientId TEXT,
+        peer TEXT,
+        requestId TEXT,
+        action TEXT NOT NULL,
+        outcome TEXT NOT NULL
+    );
+    """,
+]
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat()
+
+
+class ClientExists(Exception):
+    """A client with that id is already registered."""
+
+
+class ServerStore:
+    """Typed access to the server database; one instance per process."""
+
+    def __init__(
+        self, path: FilePath, now: Callable[[], str] = _now
+    ) -> None:
+        self._now = now
+        self._db = sqlite3.connect(path.path, isolation_level=None)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA foreign_keys=ON")
+        self._migrate()
+
+    @classmethod
+    def inDataDir(cls, dataDir: FilePath) -> ServerStore:
+        """Open (creating it and the folder, mode 0700) the store of a data folder."""
+        if not dataDir.exists():
+            dataDir.makedirs()
+        dataDir.chmod(0o700)
+        return cls(dataDir.child("server.sqlite3"))
+
+    def _migrate(self) -> None:
+        version = self._db.execute("PRAGMA user_version").fetchone()[0]
+        for index in range(version, len(MIGRATIONS)):
+            with self._db:
+                self._db.execute("BEGIN")
+                for statement in MIGRATIONS[index].split(";"):
+                    if statement.strip():
+                        self._db.execute(statement)
+                self._db.execute(f"PRAGMA user_version = {index + 1}")
+
+    @property
+    def schemaVersion(self) -> int:
+        return self._db.execute("PRAGMA user_version").fetchone()[0]
+
+    def close(self) -> None:
+        self._db.close()
+
+    def addClient(self, clientId: str, secretHash: str) -> None:
+        """Register a client; raises L{ClientExists} if the id is taken."""
+        try:
+            self._db.execute(
+                "INSERT INTO clients (clientId, secretHash, createdAt) "
+                "VALUES (?, ?, ?)",
+                (clientId, secretHash, self._now()),
+            )
+        except sqlite3.IntegrityError:
+            raise ClientExists(clientId) from None
+
+    def secretHashOf(self, clientId: str) -> str | None:
+        """The stored hash of an enabled client, or C{None}."""
+        row = self._db.execute(
+            "SELECT secretHash FROM clients WHERE clientId = ? AND disabled = 0",
+            (clientId,),
+        ).fetchone()
+        return row[0] if row else None
+
+    def clientIds(self) -> list[str]:
+        return [r[0] for r in self._db.execute(
+            "SELECT clientId FROM clients ORDER BY clientId")]
+
+    def audit(
+        self, action: str, outcome: str, clientId: str | None = None,
+        peer: str | None = None, requestId: str | None = None,
+    ) -> None:
+        """Record one security-relevant event (never a secret)."""
+        self._db.execute(
+            "INSERT INTO audit (at, clientId, peer, requestId, action, outcome) "
+            "VALUES (?, ?, ?, ?, ?, ?)",
+            (self._now(), clientId, peer, requestId, action, outcome),
+        )
+
+    def auditTrail(self) -> list[tuple[str | None, str | None, str, str]]:
+        return list(self._db.execute(
+            "SELECT clientId, peer, action, outcome FROM audit ORDER BY id"))

@@ -1,0 +1,28 @@
+"""``twistd backupremote-server``: options and service construction."""
+
+from __future__ import annotations
+
+from twisted.application.service import IService
+from twisted.python import usage
+from twisted.python.filepath import FilePath
+
+from backupremote.protocol.errors import BackupRemoteError
+from backupremote.server.config import loadServerConfig
+from backupremote.server.service import makeService as makeServerService
+
+
+class Options(usage.Options):
+    synopsis = "--config DIR/server.toml"
+    longdesc = "Serve backupremote over AMP/TLS next to the databases."
+    optParameters = [["config", "c", None, "Path of server.toml (required)."]]
+
+    def postOptions(self) -> None:
+        if not self["config"]:
+            raise usage.UsageError("--config is required")
+
+
+def makeService(options: Options) -> IService:
+    try:
+        return makeServerService(loadServerConfig(FilePath(options["config"])))
+    except BackupRemoteError as e:
+        raise SystemExit(f"backupremote-server: {e}\n{e.action}") from None
