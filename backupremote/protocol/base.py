@@ -28,8 +28,10 @@ class Request(amp.Command):
 
     @cvar preAuth: answered before a successful ``auth``; only ``auth`` and
         ``capabilities`` may set it.
-    @cvar feature: the licence feature the command needs, checked at every
-        call; C{None} needs only an authenticated session.
+    @cvar feature: the licence feature the command needs; on an authenticated
+        session the licence is checked again at every call (it may have
+        expired). C{None} skips the check (``auth`` checks for itself;
+        ``ping`` is only keep-alive).
     """
 
     preAuth: ClassVar[bool] = False

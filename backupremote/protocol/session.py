@@ -35,7 +35,6 @@ class Capabilities(Request):
 
     commandName = b"capabilities"
     preAuth = True
-    feature = None
     arguments: list = []
     response = [(b"capabilities", Structured(CapabilitiesModel))]
 

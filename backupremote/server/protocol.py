@@ -135,7 +135,7 @@ class ServerProtocol(amp.AMP):
         if entry is None:
             raise BackupRemoteError(UNKNOWN_COMMAND, f"unknown command {name!r}")
         command = entry[0]
-        if command.feature is not None and not command.preAuth:
+        if command.feature is not None and self.session.authenticated:
             self.core.authenticator.recheck(
                 self.session.license, self.session.clientId, command.feature
             )
