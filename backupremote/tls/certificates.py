@@ -46,7 +46,8 @@ def _certPem(cert: x509.Certificate) -> bytes:
 
 
 def _name(commonName: str) -> x509.Name:
-    return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, commonName)])
+    # X.509 caps a common name at 64 characters; the SANs carry full names.
+    return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, commonName[:64])])
 
 
 def _generalName(hostname: str) -> x509.GeneralName:

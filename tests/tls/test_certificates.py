@@ -110,10 +110,8 @@ class ServerCertificateTests(TestCase):
         """Valid from an hour ago, for the given number of days."""
         now = datetime.datetime.now(datetime.timezone.utc)
         start = self.cert.not_valid_before_utc
-        self.assertTrue(
-            now - datetime.timedelta(minutes=61) <= start <= now - datetime.timedelta(minutes=59),
-            start,
-        )
+        minute = datetime.timedelta(minutes=1)
+        self.assertTrue(now - 61 * minute <= start <= now - 59 * minute, start)
         self.assertEqual(
             self.cert.not_valid_after_utc - start,
             datetime.timedelta(days=30, hours=1),
@@ -123,6 +121,14 @@ class ServerCertificateTests(TestCase):
         cert = load(generateServerCertificate(["h"])[1])
         lifetime = cert.not_valid_after_utc - cert.not_valid_before_utc
         self.assertEqual(lifetime, datetime.timedelta(days=825, hours=1))
+
+    def test_longHostname(self) -> None:
+        """A name longer than a common name may be still goes in the SANs."""
+        longName = ".".join(["a" * 60, "b" * 60, "example.com"])
+        cert = load(generateServerCertificate([longName])[1])
+        self.assertEqual(commonName(cert), longName[:64])
+        names = extension(cert, x509.SubjectAlternativeName)
+        self.assertIn(longName, names.get_values_for_type(x509.DNSName))
 
     def test_freshKeys(self) -> None:
         """Two certificates never share a key or a serial number."""

@@ -118,7 +118,8 @@ class HandshakeMixin:
     @inlineCallbacks
     def exchange(self, creator: Any, port: int) -> Any:
         """Connect with C{creator}, send L{MESSAGE}: C{(client, reason)}."""
-        endpoint = wrapClientTLS(creator, TCP4ClientEndpoint(reactor, "127.0.0.1", port))
+        tcp = TCP4ClientEndpoint(reactor, "127.0.0.1", port)
+        endpoint = wrapClientTLS(creator, tcp)
         client = yield endpoint.connect(Factory.forProtocol(EchoClient))
         yield client.lost
         return client, client.reason
@@ -467,7 +468,8 @@ class DescribeTLSFailureTests(TestCase):
     def test_notTLS(self) -> None:
         creator = clientCreator("localhost", fingerprintOfPem(SERVER_CERT), None)
         creator.mismatch = ("A", "B")  # a stale one from an earlier attempt
-        self.assertIsNone(describeTLSFailure(creator, Failure(ConnectionRefusedError())))
+        refused = Failure(ConnectionRefusedError())
+        self.assertIsNone(describeTLSFailure(creator, refused))
         self.assertIsNone(describeTLSFailure(creator, Failure(ConnectionDone())))
 
     def test_backupRemoteErrorPassesThrough(self) -> None:

@@ -1,0 +1,202 @@
+"""
+A whole server core on a fake clock and in-memory connections.
+
+L{ServerHarness} builds the real L{ServerCore} (real store in a temp folder,
+real licence verifier and authenticator) with a L{Clock}; L{Loopback} joins
+a L{ServerProtocol} to a plain AMP client through L{twisted.test.iosim}, so
+every box really is serialised and parsed on both sides.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+from attrs import evolve
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from twisted.internet.defer import succeed
+from twisted.internet.task import Clock
+from twisted.protocols import amp
+from twisted.python.failure import Failure
+from twisted.python.filepath import FilePath
+from twisted.test.iosim import FakeTransport, IOPump, connect
+
+from backupremote.license import DEFAULT_FEATURES, License, LicenseVerifier, signLicense
+from backupremote.protocol.errors import BackupRemoteError
+from backupremote.protocol.session import Auth
+from backupremote.protocol.versions import CURRENT_API_VERSION
+from backupremote.server.authenticator import Authenticator
+from backupremote.server.config import ServerConfig
+from backupremote.server.core import RESPONDER_GROUPS, ServerCore
+from backupremote.server.metrics import Metrics
+from backupremote.server.protocol import ServerProtocol
+from backupremote.server.secrethash import hashSecret
+from backupremote.server.store import ServerStore
+from backupremote.server.throttle import PeerThrottle
+
+CLIENT_ID = "alice"
+SECRET = "correct-horse-battery-staple-" + "s3cr3t"
+START = datetime(2026, 11, 1, tzinfo=timezone.utc)
+
+_SECRET_HASH = hashSecret(SECRET)
+
+
+def synchronously(function: Any, *args: Any) -> Any:
+    """A C{runInThread} that runs in the calling thread (tests only)."""
+    return succeed(function(*args))
+
+
+class ServerHarness:
+    """A real server core whose time and connections tests control."""
+
+    def __init__(
+        self, testCase: Any, responderGroups: tuple = RESPONDER_GROUPS, **config: Any
+    ) -> None:
+        self.clock = Clock()
+        self.clock.advance(START.timestamp())
+        self.issuerKey = Ed25519PrivateKey.generate()
+        dataDir = FilePath(testCase.mktemp())
+        self.config = ServerConfig(
+            dataDir=dataDir,
+            tlsKey=dataDir.child("unused.key"),
+            tlsCert=dataDir.child("unused.crt"),
+            **config,
+        )
+        self.store = ServerStore.inDataDir(dataDir)
+        testCase.addCleanup(self.store.close)
+        self.store.addClient(CLIENT_ID, _SECRET_HASH)
+        self.metrics = Metrics()
+        self.verifier = LicenseVerifier(
+            (self.issuerKey.public_key(),), self.clock,
+            onDenied=lambda code: self.metrics.increment(f"license.denied.{code}"),
+        )
+        self.core = ServerCore(
+            config=self.config,
+            clock=self.clock,
+            store=self.store,
+            authenticator=Authenticator(
+                store=self.store,
+                verifier=self.verifier,
+                throttle=PeerThrottle(
+                    self.clock, self.config.maxFailedAuthsPerPeer,
+                    self.config.peerLockoutSeconds,
+                ),
+                metrics=self.metrics,
+                runInThread=synchronously,
+            ),
+            metrics=self.metrics,
+            responderGroups=responderGroups,
+        )
+
+    def license(
+        self,
+        clientId: str = CLIENT_ID,
+        features: tuple[str, ...] = DEFAULT_FEATURES,
+        notBefore: datetime | None = None,
+        expiresAt: datetime | None = None,
+        key: Ed25519PrivateKey | None = None,
+    ) -> str:
+        """A signed token; by default valid for 30 days from now for alice."""
+        now = datetime.fromtimestamp(self.clock.seconds(), timezone.utc)
+        return signLicense(
+            License(
+                licenseId=str(uuid.uuid4()),
+                licensee="Alice's company",
+                clientId=clientId,
+                features=features,
+                notBefore=notBefore or now - timedelta(days=1),
+                expiresAt=expiresAt or now + timedelta(days=30),
+            ),
+            key or self.issuerKey,
+        )
+
+    def withConfig(self, **changes: Any) -> None:
+        self.config = evolve(self.config, **changes)
+        self.core.config = self.config
+
+    def connect(self, peerHost: str = "192.0.2.10", port: int = 40000) -> Loopback:
+        server = ServerProtocol(self.core, f"{peerHost}:{port}", peerHost)
+        client = amp.AMP()
+        pump = connect(
+            server, FakeTransport(server, isServer=True),
+            client, FakeTransport(client, isServer=False),
+            clock=self.clock,
+        )
+        return Loopback(server, client, pump)
+
+
+class Loopback:
+    """One in-memory connection: call commands and get results synchronously."""
+
+    def __init__(self, server: ServerProtocol, client: amp.AMP, pump: IOPump) -> None:
+        self.server = server
+        self.client = client
+        self.pump = pump
+        self.lost: list[Failure] = []
+        originalLost = client.connectionLost
+
+        def connectionLost(reason: Failure) -> None:
+            self.lost.append(reason)
+            originalLost(reason)
+
+        client.connectionLost = connectionLost  # type: ignore[method-assign]
+
+    @property
+    def closed(self) -> bool:
+        return bool(self.lost)
+
+    def result(self, deferred: Any) -> Any:
+        """Flush the pump and return what C{deferred} fired with."""
+        outcome: list[Any] = []
+        deferred.addBoth(outcome.append)
+        self.pump.flush()
+        if not outcome:
+            raise AssertionError("no answer arrived")
+        return outcome[0]
+
+    def call(self, command: Any, **arguments: Any) -> dict[str, Any]:
+        """The answer of C{command}, or raise the L{BackupRemoteError} it got."""
+        outcome = self.result(self.client.callRemote(command, **arguments))
+        if isinstance(outcome, Failure):
+            if outcome.check(amp.RemoteAmpError):
+                raise BackupRemoteError.fromDescription(
+                    outcome.value.errorCode, outcome.value.description
+                )
+            outcome.raiseException()
+        return outcome
+
+    def error(self, command: Any, **arguments: Any) -> BackupRemoteError:
+        """The error C{command} answers (fails if it succeeds)."""
+        try:
+            answer = self.call(command, **arguments)
+        except BackupRemoteError as error:
+            return error
+        raise AssertionError(f"{command.commandName!r} succeeded: {answer!r}")
+
+    def sendBox(self, box: dict[bytes, bytes]) -> amp.AmpBox | None:
+        """Send a raw box; return the raw answer or error box, if any came."""
+        received: list[amp.AmpBox] = []
+        original = self.client.ampBoxReceived
+        self.client.ampBoxReceived = received.append  # type: ignore[method-assign]
+        try:
+            self.client.transport.write(amp.AmpBox(box).serialize())
+            self.pump.flush()
+        finally:
+            self.client.ampBoxReceived = original  # type: ignore[method-assign]
+        return received[0] if received else None
+
+    def auth(self, harness: ServerHarness, **overrides: Any) -> dict[str, Any]:
+        arguments = {
+            "clientId": CLIENT_ID,
+            "secret": SECRET,
+            "license": harness.license(),
+            "apiVersion": CURRENT_API_VERSION,
+        } | overrides
+        return self.call(Auth, **arguments)
+
+
+def errorBody(box: amp.AmpBox) -> dict[str, Any]:
+    """The JSON C{_error_description} of a raw error box."""
+    return json.loads(box[b"_error_description"])
