@@ -7,6 +7,8 @@ and every error names the key so the user can fix it.
 
 from __future__ import annotations
 
+import math
+import os
 import tomllib
 from typing import Any
 
@@ -57,8 +59,8 @@ class Section:
 
     def number(self, key: str, default: float, minimum: float = 0) -> float:
         value = self._take(key, (int, float), default)
-        if isinstance(value, bool) or value < minimum:
-            raise configError(f"{self._name}.{key} must be a number >= {minimum}")
+        if isinstance(value, bool) or not math.isfinite(value) or value < minimum:
+            raise configError(f"{self._name}.{key} must be a finite number >= {minimum}")
         return value
 
     def integer(self, key: str, default: int, minimum: int = 0) -> int:
@@ -83,9 +85,8 @@ class Section:
         return tuple(self._resolve(v) for v in values)
 
     def _resolve(self, value: str) -> FilePath:
-        if value.startswith("/"):
-            return FilePath(value)
-        return self._base.preauthChild(value)
+        # Relative paths may leave the config's folder (``../shared/x``).
+        return FilePath(os.path.normpath(os.path.join(self._base.path, value)))
 
     def done(self) -> None:
         """Refuse whatever key was not consumed."""

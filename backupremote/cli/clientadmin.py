@@ -16,7 +16,10 @@ from backupremote.tls.certificates import normalizeFingerprint, writePrivateFile
 
 
 def register(commands: Any) -> None:
-    client = commands.add_parser("client", help="set up a client")
+    client = commands.add_parser(
+        "client", help="set up a client",
+        epilog="example: backupremote client init ~/.backupremote --server db1:7443 ...",
+    )
     sub = client.add_subparsers(dest="action", required=True)
     init = sub.add_parser(
         "init", help="write DIR/client.toml with the secret kept 0600",
@@ -61,20 +64,27 @@ def initClient(args: argparse.Namespace, output: Output) -> int:
         )
     if bool(args.client_cert) != bool(args.client_key):
         raise configError("--client-cert and --client-key go together")
-    directory.makedirs(ignoreExistingDirectory=True)
-    directory.chmod(0o700)
-    writePrivateFile(directory.child("client.secret").path, secret + b"\n")
-    directory.child("client.license").setContent(token.encode("ascii") + b"\n")
+    # Check and read every input before writing anything, so that a refused
+    # command leaves no half-made folder behind to block the corrected one.
     server: dict[str, str] = {"address": args.server}
     if args.fingerprint:
         server["fingerprint"] = normalizeFingerprint(args.fingerprint)
     else:
-        directory.child("server-ca.pem").setContent(_read(args.ca_file, "CA file"))
+        caPem = _read(args.ca_file, "CA file")
         server["ca_file"] = "server-ca.pem"
     if args.client_cert:
-        directory.child("client.crt").setContent(_read(args.client_cert, "client certificate"))
-        writePrivateFile(directory.child("client.key").path, _read(args.client_key, "client key"))
+        certPem = _read(args.client_cert, "client certificate")
+        keyPem = _read(args.client_key, "client key")
         server |= {"client_cert": "client.crt", "client_key": "client.key"}
+    directory.makedirs(ignoreExistingDirectory=True)
+    directory.chmod(0o700)
+    writePrivateFile(directory.child("client.secret").path, secret + b"\n")
+    directory.child("client.license").setContent(token.encode("ascii") + b"\n")
+    if not args.fingerprint:
+        directory.child("server-ca.pem").setContent(caPem)
+    if args.client_cert:
+        directory.child("client.crt").setContent(certPem)
+        writePrivateFile(directory.child("client.key").path, keyPem)
     config = {
         "client": {
             "id": args.client_id,

@@ -31,7 +31,10 @@ from backupremote.tls.certificates import writePrivateFile
 
 
 def register(commands: Any) -> None:
-    license = commands.add_parser("license", help="issuer keys and licence tokens")
+    license = commands.add_parser(
+        "license", help="issuer keys and licence tokens",
+        epilog="example: backupremote license keygen ~/backupremote-issuer",
+    )
     sub = license.add_subparsers(dest="action", required=True)
     keygen = sub.add_parser(
         "keygen", help="make an issuer key pair DIR/issuer.key (0600) and DIR/issuer.pub",

@@ -19,6 +19,7 @@ from backupremote.server.store import ClientExists, ServerStore
 from backupremote.tls.certificates import (
     fingerprintOfPem,
     generateServerCertificate,
+    loadCertificates,
     writePrivateFile,
 )
 
@@ -26,7 +27,10 @@ CLIENT_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 
 
 def register(commands: Any) -> None:
-    server = commands.add_parser("server", help="set up and administer a server")
+    server = commands.add_parser(
+        "server", help="set up and administer a server",
+        epilog="example: backupremote server init /etc/backupremote --hostname db1.example.net",
+    )
     sub = server.add_subparsers(dest="action", required=True)
     init = sub.add_parser(
         "init", help="create a server folder: config, TLS key and certificate, data",
@@ -65,6 +69,13 @@ def initServer(args: argparse.Namespace, output: Output) -> int:
         raise configError("--listen must be an ssl: endpoint")
     for issuer in args.trust_issuer:
         loadTrustedKey(issuer)
+    clientCAPem = None
+    if args.client_ca:
+        try:
+            clientCAPem = FilePath(args.client_ca).getContent()
+        except OSError:
+            raise configError(f"cannot read the client CA file {args.client_ca}") from None
+        loadCertificates(clientCAPem, f"client CA file {args.client_ca}")
     directory.makedirs(ignoreExistingDirectory=True)
     for sub in ("tls", "trusted-issuers", "data"):
         directory.child(sub).makedirs(ignoreExistingDirectory=True)
@@ -79,7 +90,7 @@ def initServer(args: argparse.Namespace, output: Output) -> int:
         trusted.append(f"trusted-issuers/{name}")
     tls: dict[str, str] = {"key": "tls/server.key", "cert": "tls/server.crt"}
     if args.client_ca:
-        shutil.copyfile(args.client_ca, directory.descendant(["tls", "client-ca.pem"]).path)
+        directory.descendant(["tls", "client-ca.pem"]).setContent(clientCAPem)
         tls["client_ca"] = "tls/client-ca.pem"
     config = {
         "server": {

@@ -46,7 +46,7 @@ class BackupRemoteClient:
 
     async def _session(self) -> dict[str, Any]:
         protocol = await self.connection.connection()
-        return await protocol.ready
+        return await protocol.whenReady()
 
     def close(self) -> Deferred[None]:
         return self.connection.stop()

@@ -21,9 +21,11 @@ class ServerAddress:
     def parse(cls, text: str) -> ServerAddress:
         """C{HOST:PORT}, with IPv6 literals in brackets: C{[::1]:7443}."""
         host, sep, port = text.rpartition(":")
-        if host.startswith("[") and host.endswith("]"):
+        bracketed = host.startswith("[") and host.endswith("]")
+        if bracketed:
             host = host[1:-1]
-        if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        if (not sep or not host or (":" in host) != bracketed
+                or not port.isascii() or not port.isdigit() or not 0 < int(port) < 65536):
             raise configError(f"server.address {text!r} is not HOST:PORT")
         return cls(host, int(port))
 

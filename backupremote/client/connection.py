@@ -110,7 +110,7 @@ class ConnectionManager:
             protocol = await self.service.whenConnected(
                 failAfterFailures=self.config.connectAttempts
             )
-            await protocol.ready
+            await protocol.whenReady()
         except BaseException as reason:
             error = asBackupRemoteError(reason, self._creator)
             # Leave the ClientService's state machine before touching it

@@ -1,7 +1,7 @@
 """
 The client's end of one connection.
 
-On every (re)connect it authenticates at once; C{ready} fires with the
+On every (re)connect it authenticates at once; L{ClientProtocol.whenReady} fires with the
 C{auth} answer or fails with the server's error. It answers the server's
 keep-alive pings and, once authenticated, pings a quiet server itself.
 """
@@ -10,9 +10,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import Deferred, fail, succeed
 from twisted.internet.interfaces import IReactorTime
 from twisted.protocols import amp
+from twisted.python.failure import Failure
 
 from backupremote.keepalive import Heartbeat
 from backupremote.protocol.session import Auth, Ping
@@ -39,8 +40,30 @@ class ClientProtocol(amp.AMP):
             abort=lambda: self.transport.abortConnection(),
             interval=keepaliveInterval, timeout=keepaliveTimeout,
         )
-        self.ready: Deferred[dict[str, Any]] = Deferred()
+        self._authOutcome: dict[str, Any] | Failure | None = None
+        self._waiting: list[Deferred[dict[str, Any]]] = []
         self.lost: Deferred[None] = Deferred()
+
+    def whenReady(self) -> Deferred[dict[str, Any]]:
+        """Fires with the ``auth`` answer, or fails with why there is none."""
+        if self._authOutcome is None:
+            waiter: Deferred[dict[str, Any]] = Deferred()
+            self._waiting.append(waiter)
+            return waiter
+        if isinstance(self._authOutcome, Failure):
+            return fail(self._authOutcome)
+        return succeed(self._authOutcome)
+
+    def _settle(self, outcome: dict[str, Any] | Failure) -> None:
+        if self._authOutcome is not None:
+            return
+        self._authOutcome = outcome
+        waiting, self._waiting = self._waiting, []
+        for waiter in waiting:
+            if isinstance(outcome, Failure):
+                waiter.errback(outcome)
+            else:
+                waiter.callback(outcome)
 
     def connectionMade(self) -> None:
         super().connectionMade()
@@ -56,13 +79,11 @@ class ClientProtocol(amp.AMP):
                 license=credentials.license,
                 apiVersion=CURRENT_API_VERSION,
             )
-        except BaseException as error:
-            if not self.ready.called:
-                self.ready.errback(error)
+        except BaseException:
+            self._settle(Failure())
             return
         self._heartbeat.start()
-        if not self.ready.called:
-            self.ready.callback(answer)
+        self._settle(answer)
 
     def dataReceived(self, data: bytes) -> None:
         self._heartbeat.heard()
@@ -71,8 +92,7 @@ class ClientProtocol(amp.AMP):
     def connectionLost(self, reason: Any) -> None:
         self._heartbeat.stop()
         super().connectionLost(reason)
-        if not self.ready.called:
-            self.ready.errback(reason)
+        self._settle(reason)
         self.lost.callback(None)
 
     @Ping.responder

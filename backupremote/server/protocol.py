@@ -107,6 +107,15 @@ class ServerProtocol(amp.AMP):
 
     # Dispatch
 
+    def ampBoxReceived(self, box: amp.AmpBox) -> None:
+        """A box that is no command, answer or error we asked for ends the connection."""
+        try:
+            super().ampBoxReceived(box)
+        except Exception:
+            self.session.violations += 1
+            self._log(self._newRequestId()).warn("malformed box; closing the connection")
+            self.transport.loseConnection()
+
     def dispatchCommand(self, box: amp.AmpBox) -> Deferred[amp.AmpBox]:
         answer = Deferred.fromCoroutine(self._answer(box))
         if amp.ASK not in box:

@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from twisted.application.service import IService, MultiService
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import Deferred, maybeDeferred
 from twisted.internet.threads import deferToThreadPool
 
 from backupremote.license import LicenseVerifier, loadTrustedKey
@@ -74,7 +74,7 @@ class ListeningService(MultiService):
     async def _stop(self) -> None:
         assert self._listening is not None
         port = await self._listening
-        await port.stopListening()
+        await maybeDeferred(port.stopListening)
         for connection in list(self.core.connections):
             connection.transport.abortConnection()
         self.core.store.close()

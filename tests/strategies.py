@@ -1,0 +1,53 @@
+"""Hypothesis strategies shared by the tests."""
+
+from __future__ import annotations
+
+from hypothesis import strategies as st
+
+#: Command names worth trying: registered ones, near misses and junk.
+commandNames = st.one_of(
+    st.sampled_from([b"auth", b"capabilities", b"ping", b"explode", b"Auth", b"PING",
+                     b"createDatabaseConfig", b"executeBackup", b"StartTLS"]),
+    st.binary(min_size=1, max_size=80),
+)
+
+#: AMP keys are 1 to 255 bytes.
+boxKeys = st.one_of(
+    st.sampled_from([b"_command", b"_ask", b"_answer", b"_error", b"_error_code",
+                     b"_error_description", b"requestId", b"clientId", b"secret",
+                     b"license", b"apiVersion", b"count"]),
+    st.binary(min_size=1, max_size=255),
+)
+
+#: Values from empty to the AMP maximum of 65,535 bytes.
+boxValues = st.one_of(
+    st.binary(max_size=64),
+    st.integers(min_value=60_000, max_value=65_535).map(lambda n: b"v" * n),
+    st.sampled_from([b"1", b"-1", b"0", b"99", b"x" * 255, b"\x00", b"[]", b"{}"]),
+)
+
+
+@st.composite
+def boxes(draw: st.DrawFn) -> dict[bytes, bytes]:
+    """A box that often looks like a command, sometimes like nothing at all."""
+    box = draw(st.dictionaries(boxKeys, boxValues, max_size=8))
+    if draw(st.booleans()):
+        box[b"_command"] = draw(commandNames)
+        if draw(st.booleans()):
+            box[b"_ask"] = draw(st.sampled_from([b"1", b"2", b"ff", b"x" * 40]))
+    return box
+
+
+def encodeBox(box: dict[bytes, bytes]) -> bytes:
+    """The AMP wire form of C{box} (keys and values within the format's limits)."""
+    out = bytearray()
+    for key, value in box.items():
+        out += len(key).to_bytes(2, "big") + key + len(value).to_bytes(2, "big") + value
+    return bytes(out + b"\x00\x00")
+
+
+#: Byte streams that may not even be AMP.
+rawStreams = st.one_of(
+    st.binary(max_size=2048),
+    st.lists(boxes(), max_size=3).map(lambda bs: b"".join(encodeBox(b) for b in bs)),
+)
