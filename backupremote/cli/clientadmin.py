@@ -67,6 +67,7 @@ def initClient(args: argparse.Namespace, output: Output) -> int:
     # Check and read every input before writing anything, so that a refused
     # command leaves no half-made folder behind to block the corrected one.
     server: dict[str, str] = {"address": args.server}
+    caPem = certPem = keyPem = b""
     if args.fingerprint:
         server["fingerprint"] = normalizeFingerprint(args.fingerprint)
     else:
