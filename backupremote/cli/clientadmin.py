@@ -5,14 +5,11 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-import tomli_w
 from twisted.python.filepath import FilePath
 
 from backupremote.cli.output import Output
-from backupremote.client.config import ServerAddress, loadClientConfig
+from backupremote.client.folder import createClientFolder
 from backupremote.configfile import configError
-from backupremote.license import parseToken
-from backupremote.tls.certificates import normalizeFingerprint, writePrivateFile
 
 
 def register(commands: Any) -> None:
@@ -48,55 +45,17 @@ def _read(path: str, what: str) -> bytes:
 
 
 def initClient(args: argparse.Namespace, output: Output) -> int:
-    directory = FilePath(args.directory)
-    configPath = directory.child("client.toml")
-    if configPath.exists():
-        raise configError(f"{configPath.path} exists already; choose a new folder")
-    ServerAddress.parse(args.server)
-    secret = _read(args.secret_file, "secret file").strip()
-    if not secret:
-        raise configError(f"the secret file {args.secret_file} is empty")
-    token = _read(args.license, "licence file").decode("utf-8", "replace").strip()
-    license, _, _ = parseToken(token)
-    if license.clientId != args.client_id:
-        raise configError(
-            f"the licence is for client {license.clientId!r}, not {args.client_id!r}"
-        )
-    if bool(args.client_cert) != bool(args.client_key):
-        raise configError("--client-cert and --client-key go together")
-    # Check and read every input before writing anything, so that a refused
-    # command leaves no half-made folder behind to block the corrected one.
-    server: dict[str, str] = {"address": args.server}
-    caPem = certPem = keyPem = b""
-    if args.fingerprint:
-        server["fingerprint"] = normalizeFingerprint(args.fingerprint)
-    else:
-        caPem = _read(args.ca_file, "CA file")
-        server["ca_file"] = "server-ca.pem"
-    if args.client_cert:
-        certPem = _read(args.client_cert, "client certificate")
-        keyPem = _read(args.client_key, "client key")
-        server |= {"client_cert": "client.crt", "client_key": "client.key"}
-    directory.makedirs(ignoreExistingDirectory=True)
-    directory.chmod(0o700)
-    writePrivateFile(directory.child("client.secret").path, secret + b"\n")
-    directory.child("client.license").setContent(token.encode("ascii") + b"\n")
-    if not args.fingerprint:
-        directory.child("server-ca.pem").setContent(caPem)
-    if args.client_cert:
-        directory.child("client.crt").setContent(certPem)
-        writePrivateFile(directory.child("client.key").path, keyPem)
-    config = {
-        "client": {
-            "id": args.client_id,
-            "secret_file": "client.secret",
-            "license_file": "client.license",
-            "log_file": "logs/client.jsonl",
-        },
-        "server": server,
-    }
-    configPath.setContent(tomli_w.dumps(config).encode("utf-8"))
-    loadClientConfig(configPath)
+    configPath = createClientFolder(
+        FilePath(args.directory),
+        server=args.server,
+        clientId=args.client_id,
+        secret=_read(args.secret_file, "secret file"),
+        licenseToken=_read(args.license, "licence file").decode("utf-8", "replace"),
+        fingerprint=args.fingerprint,
+        caPem=_read(args.ca_file, "CA file") if args.ca_file else None,
+        clientCertPem=_read(args.client_cert, "client certificate") if args.client_cert else None,
+        clientKeyPem=_read(args.client_key, "client key") if args.client_key else None,
+    )
     output.result({"config": configPath.path},
                   f"wrote {configPath.path}\ntry: backupremote --config {configPath.path} capabilities")
     return 0

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import argparse
 import time
-import uuid
-from datetime import datetime, timedelta, timezone
 from types import SimpleNamespace
 from typing import Any
 
@@ -20,10 +18,10 @@ from backupremote.license import (
     LicenseVerifier,
     formatDate,
     generateIssuerKeyPair,
+    issueLicense,
     loadIssuerKey,
     loadTrustedKey,
     parseToken,
-    signLicense,
 )
 from backupremote.protocol.errors import BackupRemoteError
 from backupremote.server.config import loadServerConfig
@@ -79,16 +77,10 @@ def keygenCommand(args: argparse.Namespace, output: Output) -> int:
 def issueCommand(args: argparse.Namespace, output: Output) -> int:
     if args.days < 1 or args.days > 36500:
         raise configError("--days must be between 1 and 36500")
-    now = datetime.now(timezone.utc).replace(microsecond=0)
-    license = License(
-        licenseId=str(uuid.uuid4()),
-        licensee=args.licensee or args.client_id,
-        clientId=args.client_id,
-        features=tuple(sorted(set(args.feature or DEFAULT_FEATURES))),
-        notBefore=now,
-        expiresAt=now + timedelta(days=args.days),
+    license, token = issueLicense(
+        loadIssuerKey(args.issuer_key), args.client_id, days=args.days,
+        features=args.feature or DEFAULT_FEATURES, licensee=args.licensee,
     )
-    token = signLicense(license, loadIssuerKey(args.issuer_key))
     writePrivateFile(args.out, (token + "\n").encode("ascii"))
     output.result(
         _describe(license) | {"file": args.out},

@@ -16,7 +16,7 @@ from typing import Any, Sequence
 from twisted.internet.defer import Deferred
 
 from backupremote import __version__
-from backupremote.cli import clientadmin, licensing, remote, serveradmin
+from backupremote.cli import clientadmin, demo, licensing, remote, serveradmin
 from backupremote.cli.output import EXIT_INTERNAL, EXIT_USAGE, Output
 from backupremote.protocol.errors import INTERNAL_ERROR, BackupRemoteError
 
@@ -31,7 +31,7 @@ def buildParser() -> argparse.ArgumentParser:
     parser.add_argument("--config", help="the client.toml (for commands that talk to a server)")
     parser.add_argument("--json", action="store_true", help="print JSON for scripts")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for module in (serveradmin, licensing, clientadmin, remote):
+    for module in (serveradmin, licensing, clientadmin, remote, demo):
         module.register(commands)
     return parser
 
@@ -50,8 +50,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(exit.code or 0) and EXIT_USAGE
     output = Output(asJSON)
     try:
-        if hasattr(args, "remote"):
-            return _runRemote(args, output)
+        if hasattr(args, "onReactor"):
+            return _runOnReactor(args, output)
         return args.run(args, output)
     except BackupRemoteError as error:
         return output.error(error)
@@ -59,25 +59,24 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
 
 
-def _runRemote(args: argparse.Namespace, output: Output) -> int:
-    from twisted.internet import reactor
+def _runOnReactor(args: argparse.Namespace, output: Output) -> int:
+    """Run the command's coroutine on the reactor; errors become exit codes."""
     from twisted.internet.task import react
 
-    client = remote.openClient(reactor, args)
     codes: list[int] = []
 
-    async def session(reactor: Any) -> None:
+    async def body(reactor: Any) -> None:
         try:
-            codes.append(await args.remote(client, args, output))
+            codes.append(await args.onReactor(reactor, args, output))
         except BackupRemoteError as error:
             codes.append(output.error(error))
         except Exception as error:
-            codes.append(output.error(BackupRemoteError(INTERNAL_ERROR, f"unexpected: {error!r}")))
-        finally:
-            await client.close()
+            codes.append(output.error(
+                BackupRemoteError(INTERNAL_ERROR, f"unexpected: {error!r}")
+            ))
 
     try:
-        react(lambda reactor: Deferred.fromCoroutine(session(reactor)))
+        react(lambda reactor: Deferred.fromCoroutine(body(reactor)))
     except SystemExit:
         pass
     return codes[0] if codes else EXIT_INTERNAL

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import argparse
-from typing import Any
+from typing import Any, Awaitable, Callable
 
 from twisted.python.filepath import FilePath
 
@@ -19,16 +19,28 @@ def register(commands: Any) -> None:
         "capabilities", help="what the server offers this client",
         epilog="example: backupremote --config ~/.backupremote/client.toml capabilities --json",
     )
-    capabilities.set_defaults(remote=capabilitiesCommand)
+    capabilities.set_defaults(onReactor=withClient(capabilitiesCommand))
 
 
-def openClient(reactor: Any, args: argparse.Namespace) -> BackupRemoteClient:
-    if not args.config:
-        raise configError("this command needs --config CLIENT_DIR/client.toml")
-    return BackupRemoteClient.fromConfig(reactor, loadClientConfig(FilePath(args.config)))
+RemoteCommand = Callable[[BackupRemoteClient, argparse.Namespace, Output], Awaitable[int]]
 
 
-def _describe(capabilities: Capabilities) -> str:
+def withClient(command: RemoteCommand) -> Callable[..., Awaitable[int]]:
+    """Run C{command} with a client made from C{--config}, closed after."""
+
+    async def run(reactor: Any, args: argparse.Namespace, output: Output) -> int:
+        if not args.config:
+            raise configError("this command needs --config CLIENT_DIR/client.toml")
+        client = BackupRemoteClient.fromConfig(reactor, loadClientConfig(FilePath(args.config)))
+        try:
+            return await command(client, args, output)
+        finally:
+            await client.close()
+
+    return run
+
+
+def describeCapabilities(capabilities: Capabilities) -> str:
     lines = [
         f"server version: {capabilities.serverVersion}",
         f"API versions:   {', '.join(map(str, capabilities.apiVersions))}",
@@ -50,5 +62,5 @@ async def capabilitiesCommand(
     client: BackupRemoteClient, args: argparse.Namespace, output: Output
 ) -> int:
     capabilities = await client.capabilities()
-    output.result(capabilities, _describe(capabilities))
+    output.result(capabilities, describeCapabilities(capabilities))
     return 0

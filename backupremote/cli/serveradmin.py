@@ -3,27 +3,14 @@
 from __future__ import annotations
 
 import argparse
-import re
-import shutil
 from typing import Any
 
-import tomli_w
 from twisted.python.filepath import FilePath
 
 from backupremote.cli.output import Output
 from backupremote.configfile import configError
-from backupremote.license import loadTrustedKey
 from backupremote.server.config import DEFAULT_LISTEN, loadServerConfig
-from backupremote.server.secrethash import generateSecret, hashSecret
-from backupremote.server.store import ClientExists, ServerStore
-from backupremote.tls.certificates import (
-    fingerprintOfPem,
-    generateServerCertificate,
-    loadCertificates,
-    writePrivateFile,
-)
-
-CLIENT_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
+from backupremote.server.folder import createServerFolder, registerClient
 
 
 def register(commands: Any) -> None:
@@ -61,79 +48,34 @@ def register(commands: Any) -> None:
 
 
 def initServer(args: argparse.Namespace, output: Output) -> int:
-    directory = FilePath(args.directory)
-    if directory.child("server.toml").exists():
-        raise configError(f"{directory.child('server.toml').path} exists already; "
-                          "choose a new folder")
-    if not args.listen.startswith("ssl:"):
-        raise configError("--listen must be an ssl: endpoint")
-    for issuer in args.trust_issuer:
-        loadTrustedKey(issuer)
     clientCAPem = None
     if args.client_ca:
         try:
             clientCAPem = FilePath(args.client_ca).getContent()
         except OSError:
             raise configError(f"cannot read the client CA file {args.client_ca}") from None
-        loadCertificates(clientCAPem, f"client CA file {args.client_ca}")
-    directory.makedirs(ignoreExistingDirectory=True)
-    for sub in ("tls", "trusted-issuers", "data"):
-        directory.child(sub).makedirs(ignoreExistingDirectory=True)
-    directory.child("data").chmod(0o700)
-    keyPem, certPem = generateServerCertificate(args.hostname or ["localhost"])
-    writePrivateFile(directory.descendant(["tls", "server.key"]).path, keyPem)
-    directory.descendant(["tls", "server.crt"]).setContent(certPem)
-    trusted = []
-    for index, issuer in enumerate(args.trust_issuer, 1):
-        name = f"issuer-{index}.pub"
-        shutil.copyfile(issuer, directory.descendant(["trusted-issuers", name]).path)
-        trusted.append(f"trusted-issuers/{name}")
-    tls: dict[str, str] = {"key": "tls/server.key", "cert": "tls/server.crt"}
-    if args.client_ca:
-        directory.descendant(["tls", "client-ca.pem"]).setContent(clientCAPem)
-        tls["client_ca"] = "tls/client-ca.pem"
-    config = {
-        "server": {
-            "listen": args.listen,
-            "data_dir": "data",
-            "log_file": "logs/server.jsonl",
-            "trusted_issuers": trusted,
-        },
-        "tls": tls,
-    }
-    configPath = directory.child("server.toml")
-    configPath.setContent(tomli_w.dumps(config).encode("utf-8"))
-    loadServerConfig(configPath)
-    ServerStore.inDataDir(directory.child("data")).close()
-    fingerprint = fingerprintOfPem(certPem)
+    folder = createServerFolder(
+        FilePath(args.directory),
+        hostnames=args.hostname,
+        listen=args.listen,
+        trustIssuers=[FilePath(path) for path in args.trust_issuer],
+        clientCAPem=clientCAPem,
+    )
     output.result(
-        {"config": configPath.path, "fingerprint": fingerprint},
-        f"wrote {configPath.path}\n"
-        f"server certificate SHA-256 fingerprint (give it to clients):\n  {fingerprint}"
-        + ("" if trusted else "\nwarning: no --trust-issuer given: the server will "
-           "refuse every licence until you add one to trusted_issuers"),
+        {"config": folder.configPath.path, "fingerprint": folder.fingerprint},
+        f"wrote {folder.configPath.path}\n"
+        f"server certificate SHA-256 fingerprint (give it to clients):\n  {folder.fingerprint}"
+        + ("" if folder.trustsIssuers else "\nwarning: no --trust-issuer given: the server "
+           "will refuse every licence until you add one to trusted_issuers"),
     )
     return 0
 
 
 def addClient(args: argparse.Namespace, output: Output) -> int:
-    if not CLIENT_ID.fullmatch(args.client_id):
-        raise configError("a client id is 1-128 letters, digits, '.', '_' or '-', "
-                          "starting with a letter or digit")
     config = loadServerConfig(FilePath(args.config))
-    secret = generateSecret()
-    if args.secret_file:
-        writePrivateFile(args.secret_file, (secret + "\n").encode("ascii"))
-    store = ServerStore.inDataDir(config.dataDir)
-    try:
-        store.addClient(args.client_id, hashSecret(secret))
-    except ClientExists:
-        if args.secret_file:
-            FilePath(args.secret_file).remove()
-        raise configError(f"client {args.client_id!r} is already registered") from None
-    finally:
-        store.close()
-    if args.secret_file:
+    secretFile = FilePath(args.secret_file) if args.secret_file else None
+    secret = registerClient(config, args.client_id, secretFile)
+    if secretFile is not None:
         output.result({"clientId": args.client_id, "secretFile": args.secret_file},
                       f"registered {args.client_id}; its secret is in {args.secret_file} "
                       "(only a hash is kept on the server)")

@@ -20,6 +20,7 @@ from backupremote.license.token import (
     parseToken,
     signLicense,
 )
+from backupremote.license.issue import issueLicense
 from backupremote.license.verifier import LicenseVerifier
 
 __all__ = [
@@ -35,6 +36,7 @@ __all__ = [
     "LicenseVerifier",
     "destinationFeature",
     "formatDate",
+    "issueLicense",
     "generateIssuerKeyPair",
     "loadIssuerKey",
     "loadTrustedKey",

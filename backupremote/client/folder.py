@@ -1,0 +1,73 @@
+"""Making a client folder: what ``client init`` does, shared with the demo."""
+
+from __future__ import annotations
+
+import tomli_w
+from twisted.python.filepath import FilePath
+
+from backupremote.client.config import ServerAddress, loadClientConfig
+from backupremote.configfile import configError
+from backupremote.license import parseToken
+from backupremote.tls.certificates import normalizeFingerprint, writePrivateFile
+
+
+def createClientFolder(
+    directory: FilePath,
+    server: str,
+    clientId: str,
+    secret: bytes,
+    licenseToken: str,
+    fingerprint: str | None = None,
+    caPem: bytes | None = None,
+    clientCertPem: bytes | None = None,
+    clientKeyPem: bytes | None = None,
+) -> FilePath:
+    """
+    Write C{directory}/client.toml with the secret (0600) and licence beside
+    it; return the config's path.
+
+    Every input is checked before anything is written, so a refused call
+    leaves no half-made folder to block the corrected one.
+    """
+    configPath = directory.child("client.toml")
+    if configPath.exists():
+        raise configError(f"{configPath.path} exists already; choose a new folder")
+    ServerAddress.parse(server)
+    secret = secret.strip()
+    if not secret:
+        raise configError("the secret is empty")
+    license, _, _ = parseToken(licenseToken)
+    if license.clientId != clientId:
+        raise configError(f"the licence is for client {license.clientId!r}, not {clientId!r}")
+    if bool(fingerprint) == bool(caPem):
+        raise configError("give exactly one of a fingerprint and a CA file")
+    if (clientCertPem is None) != (clientKeyPem is None):
+        raise configError("--client-cert and --client-key go together")
+    serverTable: dict[str, str] = {"address": server}
+    if fingerprint:
+        serverTable["fingerprint"] = normalizeFingerprint(fingerprint)
+    else:
+        serverTable["ca_file"] = "server-ca.pem"
+    if clientCertPem is not None:
+        serverTable |= {"client_cert": "client.crt", "client_key": "client.key"}
+    directory.makedirs(ignoreExistingDirectory=True)
+    directory.chmod(0o700)
+    writePrivateFile(directory.child("client.secret").path, secret + b"\n")
+    directory.child("client.license").setContent(licenseToken.strip().encode("ascii") + b"\n")
+    if caPem is not None:
+        directory.child("server-ca.pem").setContent(caPem)
+    if clientCertPem is not None and clientKeyPem is not None:
+        directory.child("client.crt").setContent(clientCertPem)
+        writePrivateFile(directory.child("client.key").path, clientKeyPem)
+    config = {
+        "client": {
+            "id": clientId,
+            "secret_file": "client.secret",
+            "license_file": "client.license",
+            "log_file": "logs/client.jsonl",
+        },
+        "server": serverTable,
+    }
+    configPath.setContent(tomli_w.dumps(config).encode("utf-8"))
+    loadClientConfig(configPath)
+    return configPath

@@ -1,0 +1,119 @@
+"""
+Making a server folder and registering clients: what ``server init`` and
+``server add-client`` do, as functions the CLI and the demo share.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Sequence
+
+import tomli_w
+from attrs import frozen
+from twisted.python.filepath import FilePath
+
+from backupremote.configfile import configError
+from backupremote.license import loadTrustedKey
+from backupremote.server.config import DEFAULT_LISTEN, ServerConfig, loadServerConfig
+from backupremote.server.secrethash import generateSecret, hashSecret
+from backupremote.server.store import ClientExists, ServerStore
+from backupremote.tls.certificates import (
+    fingerprintOfPem,
+    generateServerCertificate,
+    loadCertificates,
+    writePrivateFile,
+)
+
+CLIENT_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
+
+
+@frozen
+class ServerFolder:
+    """A server folder just made: its config and the certificate's fingerprint."""
+
+    configPath: FilePath
+    fingerprint: str
+    trustsIssuers: bool
+
+
+def _readIssuer(path: FilePath) -> bytes:
+    loadTrustedKey(path)
+    return path.getContent()
+
+
+def createServerFolder(
+    directory: FilePath,
+    hostnames: Sequence[str] = (),
+    listen: str = DEFAULT_LISTEN,
+    trustIssuers: Sequence[FilePath] = (),
+    clientCAPem: bytes | None = None,
+) -> ServerFolder:
+    """
+    Write C{directory}/server.toml, a TLS key (0600) and self-signed
+    certificate, copies of the trusted issuer keys and the data folder.
+
+    Every input is checked before anything is written, so a refusal leaves
+    nothing behind.
+    """
+    configPath = directory.child("server.toml")
+    if configPath.exists():
+        raise configError(f"{configPath.path} exists already; choose a new folder")
+    if not listen.startswith("ssl:"):
+        raise configError("--listen must be an ssl: endpoint")
+    issuers = [_readIssuer(path) for path in trustIssuers]
+    if clientCAPem is not None:
+        loadCertificates(clientCAPem, "client CA file")
+    directory.makedirs(ignoreExistingDirectory=True)
+    for sub in ("tls", "trusted-issuers", "data"):
+        directory.child(sub).makedirs(ignoreExistingDirectory=True)
+    directory.child("data").chmod(0o700)
+    keyPem, certPem = generateServerCertificate(list(hostnames) or ["localhost"])
+    writePrivateFile(directory.descendant(["tls", "server.key"]).path, keyPem)
+    directory.descendant(["tls", "server.crt"]).setContent(certPem)
+    trusted = []
+    for index, pem in enumerate(issuers, 1):
+        name = f"issuer-{index}.pub"
+        directory.descendant(["trusted-issuers", name]).setContent(pem)
+        trusted.append(f"trusted-issuers/{name}")
+    tls = {"key": "tls/server.key", "cert": "tls/server.crt"}
+    if clientCAPem is not None:
+        directory.descendant(["tls", "client-ca.pem"]).setContent(clientCAPem)
+        tls["client_ca"] = "tls/client-ca.pem"
+    config = {
+        "server": {
+            "listen": listen,
+            "data_dir": "data",
+            "log_file": "logs/server.jsonl",
+            "trusted_issuers": trusted,
+        },
+        "tls": tls,
+    }
+    configPath.setContent(tomli_w.dumps(config).encode("utf-8"))
+    loadServerConfig(configPath)
+    ServerStore.inDataDir(directory.child("data")).close()
+    return ServerFolder(configPath, fingerprintOfPem(certPem), bool(trusted))
+
+
+def registerClient(
+    config: ServerConfig, clientId: str, secretFile: FilePath | None = None
+) -> str:
+    """
+    Register C{clientId} with a new secret and return the secret; only its
+    hash is stored. With C{secretFile}, the secret is also written there (0600).
+    """
+    if not CLIENT_ID.fullmatch(clientId):
+        raise configError("a client id is 1-128 letters, digits, '.', '_' or '-', "
+                          "starting with a letter or digit")
+    secret = generateSecret()
+    if secretFile is not None:
+        writePrivateFile(secretFile.path, (secret + "\n").encode("ascii"))
+    store = ServerStore.inDataDir(config.dataDir)
+    try:
+        store.addClient(clientId, hashSecret(secret))
+    except ClientExists:
+        if secretFile is not None:
+            secretFile.remove()
+        raise configError(f"client {clientId!r} is already registered") from None
+    finally:
+        store.close()
+    return secret

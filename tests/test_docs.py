@@ -1,0 +1,208 @@
+"""
+The documentation in C{docs/} is checked against the code.
+
+docs/protocol.md must document every error code of the registry (and no
+other), every command the server answers and every command the client
+answers; docs/configuration.md must list exactly the keys the config
+loaders read.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from twisted.python.filepath import FilePath
+from twisted.trial.unittest import SynchronousTestCase
+
+from backupremote.client.config import loadClientConfig
+from backupremote.client.protocol import ClientProtocol
+from backupremote.configfile import Section
+from backupremote.protocol.errors import REGISTRY
+from backupremote.server.config import loadServerConfig
+from backupremote.server.core import RESPONDER_GROUPS
+from backupremote.server.protocol import responderTable
+
+DOCS = FilePath(__file__).parent().sibling("docs")
+
+_HEADING = re.compile(r"^(#{1,6})\s+(.*?)\s*$")
+_COMMAND_HEADING = re.compile(r"^###\s+`([A-Za-z][A-Za-z0-9_]*)`\s*$", re.MULTILINE)
+_CODE_ROW = re.compile(r"^\|\s*`([^`]+)`\s*\|", re.MULTILINE)
+# A backticked token shaped like an error code: upper case words joined by "_".
+_CODE_LIKE = re.compile(r"`([A-Z][A-Z0-9]*(?:_[A-Z0-9]+)+)`")
+
+
+def read(name: str) -> str:
+    return DOCS.child(name).getContent().decode("utf-8")
+
+
+def sections(text: str, level: int) -> dict[str, str]:
+    """
+    The body of every heading of C{level}, up to the next heading at that
+    level or above (lines in fenced code blocks are never headings).
+    """
+    bodies: dict[str, str] = {}
+    current: str | None = None
+    lines: list[str] = []
+    fenced = False
+    for line in text.splitlines():
+        if line.startswith("```"):
+            fenced = not fenced
+        match = None if fenced else _HEADING.match(line)
+        if match and len(match.group(1)) <= level:
+            if current is not None:
+                bodies[current] = "\n".join(lines)
+            current = match.group(2) if len(match.group(1)) == level else None
+            lines = []
+        elif current is not None:
+            lines.append(line)
+    if current is not None:
+        bodies[current] = "\n".join(lines)
+    return bodies
+
+
+def section(text: str, heading: str, level: int = 2) -> str:
+    bodies = sections(text, level)
+    if heading not in bodies:
+        raise AssertionError(f"no {'#' * level} {heading} section")
+    return bodies[heading]
+
+
+def serverCommands() -> set[str]:
+    """Every command name a server connection answers."""
+    table = responderTable([group(None, None) for group in RESPONDER_GROUPS])
+    return {name.decode("ascii") for name in table}
+
+
+def clientCommands() -> set[str]:
+    """Every command name the client protocol answers."""
+    return {name.decode("ascii") for name in ClientProtocol._commandDispatch}
+
+
+class ErrorCodeTests(SynchronousTestCase):
+    """The "Error codes" table of docs/protocol.md is the registry."""
+
+    def setUp(self) -> None:
+        self.protocol = read("protocol.md")
+        self.table = section(self.protocol, "Error codes")
+        self.rows = {
+            match.group(1): line
+            for line in self.table.splitlines()
+            if (match := _CODE_ROW.match(line))
+        }
+
+    def test_everyCodeHasARow(self) -> None:
+        missing = sorted(set(REGISTRY) - set(self.rows))
+        self.assertEqual(missing, [], "codes missing from the error table")
+
+    def test_rowsAreInSyncWithTheRegistry(self) -> None:
+        stale = [
+            code for code, entry in REGISTRY.items()
+            if code in self.rows
+            and (entry.meaning not in self.rows[code] or entry.action not in self.rows[code])
+        ]
+        self.assertEqual(stale, [], "rows whose meaning or action differ from the registry")
+
+    def test_noStaleRows(self) -> None:
+        stale = sorted(set(self.rows) - set(REGISTRY))
+        self.assertEqual(stale, [], "documented codes that are not in the registry")
+
+    def test_noStaleCodesAnywhere(self) -> None:
+        """Every error-code-like name in these docs is a registered code."""
+        for name in ("protocol.md", "security.md"):
+            found = set(_CODE_LIKE.findall(read(name)))
+            self.assertEqual(sorted(found - set(REGISTRY)), [], f"unknown codes in {name}")
+
+
+class CommandTests(SynchronousTestCase):
+    """Every command the code answers has a heading in docs/protocol.md."""
+
+    def setUp(self) -> None:
+        protocol = read("protocol.md")
+        self.clientToServer = set(_COMMAND_HEADING.findall(section(protocol, "Commands")))
+        self.serverToClient = set(
+            _COMMAND_HEADING.findall(section(protocol, "Server-to-client commands"))
+        )
+
+    def test_serverCommandsExist(self) -> None:
+        self.assertTrue(serverCommands() >= {"auth", "capabilities", "ping"})
+
+    def test_serverCommandsDocumented(self) -> None:
+        missing = sorted(serverCommands() - self.clientToServer)
+        self.assertEqual(missing, [], "server commands without a ### heading under ## Commands")
+
+    def test_noStaleServerCommands(self) -> None:
+        stale = sorted(self.clientToServer - serverCommands())
+        self.assertEqual(stale, [], "### headings under ## Commands the server does not answer")
+
+    def test_clientCommandsDocumented(self) -> None:
+        self.assertIn("ping", clientCommands())
+        missing = sorted(clientCommands() - self.serverToClient)
+        self.assertEqual(missing, [], "client commands missing from ## Server-to-client commands")
+
+    def test_noStaleClientCommands(self) -> None:
+        stale = sorted(self.serverToClient - clientCommands())
+        self.assertEqual(stale, [], "server-to-client headings the client does not answer")
+
+
+_SERVER_TOML = """
+[server]
+data_dir = "data"
+[tls]
+key = "server.key"
+cert = "server.crt"
+"""
+
+_CLIENT_TOML = """
+[client]
+id = "laptop"
+secret_file = "client.secret"
+license_file = "client.license"
+[server]
+address = "127.0.0.1:7443"
+fingerprint = "%s"
+""" % ("AB" * 32)
+
+
+class ConfigurationTests(SynchronousTestCase):
+    """docs/configuration.md lists exactly the keys the loaders read."""
+
+    def readKeys(self, loader: Any, content: str) -> set[tuple[str, str]]:
+        """The (section, key) pairs C{loader} reads from a minimal valid file."""
+        read: set[tuple[str, str]] = set()
+        take = Section._take
+
+        def recordingTake(section: Section, key: str, *args: Any) -> Any:
+            read.add((section._name, key))
+            return take(section, key, *args)
+
+        self.patch(Section, "_take", recordingTake)
+        path = FilePath(self.mktemp())
+        path.makedirs()
+        config = path.child("config.toml")
+        config.setContent(content.encode("utf-8"))
+        loader(config)
+        return read
+
+    def documentedKeys(self, fileHeading: str) -> set[tuple[str, str]]:
+        body = section(read("configuration.md"), fileHeading)
+        keys = set()
+        for heading, table in sections(body, 3).items():
+            match = re.fullmatch(r"`\[([a-z_]+)\]`", heading)
+            self.assertIsNotNone(match, f"unexpected heading {heading!r} in {fileHeading}")
+            assert match is not None
+            for key in _CODE_ROW.findall(table):
+                keys.add((match.group(1), key))
+        return keys
+
+    def test_serverKeys(self) -> None:
+        self.assertEqual(
+            self.documentedKeys("server.toml"),
+            self.readKeys(loadServerConfig, _SERVER_TOML),
+        )
+
+    def test_clientKeys(self) -> None:
+        self.assertEqual(
+            self.documentedKeys("client.toml"),
+            self.readKeys(loadClientConfig, _CLIENT_TOML),
+        )
