@@ -52,7 +52,8 @@ class ServerHarness:
     """A real server core whose time and connections tests control."""
 
     def __init__(
-        self, testCase: Any, responderGroups: tuple = RESPONDER_GROUPS, **config: Any
+        self, testCase: Any, responderGroups: tuple = RESPONDER_GROUPS,
+        runInThread: Any = synchronously, **config: Any,
     ) -> None:
         self.clock = Clock()
         self.clock.advance(START.timestamp())
@@ -84,7 +85,7 @@ class ServerHarness:
                     self.config.peerLockoutSeconds,
                 ),
                 metrics=self.metrics,
-                runInThread=synchronously,
+                runInThread=runInThread,
             ),
             metrics=self.metrics,
             responderGroups=responderGroups,

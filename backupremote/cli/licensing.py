@@ -25,7 +25,7 @@ from backupremote.license import (
 )
 from backupremote.protocol.errors import BackupRemoteError
 from backupremote.server.config import loadServerConfig
-from backupremote.tls.certificates import writePrivateFile
+from backupremote.newfile import writePrivateFile
 
 
 def register(commands: Any) -> None:

@@ -7,8 +7,9 @@ from twisted.python.filepath import FilePath
 
 from backupremote.client.config import ServerAddress, loadClientConfig
 from backupremote.configfile import configError
+from backupremote.newfile import writeNewFile, writePrivateFile
 from backupremote.license import parseToken
-from backupremote.tls.certificates import normalizeFingerprint, writePrivateFile
+from backupremote.tls.certificates import loadCertificates, loadPrivateKey, normalizeFingerprint
 
 
 def createClientFolder(
@@ -43,6 +44,11 @@ def createClientFolder(
         raise configError("give exactly one of a fingerprint and a CA file")
     if (clientCertPem is None) != (clientKeyPem is None):
         raise configError("--client-cert and --client-key go together")
+    if caPem is not None:
+        loadCertificates(caPem, "CA file")
+    if clientCertPem is not None and clientKeyPem is not None:
+        loadCertificates(clientCertPem, "client certificate")
+        loadPrivateKey(clientKeyPem, "client key")
     serverTable: dict[str, str] = {"address": server}
     if fingerprint:
         serverTable["fingerprint"] = normalizeFingerprint(fingerprint)
@@ -53,11 +59,11 @@ def createClientFolder(
     directory.makedirs(ignoreExistingDirectory=True)
     directory.chmod(0o700)
     writePrivateFile(directory.child("client.secret").path, secret + b"\n")
-    directory.child("client.license").setContent(licenseToken.strip().encode("ascii") + b"\n")
+    writeNewFile(directory.child("client.license"), licenseToken.strip().encode("ascii") + b"\n")
     if caPem is not None:
-        directory.child("server-ca.pem").setContent(caPem)
+        writeNewFile(directory.child("server-ca.pem"), caPem)
     if clientCertPem is not None and clientKeyPem is not None:
-        directory.child("client.crt").setContent(clientCertPem)
+        writeNewFile(directory.child("client.crt"), clientCertPem)
         writePrivateFile(directory.child("client.key").path, clientKeyPem)
     config = {
         "client": {
@@ -68,6 +74,6 @@ def createClientFolder(
         },
         "server": serverTable,
     }
-    configPath.setContent(tomli_w.dumps(config).encode("utf-8"))
+    writeNewFile(configPath, tomli_w.dumps(config).encode("utf-8"))
     loadClientConfig(configPath)
     return configPath

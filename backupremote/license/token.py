@@ -26,6 +26,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import (
 )
 from twisted.python.filepath import FilePath
 
+from backupremote.newfile import writeNewFile
 from backupremote.protocol.errors import (
     CONFIG_INVALID,
     LICENSE_MALFORMED,
@@ -196,21 +197,6 @@ def _alreadyExists(path: FilePath[str]) -> BackupRemoteError:
     )
 
 
-def _writeNew(path: FilePath[str], data: bytes, mode: int) -> None:
-    """Create C{path} with C{mode} from the start; never replace a file."""
-    try:
-        fd = os.open(path.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
-    except FileExistsError:
-        raise _alreadyExists(path) from None
-    except OSError as e:
-        raise BackupRemoteError(
-            CONFIG_INVALID, f"cannot create {path.basename()}: {e.strerror}"
-        ) from None
-    with os.fdopen(fd, "wb") as f:
-        os.fchmod(fd, mode)  # the umask may have removed bits we want
-        f.write(data)
-
-
 def generateIssuerKeyPair(
     directory: FilePath[str] | str,
 ) -> tuple[FilePath[str], FilePath[str]]:
@@ -234,7 +220,7 @@ def generateIssuerKeyPair(
         if existing.exists():
             raise _alreadyExists(existing)
     key = Ed25519PrivateKey.generate()
-    _writeNew(
+    writeNewFile(
         keyPath,
         key.private_bytes(
             serialization.Encoding.PEM,
@@ -244,7 +230,7 @@ def generateIssuerKeyPair(
         0o600,
     )
     try:
-        _writeNew(
+        writeNewFile(
             pubPath,
             key.public_key().public_bytes(
                 serialization.Encoding.PEM,

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import datetime, timezone
-from typing import NoReturn, Protocol
+from typing import Any, Mapping, NoReturn, Protocol
 
 from attrs import field, frozen
 from cryptography.exceptions import InvalidSignature
@@ -29,6 +29,7 @@ from backupremote.protocol.errors import (
 )
 
 _log = Logger(namespace=__name__)
+_NO_CONTEXT: Mapping[str, str] = {}
 
 
 class Clock(Protocol):
@@ -58,10 +59,15 @@ class LicenseVerifier:
     onDenied: Callable[[str], None] | None = None
     log: Logger = _log
 
-    def verify(self, token: str, clientId: str, feature: str | None = None) -> License:
+    def verify(
+        self, token: str, clientId: str, feature: str | None = None,
+        context: Mapping[str, str] = _NO_CONTEXT,
+    ) -> License:
         """
         Read C{token}, check its signature, then L{check} it.
 
+        @param context: log fields of the request (C{requestId}, C{peer}),
+            added to the log line of a denial.
         @raise BackupRemoteError: with the C{LICENSE_*} code of the first
             failed check.
         """
@@ -71,22 +77,25 @@ class LicenseVerifier:
                 "the server trusts no licence issuer key; its operator must add "
                 "one to trusted_issuers in server.toml",
                 clientId,
+                context=context,
             )
         try:
             license, payload, signature = parseToken(token)
         except BackupRemoteError as e:
-            self._deny(e.code, e.message, clientId)
+            self._deny(e.code, e.message, clientId, context=context)
         if not any(_signedBy(k, signature, payload) for k in self.trustedKeys):
             self._deny(
                 LICENSE_BAD_SIGNATURE,
                 "the licence is not signed by an issuer this server trusts, or it "
                 "was altered; use a licence from a trusted issuer",
                 clientId,
+                context=context,
             )
-        return self.check(license, clientId, feature)
+        return self.check(license, clientId, feature, context)
 
     def check(
-        self, license: License, clientId: str, feature: str | None = None
+        self, license: License, clientId: str, feature: str | None = None,
+        context: Mapping[str, str] = _NO_CONTEXT,
     ) -> License:
         """
         Re-check an already verified licence: client id, validity window at
@@ -100,6 +109,7 @@ class LicenseVerifier:
                 f"not {clientId!r}",
                 clientId,
                 lid,
+                context=context,
             )
         now = datetime.fromtimestamp(self.clock.seconds(), timezone.utc)
         if now < license.notBefore:
@@ -109,6 +119,7 @@ class LicenseVerifier:
                 f"{formatDate(license.notBefore)}",
                 clientId,
                 lid,
+                context=context,
             )
         if now >= license.expiresAt:
             self._deny(
@@ -117,6 +128,7 @@ class LicenseVerifier:
                 "install a renewed licence",
                 clientId,
                 lid,
+                context=context,
             )
         if feature is not None and feature not in license.features:
             self._deny(
@@ -125,6 +137,7 @@ class LicenseVerifier:
                 clientId,
                 lid,
                 {"feature": feature},
+                context=context,
             )
         return license
 
@@ -135,13 +148,16 @@ class LicenseVerifier:
         clientId: str,
         licenseId: str | None = None,
         details: dict[str, str] | None = None,
+        context: Mapping[str, str] = _NO_CONTEXT,
     ) -> NoReturn:
-        fields = {"licenseId": licenseId} if licenseId is not None else {}
+        fields: dict[str, Any] = {
+            **context, "licenseCode": code, "clientId": clientId, "reason": message,
+        }
+        if licenseId is not None:
+            fields["licenseId"] = licenseId
+        prefix = "[{peer} {clientId} {requestId}] " if context else ""
         self.log.warn(
-            "Licence denied for client {clientId!r}: {licenseCode}: {reason}",
-            licenseCode=code,
-            clientId=clientId,
-            reason=message,
+            prefix + "Licence denied for client {clientId!r}: {licenseCode}: {reason}",
             **fields,
         )
         if self.onDenied is not None:

@@ -36,7 +36,7 @@ class Capabilities(Request):
     commandName = b"capabilities"
     preAuth = True
     arguments: list = []
-    response = [(b"capabilities", Structured(CapabilitiesModel))]
+    response = [(b"capabilities", Structured(CapabilitiesModel, answer=True))]
 
 
 class Ping(Request):

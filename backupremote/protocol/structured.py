@@ -2,19 +2,20 @@
 The one AMP argument type for structured values.
 
 Configs, options, statuses and manifests are attrs classes; they travel as
-compact JSON made by a single cattrs converter, never pickle.
+compact JSON made by cattrs, never pickle. Decoding is strict about types
+(no ``"ab"`` becoming ``["a", "b"]``, no ``1.9`` becoming ``1``); what a
+client sends must not carry unknown keys, while answers may gain keys in
+later server versions without breaking older clients.
 """
 
 from __future__ import annotations
 
 import json
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, get_args, get_origin
 
 import cattrs
 from twisted.protocols import amp
-
-converter = cattrs.Converter(forbid_extra_keys=True)
 
 
 def _structureDatetime(value: Any, _type: type) -> datetime:
@@ -30,8 +31,41 @@ def _unstructureDatetime(value: datetime) -> str:
     return value.astimezone(timezone.utc).isoformat().replace("+00:00", "Z")
 
 
-converter.register_structure_hook(datetime, _structureDatetime)
-converter.register_unstructure_hook(datetime, _unstructureDatetime)
+def _exactly(kind: type, accepted: tuple[type, ...]) -> Any:
+    def structure(value: Any, _type: type) -> Any:
+        if isinstance(value, bool) and kind is not bool:
+            raise TypeError(f"expected {kind.__name__}, got a boolean")
+        if not isinstance(value, accepted):
+            raise TypeError(f"expected {kind.__name__}, got {type(value).__name__}")
+        return kind(value)
+
+    return structure
+
+
+def makeConverter(forbidExtraKeys: bool) -> cattrs.Converter:
+    """A converter that never coerces: wrong JSON types raise."""
+    converter = cattrs.Converter(forbid_extra_keys=forbidExtraKeys)
+    converter.register_structure_hook(datetime, _structureDatetime)
+    converter.register_unstructure_hook(datetime, _unstructureDatetime)
+    converter.register_structure_hook(str, _exactly(str, (str,)))
+    converter.register_structure_hook(int, _exactly(int, (int,)))
+    converter.register_structure_hook(float, _exactly(float, (int, float)))
+    converter.register_structure_hook(bool, _exactly(bool, (bool,)))
+
+    def structureList(value: Any, listType: Any) -> list[Any]:
+        if not isinstance(value, list):
+            raise TypeError(f"expected a list, got {type(value).__name__}")
+        (itemType,) = get_args(listType) or (Any,)
+        return [converter.structure(item, itemType) for item in value]
+
+    converter.register_structure_hook_func(lambda t: get_origin(t) is list, structureList)
+    return converter
+
+
+#: For what a peer sends us as a request: unknown keys are refused.
+converter = makeConverter(forbidExtraKeys=True)
+#: For answers: a newer server may add keys an older client ignores.
+answerConverter = makeConverter(forbidExtraKeys=False)
 
 
 class ValueTooLarge(ValueError):
@@ -42,18 +76,18 @@ class Structured(amp.Argument):
     """
     An AMP argument holding one attrs value of C{valueType} as JSON.
 
-    Decoding refuses anything that is not exactly a C{valueType}: unknown
-    keys, wrong types and missing fields all raise, so a responder only ever
-    sees a well-formed value.
+    @param answer: C{True} in a command's C{response}: decoding then ignores
+        keys it does not know (forward compatibility).
     """
 
-    def __init__(self, valueType: Any, optional: bool = False) -> None:
+    def __init__(self, valueType: Any, optional: bool = False, answer: bool = False) -> None:
         super().__init__(optional)
         self.valueType = valueType
+        self._converter = answerConverter if answer else converter
 
     def toString(self, inObject: Any) -> bytes:
         encoded = json.dumps(
-            converter.unstructure(inObject, self.valueType),
+            self._converter.unstructure(inObject, self.valueType),
             separators=(",", ":"),
             sort_keys=True,
         ).encode("utf-8")
@@ -64,4 +98,4 @@ class Structured(amp.Argument):
         return encoded
 
     def fromString(self, inString: bytes) -> Any:
-        return converter.structure(json.loads(inString), self.valueType)
+        return self._converter.structure(json.loads(inString), self.valueType)

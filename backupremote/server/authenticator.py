@@ -9,7 +9,7 @@ client without its secret.
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Any, Callable, Mapping
 
 from twisted.internet.defer import Deferred
 
@@ -48,28 +48,37 @@ class Authenticator:
         self._runInThread = runInThread
 
     async def authenticate(
-        self, peerHost: str, clientId: str, secret: str, token: str
+        self, peerHost: str, clientId: str, secret: str, token: str,
+        context: Mapping[str, str],
     ) -> License:
         """The client's verified licence, or a L{BackupRemoteError}."""
-        wait = self._throttle.retryAfter(peerHost)
-        if wait:
+        if not self._throttle.attempt(peerHost):
             self._metrics.increment("auth.rate_limited")
+            wait = self._throttle.retryAfter(peerHost)
             raise BackupRemoteError(
                 AUTH_RATE_LIMITED,
                 f"too many failed authentications from this address; "
                 f"retry in {int(wait) + 1} seconds",
             )
         stored = self._store.secretHashOf(clientId) if len(clientId) <= MAX_CLIENT_ID else None
-        if not await self._runInThread(verifySecret, stored, secret):
+        try:
+            matches = await self._runInThread(verifySecret, stored, secret)
+        except BaseException:
+            self._throttle.failed(peerHost)
+            raise
+        if not matches:
             self._throttle.failed(peerHost)
             self._metrics.increment("auth.failed")
             raise BackupRemoteError(
                 AUTH_FAILED, "unknown client id or wrong secret"
             )
-        license = self._verifier.verify(token, clientId, REMOTE_CONTROL)
+        self._throttle.succeeded(peerHost)
+        license = self._verifier.verify(token, clientId, REMOTE_CONTROL, context)
         self._metrics.increment("auth.succeeded")
         return license
 
-    def recheck(self, license: License, clientId: str, feature: str) -> None:
+    def recheck(
+        self, license: License, clientId: str, feature: str, context: Mapping[str, str]
+    ) -> None:
         """Re-check a session's licence for one command (it may have expired)."""
-        self._verifier.check(license, clientId, feature)
+        self._verifier.check(license, clientId, feature, context)

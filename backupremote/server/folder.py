@@ -13,6 +13,7 @@ from attrs import frozen
 from twisted.python.filepath import FilePath
 
 from backupremote.configfile import configError
+from backupremote.newfile import writeNewFile, writePrivateFile
 from backupremote.license import loadTrustedKey
 from backupremote.server.config import DEFAULT_LISTEN, ServerConfig, loadServerConfig
 from backupremote.server.secrethash import generateSecret, hashSecret
@@ -21,7 +22,6 @@ from backupremote.tls.certificates import (
     fingerprintOfPem,
     generateServerCertificate,
     loadCertificates,
-    writePrivateFile,
 )
 
 CLIENT_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
@@ -69,15 +69,15 @@ def createServerFolder(
     directory.child("data").chmod(0o700)
     keyPem, certPem = generateServerCertificate(list(hostnames) or ["localhost"])
     writePrivateFile(directory.descendant(["tls", "server.key"]).path, keyPem)
-    directory.descendant(["tls", "server.crt"]).setContent(certPem)
+    writeNewFile(directory.descendant(["tls", "server.crt"]), certPem)
     trusted = []
     for index, pem in enumerate(issuers, 1):
         name = f"issuer-{index}.pub"
-        directory.descendant(["trusted-issuers", name]).setContent(pem)
+        writeNewFile(directory.descendant(["trusted-issuers", name]), pem)
         trusted.append(f"trusted-issuers/{name}")
     tls = {"key": "tls/server.key", "cert": "tls/server.crt"}
     if clientCAPem is not None:
-        directory.descendant(["tls", "client-ca.pem"]).setContent(clientCAPem)
+        writeNewFile(directory.descendant(["tls", "client-ca.pem"]), clientCAPem)
         tls["client_ca"] = "tls/client-ca.pem"
     config = {
         "server": {
@@ -88,7 +88,7 @@ def createServerFolder(
         },
         "tls": tls,
     }
-    configPath.setContent(tomli_w.dumps(config).encode("utf-8"))
+    writeNewFile(configPath, tomli_w.dumps(config).encode("utf-8"))
     loadServerConfig(configPath)
     ServerStore.inDataDir(directory.child("data")).close()
     return ServerFolder(configPath, fingerprintOfPem(certPem), bool(trusted))

@@ -133,7 +133,7 @@ class ServerProtocol(amp.AMP):
         given = box.get(REQUEST_ID, b"").decode("utf-8", "replace")
         return given if _REQUEST_ID.fullmatch(given) else self._newRequestId()
 
-    def _admit(self, name: str) -> tuple[type[Request], Any]:
+    def _admit(self, name: str, log: RequestLog) -> tuple[type[Request], Any]:
         """The command and responder for C{name}, if this session may call it."""
         entry = self.responders.get(name.encode("utf-8"))
         if entry is None or not entry[0].preAuth:
@@ -146,7 +146,7 @@ class ServerProtocol(amp.AMP):
         command = entry[0]
         if command.feature is not None and self.session.authenticated:
             self.core.authenticator.recheck(
-                self.session.license, self.session.clientId, command.feature
+                self.session.license, self.session.clientId, command.feature, log.fields()
             )
         return entry
 
@@ -156,7 +156,7 @@ class ServerProtocol(amp.AMP):
         rawName = box.get(amp.COMMAND, b"").decode("utf-8", "replace")
         name = rawName if _COMMAND_NAME.fullmatch(rawName) else "?"
         try:
-            command, responder = self._admit(name)
+            command, responder = self._admit(name, log)
             try:
                 arguments = command.parseArguments(box, self)
             except Exception:
@@ -171,14 +171,15 @@ class ServerProtocol(amp.AMP):
             answer[REQUEST_ID] = requestId.encode("ascii")
             return answer
         except BackupRemoteError as error:
-            raise self._refuse(error, name, requestId) from None
+            refusal = error
         except Exception:
             log.failure("{command} failed unexpectedly", Failure(), command=name)
-            self.core.metrics.increment("errors.internal")
-            raise self._refuse(
-                BackupRemoteError(INTERNAL_ERROR, "the server met an unexpected error"),
-                name, requestId,
-            ) from None
+            refusal = BackupRemoteError(INTERNAL_ERROR, "the server met an unexpected error")
+        remoteError = self._refuse(refusal, name, requestId)
+        if remoteError.fatal and amp.ASK not in box:
+            # no answer box will carry the closing QuitBox: close here
+            self.transport.loseConnection()
+        raise remoteError
 
     def _refuse(
         self, error: BackupRemoteError, name: str, requestId: str

@@ -24,15 +24,12 @@ class RequestLog:
     clientId: str | None
     peer: str
 
+    def fields(self) -> dict[str, str]:
+        """The identifying fields, for loggers elsewhere (the licence verifier)."""
+        return {"requestId": self.requestId, "clientId": self.clientId or "-", "peer": self.peer}
+
     def _emit(self, level: LogLevel, format: str, **fields: Any) -> None:
-        _log.emit(
-            level,
-            "[{peer} {clientId} {requestId}] " + format,
-            requestId=self.requestId,
-            clientId=self.clientId or "-",
-            peer=self.peer,
-            **fields,
-        )
+        _log.emit(level, "[{peer} {clientId} {requestId}] " + format, **self.fields(), **fields)
 
     def info(self, format: str, **fields: Any) -> None:
         self._emit(LogLevel.info, format, **fields)

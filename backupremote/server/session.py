@@ -22,6 +22,7 @@ class Session:
     sessionId: str | None = None
     failedAuths: int = 0
     violations: int = 0
+    authenticating: bool = False
 
     @property
     def authenticated(self) -> bool:

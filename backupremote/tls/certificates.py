@@ -12,7 +12,6 @@ from __future__ import annotations
 import datetime
 import hashlib
 import ipaddress
-import os
 import re
 
 from cryptography import x509
@@ -21,6 +20,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from backupremote.newfile import writePrivateFile  # noqa: F401 (re-exported)
 from backupremote.protocol.errors import CONFIG_INVALID, BackupRemoteError
 
 #: Names every server certificate carries, so that loopback always works.
@@ -286,27 +286,3 @@ def normalizeFingerprint(text: str) -> str:
             f"server init`); got {raw[:100]!r}",
         )
     return _colonPairs(digits)
-
-
-def writePrivateFile(path: str | os.PathLike[str], data: bytes) -> None:
-    """
-    Create C{path} with mode 0600 and write C{data} to it.
-
-    @raise BackupRemoteError: C{CONFIG_INVALID} if C{path} already exists.
-    """
-    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
-    try:
-        fd = os.open(path, flags, 0o600)
-    except FileExistsError:
-        raise BackupRemoteError(
-            CONFIG_INVALID, f"refusing to overwrite the existing file {path}"
-        ) from None
-    try:
-        with os.fdopen(fd, "wb") as f:
-            os.fchmod(f.fileno(), 0o600)
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-    except BaseException:
-        os.unlink(path)
-        raise

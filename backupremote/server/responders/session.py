@@ -37,26 +37,30 @@ class SessionResponders(CommandLocator):
         license: str, apiVersion: int,
     ) -> dict[str, Any]:
         session = request.session
-        if session.authenticated:
+        if session.authenticated or session.authenticating:
             raise BackupRemoteError(
-                ALREADY_AUTHENTICATED, "this connection is already authenticated"
+                ALREADY_AUTHENTICATED,
+                "this connection is already authenticated or authenticating",
             )
-        if apiVersion not in SUPPORTED_API_VERSIONS:
-            supported = ", ".join(map(str, SUPPORTED_API_VERSIONS))
-            raise BackupRemoteError(
-                API_VERSION_UNSUPPORTED,
-                f"API version {apiVersion} is not supported; this server "
-                f"supports: {supported}",
-                details={"supported": list(SUPPORTED_API_VERSIONS)},
-            )
+        session.authenticating = True
         try:
+            if apiVersion not in SUPPORTED_API_VERSIONS:
+                supported = ", ".join(map(str, SUPPORTED_API_VERSIONS))
+                raise BackupRemoteError(
+                    API_VERSION_UNSUPPORTED,
+                    f"API version {apiVersion} is not supported; this server "
+                    f"supports: {supported}",
+                    details={"supported": list(SUPPORTED_API_VERSIONS)},
+                )
             granted = await self.core.authenticator.authenticate(
-                session.peerHost, clientId, secret, license
+                session.peerHost, clientId, secret, license, request.log.fields()
             )
         except BackupRemoteError as error:
             session.failedAuths += 1
             self.core.audit("auth", error.code, None, session.peer, request.requestId)
             raise
+        finally:
+            session.authenticating = False
         session.clientId = clientId
         session.license = granted
         session.sessionId = str(uuid.uuid4())

@@ -1,0 +1,46 @@
+"""Creating files that must not exist yet, with their mode set from the start."""
+
+from __future__ import annotations
+
+import os
+
+from twisted.python.filepath import FilePath
+
+from backupremote.protocol.errors import CONFIG_INVALID, BackupRemoteError
+
+PRIVATE = 0o600
+PUBLIC = 0o644
+
+
+def writeNewFile(path: FilePath | str | os.PathLike[str], data: bytes, mode: int = PUBLIC) -> None:
+    """
+    Create C{path} with exactly C{mode} (whatever the umask) and write
+    C{data}; a file never exists with looser permissions, even briefly.
+
+    @raise BackupRemoteError: C{CONFIG_INVALID} if C{path} exists or cannot
+        be created.
+    """
+    name = path.path if isinstance(path, FilePath) else os.fspath(path)
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
+    try:
+        descriptor = os.open(name, flags, mode)
+    except FileExistsError:
+        raise BackupRemoteError(
+            CONFIG_INVALID, f"refusing to overwrite the existing file {name}"
+        ) from None
+    except OSError as e:
+        raise BackupRemoteError(CONFIG_INVALID, f"cannot create {name}: {e.strerror}") from None
+    try:
+        with os.fdopen(descriptor, "wb") as handle:
+            os.fchmod(handle.fileno(), mode)
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+    except BaseException:
+        os.unlink(name)
+        raise
+
+
+def writePrivateFile(path: FilePath | str | os.PathLike[str], data: bytes) -> None:
+    """L{writeNewFile} with mode 0600: keys, secrets."""
+    writeNewFile(path, data, PRIVATE)
