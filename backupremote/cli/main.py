@@ -33,22 +33,28 @@ def buildParser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for module in (serveradmin, licensing, clientadmin, remote, demo):
         module.register(commands)
+    _addJSONToEveryCommand(parser)
     return parser
 
 
-def _jsonAnywhere(argv: list[str]) -> tuple[list[str], bool]:
+def _addJSONToEveryCommand(parser: argparse.ArgumentParser) -> None:
     """Accept ``--json`` after the subcommand as well as before it."""
-    return [a for a in argv if a != "--json"], "--json" in argv
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in set(action.choices.values()):
+                if "--json" not in sub._option_string_actions:
+                    sub.add_argument("--json", action="store_true", default=argparse.SUPPRESS,
+                                     help="print JSON for scripts")
+                _addJSONToEveryCommand(sub)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    argv, asJSON = _jsonAnywhere(list(sys.argv[1:] if argv is None else argv))
     parser = buildParser()
     try:
-        args = parser.parse_args(argv)
+        args = parser.parse_args(list(sys.argv[1:] if argv is None else argv))
     except SystemExit as exit:
         return int(exit.code or 0) and EXIT_USAGE
-    output = Output(asJSON)
+    output = Output(args.json)
     try:
         if hasattr(args, "onReactor"):
             return _runOnReactor(args, output)

@@ -11,6 +11,7 @@ from backupremote.protocol.errors import (
     AUTH_RATE_LIMITED,
     CONFIG_INVALID,
     CONNECTION_FAILED,
+    INTERNAL_ERROR,
     TIMEOUT,
     BackupRemoteError,
 )
@@ -34,7 +35,7 @@ def exitCodeFor(error: BackupRemoteError) -> int:
         return EXIT_AUTH
     if error.code in (CONNECTION_FAILED, TIMEOUT) or error.code.startswith("TLS_"):
         return EXIT_CONNECTION
-    if error.code == "INTERNAL_ERROR":
+    if error.code == INTERNAL_ERROR:
         return EXIT_INTERNAL
     return EXIT_REFUSED
 

@@ -20,6 +20,7 @@ from twisted.internet.error import ConnectError, ConnectionClosed
 from twisted.internet.protocol import Factory
 from twisted.internet.task import deferLater
 from twisted.protocols import amp
+from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from backupremote.client.config import ClientConfig
@@ -34,6 +35,8 @@ from backupremote.protocol.errors import (
     BackupRemoteError,
 )
 from backupremote.tls.client import clientCreator, describeTLSFailure
+
+_log = Logger(namespace="backupremote.client")
 
 #: Server answers after which reconnecting cannot help: stop and say why.
 PERMANENT = frozenset(
@@ -98,7 +101,24 @@ class ConnectionManager:
         return ClientProtocol(
             self._reactor, self._credentials, self._callOn,
             self.config.keepaliveInterval, self.config.keepaliveTimeout,
+            onAuthFailure=self._authFailed,
         )
+
+    def _authFailed(self, reason: Failure) -> None:
+        """
+        An ``auth`` was refused. If retrying cannot help (wrong secret,
+        licence, API version), stop reconnecting and keep the reason: every
+        later call raises it until the configuration is fixed.
+        """
+        error = asBackupRemoteError(reason, self._creator)
+        if error.code in PERMANENT and self.stopped is None:
+            self.stopped = error
+            _log.error(
+                "the server refused this client: {errorCode}: {errorMessage}; "
+                "not reconnecting until restarted. {action}",
+                errorCode=error.code, errorMessage=error.message, action=error.action,
+            )
+            self._reactor.callLater(0, self.stop)
 
     async def connection(self) -> ClientProtocol:
         """The current authenticated connection, connecting if need be."""
@@ -116,9 +136,9 @@ class ConnectionManager:
             # Leave the ClientService's state machine before touching it
             # again: this failure is delivered from inside one of its moves.
             await deferLater(self._reactor, 0, lambda: None)
-            if error.code in PERMANENT:
+            if error.code in PERMANENT and self.stopped is None:
                 self.stopped = error
-                await self.service.stopService()
+                await self.stop()
             raise error from None
         return protocol
 

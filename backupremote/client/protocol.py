@@ -30,11 +30,13 @@ class ClientProtocol(amp.AMP):
         call: Any,
         keepaliveInterval: float = 30.0,
         keepaliveTimeout: float = 20.0,
+        onAuthFailure: Any = None,
     ) -> None:
         super().__init__()
         self._clock = clock
         self._credentials = credentials
         self._call = call
+        self._onAuthFailure = onAuthFailure
         self._heartbeat = Heartbeat(
             clock, ping=lambda: self._call(self, Ping),
             abort=lambda: self.transport.abortConnection(),
@@ -80,7 +82,10 @@ class ClientProtocol(amp.AMP):
                 apiVersion=CURRENT_API_VERSION,
             )
         except BaseException:
-            self._settle(Failure())
+            failure = Failure()
+            self._settle(failure)
+            if self._onAuthFailure is not None:
+                self._onAuthFailure(failure)
             return
         self._heartbeat.start()
         self._settle(answer)
@@ -94,6 +99,12 @@ class ClientProtocol(amp.AMP):
         super().connectionLost(reason)
         self._settle(reason)
         self.lost.callback(None)
+
+    def locateResponder(self, name: bytes) -> Any:
+        """Answer only backupremote's commands (not AMP's built-in StartTLS)."""
+        if name == b"StartTLS":
+            return None
+        return super().locateResponder(name)
 
     @Ping.responder
     def ping(self, requestId: str | None = None) -> dict[str, Any]:

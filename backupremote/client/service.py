@@ -10,10 +10,16 @@ from __future__ import annotations
 from typing import Any
 
 from twisted.application.service import IService, MultiService
+from twisted.internet.defer import Deferred
+from twisted.logger import Logger
 
 from backupremote.client.api import BackupRemoteClient
 from backupremote.client.config import ClientConfig
 from backupremote.logfile import JSONLogFileService
+from backupremote.protocol.errors import BackupRemoteError
+
+
+_log = Logger(namespace="backupremote.client")
 
 
 class ClientDaemon(MultiService):
@@ -23,6 +29,21 @@ class ClientDaemon(MultiService):
         super().__init__()
         self.client = client
         client.connection.service.setServiceParent(self)
+
+    def startService(self) -> None:
+        super().startService()
+        self.connected = Deferred.fromCoroutine(self._connect())
+
+    async def _connect(self) -> None:
+        """Say at start whether the server accepts us, and why not."""
+        try:
+            session = await self.client.session()
+        except BackupRemoteError as error:
+            _log.error("cannot use the server: {error}. {action}",
+                       error=str(error), action=error.action)
+            return
+        _log.info("connected to the server, which grants: {features}",
+                  features=", ".join(session["features"]))
 
 
 def makeService(config: ClientConfig, reactor: Any = None) -> IService:

@@ -43,8 +43,8 @@ AUTH_REQUIRED = _register(
 AUTH_FAILED = _register(
     "AUTH_FAILED",
     "The client id or the secret is wrong (the server does not say which).",
-    "Check `client_id` and the secret file in client.toml against what "
-    "`backupremote server add-client` printed.",
+    "Check `[client] id` and the `secret_file` in client.toml against what "
+    "`backupremote server add-client` made.",
 )
 AUTH_RATE_LIMITED = _register(
     "AUTH_RATE_LIMITED",
@@ -54,8 +54,10 @@ AUTH_RATE_LIMITED = _register(
 )
 ALREADY_AUTHENTICATED = _register(
     "ALREADY_AUTHENTICATED",
-    "`auth` was sent on a connection that has already authenticated.",
-    "Open a new connection to authenticate as another client.",
+    "`auth` was sent on a connection that has authenticated, or while an "
+    "earlier `auth` on it is still being checked.",
+    "Wait for the first `auth` to answer; open a new connection to "
+    "authenticate as another client.",
 )
 API_VERSION_UNSUPPORTED = _register(
     "API_VERSION_UNSUPPORTED",
@@ -93,7 +95,7 @@ LICENSE_MALFORMED = _register(
     "LICENSE_MALFORMED",
     "The licence token could not be read (missing, truncated or not a "
     "backupremote licence).",
-    "Check the `license` file in client.toml; reissue it with `backupremote "
+    "Check the `license_file` in client.toml; reissue it with `backupremote "
     "license issue`.",
 )
 LICENSE_BAD_SIGNATURE = _register(
@@ -144,8 +146,8 @@ TLS_FAILED = _register(
 CONNECTION_FAILED = _register(
     "CONNECTION_FAILED",
     "The server could not be reached, or it closed the connection.",
-    "Check that the server runs and that `server` in client.toml names its "
-    "address and port.",
+    "Check that the server runs and that `[server] address` in client.toml "
+    "names its address and port.",
 )
 TIMEOUT = _register(
     "TIMEOUT",

@@ -196,3 +196,39 @@ class LoggingTests(TestCase):
             self.assertIn("clientId", event)
         authenticated = [e for e in ours if "authenticated" in e["log_format"]]
         self.assertEqual(authenticated[0]["clientId"], "integration-client")
+
+
+class ClientDaemonTests(TestCase):
+    async def test_daemonStopsReconnectingWhenRefused(self) -> None:
+        """
+        A daemon with a wrong secret says so once and stops, instead of
+        reconnecting forever (and locking its address out for others).
+        """
+        from backupremote.client.service import ClientDaemon
+
+        server = await startServer(self)
+        client = server.client(self, secret="wrong-secret")
+        daemon = ClientDaemon(client)
+        daemon.startService()
+        self.addCleanup(daemon.stopService)
+        await daemon.connected
+        await deferLater(reactor, 0.3, lambda: None)
+        self.assertEqual(client.connection.stopped.code, errors.AUTH_FAILED)
+        self.assertFalse(client.connection.service.running)
+        await deferLater(reactor, 1.5, lambda: None)
+        self.assertEqual(
+            [outcome for _, _, _, outcome in server.core.store.auditTrail()], ["AUTH_FAILED"]
+        )
+
+    async def test_daemonConnectsAndAnswersNoStartTLS(self) -> None:
+        from backupremote.client.service import ClientDaemon
+
+        server = await startServer(self)
+        client = server.client(self)
+        daemon = ClientDaemon(client)
+        daemon.startService()
+        self.addCleanup(daemon.stopService)
+        await daemon.connected
+        [connection] = list(server.core.connections)
+        with self.assertRaises(amp.UnhandledCommand):
+            await connection.callRemote(amp.StartTLS)
