@@ -1,0 +1,164 @@
+"""
+The installed programs, as a user runs them: the ``backupremote`` script,
+``twistd backupremote-server`` and ``twistd backupremote-client``.
+"""
+
+from __future__ import annotations
+
+import glob
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from importlib import metadata
+from typing import Any
+
+from twisted.python.filepath import FilePath
+from twisted.trial.unittest import SynchronousTestCase
+
+from backupremote.server.config import loadServerConfig
+from backupremote.server.store import ServerStore
+
+BIN = os.path.dirname(sys.executable)
+
+
+def program(name: str) -> str:
+    return os.path.join(BIN, name)
+
+
+def freePort() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+class InstalledProgramsTests(SynchronousTestCase):
+    def setUp(self) -> None:
+        self.folder = FilePath(self.mktemp())
+        self.folder.makedirs()
+
+    def cli(self, *args: str, expect: int = 0) -> subprocess.CompletedProcess[str]:
+        done = subprocess.run(
+            [program("backupremote"), *args], cwd=self.folder.path,
+            capture_output=True, text=True, timeout=60,
+        )
+        self.assertEqual(done.returncode, expect, done.stderr + done.stdout)
+        self.assertNotIn("Traceback", done.stderr)
+        return done
+
+    def daemon(self, *args: str) -> subprocess.Popen[str]:
+        process = subprocess.Popen(
+            [program("twistd"), "-n", "--pidfile=", *args], cwd=self.folder.path,
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        )
+
+        def stop() -> None:
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+                process.wait(timeout=30)
+            process.stdout.close()
+
+        self.addCleanup(stop)
+        return process
+
+    def setUpServerAndClient(self) -> tuple[int, str]:
+        port = freePort()
+        self.cli("license", "keygen", "issuer")
+        init = json.loads(self.cli(
+            "server", "init", "server", "--listen", f"ssl:{port}:interface=127.0.0.1",
+            "--trust-issuer", "issuer/issuer.pub", "--json").stdout)
+        self.cli("server", "add-client", "--config", "server/server.toml", "laptop",
+                 "--secret-file", "laptop.secret")
+        self.cli("license", "issue", "--issuer-key", "issuer/issuer.key",
+                 "--client-id", "laptop", "--days", "7", "--out", "laptop.license")
+        self.cli("client", "init", "client", "--server", f"127.0.0.1:{port}",
+                 "--fingerprint", init["fingerprint"], "--client-id", "laptop",
+                 "--secret-file", "laptop.secret", "--license", "laptop.license")
+        return port, init["fingerprint"]
+
+    def waitFor(self, condition: Any, what: str, timeout: float = 30) -> Any:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            value = condition()
+            if value:
+                return value
+            time.sleep(0.2)
+        self.fail(f"timed out waiting for {what}")
+
+    def test_installedDropinAndScript(self) -> None:
+        """The installed distribution carries the dropin (without __init__) and the script."""
+        files = {str(f) for f in metadata.files("backupremote") or ()}
+        self.assertIn("twisted/plugins/backupremote_plugins.py", files)
+        self.assertNotIn("twisted/plugins/__init__.py", files)
+        scripts = {e.name for e in metadata.entry_points(group="console_scripts")
+                   if e.value.startswith("backupremote")}
+        self.assertEqual(scripts, {"backupremote"})
+        listed = subprocess.run([program("twistd"), "--help"], cwd=tempfile.gettempdir(),
+                                capture_output=True, text=True, timeout=60).stdout
+        self.assertIn("backupremote-server", listed)
+        self.assertIn("backupremote-client", listed)
+
+    def test_userFlowAgainstTwistdServer(self) -> None:
+        """README steps 1-3: init, licence, register, serve with twistd, capabilities."""
+        port, fingerprint = self.setUpServerAndClient()
+        server = self.daemon("backupremote-server", "--config", "server/server.toml")
+
+        def capabilities() -> Any:
+            done = subprocess.run(
+                [program("backupremote"), "--config", "client/client.toml",
+                 "capabilities", "--json"],
+                cwd=self.folder.path, capture_output=True, text=True, timeout=60)
+            return json.loads(done.stdout) if done.returncode == 0 else None
+
+        answer = self.waitFor(capabilities, "the server to answer")
+        self.assertEqual(answer["apiVersions"], [1])
+        self.assertIn("remote.control", answer["offer"]["features"])
+
+        wrong = self.folder.child("client").child("client.toml")
+        wrong.setContent(wrong.getContent().replace(
+            fingerprint.encode(), ("00:" * 31 + "00").encode()))
+        refused = self.cli("--config", "client/client.toml", "capabilities", expect=5)
+        self.assertIn("TLS_FINGERPRINT_MISMATCH", refused.stderr)
+        self.assertIn(fingerprint, refused.stderr)
+        self.assertIn("what to do:", refused.stderr)
+
+        server.send_signal(signal.SIGTERM)
+        # twistd re-raises the signal it stopped for once it has shut down cleanly
+        self.assertEqual(server.wait(timeout=30), -signal.SIGTERM)
+        self.assertIn("Server Shut Down.", server.stdout.read())
+        log = self.folder.descendant(["server", "logs", "server.jsonl"]).getContent()
+        self.assertIn(b"authenticated", log)
+        self.assertNotIn(self.folder.child("laptop.secret").getContent().strip(), log)
+
+    def test_clientDaemonAuthenticatesWithTwistd(self) -> None:
+        self.setUpServerAndClient()
+        self.daemon("backupremote-server", "--config", "server/server.toml")
+        self.daemon("backupremote-client", "--config", "client/client.toml")
+        config = loadServerConfig(self.folder.descendant(["server", "server.toml"]))
+
+        def authenticated() -> bool:
+            store = ServerStore.inDataDir(config.dataDir)
+            try:
+                return ("laptop", "auth", "ok") in [
+                    (c, a, o) for c, _, a, o in store.auditTrail()]
+            finally:
+                store.close()
+
+        self.waitFor(authenticated, "the client daemon to authenticate")
+        clientLog = self.folder.descendant(["client", "logs", "client.jsonl"])
+        self.waitFor(lambda: clientLog.exists() and b"connected to the server" in clientLog.getContent(),
+                     "the client daemon to log its connection")
+
+    def test_demo(self) -> None:
+        """`backupremote demo` runs the flow and leaves nothing behind."""
+        before = set(glob.glob(os.path.join(tempfile.gettempdir(), "backupremote-demo-*")))
+        done = self.cli("demo", "--json")
+        result = json.loads(done.stdout)
+        self.assertEqual(result["capabilities"]["apiVersions"], [1])
+        self.assertIn("remote.control", result["capabilities"]["offer"]["features"])
+        after = set(glob.glob(os.path.join(tempfile.gettempdir(), "backupremote-demo-*")))
+        self.assertEqual(after - before, set())
