@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from typing import IO, Any
 
-from twisted.application.service import Service
+from twisted.application.service import MultiService, Service
 from twisted.logger import globalLogPublisher, jsonFileLogObserver
 from twisted.python.filepath import FilePath
 
@@ -37,3 +37,11 @@ class JSONLogFileService(Service):
         if self._file is not None:
             self._file.close()
             self._file = None
+
+
+def withLogFile(logFile: FilePath | None) -> MultiService:
+    """A service to hang a daemon's parts on, copying the log to C{logFile} if set."""
+    top = MultiService()
+    if logFile is not None:
+        JSONLogFileService(logFile).setServiceParent(top)
+    return top

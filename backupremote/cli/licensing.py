@@ -23,6 +23,7 @@ from backupremote.license import (
     loadTrustedKey,
     parseToken,
 )
+from backupremote.license.token import claimsOf
 from backupremote.protocol.errors import BackupRemoteError
 from backupremote.server.config import loadServerConfig
 from backupremote.newfile import writePrivateFile
@@ -83,22 +84,11 @@ def issueCommand(args: argparse.Namespace, output: Output) -> int:
     )
     writePrivateFile(args.out, (token + "\n").encode("ascii"))
     output.result(
-        _describe(license) | {"file": args.out},
+        claimsOf(license) | {"file": args.out},
         f"wrote {args.out}: licence {license.licenseId} for {license.clientId}, "
         f"valid until {formatDate(license.expiresAt)}",
     )
     return 0
-
-
-def _describe(license: License) -> dict[str, Any]:
-    return {
-        "licenseId": license.licenseId,
-        "licensee": license.licensee,
-        "clientId": license.clientId,
-        "features": list(license.features),
-        "notBefore": formatDate(license.notBefore),
-        "expiresAt": formatDate(license.expiresAt),
-    }
 
 
 def showCommand(args: argparse.Namespace, output: Output) -> int:
@@ -119,7 +109,7 @@ def showCommand(args: argparse.Namespace, output: Output) -> int:
             verdict = {"verified": True, "reason": "signature and validity dates are good"}
         except BackupRemoteError as error:
             verdict = {"verified": False, "reason": f"{error.code}: {error.message}"}
-    described = _describe(license) | verdict
+    described = claimsOf(license) | verdict
     human = "\n".join(
         f"{key:>10}: {', '.join(value) if isinstance(value, list) else value}"
         for key, value in described.items()

@@ -15,7 +15,7 @@ from twisted.logger import Logger
 
 from backupremote.client.api import BackupRemoteClient
 from backupremote.client.config import ClientConfig
-from backupremote.logfile import JSONLogFileService
+from backupremote.logfile import withLogFile
 from backupremote.protocol.errors import BackupRemoteError
 
 
@@ -51,9 +51,7 @@ def makeService(config: ClientConfig, reactor: Any = None) -> IService:
     if reactor is None:
         from twisted.internet import reactor as globalReactor
         reactor = globalReactor
-    top = MultiService()
-    if config.logFile is not None:
-        JSONLogFileService(config.logFile).setServiceParent(top)
+    top = withLogFile(config.logFile)
     daemon = ClientDaemon(BackupRemoteClient.fromConfig(reactor, config))
     daemon.setName("client")
     daemon.setServiceParent(top)

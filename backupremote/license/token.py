@@ -107,8 +107,9 @@ def _parseDate(key: str, value: Any) -> datetime:
         raise _malformed(f"{key} is not a valid date") from None
 
 
-def _payloadBytes(license: License) -> bytes:
-    payload = {
+def claimsOf(license: License) -> dict[str, Any]:
+    """The licence's claims as the JSON object that is signed."""
+    return {
         "licenseId": license.licenseId,
         "licensee": license.licensee,
         "clientId": license.clientId,
@@ -116,7 +117,10 @@ def _payloadBytes(license: License) -> bytes:
         "notBefore": formatDate(license.notBefore),
         "expiresAt": formatDate(license.expiresAt),
     }
-    return json.dumps(payload, sort_keys=True, separators=(",", ":")).encode("ascii")
+
+
+def _payloadBytes(license: License) -> bytes:
+    return json.dumps(claimsOf(license), sort_keys=True, separators=(",", ":")).encode("ascii")
 
 
 def _rejectDuplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:

@@ -15,7 +15,7 @@ from twisted.internet.defer import Deferred, maybeDeferred
 from twisted.internet.threads import deferToThreadPool
 
 from backupremote.license import LicenseVerifier, loadTrustedKey
-from backupremote.logfile import JSONLogFileService
+from backupremote.logfile import withLogFile
 from backupremote.server.authenticator import Authenticator
 from backupremote.server.config import ServerConfig
 from backupremote.server.core import ServerCore
@@ -89,9 +89,7 @@ def makeService(config: ServerConfig, reactor: Any = None) -> IService:
     if reactor is None:
         from twisted.internet import reactor as globalReactor
         reactor = globalReactor
-    top = MultiService()
-    if config.logFile is not None:
-        JSONLogFileService(config.logFile).setServiceParent(top)
+    top = withLogFile(config.logFile)
     listening = ListeningService(buildCore(config, reactor), TLSEndpoint(reactor, config))
     listening.setName("listener")
     listening.setServiceParent(top)
