@@ -14,7 +14,6 @@ from backupremote.configfile import configError
 from backupremote.license import (
     ALL_FEATURES,
     DEFAULT_FEATURES,
-    License,
     LicenseVerifier,
     formatDate,
     generateIssuerKeyPair,

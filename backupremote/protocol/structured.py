@@ -72,6 +72,18 @@ class ValueTooLarge(ValueError):
     """A structured value does not fit in one AMP value."""
 
 
+class InvalidValue(ValueError):
+    """
+    A structured value that is not a well-formed instance of its type.
+
+    @ivar problems: one line per bad field, like C{"expected int @ $.port"}.
+    """
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("; ".join(problems))
+        self.problems = problems
+
+
 class Structured(amp.Argument):
     """
     An AMP argument holding one attrs value of C{valueType} as JSON.
@@ -98,4 +110,13 @@ class Structured(amp.Argument):
         return encoded
 
     def fromString(self, inString: bytes) -> Any:
-        return self._converter.structure(json.loads(inString), self.valueType)
+        try:
+            data = json.loads(inString)
+        except ValueError:
+            raise InvalidValue(["not valid JSON"]) from None
+        try:
+            return self._converter.structure(data, self.valueType)
+        except cattrs.BaseValidationError as error:
+            raise InvalidValue(cattrs.transform_error(error)) from None
+        except (ValueError, TypeError) as error:
+            raise InvalidValue([str(error)]) from None

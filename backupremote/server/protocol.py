@@ -31,6 +31,7 @@ from backupremote.protocol.errors import (
     BackupRemoteError,
 )
 from backupremote.protocol.session import Ping
+from backupremote.protocol.structured import InvalidValue
 from backupremote.server.requestlog import RequestLog
 from backupremote.server.session import RequestContext, Session
 
@@ -159,6 +160,11 @@ class ServerProtocol(amp.AMP):
             command, responder = self._admit(name, log)
             try:
                 arguments = command.parseArguments(box, self)
+            except InvalidValue as invalid:
+                raise BackupRemoteError(
+                    BAD_REQUEST, f"malformed arguments for {name}: {invalid}",
+                    details={"problems": invalid.problems},
+                ) from None
             except Exception:
                 raise BackupRemoteError(
                     BAD_REQUEST, f"malformed or missing arguments for {name}"

@@ -291,7 +291,7 @@ class ClientInitTests(CLITestCase):
         argv = {"--server": "127.0.0.1:7443", "--fingerprint": fingerprint or self.fingerprint,
                 "--client-id": "bob", "--secret-file": self.secretFile,
                 "--license": self.license}
-        for option, value in zip(changes[::2], changes[1::2]):
+        for option, value in zip(changes[::2], changes[1::2], strict=True):
             argv[option] = value
         return ["client", "init", directory] + [x for kv in argv.items() for x in kv]
 

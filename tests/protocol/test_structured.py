@@ -11,7 +11,7 @@ from twisted.protocols import amp
 from twisted.trial.unittest import SynchronousTestCase
 
 from backupremote.protocol.models import Capabilities, ChunkLimits, ServerOffer
-from backupremote.protocol.structured import Structured, ValueTooLarge
+from backupremote.protocol.structured import InvalidValue, Structured, ValueTooLarge
 
 
 @frozen
@@ -38,16 +38,22 @@ class StructuredTests(SynchronousTestCase):
         for field, wrong in [("name", 1), ("port", "5432"), ("port", 1.9), ("port", True),
                              ("ratio", "0.5"), ("enabled", 1), ("tags", "ab"),
                              ("tags", [1])]:
-            with self.assertRaises(Exception, msg=f"{field}={wrong!r}"):
+            with self.assertRaises(InvalidValue, msg=f"{field}={wrong!r}") as raised:
                 argument.fromString(json.dumps(GOOD | {field: wrong}).encode())
+            self.assertIn(f"$.{field}", str(raised.exception))
         self.assertEqual(argument.fromString(json.dumps(GOOD | {"ratio": 1}).encode()).ratio, 1.0)
 
     def test_unknownKeys(self) -> None:
         """Requests refuse unknown keys; answers tolerate them."""
         data = json.dumps(GOOD | {"surprise": 1}).encode()
-        with self.assertRaises(Exception):
+        with self.assertRaises(InvalidValue) as raised:
             Structured(Sample).fromString(data)
+        self.assertIn("surprise", str(raised.exception))
         self.assertEqual(Structured(Sample, answer=True).fromString(data).port, 5432)
+
+    def test_notJSON(self) -> None:
+        with self.assertRaises(InvalidValue):
+            Structured(Sample).fromString(b"\xff{")
 
     def test_tooLarge(self) -> None:
         with self.assertRaises(ValueTooLarge):
