@@ -128,6 +128,93 @@ LICENSE_FEATURE_MISSING = _register(
     "--feature ...`).",
 )
 
+# Database configurations
+VALIDATION_FAILED = _register(
+    "VALIDATION_FAILED",
+    "Some fields of the request are invalid; `details.fields` names each one "
+    "with what is wrong. Nothing was stored.",
+    "Fix the named fields and send the request again.",
+)
+NOT_FOUND = _register(
+    "NOT_FOUND",
+    "No object has that id (it may have been deleted).",
+    "List the objects again (`backupremote db list`) and use a current id.",
+)
+CONFLICT = _register(
+    "CONFLICT",
+    "The request conflicts with the current state: the object changed since "
+    "it was read (stale version), the name is taken, or a run is in progress.",
+    "Read the object again and retry with its current version, choose another "
+    "name, or wait for the run to end.",
+)
+
+# Database connection tests and preflight findings
+DB_AUTH_FAILED = _register(
+    "DB_AUTH_FAILED",
+    "The database refused the user name or password of the configuration.",
+    "Update the configuration's user or password (`backupremote db update ID "
+    "--password-stdin`).",
+)
+HOST_UNREACHABLE = _register(
+    "HOST_UNREACHABLE",
+    "The server could not reach the database host and port (refused, no "
+    "route, or the name does not resolve).",
+    "Check host and port in the configuration and that the database listens "
+    "there, as seen from the backupremote server.",
+)
+DATABASE_NOT_FOUND = _register(
+    "DATABASE_NOT_FOUND",
+    "The database (or database file) named in the configuration does not "
+    "exist or is not a database.",
+    "Check the database name or path in the configuration.",
+)
+PERMISSION_DENIED = _register(
+    "PERMISSION_DENIED",
+    "The database or its file exists but the configured user (or the server's "
+    "OS account) may not read it.",
+    "Grant the user read access to everything it must dump, or fix the file's "
+    "permissions on the server.",
+)
+DB_ERROR = _register(
+    "DB_ERROR",
+    "The database answered with an error the server does not classify; the "
+    "message quotes it.",
+    "Read the quoted database error and fix its cause on the database side.",
+)
+TOOL_MISSING = _register(
+    "TOOL_MISSING",
+    "A program the server needs for this engine (client, dump or restore "
+    "tool) is not installed or not in the server's tool path.",
+    "Install the engine's client tools on the server (see docs/operations.md) "
+    "or add their folder to `tool_path` in server.toml.",
+)
+TOOL_TOO_OLD = _register(
+    "TOOL_TOO_OLD",
+    "The installed dump tool is older than the database server, so its dump "
+    "could not be trusted.",
+    "Install the dump tool of the database's major version (or newer) on the "
+    "backupremote server.",
+)
+COMPRESSION_UNAVAILABLE = _register(
+    "COMPRESSION_UNAVAILABLE",
+    "The requested compression needs a program the server does not have.",
+    "Choose a compression that `capabilities` lists, or install its program "
+    "(zstd, pigz/gzip, xz) on the server.",
+)
+TEMP_NOT_WRITABLE = _register(
+    "TEMP_NOT_WRITABLE",
+    "The server cannot write its staging folder in the OS temp folder.",
+    "On the server, make the OS temp folder (TMPDIR) writable by the "
+    "backupremote account.",
+)
+DISK_SPACE_LOW = _register(
+    "DISK_SPACE_LOW",
+    "The OS temp folder on the server has less free space than the backup is "
+    "estimated to need.",
+    "Free space in the server's temp folder, point TMPDIR to a larger disk, "
+    "or choose a stronger compression.",
+)
+
 # Client side: errors raised before or instead of a server answer
 TLS_FINGERPRINT_MISMATCH = _register(
     "TLS_FINGERPRINT_MISMATCH",

@@ -1,0 +1,99 @@
+"""
+Finding the programs the server runs, and their versions.
+
+Only the server's own tool path is searched (``tool_path`` in server.toml,
+by default the usual system folders and every installed PostgreSQL's
+``bin``); a client can never name a program.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import re
+from typing import Any, Sequence
+
+from attrs import frozen
+
+from backupremote.server.process import baseEnvironment, runProcess
+
+_VERSION = re.compile(r"(\d+)\.(\d+)(?:\.(\d+))?")
+
+
+def defaultToolPath() -> tuple[str, ...]:
+    """System folders, then each installed PostgreSQL's bin, newest first."""
+    pgBins = sorted(
+        glob.glob("/usr/lib/postgresql/*/bin"),
+        key=lambda p: _majorOf(p.split("/")[-2]),
+        reverse=True,
+    )
+    return ("/usr/local/bin", "/usr/bin", "/bin", "/usr/sbin", *pgBins)
+
+
+def _majorOf(text: str) -> int:
+    match = re.match(r"\d+", text)
+    return int(match.group()) if match else 0
+
+
+@frozen
+class Tool:
+    """An installed program and the version it reports."""
+
+    name: str
+    path: str
+    version: str
+
+    @property
+    def major(self) -> int:
+        return parseVersion(self.version)[0]
+
+
+def parseVersion(text: str) -> tuple[int, ...]:
+    """The first dotted version number in C{text}; (0,) if none."""
+    match = _VERSION.search(text)
+    if not match:
+        return (0,)
+    return tuple(int(part) for part in match.groups() if part is not None)
+
+
+class ToolFinder:
+    """Programs by name on the configured tool path, versions cached."""
+
+    def __init__(self, reactor: Any, toolPath: Sequence[str]) -> None:
+        self._reactor = reactor
+        self.toolPath = tuple(toolPath)
+        self._versions: dict[str, str] = {}
+
+    def findAll(self, name: str) -> list[str]:
+        """Every executable C{name} on the tool path, in path order, deduplicated."""
+        found: list[str] = []
+        seen: set[str] = set()
+        for folder in self.toolPath:
+            candidate = os.path.join(folder, name)
+            if os.path.isfile(candidate) and os.access(candidate, os.X_OK):
+                real = os.path.realpath(candidate)
+                if real not in seen:
+                    seen.add(real)
+                    found.append(candidate)
+        return found
+
+    def find(self, name: str) -> str | None:
+        found = self.findAll(name)
+        return found[0] if found else None
+
+    async def version(self, path: str, flag: str = "--version") -> str:
+        """What C{path --version} says (first line), cached per path."""
+        if path not in self._versions:
+            done = await runProcess(self._reactor, [path, flag], baseEnvironment(), timeout=15)
+            text = (done.stdout or done.stderr).decode("utf-8", "replace").strip()
+            self._versions[path] = text.splitlines()[0] if text else "unknown"
+        return self._versions[path]
+
+    async def tool(self, name: str, flag: str = "--version") -> Tool | None:
+        path = self.find(name)
+        if path is None:
+            return None
+        return Tool(name, path, await self.version(path, flag))
+
+    async def tools(self, name: str, flag: str = "--version") -> list[Tool]:
+        return [Tool(name, path, await self.version(path, flag)) for path in self.findAll(name)]
