@@ -30,6 +30,10 @@ from backupremote.protocol.versions import CURRENT_API_VERSION
 from backupremote.server.authenticator import Authenticator
 from backupremote.server.config import ServerConfig
 from backupremote.server.core import RESPONDER_GROUPS, ServerCore
+from backupremote.server.databases.service import DatabaseConfigs
+from backupremote.server.databases.store import DatabaseConfigStore
+from backupremote.server.secretbox import SecretBox
+from backupremote.server.tools import ToolFinder
 from backupremote.server.metrics import Metrics
 from backupremote.server.protocol import ServerProtocol
 from backupremote.server.secrethash import hashSecret
@@ -69,6 +73,8 @@ class ServerHarness:
         testCase.addCleanup(self.store.close)
         self.store.addClient(CLIENT_ID, _SECRET_HASH)
         self.metrics = Metrics()
+        self.tools = ToolFinder(self.clock, ())  # no programs: nothing is spawned
+        self.activeRuns: set[str] = set()
         self.verifier = LicenseVerifier(
             (self.issuerKey.public_key(),), self.clock,
             onDenied=lambda code: self.metrics.increment(f"license.denied.{code}"),
@@ -88,6 +94,11 @@ class ServerHarness:
                 runInThread=runInThread,
             ),
             metrics=self.metrics,
+            tools=self.tools,
+            databases=DatabaseConfigs(
+                DatabaseConfigStore(self.store.connection), SecretBox.inDataDir(dataDir),
+                self.config, self.clock, self.tools, self.activeRuns,
+            ),
             responderGroups=responderGroups,
         )
 

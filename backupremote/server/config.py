@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from attrs import frozen
+from attrs import field, frozen
 from twisted.python.filepath import FilePath
 
 from backupremote.configfile import Section, configError, readToml, refuseUnknownSections
+from backupremote.server.tools import defaultToolPath
 
 DEFAULT_LISTEN = "ssl:7443"
 
@@ -33,16 +34,22 @@ class ServerConfig:
     maxViolationsPerConnection: int = 5
     maxFailedAuthsPerPeer: int = 10
     peerLockoutSeconds: float = 300.0
+    sqliteRoots: tuple[FilePath, ...] = ()
+    firebirdRoots: tuple[FilePath, ...] = ()
+    toolPath: tuple[str, ...] = field(factory=defaultToolPath)
+    connectionTimeout: float = 15.0
 
 
 def loadServerConfig(path: FilePath) -> ServerConfig:
     """Read C{path}; any problem raises C{CONFIG_INVALID} naming the key."""
     data = readToml(path)
-    refuseUnknownSections(data, {"server", "tls", "limits"})
+    refuseUnknownSections(data, {"server", "tls", "limits", "databases"})
     base = path.parent()
     server = Section(data, "server", base)
     tls = Section(data, "tls", base)
     limits = Section(data, "limits", base)
+    databases = Section(data, "databases", base)
+    toolPath = databases.paths("tool_path")
     listen = server.string("listen", DEFAULT_LISTEN)
     if not listen.startswith("ssl:"):
         raise configError(
@@ -63,7 +70,11 @@ def loadServerConfig(path: FilePath) -> ServerConfig:
         maxViolationsPerConnection=limits.integer("max_violations_per_connection", 5, 1),
         maxFailedAuthsPerPeer=limits.integer("max_failed_auths_per_peer", 10, 1),
         peerLockoutSeconds=limits.number("peer_lockout_seconds", 300.0, 1),
+        sqliteRoots=databases.paths("sqlite_roots"),
+        firebirdRoots=databases.paths("firebird_roots"),
+        toolPath=tuple(p.path for p in toolPath) if toolPath else defaultToolPath(),
+        connectionTimeout=limits.number("connection_timeout", 15.0, 1),
     )
-    for section in (server, tls, limits):
+    for section in (server, tls, limits, databases):
         section.done()
     return config

@@ -13,18 +13,25 @@ from attrs import define, field
 from twisted.internet.interfaces import IReactorTime
 from twisted.protocols.amp import CommandLocator
 
-from backupremote.protocol.models import ServerOffer
+from backupremote.protocol.errors import BackupRemoteError
+from backupremote.protocol.models import EngineCapability, ServerOffer
+from backupremote.protocol.options import CHECKSUMS
 from backupremote.server.authenticator import Authenticator
+from backupremote.server.compressors import availableCompressions
 from backupremote.server.config import ServerConfig
+from backupremote.server.databases.service import DatabaseConfigs
+from backupremote.server.engines import ENGINES
 from backupremote.server.metrics import Metrics
+from backupremote.server.responders.databases import DatabaseResponders
 from backupremote.server.responders.session import SessionResponders
 from backupremote.server.session import Session
 from backupremote.server.store import ServerStore
+from backupremote.server.tools import ToolFinder
 
 ResponderGroup = Callable[..., CommandLocator]
 
 #: Every responder group a connection answers with; later areas add theirs.
-RESPONDER_GROUPS: tuple[ResponderGroup, ...] = (SessionResponders,)
+RESPONDER_GROUPS: tuple[ResponderGroup, ...] = (SessionResponders, DatabaseResponders)
 
 
 @define
@@ -36,6 +43,8 @@ class ServerCore:
     store: ServerStore
     authenticator: Authenticator
     metrics: Metrics
+    tools: ToolFinder
+    databases: DatabaseConfigs
     responderGroups: tuple[ResponderGroup, ...] = RESPONDER_GROUPS
     connections: set = field(factory=set)
 
@@ -46,10 +55,22 @@ class ServerCore:
             methods.append("tls-client-certificate")
         return methods
 
-    def offer(self, session: Session) -> ServerOffer:
-        """What an authenticated session may use."""
+    async def offer(self, session: Session) -> ServerOffer:
+        """What an authenticated session may use: engines with their tools, compressions."""
         assert session.license is not None
-        return ServerOffer(features=sorted(session.license.features))
+        engines = []
+        for name, engine in sorted(ENGINES.items()):
+            try:
+                choice = await engine.chooseDumpTool(self.tools, None)
+            except BackupRemoteError:
+                continue
+            engines.append(EngineCapability(name, choice.path, choice.version))
+        return ServerOffer(
+            engines=engines,
+            compressions=await availableCompressions(self.tools),
+            checksums=list(CHECKSUMS),
+            features=sorted(session.license.features),
+        )
 
     def audit(
         self, action: str, outcome: str, clientId: str | None,

@@ -49,7 +49,7 @@ class _Collector(ProcessProtocol):
         self._stdin = stdin
         self.stdout = bytearray()
         self.stderr = bytearray()
-        self.ended: Deferred[Failure] = Deferred()
+        self.ended: Deferred[BaseException] = Deferred()
 
     def connectionMade(self) -> None:
         if self._stdin:
@@ -65,7 +65,8 @@ class _Collector(ProcessProtocol):
             self.stderr += data[: OUTPUT_CAP - len(self.stderr)]
 
     def processEnded(self, reason: Failure) -> None:
-        self.ended.callback(reason)
+        # the exception, not the Failure: a Failure would fail the Deferred
+        self.ended.callback(reason.value)
 
 
 def killGroup(pid: int | None, sig: int = signal.SIGKILL) -> None:
@@ -115,11 +116,11 @@ async def runProcess(
         timer.cancel()
     killGroup(getattr(transport, "pid", None))
     exitCode = signalNumber = None
-    if reason.check(ProcessDone):
+    if isinstance(reason, ProcessDone):
         exitCode = 0
-    elif reason.check(ProcessTerminated):
-        exitCode = reason.value.exitCode
-        signalNumber = reason.value.signal
+    elif isinstance(reason, ProcessTerminated):
+        exitCode = reason.exitCode
+        signalNumber = reason.signal
     return Completed(exitCode, signalNumber, bytes(collector.stdout),
                      bytes(collector.stderr), bool(timedOut))
 

@@ -19,6 +19,10 @@ from backupremote.logfile import withLogFile
 from backupremote.server.authenticator import Authenticator
 from backupremote.server.config import ServerConfig
 from backupremote.server.core import ServerCore
+from backupremote.server.databases.service import DatabaseConfigs
+from backupremote.server.databases.store import DatabaseConfigStore
+from backupremote.server.secretbox import SecretBox
+from backupremote.server.tools import ToolFinder
 from backupremote.server.factory import ServerFactory
 from backupremote.server.listener import TLSEndpoint
 from backupremote.server.metrics import Metrics
@@ -45,9 +49,14 @@ def buildCore(config: ServerConfig, reactor: Any, runInThread: Any = None) -> Se
         metrics=metrics,
         runInThread=runInThread,
     )
+    tools = ToolFinder(reactor, config.toolPath)
+    databases = DatabaseConfigs(
+        DatabaseConfigStore(store.connection), SecretBox.inDataDir(config.dataDir),
+        config, reactor, tools, activeRuns=set(),
+    )
     return ServerCore(
         config=config, clock=reactor, store=store,
-        authenticator=authenticator, metrics=metrics,
+        authenticator=authenticator, metrics=metrics, tools=tools, databases=databases,
     )
 
 

@@ -31,6 +31,18 @@ MIGRATIONS: list[str] = [
         outcome TEXT NOT NULL
     );
     """,
+    """
+    CREATE TABLE database_configs (
+        id TEXT PRIMARY KEY,
+        name TEXT NOT NULL UNIQUE,
+        engine TEXT NOT NULL,
+        settings TEXT NOT NULL,
+        passwordSealed TEXT,
+        version INTEGER NOT NULL,
+        createdAt TEXT NOT NULL,
+        updatedAt TEXT NOT NULL
+    );
+    """,
 ]
 
 
@@ -71,6 +83,11 @@ class ServerStore:
                     if statement.strip():
                         self._db.execute(statement)
                 self._db.execute(f"PRAGMA user_version = {index + 1}")
+
+    @property
+    def connection(self) -> sqlite3.Connection:
+        """The database, for the typed stores of each area."""
+        return self._db
 
     @property
     def schemaVersion(self) -> int:

@@ -76,8 +76,8 @@ class SessionResponders(CommandLocator):
         }
 
     @Capabilities.responder
-    def capabilities(self, request: RequestContext) -> dict[str, Any]:
-        offer = self.core.offer(request.session) if request.session.authenticated else None
+    async def capabilities(self, request: RequestContext) -> dict[str, Any]:
+        offer = await self.core.offer(request.session) if request.session.authenticated else None
         return {
             "capabilities": CapabilitiesModel(
                 apiVersions=list(SUPPORTED_API_VERSIONS),

@@ -1,0 +1,1 @@
+"""Database configurations on the server: storage, validation, tests, preflight."""

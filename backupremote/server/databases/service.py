@@ -1,0 +1,191 @@
+"""
+The database configurations of a server: what the responders call.
+
+Validation first, so nothing invalid is ever stored; passwords sealed
+before they touch the store; optimistic concurrency on every change.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime, timezone
+from typing import Any
+
+from backupremote.protocol.databases import (
+    ConnectionTestResult,
+    DatabaseConfig,
+    DatabaseConfigInput,
+    DatabaseConfigPage,
+    Finding,
+    PreflightReport,
+)
+from backupremote.protocol.errors import (
+    CONFLICT,
+    INTERNAL_ERROR,
+    PERMISSION_DENIED,
+    VALIDATION_FAILED,
+    BackupRemoteError,
+)
+from backupremote.protocol.options import BackupOptions
+from backupremote.server.config import ServerConfig
+from backupremote.server.databases.preflight import preflight
+from backupremote.server.databases.store import DatabaseConfigStore, StoredConfig
+from backupremote.server.databases.validation import (
+    checkBackupOptions,
+    resolveUnderRoots,
+    validateConfig,
+)
+from backupremote.server.engines import ENGINES
+from backupremote.server.engines.base import FieldProblems, Target, failed
+from backupremote.server.secretbox import SecretBox, SecretBoxError
+from backupremote.server.tools import ToolFinder
+
+MAX_PAGE = 100
+
+
+class DatabaseConfigs:
+    """Create, read, update, delete, test and preflight configurations."""
+
+    def __init__(
+        self, store: DatabaseConfigStore, box: SecretBox, config: ServerConfig,
+        reactor: Any, tools: ToolFinder, activeRuns: set[str],
+    ) -> None:
+        self._store = store
+        self._box = box
+        self._config = config
+        self._reactor = reactor
+        self.tools = tools
+        self._activeRuns = activeRuns
+
+    @property
+    def roots(self) -> dict[str, Any]:
+        return {"sqlite": self._config.sqliteRoots, "firebird": self._config.firebirdRoots}
+
+    def _now(self) -> datetime:
+        return datetime.fromtimestamp(self._reactor.seconds(), timezone.utc)
+
+    def _seal(self, password: str | None, configId: str) -> str | None:
+        return None if password is None else self._box.seal(password, configId)
+
+    def create(self, given: DatabaseConfigInput) -> DatabaseConfig:
+        config = validateConfig(given, self.roots)
+        configId = str(uuid.uuid4())
+        now = self._now()
+        stored = StoredConfig(
+            id=configId, name=config.name, engine=config.engine, host=config.host,
+            port=config.port, database=config.database, user=config.user,
+            path=config.path, options=dict(config.options), backup=config.backup,
+            passwordSealed=self._seal(config.password, configId),
+            version=1, createdAt=now, updatedAt=now,
+        )
+        self._store.insert(stored)
+        return stored.view()
+
+    def update(self, configId: str, version: int, given: DatabaseConfigInput) -> DatabaseConfig:
+        current = self._store.require(configId)
+        config = validateConfig(given, self.roots)
+        if config.password is not None:
+            sealed = self._seal(config.password, configId)
+        elif config.removePassword:
+            sealed = None
+        else:
+            sealed = current.passwordSealed
+        stored = StoredConfig(
+            id=configId, name=config.name, engine=config.engine, host=config.host,
+            port=config.port, database=config.database, user=config.user,
+            path=config.path, options=dict(config.options), backup=config.backup,
+            passwordSealed=sealed, version=version + 1,
+            createdAt=current.createdAt, updatedAt=self._now(),
+        )
+        self._store.replace(stored, expectedVersion=version)
+        return stored.view()
+
+    def delete(self, configId: str, version: int | None) -> None:
+        self._store.require(configId)
+        if configId in self._activeRuns:
+            raise BackupRemoteError(
+                CONFLICT, "a backup of this configuration is in progress; cancel it or "
+                          "wait for it to end, then delete")
+        self._store.delete(configId, version)
+
+    def get(self, configId: str) -> DatabaseConfig:
+        return self._store.require(configId).view()
+
+    def page(self, offset: int | None, limit: int | None) -> DatabaseConfigPage:
+        offset = 0 if offset is None else offset
+        limit = MAX_PAGE if limit is None else limit
+        problems = FieldProblems()
+        if offset < 0:
+            problems.add("offset", "must be 0 or more")
+        if not 1 <= limit <= MAX_PAGE:
+            problems.add("limit", f"must be 1..{MAX_PAGE}")
+        if problems:
+            raise BackupRemoteError(VALIDATION_FAILED, "invalid paging",
+                                    details={"fields": problems.fields})
+        items, total = self._store.page(offset, limit)
+        return DatabaseConfigPage([item.view() for item in items], total, offset)
+
+    def _target(self, stored: StoredConfig) -> Target:
+        """The stored config made usable: password opened, path checked again."""
+        password = None
+        if stored.passwordSealed is not None:
+            try:
+                password = self._box.open(stored.passwordSealed, stored.id)
+            except SecretBoxError:
+                raise BackupRemoteError(
+                    INTERNAL_ERROR, "the stored password cannot be decrypted with the "
+                                    "server's key file; set the password again") from None
+        path = stored.path
+        if path is not None:
+            path = resolveUnderRoots(path, self.roots.get(stored.engine, ()))
+            if path is None:
+                raise BackupRemoteError(
+                    PERMISSION_DENIED, "the database file no longer lies under a folder "
+                                       "the server allows (a link may have changed)")
+        return Target(stored.engine, stored.host, stored.port, stored.database,
+                      stored.user, password, path, dict(stored.options))
+
+    @staticmethod
+    def _targetOf(config: DatabaseConfigInput) -> Target:
+        return Target(config.engine, config.host, config.port, config.database,
+                      config.user, config.password, config.path, dict(config.options))
+
+    async def test(self, configId: str | None, given: DatabaseConfigInput | None
+                   ) -> ConnectionTestResult:
+        """Probe a stored configuration, or an unsaved one."""
+        if (configId is None) == (given is None):
+            raise BackupRemoteError(VALIDATION_FAILED, "give either id or config",
+                                    details={"fields": {"id": "or config is required, not both"}})
+        if given is not None:
+            target = self._targetOf(validateConfig(given, self.roots))
+        else:
+            assert configId is not None
+            try:
+                target = self._target(self._store.require(configId))
+            except BackupRemoteError as error:
+                if error.code != PERMISSION_DENIED:
+                    raise
+                return failed(error.code, error.message)
+        engine = ENGINES[target.engine]
+        return await engine.probe(target, self.tools, self._reactor,
+                                  self._config.connectionTimeout)
+
+    async def preflight(self, configId: str, options: BackupOptions | None) -> PreflightReport:
+        stored = self._store.require(configId)
+        options = options or stored.backup
+        problems = FieldProblems()
+        checkBackupOptions(options, stored.engine, problems, prefix="options.")
+        if problems:
+            raise BackupRemoteError(
+                VALIDATION_FAILED, "invalid options: " + "; ".join(
+                    f"{k} {v}" for k, v in sorted(problems.fields.items())),
+                details={"fields": problems.fields})
+        try:
+            target = self._target(stored)
+        except BackupRemoteError as error:
+            if error.code != PERMISSION_DENIED:
+                raise
+            return PreflightReport(ok=False, blockers=[Finding(error.code, error.message)],
+                                   warnings=[], options=options)
+        return await preflight(ENGINES[stored.engine], target, options, self.tools,
+                               self._reactor, self._config.connectionTimeout)

@@ -1,0 +1,201 @@
+"""
+SQLite: a database file on the server, read in-process.
+
+A configuration names only C{path} (already resolved under the roots the
+operator allows by the common validator). The probe opens the file
+read-only (C{mode=ro} URI) in a thread of the reactor's pool, so a slow disk
+never blocks the reactor; the dump will use the online backup API of
+Python's C{sqlite3} module, which needs no external program.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import sqlite3
+import time
+from collections.abc import Callable
+from typing import Any
+from urllib.parse import quote
+
+from twisted.internet.defer import Deferred
+from twisted.internet.threads import deferToThreadPool
+from zope.interface import implementer
+
+from backupremote.protocol.databases import (
+    ConnectionTestResult,
+    DatabaseConfigInput,
+    ToolChoice,
+)
+from backupremote.protocol.errors import (
+    DATABASE_NOT_FOUND,
+    DB_ERROR,
+    PERMISSION_DENIED,
+    TIMEOUT,
+)
+from backupremote.server.engines import register
+from backupremote.server.engines.base import (
+    FieldProblems,
+    IEngine,
+    Target,
+    classify,
+    failed,
+)
+from backupremote.server.tools import ToolFinder
+
+#: How the probe runs a blocking function: C{runInThread(f, *args)} -> Deferred.
+ThreadRunner = Callable[..., "Deferred[Any]"]
+
+#: SQLite error names and messages, first match wins. The error name
+#: (C{SQLITE_NOTADB}...) comes from Python 3.11's C{sqlite_errorname}.
+SQLITE_ERRORS: tuple[tuple[str, str], ...] = (
+    (r"SQLITE_INTERRUPT|\binterrupted\b", TIMEOUT),
+    (r"SQLITE_NOTADB|file is not a database|file is encrypted", DATABASE_NOT_FOUND),
+    (r"SQLITE_PERM|SQLITE_AUTH|permission denied|not authorized|access denied",
+     PERMISSION_DENIED),
+    (r"SQLITE_BUSY|SQLITE_LOCKED|database is locked|database table is locked", DB_ERROR),
+    (r"SQLITE_CANTOPEN|unable to open database file|no such file", DATABASE_NOT_FOUND),
+)
+
+_NOT_A_DATABASE = ("the file is not an SQLite database (or it is encrypted or "
+                   "damaged in its header)")
+
+
+def classifySQLiteError(error: BaseException) -> str:
+    """The reason code of an exception met while opening or reading a database."""
+    if isinstance(error, sqlite3.Error):
+        name = getattr(error, "sqlite_errorname", "") or ""
+        return classify(f"{name} {error}", SQLITE_ERRORS, DB_ERROR)
+    if isinstance(error, OSError):
+        return classifyErrno(error.errno)
+    return DB_ERROR
+
+
+def classifyErrno(number: int | None) -> str:
+    """The reason code of an OS error number met on the database file."""
+    if number in (errno.EACCES, errno.EPERM, errno.EROFS):
+        return PERMISSION_DENIED
+    if number in (errno.ENOENT, errno.ENOTDIR, errno.EISDIR):
+        return DATABASE_NOT_FOUND
+    return DB_ERROR
+
+
+def describe(reason: str, error: BaseException) -> str:
+    """An actionable message for C{error} classified as C{reason}."""
+    if reason == DATABASE_NOT_FOUND and "not a database" in str(error).lower():
+        return _NOT_A_DATABASE
+    if reason == TIMEOUT:
+        return "the database did not answer in the time allowed"
+    if reason == PERMISSION_DENIED:
+        return "the server's account may not read the database file"
+    text = error.strerror if isinstance(error, OSError) and error.strerror else str(error)
+    if reason == DATABASE_NOT_FOUND:
+        return f"the database file cannot be opened: {text}"
+    if "locked" in text.lower() or "busy" in text.lower():
+        return f"the database is locked by another connection: {text}"
+    return f"SQLite error: {text}"
+
+
+def checkFile(path: str) -> ConnectionTestResult | None:
+    """
+    A failed result if C{path} is plainly not a readable file, else C{None}.
+
+    SQLite reports a missing or unreadable file as "unable to open database
+    file"; looking first gives a precise reason. C{os.access} is what an
+    unprivileged server account would meet (root passes it anyway).
+    """
+    tool = toolName()
+    if not os.path.lexists(path):
+        return failed(DATABASE_NOT_FOUND, "the database file does not exist", tool)
+    if os.path.isdir(path):
+        return failed(DATABASE_NOT_FOUND, "the path is a folder, not a database file", tool)
+    if not os.access(path, os.R_OK):
+        return failed(PERMISSION_DENIED, "the server's account may not read the database file",
+                      tool)
+    return None
+
+
+def toolName() -> str:
+    return f"python sqlite3 {sqlite3.sqlite_version}"
+
+
+def readOnlyURI(path: str) -> str:
+    """The C{file:} URI opening C{path} read-only (C{?} and C{#} quoted)."""
+    return f"file:{quote(path)}?mode=ro"
+
+
+def probeFile(path: str, timeout: float) -> ConnectionTestResult:
+    """
+    Open C{path} read-only and read its version and size (blocking: run it in
+    a thread). Never raises for a database problem.
+    """
+    problem = checkFile(path)
+    if problem is not None:
+        return problem
+    started = time.monotonic()
+    deadline = started + timeout
+    try:
+        connection = sqlite3.connect(readOnlyURI(path), uri=True, timeout=timeout,
+                                     check_same_thread=False)
+    except (sqlite3.Error, OSError) as error:
+        reason = classifySQLiteError(error)
+        return failed(reason, describe(reason, error), toolName())
+    try:
+        # Abort a statement that outlives the deadline (SQLITE_INTERRUPT).
+        connection.set_progress_handler(lambda: int(time.monotonic() > deadline), 1000)
+        (version,) = connection.execute("select sqlite_version()").fetchone()
+        # Reading the schema proves the file is a database (the header is checked
+        # on the first read, not on open).
+        connection.execute("select type, name from sqlite_master limit 1").fetchall()
+        (pageCount,) = connection.execute("PRAGMA page_count").fetchone()
+        (pageSize,) = connection.execute("PRAGMA page_size").fetchone()
+    except (sqlite3.Error, OSError) as error:
+        reason = classifySQLiteError(error)
+        return failed(reason, describe(reason, error), toolName(),
+                      (time.monotonic() - started) * 1000)
+    finally:
+        connection.close()
+    latency = (time.monotonic() - started) * 1000
+    return ConnectionTestResult(
+        ok=True, reason=None, message=f"SQLite {version} database readable",
+        serverVersion=str(version), latencyMs=latency,
+        sizeBytes=int(pageCount) * int(pageSize), tool=toolName(),
+    )
+
+
+@implementer(IEngine)
+class SQLiteEngine:
+    """SQLite files on the server; C{runInThread} is injectable for tests."""
+
+    name = "sqlite"
+    defaultPort = None
+    optionNames: frozenset[str] = frozenset()
+
+    def __init__(self, runInThread: ThreadRunner | None = None) -> None:
+        self.runInThread = runInThread
+
+    def validate(self, config: DatabaseConfigInput, problems: FieldProblems) -> None:
+        problems.require(config, ["path"], self.name)
+        problems.forbid(config, ["host", "port", "database", "user", "password"], self.name)
+        for key in config.options:
+            problems.add(f"options.{key}", "is not an option of sqlite (it takes none)")
+
+    async def probe(self, target: Target, tools: ToolFinder, reactor: Any,
+                    timeout: float) -> ConnectionTestResult:
+        if not target.path:
+            return failed(DATABASE_NOT_FOUND, "the configuration names no database file",
+                          toolName())
+        if self.runInThread is not None:
+            return await self.runInThread(probeFile, target.path, timeout)
+        return await deferToThreadPool(reactor, reactor.getThreadPool(), probeFile,
+                                       target.path, timeout)
+
+    async def chooseDumpTool(self, tools: ToolFinder, serverVersion: str | None) -> ToolChoice:
+        return ToolChoice(
+            name="sqlite3-backup-api", path="(in-process)", version=sqlite3.sqlite_version,
+            reason="the online backup API of Python's sqlite3 module copies a consistent "
+                   "snapshot while the database stays in use; no external program needed",
+        )
+
+
+engine = register(SQLiteEngine())

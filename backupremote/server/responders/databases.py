@@ -1,0 +1,84 @@
+"""Responders for database configurations, connection tests and preflight."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from twisted.protocols.amp import CommandLocator
+
+from backupremote.protocol.databases import (
+    CreateDatabaseConfig,
+    DatabaseConfigInput,
+    DeleteDatabaseConfig,
+    GetDatabaseConfigById,
+    ListDatabaseConfigs,
+    TestDatabaseConnection,
+    UpdateDatabaseConfig,
+    ValidateServerBackupPrerequisites,
+)
+from backupremote.protocol.options import BackupOptions
+from backupremote.server.session import RequestContext
+
+if TYPE_CHECKING:
+    from backupremote.server.core import ServerCore
+
+
+class DatabaseResponders(CommandLocator):
+    """Configurations live on the server; clients manage them by id."""
+
+    def __init__(self, core: ServerCore, connection: Any) -> None:
+        self.core = core
+
+    @CreateDatabaseConfig.responder
+    def create(self, request: RequestContext, config: DatabaseConfigInput) -> dict[str, Any]:
+        created = self.core.databases.create(config)
+        request.log.info("created database config {configId} ({engine})",
+                         configId=created.id, engine=created.engine)
+        self.core.audit(f"db.create {created.id}", "ok", request.session.clientId,
+                        request.session.peer, request.requestId)
+        return {"config": created}
+
+    @UpdateDatabaseConfig.responder
+    def update(self, request: RequestContext, id: str, version: int,
+               config: DatabaseConfigInput) -> dict[str, Any]:
+        updated = self.core.databases.update(id, version, config)
+        request.log.info("updated database config {configId} to version {version}",
+                         configId=id, version=updated.version)
+        self.core.audit(f"db.update {id}", "ok", request.session.clientId,
+                        request.session.peer, request.requestId)
+        return {"config": updated}
+
+    @DeleteDatabaseConfig.responder
+    def delete(self, request: RequestContext, id: str, version: int | None) -> dict[str, Any]:
+        self.core.databases.delete(id, version)
+        request.log.info("deleted database config {configId}", configId=id)
+        self.core.audit(f"db.delete {id}", "ok", request.session.clientId,
+                        request.session.peer, request.requestId)
+        return {"id": id}
+
+    @ListDatabaseConfigs.responder
+    def list(self, request: RequestContext, offset: int | None, limit: int | None
+             ) -> dict[str, Any]:
+        return {"page": self.core.databases.page(offset, limit)}
+
+    @GetDatabaseConfigById.responder
+    def get(self, request: RequestContext, id: str) -> dict[str, Any]:
+        return {"config": self.core.databases.get(id)}
+
+    @TestDatabaseConnection.responder
+    async def test(self, request: RequestContext, id: str | None,
+                   config: DatabaseConfigInput | None) -> dict[str, Any]:
+        result = await self.core.databases.test(id, config)
+        request.log.info("connection test of {target}: {outcome}",
+                         target=id or "an unsaved config",
+                         outcome="ok" if result.ok else result.reason)
+        return {"result": result}
+
+    @ValidateServerBackupPrerequisites.responder
+    async def preflight(self, request: RequestContext, id: str,
+                        options: BackupOptions | None) -> dict[str, Any]:
+        report = await self.core.databases.preflight(id, options)
+        request.log.info("preflight of {configId}: {blockers} blocker(s), {warnings} warning(s)",
+                         configId=id, blockers=len(report.blockers),
+                         warnings=len(report.warnings))
+        return {"report": report}
