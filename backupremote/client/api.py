@@ -17,7 +17,22 @@ from twisted.internet.defer import Deferred
 from backupremote.client.config import ClientConfig
 from backupremote.client.connection import ConnectionManager
 from backupremote.client.credentials import Credentials
+from backupremote.protocol.databases import (
+    ConnectionTestResult,
+    CreateDatabaseConfig,
+    DatabaseConfig,
+    DatabaseConfigInput,
+    DatabaseConfigPage,
+    DeleteDatabaseConfig,
+    GetDatabaseConfigById,
+    ListDatabaseConfigs,
+    PreflightReport,
+    TestDatabaseConnection,
+    UpdateDatabaseConfig,
+    ValidateServerBackupPrerequisites,
+)
 from backupremote.protocol.models import Capabilities as CapabilitiesModel
+from backupremote.protocol.options import BackupOptions
 from backupremote.protocol.session import Capabilities
 
 
@@ -32,13 +47,64 @@ class BackupRemoteClient:
         credentials = Credentials(config.clientId, config.readSecret(), config.readLicense())
         return cls(ConnectionManager(reactor, config, credentials))
 
+    def _ask(self, command: Any, key: str, **arguments: Any) -> Deferred[Any]:
+        """Send C{command}; fire with the answer's C{key}."""
+
+        async def ask() -> Any:
+            return (await self.connection.call(command, **arguments))[key]
+
+        return Deferred.fromCoroutine(ask())
+
     def capabilities(self) -> Deferred[CapabilitiesModel]:
         """What the server offers this (authenticated) client."""
-        return Deferred.fromCoroutine(self._capabilities())
+        return self._ask(Capabilities, "capabilities")
 
-    async def _capabilities(self) -> CapabilitiesModel:
-        answer = await self.connection.call(Capabilities)
-        return answer["capabilities"]
+    # Database configurations
+
+    def createDatabaseConfig(self, config: DatabaseConfigInput) -> Deferred[DatabaseConfig]:
+        """Store a configuration on the server; fires with it (and its new id)."""
+        return self._ask(CreateDatabaseConfig, "config", config=config)
+
+    def updateDatabaseConfig(self, configId: str, version: int,
+                             config: DatabaseConfigInput) -> Deferred[DatabaseConfig]:
+        """Replace a configuration read at C{version} (else C{CONFLICT})."""
+        return self._ask(UpdateDatabaseConfig, "config", id=configId, version=version,
+                         config=config)
+
+    def deleteDatabaseConfig(self, configId: str, version: int | None = None) -> Deferred[str]:
+        return self._ask(DeleteDatabaseConfig, "id", id=configId, version=version)
+
+    def listDatabaseConfigs(self, offset: int = 0, limit: int = 100
+                            ) -> Deferred[DatabaseConfigPage]:
+        return self._ask(ListDatabaseConfigs, "page", offset=offset, limit=limit)
+
+    def allDatabaseConfigs(self) -> Deferred[list[DatabaseConfig]]:
+        """Every configuration, page after page."""
+
+        async def collect() -> list[DatabaseConfig]:
+            items: list[DatabaseConfig] = []
+            while True:
+                page = await self.listDatabaseConfigs(offset=len(items))
+                items += page.items
+                if not page.items or len(items) >= page.total:
+                    return items
+
+        return Deferred.fromCoroutine(collect())
+
+    def getDatabaseConfig(self, configId: str) -> Deferred[DatabaseConfig]:
+        return self._ask(GetDatabaseConfigById, "config", id=configId)
+
+    def testDatabaseConnection(self, configId: str | None = None,
+                               config: DatabaseConfigInput | None = None
+                               ) -> Deferred[ConnectionTestResult]:
+        """Test a stored configuration by id, or an unsaved one, from the server."""
+        return self._ask(TestDatabaseConnection, "result", id=configId, config=config)
+
+    def preflight(self, configId: str, options: BackupOptions | None = None
+                  ) -> Deferred[PreflightReport]:
+        """Blockers and warnings for a backup of C{configId} with C{options}."""
+        return self._ask(ValidateServerBackupPrerequisites, "report", id=configId,
+                         options=options)
 
     def session(self) -> Deferred[dict[str, Any]]:
         """The ``auth`` answer of the current connection (connecting if need be)."""

@@ -11,6 +11,7 @@ later server versions without breaking older clients.
 from __future__ import annotations
 
 import json
+import re
 from datetime import datetime, timezone
 from typing import Any, get_args, get_origin
 
@@ -82,6 +83,23 @@ class InvalidValue(ValueError):
     def __init__(self, problems: list[str]) -> None:
         super().__init__("; ".join(problems))
         self.problems = problems
+
+    def fields(self) -> dict[str, str]:
+        """The problems by field path (C{"backup.level"}), as far as they name one."""
+        fields: dict[str, str] = {}
+        for problem in self.problems:
+            text, _, where = problem.rpartition(" @ $")
+            if not text:
+                fields.setdefault("(value)", problem)
+                continue
+            path = where.lstrip(".")
+            extra = re.fullmatch(r"extra fields found \((.*)\)", text)
+            if extra:
+                for name in extra.group(1).split(", "):
+                    fields.setdefault(f"{path}.{name}" if path else name, "is not a known field")
+            else:
+                fields.setdefault(path or "(value)", text)
+        return fields
 
 
 class Structured(amp.Argument):

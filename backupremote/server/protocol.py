@@ -28,6 +28,7 @@ from backupremote.protocol.errors import (
     BAD_REQUEST,
     INTERNAL_ERROR,
     UNKNOWN_COMMAND,
+    VALIDATION_FAILED,
     BackupRemoteError,
 )
 from backupremote.protocol.session import Ping
@@ -161,9 +162,11 @@ class ServerProtocol(amp.AMP):
             try:
                 arguments = command.parseArguments(box, self)
             except InvalidValue as invalid:
+                fields = invalid.fields()
+                listed = "; ".join(f"{k} {v}" for k, v in sorted(fields.items()))
                 raise BackupRemoteError(
-                    BAD_REQUEST, f"malformed arguments for {name}: {invalid}",
-                    details={"problems": invalid.problems},
+                    VALIDATION_FAILED, f"invalid {name} request: {listed}",
+                    details={"fields": fields},
                 ) from None
             except Exception:
                 raise BackupRemoteError(

@@ -15,3 +15,11 @@ ENGINES: dict[str, IEngine] = {}
 def register(engine: IEngine) -> IEngine:
     ENGINES[engine.name] = engine
     return engine
+
+
+def _registerAll() -> None:
+    # Each engine module registers itself on import.
+    from backupremote.server.engines import firebird, mariadb, postgresql, sqlite  # noqa: F401
+
+
+_registerAll()

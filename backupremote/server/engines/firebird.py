@@ -179,8 +179,12 @@ def firebirdEnvironment(target: Target, inherited: Mapping[str, str] | None = No
     return env
 
 
-def connectionArguments(target: Target) -> list[str]:
-    """The options of isql/gbak for C{target}'s charset and role (never a secret)."""
+def isqlOptions(target: Target) -> list[str]:
+    """
+    isql's options for C{target}'s charset and role (never a secret). For
+    isql only: gbak spells the role C{-ro} (its C{-r} means recreate!) and
+    takes no connection charset.
+    """
     arguments: list[str] = []
     charset = target.options.get("charset")
     if charset:
@@ -193,7 +197,7 @@ def connectionArguments(target: Target) -> list[str]:
 
 def isqlArgv(isql: str, target: Target) -> list[str]:
     """The probe's command line: no user, no password (they are in the environment)."""
-    return [isql, "-q", *connectionArguments(target), connectionString(target)]
+    return [isql, "-q", *isqlOptions(target), connectionString(target)]
 
 
 def toolVersion(text: str) -> str:
