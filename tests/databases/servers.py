@@ -98,21 +98,29 @@ def isAlive(pid: int | None) -> bool:
 
 
 def processesIn(folder: str) -> list[int]:
-    """Pids of the processes whose working directory is inside C{folder}.
+    """Pids of the live processes that belong to C{folder}.
 
-    Every server here runs in its folder (PostgreSQL's and MariaDB's
-    children in the data dir), so after a stop this should be empty.
+    Those whose working directory is inside it (PostgreSQL's and MariaDB's
+    children run in the data dir) or whose command line or environment
+    names it (Firebird's C{FIREBIRD=}); after a stop this should be empty.
     """
     folder = os.path.realpath(folder)
+    needle = folder.encode()
     found = []
     for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                cwd = os.readlink(f"/proc/{entry}/cwd")
-            except OSError:
-                continue
-            if (cwd == folder or cwd.startswith(folder + "/")) and isAlive(int(entry)):
-                found.append(int(entry))
+        if not entry.isdigit() or int(entry) == os.getpid():
+            continue
+        try:
+            cwd = os.readlink(f"/proc/{entry}/cwd")
+            with open(f"/proc/{entry}/cmdline", "rb") as f:
+                cmdline = f.read()
+            with open(f"/proc/{entry}/environ", "rb") as f:
+                environ = f.read()
+        except OSError:
+            continue
+        if (cwd == folder or cwd.startswith(folder + "/") or needle in cmdline
+                or needle in environ) and isAlive(int(entry)):
+            found.append(int(entry))
     return found
 
 
