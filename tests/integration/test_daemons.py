@@ -36,7 +36,9 @@ def freePort() -> int:
         return probe.getsockname()[1]
 
 
-class InstalledProgramsTests(SynchronousTestCase):
+class ProgramTestCase(SynchronousTestCase):
+    """Runs the installed programs in a temp folder; stops every daemon after."""
+
     def setUp(self) -> None:
         self.folder = FilePath(self.mktemp())
         self.folder.makedirs()
@@ -89,6 +91,9 @@ class InstalledProgramsTests(SynchronousTestCase):
             time.sleep(0.2)
         self.fail(f"timed out waiting for {what}")
 
+
+
+class InstalledProgramsTests(ProgramTestCase):
     def test_installedDropinAndScript(self) -> None:
         """The installed distribution carries the dropin (without __init__) and the script."""
         files = {str(f) for f in metadata.files("backupremote") or ()}
@@ -162,3 +167,57 @@ class InstalledProgramsTests(SynchronousTestCase):
         self.assertIn("remote.control", result["capabilities"]["offer"]["features"])
         after = set(glob.glob(os.path.join(tempfile.gettempdir(), "backupremote-demo-*")))
         self.assertEqual(after - before, set())
+
+
+class DatabaseCommandsTests(ProgramTestCase):
+    """The `db` and `preflight` commands against a twistd server, as a user types them."""
+
+    def test_databaseCommands(self) -> None:
+        import sqlite3
+
+        port, _ = self.setUpServerAndClient()
+        databases = self.folder.child("databases")
+        databases.makedirs()
+        dbFile = databases.child("notes.sqlite3")
+        with sqlite3.connect(dbFile.path) as db:
+            db.execute("create table notes (id integer primary key, body text)")
+            db.executemany("insert into notes (body) values (?)", [("x" * 100,)] * 500)
+        serverToml = self.folder.descendant(["server", "server.toml"])
+        serverToml.setContent(serverToml.getContent()
+                              + f'\n[databases]\nsqlite_roots = ["{databases.path}"]\n'.encode())
+        self.daemon("backupremote-server", "--config", "server/server.toml")
+        config = ("--config", "client/client.toml")
+
+        def added() -> Any:
+            done = subprocess.run(
+                [program("backupremote"), *config, "db", "add", "notes", "--engine", "sqlite",
+                 "--path", dbFile.path, "--compression", "gzip", "--json"],
+                cwd=self.folder.path, capture_output=True, text=True, timeout=60)
+            return json.loads(done.stdout) if done.returncode == 0 else None
+
+        created = self.waitFor(added, "the server to store the configuration")
+        self.assertEqual(created["backup"]["compression"], "gzip")
+        listed = json.loads(self.cli(*config, "db", "list", "--json").stdout)
+        self.assertEqual([c["id"] for c in listed], [created["id"]])
+        shown = self.cli(*config, "db", "show", created["id"]).stdout
+        self.assertIn("notes  (sqlite", shown)
+        tested = json.loads(self.cli(*config, "db", "test", created["id"], "--json").stdout)
+        self.assertTrue(tested["ok"])
+        self.assertGreater(tested["sizeBytes"], 0)
+        report = json.loads(self.cli(*config, "preflight", created["id"], "--json").stdout)
+        self.assertTrue(report["ok"], report)
+        updated = json.loads(self.cli(*config, "db", "update", created["id"],
+                                      "--compression", "zstd", "--json").stdout)
+        self.assertEqual((updated["version"], updated["backup"]["compression"]), (2, "zstd"))
+        stale = self.cli(*config, "db", "update", created["id"], "--version", "1",
+                         "--level", "3", expect=6)
+        self.assertIn("CONFLICT", stale.stderr)
+        outside = self.cli(*config, "db", "add", "passwd", "--engine", "sqlite",
+                           "--path", "/etc/passwd", expect=6)
+        self.assertIn("VALIDATION_FAILED", outside.stderr)
+        self.assertIn("path", outside.stderr)
+        missing = self.cli(*config, "db", "test", "--engine", "sqlite", "--path",
+                           databases.child("nope.sqlite3").path, expect=6)
+        self.assertIn("DATABASE_NOT_FOUND", missing.stdout)
+        self.cli(*config, "db", "remove", created["id"])
+        self.assertEqual(json.loads(self.cli(*config, "db", "list", "--json").stdout), [])

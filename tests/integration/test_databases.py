@@ -218,3 +218,16 @@ class FirebirdServerTests(PasswordCases, TestCase):
             config=evolve(self.config, database=self.config.database + ".missing"))
         self.assertEqual(result.reason, errors.DATABASE_NOT_FOUND, result)
 
+
+
+class CapabilitiesTests(TestCase):
+    async def test_enginesAndCompressionsListed(self) -> None:
+        server = await startServer(self)
+        offer = (await server.client(self).capabilities()).offer
+        engines = {e.engine: e for e in offer.engines}
+        self.assertEqual(set(engines), {"postgresql", "mariadb", "sqlite", "firebird"})
+        self.assertTrue(engines["postgresql"].tool.endswith("pg_dump"))
+        self.assertRegex(engines["postgresql"].toolVersion, r"^\d+\.\d+")
+        self.assertTrue(engines["firebird"].tool.endswith("gbak"))
+        self.assertEqual(offer.compressions, ["none", "gzip", "zstd", "xz", "zip"])
+        self.assertEqual(offer.checksums, ["sha256", "blake2b"])
