@@ -25,7 +25,8 @@ from twisted.test.iosim import FakeTransport, IOPump, connect
 
 from backupremote.license import DEFAULT_FEATURES, License, LicenseVerifier, signLicense
 from backupremote.protocol.errors import BackupRemoteError
-from backupremote.protocol.session import Auth
+from backupremote.protocol.runs import BackupComplete, BackupFailed, BackupProgress
+from backupremote.protocol.session import Auth, Ping
 from backupremote.protocol.versions import CURRENT_API_VERSION
 from backupremote.server.authenticator import Authenticator
 from backupremote.server.config import ServerConfig
@@ -33,6 +34,9 @@ from backupremote.server.core import RESPONDER_GROUPS, ServerCore
 from backupremote.server.databases.service import DatabaseConfigs
 from backupremote.server.databases.store import DatabaseConfigStore
 from backupremote.server.secretbox import SecretBox
+from backupremote.server.runs.manager import RunManager
+from backupremote.server.runs.scripts import PostScripts
+from backupremote.server.runs.store import RunStore
 from backupremote.server.tools import ToolFinder
 from backupremote.server.metrics import Metrics
 from backupremote.server.protocol import ServerProtocol
@@ -47,6 +51,11 @@ START = datetime(2026, 11, 1, tzinfo=timezone.utc)
 _SECRET_HASH = hashSecret(SECRET)
 
 
+async def unavailableProducer(*args: Any) -> Any:
+    """Unit tests that run backups pass their own producer."""
+    raise AssertionError("this test did not expect a backup to run")
+
+
 def synchronously(function: Any, *args: Any) -> Any:
     """A C{runInThread} that runs in the calling thread (tests only)."""
     return succeed(function(*args))
@@ -57,7 +66,7 @@ class ServerHarness:
 
     def __init__(
         self, testCase: Any, responderGroups: tuple = RESPONDER_GROUPS,
-        runInThread: Any = synchronously, **config: Any,
+        runInThread: Any = synchronously, produce: Any = None, **config: Any,
     ) -> None:
         self.clock = Clock()
         self.clock.advance(START.timestamp())
@@ -79,6 +88,19 @@ class ServerHarness:
             (self.issuerKey.public_key(),), self.clock,
             onDenied=lambda code: self.metrics.increment(f"license.denied.{code}"),
         )
+        self.databases = DatabaseConfigs(
+            DatabaseConfigStore(self.store.connection), SecretBox.inDataDir(dataDir),
+            self.config, self.clock, self.tools, self.activeRuns,
+        )
+        self.scripts = PostScripts(self.clock, self.config.postScriptsDir,
+                                   self.config.postScriptTimeout)
+        self.runs = RunManager(
+            self.clock, RunStore(self.store.connection), self.databases,
+            produce or unavailableProducer, self.scripts,
+            maxConcurrent=self.config.maxConcurrentRuns, maxQueued=self.config.maxQueuedRuns,
+            progressInterval=self.config.progressInterval,
+        )
+        testCase.addCleanup(self.runs.stop)
         self.core = ServerCore(
             config=self.config,
             clock=self.clock,
@@ -95,10 +117,8 @@ class ServerHarness:
             ),
             metrics=self.metrics,
             tools=self.tools,
-            databases=DatabaseConfigs(
-                DatabaseConfigStore(self.store.connection), SecretBox.inDataDir(dataDir),
-                self.config, self.clock, self.tools, self.activeRuns,
-            ),
+            databases=self.databases,
+            runs=self.runs,
             responderGroups=responderGroups,
         )
 
@@ -128,15 +148,43 @@ class ServerHarness:
         self.config = evolve(self.config, **changes)
         self.core.config = self.config
 
-    def connect(self, peerHost: str = "192.0.2.10", port: int = 40000) -> Loopback:
+    def connect(self, peerHost: str = "192.0.2.10", port: int = 40000,
+                client: amp.AMP | None = None) -> Loopback:
         server = ServerProtocol(self.core, f"{peerHost}:{port}", peerHost)
-        client = amp.AMP()
+        client = client if client is not None else EventRecorder()
         pump = connect(
             server, FakeTransport(server, isServer=True),
             client, FakeTransport(client, isServer=False),
             clock=self.clock,
         )
         return Loopback(server, client, pump)
+
+
+class EventRecorder(amp.AMP):
+    """A test client that answers pings and records the run events pushed to it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.events: list[Any] = []
+
+    @BackupProgress.responder
+    def progress(self, event: Any) -> dict[str, Any]:
+        self.events.append(event)
+        return {}
+
+    @BackupComplete.responder
+    def complete(self, event: Any) -> dict[str, Any]:
+        self.events.append(event)
+        return {}
+
+    @BackupFailed.responder
+    def failed(self, event: Any) -> dict[str, Any]:
+        self.events.append(event)
+        return {}
+
+    @Ping.responder
+    def ping(self, requestId: Any = None) -> dict[str, Any]:
+        return {}
 
 
 class Loopback:

@@ -215,6 +215,67 @@ DISK_SPACE_LOW = _register(
     "or choose a stronger compression.",
 )
 
+# Runs
+CAPACITY_EXCEEDED = _register(
+    "CAPACITY_EXCEEDED",
+    "The server runs as many backups as it allows and its waiting queue is "
+    "full.",
+    "Retry later with the same runId (it stays idempotent), or raise "
+    "`max_concurrent_runs`/`max_queued_runs` in server.toml.",
+)
+DUMP_FAILED = _register(
+    "DUMP_FAILED",
+    "The database's dump tool failed; the message quotes its last error "
+    "lines.",
+    "Read the quoted error (a changed password, missing rights, a full "
+    "database disk...), fix it, then run again.",
+)
+COMPRESSION_FAILED = _register(
+    "COMPRESSION_FAILED",
+    "The compressor failed while compressing the dump.",
+    "Check the server's log for the compressor's error; try another "
+    "compression.",
+)
+VERIFICATION_FAILED = _register(
+    "VERIFICATION_FAILED",
+    "The finished artifact did not pass verification (unreadable, wrong "
+    "checksum, or the engine's check failed); it was not offered.",
+    "Run the backup again; if it fails again, check the server's disk and "
+    "the database's health.",
+)
+SCRIPT_FAILED = _register(
+    "SCRIPT_FAILED",
+    "The post-script failed or timed out; the artifact itself is complete and "
+    "kept.",
+    "Read the script's output in the run status, fix the script on the "
+    "server, and download the artifact as usual.",
+)
+DISK_FULL = _register(
+    "DISK_FULL",
+    "The server's temp folder ran out of space during the backup; the partial "
+    "files were removed.",
+    "Free space in the server's temp folder (or point TMPDIR to a larger "
+    "disk), then run again.",
+)
+INTERRUPTED = _register(
+    "INTERRUPTED",
+    "The server stopped (crash or restart) while the run was in progress; its "
+    "partial files were removed.",
+    "Run the backup again with a new runId.",
+)
+SCRIPT_NOT_ALLOWED = _register(
+    "SCRIPT_NOT_ALLOWED",
+    "The post-script named in the options is not in the server's allowlist "
+    "folder (or the server has none).",
+    "Use the name of an executable file in the server's `post_scripts_dir`, "
+    "or ask its operator to add the script there.",
+)
+CANCELLED = _register(
+    "CANCELLED",
+    "The run was cancelled on request; its partial files were removed.",
+    "Nothing to do, or start a new run.",
+)
+
 # Client side: errors raised before or instead of a server answer
 TLS_FINGERPRINT_MISMATCH = _register(
     "TLS_FINGERPRINT_MISMATCH",

@@ -38,17 +38,23 @@ class ServerConfig:
     firebirdRoots: tuple[FilePath, ...] = ()
     toolPath: tuple[str, ...] = field(factory=defaultToolPath)
     connectionTimeout: float = 15.0
+    maxConcurrentRuns: int = 2
+    maxQueuedRuns: int = 16
+    postScriptsDir: FilePath | None = None
+    postScriptTimeout: float = 600.0
+    progressInterval: float = 0.25
 
 
 def loadServerConfig(path: FilePath) -> ServerConfig:
     """Read C{path}; any problem raises C{CONFIG_INVALID} naming the key."""
     data = readToml(path)
-    refuseUnknownSections(data, {"server", "tls", "limits", "databases"})
+    refuseUnknownSections(data, {"server", "tls", "limits", "databases", "runs"})
     base = path.parent()
     server = Section(data, "server", base)
     tls = Section(data, "tls", base)
     limits = Section(data, "limits", base)
     databases = Section(data, "databases", base)
+    runs = Section(data, "runs", base)
     toolPath = databases.paths("tool_path")
     listen = server.string("listen", DEFAULT_LISTEN)
     if not listen.startswith("ssl:"):
@@ -74,7 +80,12 @@ def loadServerConfig(path: FilePath) -> ServerConfig:
         firebirdRoots=databases.paths("firebird_roots"),
         toolPath=tuple(p.path for p in toolPath) if toolPath else defaultToolPath(),
         connectionTimeout=limits.number("connection_timeout", 15.0, 1),
+        maxConcurrentRuns=runs.integer("max_concurrent_runs", 2, 1),
+        maxQueuedRuns=runs.integer("max_queued_runs", 16, 0),
+        postScriptsDir=runs.path("post_scripts_dir"),
+        postScriptTimeout=runs.number("post_script_timeout", 600.0, 1),
+        progressInterval=runs.number("progress_interval", 0.25, 0.05),
     )
-    for section in (server, tls, limits, databases):
+    for section in (server, tls, limits, databases, runs):
         section.done()
     return config

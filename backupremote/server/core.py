@@ -23,7 +23,9 @@ from backupremote.server.databases.service import DatabaseConfigs
 from backupremote.server.engines import ENGINES
 from backupremote.server.metrics import Metrics
 from backupremote.server.responders.databases import DatabaseResponders
+from backupremote.server.responders.runs import RunResponders
 from backupremote.server.responders.session import SessionResponders
+from backupremote.server.runs.manager import RunManager
 from backupremote.server.session import Session
 from backupremote.server.store import ServerStore
 from backupremote.server.tools import ToolFinder
@@ -31,7 +33,9 @@ from backupremote.server.tools import ToolFinder
 ResponderGroup = Callable[..., CommandLocator]
 
 #: Every responder group a connection answers with; later areas add theirs.
-RESPONDER_GROUPS: tuple[ResponderGroup, ...] = (SessionResponders, DatabaseResponders)
+RESPONDER_GROUPS: tuple[ResponderGroup, ...] = (
+    SessionResponders, DatabaseResponders, RunResponders,
+)
 
 
 @define
@@ -45,6 +49,7 @@ class ServerCore:
     metrics: Metrics
     tools: ToolFinder
     databases: DatabaseConfigs
+    runs: RunManager
     responderGroups: tuple[ResponderGroup, ...] = RESPONDER_GROUPS
     connections: set = field(factory=set)
 

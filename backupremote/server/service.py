@@ -13,6 +13,7 @@ from typing import Any
 from twisted.application.service import IService, MultiService
 from twisted.internet.defer import Deferred, maybeDeferred
 from twisted.internet.threads import deferToThreadPool
+from twisted.logger import Logger
 
 from backupremote.license import LicenseVerifier, loadTrustedKey
 from backupremote.logfile import withLogFile
@@ -22,12 +23,18 @@ from backupremote.server.core import ServerCore
 from backupremote.server.databases.service import DatabaseConfigs
 from backupremote.server.databases.store import DatabaseConfigStore
 from backupremote.server.secretbox import SecretBox
+from backupremote.server.runs.manager import RunManager
+from backupremote.server.runs.scripts import PostScripts
+from backupremote.server.runs.store import RunStore
 from backupremote.server.tools import ToolFinder
 from backupremote.server.factory import ServerFactory
 from backupremote.server.listener import TLSEndpoint
 from backupremote.server.metrics import Metrics
 from backupremote.server.store import ServerStore
 from backupremote.server.throttle import PeerThrottle
+
+
+_log = Logger(namespace="backupremote.server")
 
 
 def buildCore(config: ServerConfig, reactor: Any, runInThread: Any = None) -> ServerCore:
@@ -54,9 +61,17 @@ def buildCore(config: ServerConfig, reactor: Any, runInThread: Any = None) -> Se
         DatabaseConfigStore(store.connection), SecretBox.inDataDir(config.dataDir),
         config, reactor, tools, activeRuns=set(),
     )
+    from backupremote.server.pipeline import produceArtifact
+
+    runs = RunManager(
+        reactor, RunStore(store.connection), databases, produceArtifact,
+        PostScripts(reactor, config.postScriptsDir, config.postScriptTimeout),
+        maxConcurrent=config.maxConcurrentRuns, maxQueued=config.maxQueuedRuns,
+        progressInterval=config.progressInterval,
+    )
     return ServerCore(
-        config=config, clock=reactor, store=store,
-        authenticator=authenticator, metrics=metrics, tools=tools, databases=databases,
+        config=config, clock=reactor, store=store, authenticator=authenticator,
+        metrics=metrics, tools=tools, databases=databases, runs=runs,
     )
 
 
@@ -71,6 +86,10 @@ class ListeningService(MultiService):
 
     def startService(self) -> None:
         super().startService()
+        interrupted = self.core.runs.recover()
+        if interrupted:
+            _log.warn("{count} run(s) were interrupted by the last stop and marked failed",
+                      count=len(interrupted))
         self._listening = self._endpoint.listen(ServerFactory(self.core))
 
     def whenListening(self) -> Deferred[Any]:
@@ -82,6 +101,7 @@ class ListeningService(MultiService):
 
     async def _stop(self) -> None:
         assert self._listening is not None
+        self.core.runs.stop()
         port = await self._listening
         await maybeDeferred(port.stopListening)
         for connection in list(self.core.connections):

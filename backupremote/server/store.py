@@ -43,6 +43,24 @@ MIGRATIONS: list[str] = [
         updatedAt TEXT NOT NULL
     );
     """,
+    """
+    CREATE TABLE runs (
+        runId TEXT PRIMARY KEY,
+        databaseConfigId TEXT NOT NULL,
+        clientId TEXT NOT NULL,
+        state TEXT NOT NULL,
+        status TEXT NOT NULL,
+        artifactPath TEXT,
+        createdAt TEXT NOT NULL
+    );
+    CREATE INDEX runs_state ON runs (state);
+    CREATE TABLE run_events (
+        runId TEXT NOT NULL,
+        seq INTEGER NOT NULL,
+        event TEXT NOT NULL,
+        PRIMARY KEY (runId, seq)
+    );
+    """,
 ]
 
 

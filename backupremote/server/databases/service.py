@@ -55,7 +55,7 @@ class DatabaseConfigs:
         self._config = config
         self._reactor = reactor
         self.tools = tools
-        self._activeRuns = activeRuns
+        self.activeRuns = activeRuns
 
     @property
     def roots(self) -> dict[str, Any]:
@@ -102,7 +102,7 @@ class DatabaseConfigs:
 
     def delete(self, configId: str, version: int | None) -> None:
         self._store.require(configId)
-        if configId in self._activeRuns:
+        if configId in self.activeRuns:
             raise BackupRemoteError(
                 CONFLICT, "a backup of this configuration is in progress; cancel it or "
                           "wait for it to end, then delete")
@@ -110,6 +110,10 @@ class DatabaseConfigs:
 
     def get(self, configId: str) -> DatabaseConfig:
         return self._store.require(configId).view()
+
+    def stored(self, configId: str) -> StoredConfig:
+        """The stored configuration (with its sealed password), or C{NOT_FOUND}."""
+        return self._store.require(configId)
 
     def page(self, offset: int | None, limit: int | None) -> DatabaseConfigPage:
         offset = 0 if offset is None else offset
@@ -125,7 +129,7 @@ class DatabaseConfigs:
         items, total = self._store.page(offset, limit)
         return DatabaseConfigPage([item.view() for item in items], total, offset)
 
-    def _target(self, stored: StoredConfig) -> Target:
+    def target(self, stored: StoredConfig) -> Target:
         """The stored config made usable: password opened, path checked again."""
         password = None
         if stored.passwordSealed is not None:
@@ -161,7 +165,7 @@ class DatabaseConfigs:
         else:
             assert configId is not None
             try:
-                target = self._target(self._store.require(configId))
+                target = self.target(self._store.require(configId))
             except BackupRemoteError as error:
                 if error.code != PERMISSION_DENIED:
                     raise
@@ -181,7 +185,7 @@ class DatabaseConfigs:
                     f"{k} {v}" for k, v in sorted(problems.fields.items())),
                 details={"fields": problems.fields})
         try:
-            target = self._target(stored)
+            target = self.target(stored)
         except BackupRemoteError as error:
             if error.code != PERMISSION_DENIED:
                 raise

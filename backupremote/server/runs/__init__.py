@@ -1,0 +1,1 @@
+"""Backup runs on the server: started only by a client's command."""

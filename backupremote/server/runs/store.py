@@ -1,0 +1,70 @@
+"""
+Runs and their events in the server's SQLite store.
+
+A run's status is kept whole as JSON (the wire model), with the columns
+the server looks runs up by beside it. The artifact's path on disk is kept
+in its own column and never leaves the server.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+
+from backupremote.protocol.runs import TERMINAL, RunEvent, RunStatus
+from backupremote.protocol.structured import converter
+
+
+def _json(value: object, kind: type) -> str:
+    return json.dumps(converter.unstructure(value, kind), sort_keys=True)
+
+
+class RunStore:
+    """Typed access to the C{runs} and C{run_events} tables."""
+
+    def __init__(self, db: sqlite3.Connection) -> None:
+        self._db = db
+
+    def insert(self, status: RunStatus) -> None:
+        self._db.execute(
+            "INSERT INTO runs (runId, databaseConfigId, clientId, state, status, createdAt) "
+            "VALUES (?, ?, ?, ?, ?, ?)",
+            (status.runId, status.databaseConfigId, status.clientId, status.state,
+             _json(status, RunStatus), status.createdAt.isoformat() if status.createdAt else ""),
+        )
+
+    def save(self, status: RunStatus, artifactPath: str | None = None) -> None:
+        self._db.execute(
+            "UPDATE runs SET state = ?, status = ?, artifactPath = coalesce(?, artifactPath) "
+            "WHERE runId = ?",
+            (status.state, _json(status, RunStatus), artifactPath, status.runId),
+        )
+
+    def get(self, runId: str) -> RunStatus | None:
+        row = self._db.execute("SELECT status FROM runs WHERE runId = ?", (runId,)).fetchone()
+        return converter.structure(json.loads(row[0]), RunStatus) if row else None
+
+    def artifactPath(self, runId: str) -> str | None:
+        row = self._db.execute("SELECT artifactPath FROM runs WHERE runId = ?",
+                               (runId,)).fetchone()
+        return row[0] if row else None
+
+    def unfinished(self) -> list[RunStatus]:
+        """Runs the server was working on when it stopped."""
+        placeholders = ", ".join("?" for _ in TERMINAL)
+        rows = self._db.execute(
+            f"SELECT status FROM runs WHERE state NOT IN ({placeholders})", tuple(TERMINAL))
+        return [converter.structure(json.loads(row[0]), RunStatus) for row in rows]
+
+    def runIds(self) -> set[str]:
+        return {row[0] for row in self._db.execute("SELECT runId FROM runs")}
+
+    def addEvent(self, event: RunEvent) -> None:
+        self._db.execute("INSERT INTO run_events (runId, seq, event) VALUES (?, ?, ?)",
+                         (event.runId, event.seq, _json(event, RunEvent)))
+
+    def events(self, runId: str, afterSeq: int = 0) -> list[RunEvent]:
+        rows = self._db.execute(
+            "SELECT event FROM run_events WHERE runId = ? AND seq > ? ORDER BY seq",
+            (runId, afterSeq))
+        return [converter.structure(json.loads(row[0]), RunEvent) for row in rows]

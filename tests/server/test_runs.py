@@ -1,0 +1,281 @@
+"""
+Backup runs over AMP with an in-memory producer: idempotency, queueing,
+cancel, events and replay, recovery. Real pipelines are tested elsewhere.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+from typing import Any
+
+from attrs import frozen
+from twisted.internet.defer import Deferred
+from twisted.python.filepath import FilePath
+from twisted.trial.unittest import SynchronousTestCase
+
+from backupremote.protocol import errors
+from backupremote.protocol.databases import (
+    CreateDatabaseConfig,
+    DatabaseConfigInput,
+    DeleteDatabaseConfig,
+    PreflightReport,
+    Finding,
+)
+from backupremote.protocol.options import BackupOptions
+from backupremote.protocol.runs import (
+    CancelBackup,
+    ExecuteBackup,
+    GetExecutionStatus,
+    StageTiming,
+    SubscribeRun,
+)
+from backupremote.server.runs.manager import runFolder
+from tests.fixtures import ServerHarness
+
+
+@frozen
+class FakeArtifact:
+    path: FilePath
+    name: str
+    sizeBytes: int
+    checksum: str
+    digest: str
+    stageTimings: list[StageTiming]
+
+
+class ControlledProducer:
+    """A producer whose every run waits until the test releases it."""
+
+    def __init__(self) -> None:
+        self.started: list[tuple[str, Any]] = []
+        self.gates: dict[str, Deferred[None]] = {}
+        self.progress: dict[str, Any] = {}
+        self.cancelled: list[str] = []
+
+    async def __call__(self, reactor: Any, engine: Any, target: Any, options: BackupOptions,
+                       tools: Any, runDir: FilePath, baseName: str, progress: Any,
+                       sizeEstimate: Any) -> FakeArtifact:
+        runId = runDir.basename()
+        self.started.append((runId, options))
+        self.progress[runId] = progress
+        gate: Deferred[None] = Deferred(lambda d: self.cancelled.append(runId))
+        self.gates[runId] = gate
+        partial = runDir.child("partial")
+        partial.setContent(b"half")
+        await gate
+        data = b"backup of " + baseName.encode()
+        artifact = runDir.child(baseName + ".sqlite3.zst")
+        artifact.setContent(data)
+        partial.remove()
+        return FakeArtifact(artifact, artifact.basename(), len(data), "sha256",
+                            hashlib.sha256(data).hexdigest(), [])
+
+    def release(self, runId: str) -> None:
+        self.gates[runId].callback(None)
+
+
+class RunTests(SynchronousTestCase):
+    def setUp(self) -> None:
+        temp = FilePath(self.mktemp())
+        temp.makedirs()
+        self.patch(tempfile, "tempdir", temp.path)
+        roots = FilePath(self.mktemp())
+        roots.makedirs()
+        self.producer = ControlledProducer()
+        self.harness = ServerHarness(self, produce=self.producer, sqliteRoots=(roots,),
+                                     maxConcurrentRuns=2, maxQueuedRuns=2,
+                                     keepaliveInterval=1e6, authTimeout=1e6)
+        self.preflightReport = PreflightReport(ok=True, blockers=[], warnings=[],
+                                               sizeEstimate=1000)
+        self.patch(self.harness.databases, "preflight", self.fakePreflight)
+        self.client = self.harness.connect()
+        self.client.auth(self.harness)
+        self.configs = []
+        for name in ("a", "b", "c", "d"):
+            path = roots.child(f"{name}.sqlite3")
+            path.setContent(b"")
+            self.configs.append(self.client.call(CreateDatabaseConfig, config=DatabaseConfigInput(
+                name=name, engine="sqlite", path=path.path))["config"].id)
+
+    async def fakePreflight(self, configId: str, options: Any) -> PreflightReport:
+        return self.preflightReport
+
+    def execute(self, runId: str, config: int = 0, loopback: Any = None, **kw: Any) -> Any:
+        return (loopback or self.client).call(
+            ExecuteBackup, runId=runId, databaseConfigId=self.configs[config], **kw)["status"]
+
+    def status(self, runId: str) -> Any:
+        return self.client.call(GetExecutionStatus, runId=runId)["status"]
+
+    def test_runCompletesWithEvents(self) -> None:
+        status = self.execute("run-1", scheduleId="daily")
+        self.assertEqual((status.state, status.scheduleId), ("running", "daily"))
+        self.assertEqual(status.options, BackupOptions())
+        progress = self.producer.progress["run-1"]
+        for done in range(0, 1000, 100):
+            progress("dump", done, 1000)
+            self.harness.clock.advance(0.1)
+        progress("verification", 50, 60)
+        self.producer.release("run-1")
+        self.client.pump.flush()
+        final = self.status("run-1")
+        self.assertEqual(final.state, "completed")
+        self.assertEqual(final.artifact.checksum, "sha256")
+        self.assertIsNone(final.errorCode)
+        events = self.client.client.events
+        self.assertEqual([e.seq for e in events], list(range(1, len(events) + 1)))
+        self.assertEqual(events[-1].kind, "complete")
+        dumps = [e for e in events if e.stage == "dump"]
+        self.assertLess(len(dumps), 10)  # throttled
+        self.assertEqual(dumps[-1].bytes, 900)  # but the last of the stage is sent
+        self.assertEqual(final.lastSeq, events[-1].seq)
+        folder = runFolder("run-1")
+        self.assertEqual([c.basename() for c in folder.children()], [final.artifact.name])
+        self.assertEqual(os.stat(folder.path).st_mode & 0o777, 0o700)
+
+    def test_duplicateRunIdReturnsTheRun(self) -> None:
+        first = self.execute("same")
+        again = self.execute("same")
+        self.assertTrue(again.duplicate)
+        self.assertEqual(again.runId, first.runId)
+        self.assertEqual(len(self.producer.started), 1)
+        conflict = self.client.error(ExecuteBackup, runId="same",
+                                     databaseConfigId=self.configs[0],
+                                     options=BackupOptions(compression="xz"))
+        self.assertEqual(conflict.code, errors.CONFLICT)
+        other = self.client.error(ExecuteBackup, runId="same", databaseConfigId=self.configs[1])
+        self.assertEqual(other.code, errors.CONFLICT)
+
+    def test_racingDuplicatesStartOneRun(self) -> None:
+        """Two connections send the same runId while preflight is still running."""
+        gate: Deferred[PreflightReport] = Deferred()
+        self.patch(self.harness.databases, "preflight", lambda *a: gate)
+        second = self.harness.connect(port=2)
+        second.auth(self.harness)
+        answers: list[Any] = []
+        for loopback in (self.client, second):
+            loopback.client.callRemote(ExecuteBackup, runId="race",
+                                       databaseConfigId=self.configs[0]).addBoth(answers.append)
+            loopback.pump.flush()
+        self.assertEqual(answers, [])
+        gate.callback(self.preflightReport)
+        self.client.pump.flush()
+        second.pump.flush()
+        statuses = [answer["status"] for answer in answers]
+        self.assertEqual(sorted(s.duplicate for s in statuses), [False, True])
+        self.assertEqual(len(self.producer.started), 1)
+
+    def test_queueAndOneRunPerDatabase(self) -> None:
+        self.execute("r1", config=0)
+        second = self.execute("r2", config=0)
+        self.assertEqual((second.state, second.queuePosition), ("queued", 1))
+        self.execute("r3", config=1)
+        fourth = self.execute("r4", config=2)
+        self.assertEqual(fourth.queuePosition, 2)
+        full = self.client.error(ExecuteBackup, runId="r5", databaseConfigId=self.configs[3])
+        self.assertEqual(full.code, errors.CAPACITY_EXCEEDED)
+        self.assertEqual([r for r, _ in self.producer.started], ["r1", "r3"])
+        self.producer.release("r1")
+        self.client.pump.flush()
+        self.assertEqual([r for r, _ in self.producer.started], ["r1", "r3", "r2"])
+        self.assertEqual(self.status("r4").queuePosition, 1)
+
+    def test_cancelRunning(self) -> None:
+        self.execute("c1")
+        folder = runFolder("c1")
+        self.assertTrue(folder.child("partial").exists())
+        status = self.client.call(CancelBackup, runId="c1")["status"]
+        self.assertEqual(status.state, "cancelled")
+        self.assertEqual(self.producer.cancelled, ["c1"])
+        self.assertFalse(folder.exists())
+        final = self.status("c1")
+        self.assertEqual((final.state, final.errorCode), ("cancelled", errors.CANCELLED))
+        self.assertEqual(self.client.client.events[-1].errorCode, errors.CANCELLED)
+        again = self.client.error(CancelBackup, runId="c1")
+        self.assertEqual(again.code, errors.CONFLICT)
+
+    def test_cancelQueued(self) -> None:
+        self.execute("q1")
+        self.execute("q2")
+        self.client.call(CancelBackup, runId="q2")
+        self.assertEqual(self.status("q2").state, "cancelled")
+        self.producer.release("q1")
+        self.client.pump.flush()
+        self.assertEqual([r for r, _ in self.producer.started], ["q1"])
+
+    def test_preflightBlockerRefusesTheRun(self) -> None:
+        self.preflightReport = PreflightReport(
+            ok=False, blockers=[Finding(errors.COMPRESSION_UNAVAILABLE, "no xz")], warnings=[])
+        error = self.client.error(ExecuteBackup, runId="p1", databaseConfigId=self.configs[0])
+        self.assertEqual(error.code, errors.COMPRESSION_UNAVAILABLE)
+        self.assertEqual(self.producer.started, [])
+        self.assertEqual(self.client.error(GetExecutionStatus, runId="p1").code, errors.NOT_FOUND)
+
+    def test_otherClientsCannotSeeRuns(self) -> None:
+        self.execute("mine")
+        self.harness.store.addClient("bob", __import__(
+            "backupremote.server.secrethash", fromlist=["x"]).hashSecret("bobsecret"))
+        bob = self.harness.connect(port=3)
+        bob.auth(self.harness, clientId="bob", secret="bobsecret",
+                 license=self.harness.license(clientId="bob"))
+        for command in (GetExecutionStatus, CancelBackup, SubscribeRun):
+            self.assertEqual(bob.error(command, runId="mine").code, errors.NOT_FOUND)
+
+    def test_subscribeReplaysAfterSeq(self) -> None:
+        self.execute("s1")
+        progress = self.producer.progress["s1"]
+        for done in (10, 20, 30):
+            progress("dump", done, 100)
+            self.harness.clock.advance(1)
+        late = self.harness.connect(port=4)
+        late.auth(self.harness)
+        late.call(SubscribeRun, runId="s1", afterSeq=2)
+        self.assertEqual([e.seq for e in late.client.events], [3, 4])
+        self.producer.release("s1")
+        late.pump.flush()
+        self.assertEqual(late.client.events[-1].kind, "complete")
+
+    def test_deleteConfigDuringRun(self) -> None:
+        self.execute("d1")
+        self.assertEqual(self.client.error(DeleteDatabaseConfig, id=self.configs[0]).code,
+                         errors.CONFLICT)
+        self.producer.release("d1")
+        self.client.pump.flush()
+        self.client.call(DeleteDatabaseConfig, id=self.configs[0])
+
+    def test_optionsValidated(self) -> None:
+        error = self.client.error(ExecuteBackup, runId="v1", databaseConfigId=self.configs[0],
+                                  options=BackupOptions(compression="zstd", level=40))
+        self.assertEqual(error.code, errors.VALIDATION_FAILED)
+        self.assertIn("options.level", error.details["fields"])
+        bad = self.client.error(ExecuteBackup, runId="bad id!", databaseConfigId=self.configs[0])
+        self.assertEqual(bad.code, errors.VALIDATION_FAILED)
+        script = self.client.error(ExecuteBackup, runId="v2", databaseConfigId=self.configs[0],
+                                   options=BackupOptions(postScript="notify"))
+        self.assertEqual(script.code, errors.SCRIPT_NOT_ALLOWED)
+
+    def test_recoveryAfterCrash(self) -> None:
+        """A restarted server marks unfinished runs INTERRUPTED and removes their files."""
+        self.execute("crash")
+        self.execute("waiting")
+        self.assertTrue(runFolder("crash").child("partial").exists())
+        stray = runFolder("unknown")
+        stray.makedirs()
+        # the old process dies without a word: its manager forgets everything
+        dead = self.harness.runs
+        dead._stopping = True
+        dead._active.clear()
+        dead._queue.clear()
+        from backupremote.server.runs.manager import RunManager
+        from backupremote.server.runs.store import RunStore
+        manager = RunManager(self.harness.clock, RunStore(self.harness.store.connection),
+                             self.harness.databases, self.producer, self.harness.scripts)
+        self.assertEqual(sorted(manager.recover()), ["crash", "waiting"])
+        for runId in ("crash", "waiting"):
+            status = manager.status("alice", runId)
+            self.assertEqual((status.state, status.errorCode), ("failed", errors.INTERRUPTED))
+        self.assertFalse(runFolder("crash").exists())
+        self.assertFalse(stray.exists())
+
