@@ -88,12 +88,12 @@ class ServerHarness:
             (self.issuerKey.public_key(),), self.clock,
             onDenied=lambda code: self.metrics.increment(f"license.denied.{code}"),
         )
-        self.databases = DatabaseConfigs(
-            DatabaseConfigStore(self.store.connection), SecretBox.inDataDir(dataDir),
-            self.config, self.clock, self.tools, self.activeRuns,
-        )
         self.scripts = PostScripts(self.clock, self.config.postScriptsDir,
                                    self.config.postScriptTimeout)
+        self.databases = DatabaseConfigs(
+            DatabaseConfigStore(self.store.connection), SecretBox.inDataDir(dataDir),
+            self.config, self.clock, self.tools, self.activeRuns, self.scripts,
+        )
         self.runs = RunManager(
             self.clock, RunStore(self.store.connection), self.databases,
             produce or unavailableProducer, self.scripts,

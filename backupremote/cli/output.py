@@ -61,9 +61,12 @@ class Output:
                 "errorMessage": error.message,
                 "requestId": error.requestId,
                 "action": error.action,
+                "details": error.details,
             }, sort_keys=True) + "\n")
         else:
             where = f" (request {error.requestId})" if error.requestId else ""
             self.err.write(f"error {error.code}: {error.message}{where}\n")
+            for field, problem in sorted(error.details.get("fields", {}).items()):
+                self.err.write(f"  {field}: {problem}\n")
             self.err.write(f"what to do: {error.action}\n")
         return exitCodeFor(error)

@@ -17,6 +17,7 @@ from twisted.internet.defer import Deferred
 from backupremote.client.config import ClientConfig
 from backupremote.client.connection import ConnectionManager
 from backupremote.client.credentials import Credentials
+from backupremote.client.followers import EventHandler
 from backupremote.protocol.databases import (
     ConnectionTestResult,
     CreateDatabaseConfig,
@@ -33,6 +34,13 @@ from backupremote.protocol.databases import (
 )
 from backupremote.protocol.models import Capabilities as CapabilitiesModel
 from backupremote.protocol.options import BackupOptions
+from backupremote.protocol.runs import (
+    CancelBackup,
+    ExecuteBackup,
+    GetExecutionStatus,
+    RunStatus,
+    SubscribeRun,
+)
 from backupremote.protocol.session import Capabilities
 
 
@@ -105,6 +113,45 @@ class BackupRemoteClient:
         """Blockers and warnings for a backup of C{configId} with C{options}."""
         return self._ask(ValidateServerBackupPrerequisites, "report", id=configId,
                          options=options)
+
+    # Runs
+
+    def executeBackup(self, runId: str, databaseConfigId: str,
+                      options: BackupOptions | None = None,
+                      scheduleId: str | None = None) -> Deferred[RunStatus]:
+        """
+        Command a backup. The same C{runId} always means the same run: a
+        retry returns it (C{duplicate}) instead of starting another.
+        """
+        return self._ask(ExecuteBackup, "status", runId=runId,
+                         databaseConfigId=databaseConfigId, options=options,
+                         scheduleId=scheduleId)
+
+    def cancelBackup(self, runId: str) -> Deferred[RunStatus]:
+        return self._ask(CancelBackup, "status", runId=runId)
+
+    def getExecutionStatus(self, runId: str) -> Deferred[RunStatus]:
+        return self._ask(GetExecutionStatus, "status", runId=runId)
+
+    def followRun(self, runId: str, onEvent: EventHandler | None = None
+                  ) -> Deferred[RunStatus]:
+        """
+        Call C{onEvent} with each event of the run (replayed from its start,
+        and across reconnections), and fire with its final status.
+        """
+
+        async def follow() -> RunStatus:
+            follower = self.connection.followers.follow(runId, onEvent)
+            try:
+                await self.connection.call(SubscribeRun, runId=runId,
+                                           afterSeq=follower.lastSeq)
+            except BaseException:
+                self.connection.followers.unfollow(runId)
+                raise
+            await follower.ended
+            return await self.getExecutionStatus(runId)
+
+        return Deferred.fromCoroutine(follow())
 
     def session(self) -> Deferred[dict[str, Any]]:
         """The ``auth`` answer of the current connection (connecting if need be)."""

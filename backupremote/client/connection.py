@@ -25,6 +25,7 @@ from twisted.python.failure import Failure
 
 from backupremote.client.config import ClientConfig
 from backupremote.client.credentials import Credentials
+from backupremote.client.followers import RunFollowers
 from backupremote.client.protocol import ClientProtocol
 from backupremote.protocol.errors import (
     API_VERSION_UNSUPPORTED,
@@ -34,6 +35,7 @@ from backupremote.protocol.errors import (
     TIMEOUT,
     BackupRemoteError,
 )
+from backupremote.protocol.runs import SubscribeRun
 from backupremote.tls.client import clientCreator, describeTLSFailure
 
 _log = Logger(namespace="backupremote.client")
@@ -96,13 +98,24 @@ class ConnectionManager:
             clock=reactor,
         )
         self.stopped: BackupRemoteError | None = None
+        self.followers = RunFollowers()
 
     def _buildProtocol(self) -> ClientProtocol:
         return ClientProtocol(
             self._reactor, self._credentials, self._callOn,
             self.config.keepaliveInterval, self.config.keepaliveTimeout,
-            onAuthFailure=self._authFailed,
+            onAuthFailure=self._authFailed, onEvent=self.followers.deliver,
+            onAuthenticated=self._resubscribe,
         )
+
+    def _resubscribe(self, protocol: ClientProtocol) -> None:
+        """A new connection: ask for what each followed run missed."""
+        for follower in self.followers.followed():
+            Deferred.fromCoroutine(self._callOn(
+                protocol, SubscribeRun, runId=follower.runId, afterSeq=follower.lastSeq,
+            )).addErrback(lambda failure, runId=follower.runId: _log.warn(
+                "could not follow run {runId} again: {error}", runId=runId,
+                error=str(asBackupRemoteError(failure))))
 
     def _authFailed(self, reason: Failure) -> None:
         """

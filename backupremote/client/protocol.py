@@ -16,6 +16,7 @@ from twisted.protocols import amp
 from twisted.python.failure import Failure
 
 from backupremote.keepalive import Heartbeat
+from backupremote.protocol.runs import BackupComplete, BackupFailed, BackupProgress, RunEvent
 from backupremote.protocol.session import Auth, Ping
 from backupremote.protocol.versions import CURRENT_API_VERSION
 
@@ -31,8 +32,12 @@ class ClientProtocol(amp.AMP):
         keepaliveInterval: float = 30.0,
         keepaliveTimeout: float = 20.0,
         onAuthFailure: Any = None,
+        onEvent: Any = None,
+        onAuthenticated: Any = None,
     ) -> None:
         super().__init__()
+        self._onEvent = onEvent
+        self._onAuthenticated = onAuthenticated
         self._clock = clock
         self._credentials = credentials
         self._call = call
@@ -89,6 +94,8 @@ class ClientProtocol(amp.AMP):
             return
         self._heartbeat.start()
         self._settle(answer)
+        if self._onAuthenticated is not None:
+            self._onAuthenticated(self)
 
     def dataReceived(self, data: bytes) -> None:
         self._heartbeat.heard()
@@ -105,6 +112,23 @@ class ClientProtocol(amp.AMP):
         if name == b"StartTLS":
             return None
         return super().locateResponder(name)
+
+    def _event(self, event: RunEvent) -> dict[str, Any]:
+        if self._onEvent is not None:
+            self._onEvent(event)
+        return {}
+
+    @BackupProgress.responder
+    def backupProgress(self, event: RunEvent) -> dict[str, Any]:
+        return self._event(event)
+
+    @BackupComplete.responder
+    def backupComplete(self, event: RunEvent) -> dict[str, Any]:
+        return self._event(event)
+
+    @BackupFailed.responder
+    def backupFailed(self, event: RunEvent) -> dict[str, Any]:
+        return self._event(event)
 
     @Ping.responder
     def ping(self, requestId: str | None = None) -> dict[str, Any]:

@@ -57,15 +57,15 @@ def buildCore(config: ServerConfig, reactor: Any, runInThread: Any = None) -> Se
         runInThread=runInThread,
     )
     tools = ToolFinder(reactor, config.toolPath)
+    scripts = PostScripts(reactor, config.postScriptsDir, config.postScriptTimeout)
     databases = DatabaseConfigs(
         DatabaseConfigStore(store.connection), SecretBox.inDataDir(config.dataDir),
-        config, reactor, tools, activeRuns=set(),
+        config, reactor, tools, activeRuns=set(), scripts=scripts,
     )
     from backupremote.server.pipeline import produceArtifact
 
     runs = RunManager(
-        reactor, RunStore(store.connection), databases, produceArtifact,
-        PostScripts(reactor, config.postScriptsDir, config.postScriptTimeout),
+        reactor, RunStore(store.connection), databases, produceArtifact, scripts,
         maxConcurrent=config.maxConcurrentRuns, maxQueued=config.maxQueuedRuns,
         progressInterval=config.progressInterval,
     )

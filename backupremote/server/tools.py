@@ -47,6 +47,11 @@ class Tool:
     def major(self) -> int:
         return parseVersion(self.version)[0]
 
+    @property
+    def number(self) -> str:
+        """Just the version number, e.g. C{"1.5.4"}."""
+        return ".".join(map(str, parseVersion(self.version)))
+
 
 def parseVersion(text: str) -> tuple[int, ...]:
     """The first dotted version number in C{text}; (0,) if none."""

@@ -73,18 +73,23 @@ class DatabaseConfigTests(SynchronousTestCase):
 
     def test_updateWithVersion(self) -> None:
         created = self.create()
+        moved = self.refused(UpdateDatabaseConfig, id=created.id, version=1,
+                             config=evolve(POSTGRES, host="evil.example", password=None))
+        self.assertEqual(moved.code, errors.VALIDATION_FAILED)
+        self.assertEqual(set(moved.details["fields"]), {"password"})
         updated = self.loopback.call(
             UpdateDatabaseConfig, id=created.id, version=1,
-            config=evolve(POSTGRES, port=5433, password=None))["config"]
-        self.assertEqual((updated.port, updated.version, updated.hasPassword), (5433, 2, True))
+            config=evolve(POSTGRES, options={"sslmode": "verify-full"}, password=None))["config"]
+        self.assertEqual((updated.options, updated.version, updated.hasPassword),
+                         ({"sslmode": "verify-full"}, 2, True))
         stale = self.refused(UpdateDatabaseConfig, id=created.id, version=1,
                              config=evolve(POSTGRES, port=6000))
         self.assertEqual(stale.code, errors.CONFLICT)
         self.assertEqual(stale.details, {"currentVersion": 2})
         removed = self.loopback.call(
             UpdateDatabaseConfig, id=created.id, version=2,
-            config=evolve(POSTGRES, password=None, removePassword=True))["config"]
-        self.assertFalse(removed.hasPassword)
+            config=evolve(POSTGRES, port=5433, password=None, removePassword=True))["config"]
+        self.assertEqual((removed.port, removed.hasPassword), (5433, False))
 
     def test_uniqueNames(self) -> None:
         self.create()

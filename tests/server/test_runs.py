@@ -249,7 +249,7 @@ class RunTests(SynchronousTestCase):
         error = self.client.error(ExecuteBackup, runId="v1", databaseConfigId=self.configs[0],
                                   options=BackupOptions(compression="zstd", level=40))
         self.assertEqual(error.code, errors.VALIDATION_FAILED)
-        self.assertIn("options.level", error.details["fields"])
+        self.assertIn("level", error.details["fields"])
         bad = self.client.error(ExecuteBackup, runId="bad id!", databaseConfigId=self.configs[0])
         self.assertEqual(bad.code, errors.VALIDATION_FAILED)
         script = self.client.error(ExecuteBackup, runId="v2", databaseConfigId=self.configs[0],

@@ -60,7 +60,7 @@ async def preflight(
         ))
     elif compressor.tool is not None:
         compressionTool = ToolChoice(compressor.tool.name, compressor.tool.path,
-                                     compressor.tool.version, f"for {options.compression}")
+                                     compressor.tool.number, f"for {options.compression}")
 
     freeBytes: int | None = None
     try:

@@ -11,6 +11,9 @@ import uuid
 from datetime import datetime, timezone
 from typing import Any
 
+from attrs import evolve
+from twisted.logger import Logger
+
 from backupremote.protocol.databases import (
     ConnectionTestResult,
     DatabaseConfig,
@@ -41,6 +44,7 @@ from backupremote.server.secretbox import SecretBox, SecretBoxError
 from backupremote.server.tools import ToolFinder
 
 MAX_PAGE = 100
+_log = Logger(namespace="backupremote.server.databases")
 
 
 class DatabaseConfigs:
@@ -49,7 +53,9 @@ class DatabaseConfigs:
     def __init__(
         self, store: DatabaseConfigStore, box: SecretBox, config: ServerConfig,
         reactor: Any, tools: ToolFinder, activeRuns: set[str],
+        scripts: Any = None,
     ) -> None:
+        self._scripts = scripts
         self._store = store
         self._box = box
         self._config = config
@@ -84,6 +90,17 @@ class DatabaseConfigs:
     def update(self, configId: str, version: int, given: DatabaseConfigInput) -> DatabaseConfig:
         current = self._store.require(configId)
         config = validateConfig(given, self.roots)
+        moved = (config.engine, config.host, config.port, config.user, config.database,
+                 config.path) != (current.engine, current.host, current.port, current.user,
+                                  current.database, current.path)
+        if (moved and current.passwordSealed is not None and config.password is None
+                and not config.removePassword):
+            # never send a stored password somewhere its owner did not send it
+            raise BackupRemoteError(
+                VALIDATION_FAILED, "invalid configuration: password must be given again "
+                "(or removed) when the engine, host, port, user, database or path changes",
+                details={"fields": {"password": "must be given again when the connection "
+                                                "target changes"}})
         if config.password is not None:
             sealed = self._seal(config.password, configId)
         elif config.removePassword:
@@ -136,6 +153,8 @@ class DatabaseConfigs:
             try:
                 password = self._box.open(stored.passwordSealed, stored.id)
             except SecretBoxError:
+                _log.error("the stored password of database config {configId} does not "
+                           "decrypt with this data folder's secrets.key", configId=stored.id)
                 raise BackupRemoteError(
                     INTERNAL_ERROR, "the stored password cannot be decrypted with the "
                                     "server's key file; set the password again") from None
@@ -178,7 +197,7 @@ class DatabaseConfigs:
         stored = self._store.require(configId)
         options = options or stored.backup
         problems = FieldProblems()
-        checkBackupOptions(options, stored.engine, problems, prefix="options.")
+        checkBackupOptions(options, stored.engine, problems, prefix="")
         if problems:
             raise BackupRemoteError(
                 VALIDATION_FAILED, "invalid options: " + "; ".join(
@@ -191,5 +210,12 @@ class DatabaseConfigs:
                 raise
             return PreflightReport(ok=False, blockers=[Finding(error.code, error.message)],
                                    warnings=[], options=options)
-        return await preflight(ENGINES[stored.engine], target, options, self.tools,
-                               self._reactor, self._config.connectionTimeout)
+        report = await preflight(ENGINES[stored.engine], target, options, self.tools,
+                                 self._reactor, self._config.connectionTimeout)
+        if options.postScript is not None and self._scripts is not None:
+            try:
+                self._scripts.find(options.postScript)
+            except BackupRemoteError as error:
+                report = evolve(report, ok=False,
+                                blockers=[*report.blockers, Finding(error.code, error.message)])
+        return report

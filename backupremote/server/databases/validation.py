@@ -124,9 +124,10 @@ def validateConfig(
     pattern = REMOTE_DATABASE if config.engine == "firebird" else DATABASE
     _checkText(config.database, pattern, "database", "is not a valid database name", problems)
     _checkText(config.user, USER, "user", "is not a valid user name", problems)
-    if config.password is not None and (len(config.password) > MAX_PASSWORD
+    if config.password is not None and (not config.password or len(config.password) > MAX_PASSWORD
                                         or "\x00" in config.password):
-        problems.add("password", f"must be at most {MAX_PASSWORD} characters, without NUL")
+        problems.add("password", f"must be 1 to {MAX_PASSWORD} characters, without NUL "
+                                 "(use removePassword to drop it)")
     if config.removePassword and config.password is not None:
         problems.add("removePassword", "cannot be set together with a new password")
     for key, value in config.options.items():

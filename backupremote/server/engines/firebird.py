@@ -334,3 +334,45 @@ class FirebirdEngine:
 
 
 engine = register(FirebirdEngine())
+
+
+# --- Dumps and their checks (used by backupremote.server.pipeline) ----------
+
+#: gbak's file name for its standard output (and input, on restore).
+GBAK_STDIO_OUT = "stdout"
+GBAK_STDIO_IN = "stdin"
+
+
+def dumpArgv(gbak: str, target: Target) -> list[str]:
+    """
+    C{gbak} backing C{target} up to its standard output, without garbage
+    collection (C{-g}: a backup should not do the sweeper's work), with the
+    role if one is set (C{-ro}; gbak's C{-r} means recreate). User and
+    password come from L{firebirdEnvironment}.
+    """
+    argv = [gbak, "-b", "-g"]
+    role = (target.options or {}).get("role")
+    if role:
+        argv += ["-ro", role]
+    return argv + [connectionString(target), GBAK_STDIO_OUT]
+
+
+def restoreCheckArgv(gbak: str, databasePath: str) -> list[str]:
+    """C{gbak} restoring a backup read from stdin into a new local file (embedded)."""
+    return [gbak, "-c", GBAK_STDIO_IN, databasePath]
+
+
+def looksLikeGbakBackup(head: bytes) -> bool:
+    """
+    Whether C{head} (the first bytes of a stream) starts like a gbak backup:
+    the C{rec_burp} record (0) whose first attribute is C{att_backup_format}
+    (2), four bytes long, holding a plausible format version.
+    """
+    if len(head) < 7 or head[0] != 0 or head[1] != 2 or head[2] != 4:
+        return False
+    return 1 <= int.from_bytes(head[3:7], "little") <= 64
+
+
+def dumpFailureMessage(stderr: str, target: Target) -> str:
+    """What gbak said, for an error message: no noise, no secret, no local path."""
+    return errorMessage(stderr, target)

@@ -283,3 +283,35 @@ class MariaDBEngine:
 
 
 engine = register(MariaDBEngine())
+
+
+# --- Dumps and their checks (used by backupremote.server.pipeline) ----------
+
+#: The comment C{mariadb-dump} (and C{mysqldump}) writes last, only when the
+#: dump completed.
+DUMP_TRAILER = b"-- Dump completed"
+
+#: What C{mariadb-dump} is told besides the connection: a consistent InnoDB
+#: snapshot without locking (C{--single-transaction}), rows streamed rather
+#: than buffered (C{--quick}), the stored programs, and binary columns as
+#: hex so that the dump survives any character set conversion.
+DUMP_OPTIONS = (
+    "--single-transaction", "--quick", "--routines", "--events", "--triggers", "--hex-blob",
+)
+
+
+def dumpArgv(dumpTool: str, optionsPath: str, target: Target) -> list[str]:
+    """
+    The dump tool's command line for C{target}'s database, with the password
+    in the option file C{optionsPath} (from L{optionsFile}, first argument).
+    The database name follows C{--} so that no name can read as an option.
+    """
+    return [
+        dumpTool, f"--defaults-extra-file={optionsPath}", *connectionArgs(target),
+        *DUMP_OPTIONS, "--", target.database or "",
+    ]
+
+
+def dumpFailureMessage(stderr: str, target: Target) -> str:
+    """What the dump tool said, for an error message: its last lines, scrubbed."""
+    return _toolMessage(stderr, target.password)

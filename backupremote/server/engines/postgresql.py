@@ -332,3 +332,54 @@ async def chooseRestoreTool(tools: ToolFinder, dump: Tool) -> Tool:
 
 
 engine = register(PostgreSQLEngine())
+
+
+# --- Dumps and their checks (used by backupremote.server.pipeline) ----------
+
+#: The comment that ends a complete plain-format dump. pg_dump 15.14 and
+#: newer print a C{\unrestrict} line after it, so look for it near the end
+#: rather than at the very end.
+PLAIN_DUMP_TRAILER = b"-- PostgreSQL database dump complete"
+
+#: pg_dump's format flags by backup format. A custom archive is made with
+#: C{-Z0}: compression is the pipeline's job (an external multi-threaded
+#: compressor is several times faster than pg_dump's own single-threaded
+#: zlib), and compression "none" means no compression anywhere.
+DUMP_FORMAT_FLAGS: dict[str, tuple[str, ...]] = {
+    "custom": ("-Fc", "-Z0"),
+    "plain": ("-Fp",),
+}
+
+#: File name extension of each format.
+DUMP_EXTENSIONS: dict[str, str] = {"custom": ".dump", "plain": ".sql"}
+
+
+def dumpArgv(pgDump: str, target: Target, format: str) -> list[str]:
+    """
+    The command line of C{pg_dump} writing C{target}'s database to stdout in
+    C{format} ("custom" or "plain"): never a password, never a prompt.
+    """
+    if format not in DUMP_FORMAT_FLAGS:
+        raise ValueError(f"PostgreSQL has no backup format {format!r}")
+    return [pgDump, "--no-password", *DUMP_FORMAT_FLAGS[format], *connectionArgs(target)]
+
+
+def restoreCheckArgv(pgRestore: str, full: bool) -> list[str]:
+    """
+    C{pg_restore} checking a custom archive read from stdin: C{-l} reads
+    the header and the table of contents; C{full} replays every entry, data
+    included, into C{/dev/null} (no database is touched).
+    """
+    return [pgRestore, "-f", "/dev/null"] if full else [pgRestore, "-l"]
+
+
+def toolEnvironment() -> dict[str, str]:
+    """The environment of C{pg_restore} working on a file: no credentials at all."""
+    env = baseEnvironment()
+    env["PGPASSFILE"] = NO_PASSFILE
+    return env
+
+
+def dumpFailureMessage(stderr: str, target: Target) -> str:
+    """What C{pg_dump} or C{pg_restore} said, for an error message: its last lines, scrubbed."""
+    return _toolMessage(stderr, target.password)

@@ -199,3 +199,72 @@ class SQLiteEngine:
 
 
 engine = register(SQLiteEngine())
+
+
+# --- Dumps and their checks (used by backupremote.server.pipeline) ----------
+
+#: The first 16 bytes of every SQLite database file.
+SQLITE_HEADER = b"SQLite format 3\x00"
+
+#: Pages copied per step of the online backup: small enough to notice a
+#: cancel quickly and let writers in between steps.
+BACKUP_STEP_PAGES = 1024
+
+
+class BackupStopped(Exception):
+    """The backup or check was stopped from outside (cancel, timeout)."""
+
+
+def backupInto(sourcePath: str, destinationPath: str, shouldStop: Callable[[], bool],
+               onProgress: Callable[[int, int], None]) -> int:
+    """
+    Copy a consistent snapshot of the database at C{sourcePath} into a new
+    file C{destinationPath} with the online backup API (blocking: run it in
+    a thread). C{onProgress(bytesDone, bytesTotal)} is called after each
+    step; C{shouldStop()} true aborts with L{BackupStopped}. The copy has no
+    journal (it is a scratch file until the backup is complete), so nothing
+    but C{destinationPath} is ever created. Returns the copy's size.
+    """
+    source = sqlite3.connect(readOnlyURI(sourcePath), uri=True, check_same_thread=False)
+    try:
+        (pageSize,) = source.execute("PRAGMA page_size").fetchone()
+        destination = sqlite3.connect(destinationPath, check_same_thread=False)
+        try:
+            destination.execute("PRAGMA journal_mode=OFF")
+            destination.execute("PRAGMA synchronous=OFF")
+
+            def progress(status: int, remaining: int, total: int) -> None:
+                onProgress((total - remaining) * pageSize, total * pageSize)
+                if shouldStop():
+                    raise BackupStopped()
+
+            source.backup(destination, pages=BACKUP_STEP_PAGES, progress=progress)
+        finally:
+            destination.close()
+    finally:
+        source.close()
+    return os.path.getsize(destinationPath)
+
+
+def integrityCheck(path: str, shouldStop: Callable[[], bool]) -> str | None:
+    """
+    C{None} if C{PRAGMA integrity_check} of the database file at C{path}
+    says "ok", else what it found (blocking: run it in a thread). The file
+    is opened read-only and immutable: nothing is written next to it.
+    """
+    uri = f"file:{quote(path)}?mode=ro&immutable=1"
+    try:
+        connection = sqlite3.connect(uri, uri=True, check_same_thread=False)
+    except sqlite3.Error as error:
+        return str(error)
+    try:
+        connection.set_progress_handler(lambda: int(shouldStop()), 10000)
+        rows = connection.execute("PRAGMA integrity_check").fetchall()
+    except sqlite3.Error as error:
+        if shouldStop():
+            raise BackupStopped() from error
+        return str(error)
+    finally:
+        connection.close()
+    found = [str(row[0]) for row in rows]
+    return None if found == ["ok"] else "; ".join(found[:5])

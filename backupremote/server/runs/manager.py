@@ -159,7 +159,7 @@ class RunManager:
         stored = self._databases.stored(configId)
         effective = options or stored.backup
         problems = FieldProblems()
-        checkBackupOptions(effective, stored.engine, problems, prefix="options.")
+        checkBackupOptions(effective, stored.engine, problems, prefix="")
         if problems:
             raise BackupRemoteError(VALIDATION_FAILED, "invalid options: " + "; ".join(
                 f"{k} {v}" for k, v in sorted(problems.fields.items())),
