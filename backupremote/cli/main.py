@@ -16,7 +16,7 @@ from typing import Any, Sequence
 from twisted.internet.defer import Deferred
 
 from backupremote import __version__
-from backupremote.cli import clientadmin, databases, demo, licensing, remote, serveradmin
+from backupremote.cli import clientadmin, databases, demo, licensing, remote, runs, serveradmin
 from backupremote.cli.output import EXIT_INTERNAL, EXIT_USAGE, Output
 from backupremote.protocol.errors import INTERNAL_ERROR, BackupRemoteError
 
@@ -31,7 +31,7 @@ def buildParser() -> argparse.ArgumentParser:
     parser.add_argument("--config", help="the client.toml (for commands that talk to a server)")
     parser.add_argument("--json", action="store_true", help="print JSON for scripts")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for module in (serveradmin, licensing, clientadmin, remote, databases, demo):
+    for module in (serveradmin, licensing, clientadmin, remote, databases, runs, demo):
         module.register(commands)
     _addJSONToEveryCommand(parser)
     return parser
@@ -85,7 +85,7 @@ def _runOnReactor(args: argparse.Namespace, output: Output) -> int:
         react(lambda reactor: Deferred.fromCoroutine(body(reactor)))
     except SystemExit:
         pass
-    return codes[0] if codes else EXIT_INTERNAL
+    return codes[0] if codes else getattr(args, "interruptedExit", EXIT_INTERNAL)
 
 
 def run() -> None:

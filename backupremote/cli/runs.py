@@ -1,0 +1,121 @@
+"""``backupremote run``, ``status`` and ``cancel``: backups on the server."""
+
+from __future__ import annotations
+
+import argparse
+import uuid
+from typing import Any
+
+from attrs import evolve
+
+from backupremote.cli.output import EXIT_REFUSED, Output
+from backupremote.cli.progress import ProgressView, duration, size
+from backupremote.cli.remote import withClient
+from backupremote.client.api import BackupRemoteClient
+from backupremote.protocol.options import CHECKSUMS, COMPRESSIONS, VERIFICATIONS
+from backupremote.protocol.runs import RunStatus
+
+_OPTIONS = {"format": "format", "compression": "compression", "level": "level",
+            "threads": "threads", "checksum": "checksum", "verification": "verification",
+            "post_script": "postScript", "timeout": "timeoutSeconds"}
+
+
+def register(commands: Any) -> None:
+    run = commands.add_parser(
+        "run", help="command a backup of a configuration now",
+        epilog="example: backupremote --config client.toml run 6f1c... --compression zstd "
+        "--wait   (Ctrl-C detaches; the backup goes on unless --cancel-on-interrupt)",
+    )
+    run.add_argument("id", help="the database configuration's id")
+    run.add_argument("--run-id", help="a runId of your own, so that a scripted retry "
+                     "never starts a second backup (default: a new one)")
+    run.add_argument("--wait", action="store_true", help="follow the run until it ends")
+    run.add_argument("--cancel-on-interrupt", action="store_true",
+                     help="with --wait, Ctrl-C cancels the backup instead of detaching")
+    run.add_argument("--format")
+    run.add_argument("--compression", choices=COMPRESSIONS)
+    run.add_argument("--level", type=int)
+    run.add_argument("--threads", type=int)
+    run.add_argument("--checksum", choices=CHECKSUMS)
+    run.add_argument("--verification", choices=VERIFICATIONS)
+    run.add_argument("--post-script", metavar="NAME")
+    run.add_argument("--timeout", type=int, metavar="SECONDS")
+    run.set_defaults(onReactor=withClient(runCommand))
+    status = commands.add_parser("status", help="the status of a run",
+                                 epilog="example: backupremote status 0b8e...")
+    status.add_argument("run_id")
+    status.set_defaults(onReactor=withClient(statusCommand))
+    cancel = commands.add_parser("cancel", help="cancel a queued or running backup",
+                                 epilog="example: backupremote cancel 0b8e...")
+    cancel.add_argument("run_id")
+    cancel.set_defaults(onReactor=withClient(cancelCommand))
+
+
+def describeStatus(status: RunStatus) -> str:
+    lines = [f"run {status.runId}: {status.state}"
+             + (f" (stage {status.stage})" if status.state == "running" else "")
+             + (f", position {status.queuePosition} in the queue" if status.queuePosition else "")]
+    if status.errorCode:
+        lines.append(f"  error {status.errorCode}: {status.errorMessage}")
+    if status.artifact:
+        a = status.artifact
+        lines.append(f"  artifact: {a.name}, {size(a.sizeBytes)}, {a.checksum} {a.digest}")
+    for timing in status.stageTimings:
+        if timing.endedAt is not None:
+            took = (timing.endedAt - timing.startedAt).total_seconds()
+            lines.append(f"  {timing.stage:<12} {duration(took)}  {size(timing.bytes)}")
+    if status.scriptOutput:
+        lines.append("  post-script output:\n    " + status.scriptOutput.strip().replace(
+            "\n", "\n    "))
+    return "\n".join(lines)
+
+
+async def runCommand(client: BackupRemoteClient, args: argparse.Namespace,
+                     output: Output) -> int:
+    changes = {field: getattr(args, name) for name, field in _OPTIONS.items()
+               if getattr(args, name) is not None}
+    options = None
+    if changes:
+        current = await client.getDatabaseConfig(args.id)
+        options = evolve(current.backup, **changes)
+    runId = args.run_id or str(uuid.uuid4())
+    status = await client.executeBackup(runId, args.id, options)
+    if not args.wait:
+        output.result(status, describeStatus(status) + ("\n(this runId was already known: "
+                      "no second backup was started)" if status.duplicate else ""))
+        return 0
+    if not output.asJSON:
+        output.out.write(f"run {runId} started; Ctrl-C detaches"
+                         + (" and cancels it" if args.cancel_on_interrupt else "") + "\n")
+    from twisted.internet import reactor
+
+    def interrupted() -> Any:
+        args.interruptedExit = 130
+        if args.cancel_on_interrupt:
+            output.err.write(f"\ncancelling run {runId}...\n")
+            return client.cancelBackup(runId).addErrback(lambda _: None)
+        output.err.write(f"\ndetached; the backup goes on: backupremote status {runId}\n")
+        return None
+
+    trigger = reactor.addSystemEventTrigger("before", "shutdown", interrupted)
+    view = None if output.asJSON else ProgressView(output.out, output.out.isatty())
+    try:
+        final = await client.followRun(runId, view)
+    finally:
+        reactor.removeSystemEventTrigger(trigger)
+    output.result(final, describeStatus(final))
+    return 0 if final.state == "completed" else EXIT_REFUSED
+
+
+async def statusCommand(client: BackupRemoteClient, args: argparse.Namespace,
+                        output: Output) -> int:
+    status = await client.getExecutionStatus(args.run_id)
+    output.result(status, describeStatus(status))
+    return 0
+
+
+async def cancelCommand(client: BackupRemoteClient, args: argparse.Namespace,
+                        output: Output) -> int:
+    status = await client.cancelBackup(args.run_id)
+    output.result(status, describeStatus(status))
+    return 0
