@@ -8,7 +8,7 @@ from backupremote.license.features import (
     REMOTE_CONTROL,
     REMOTE_DB_CONFIG,
     REMOTE_EXECUTE,
-    REMOTE_TRANSFER,
+    REMOTE_DOWNLOAD,
     destinationFeature,
 )
 from backupremote.license.token import (
@@ -31,7 +31,7 @@ __all__ = [
     "REMOTE_CONTROL",
     "REMOTE_DB_CONFIG",
     "REMOTE_EXECUTE",
-    "REMOTE_TRANSFER",
+    "REMOTE_DOWNLOAD",
     "License",
     "LicenseVerifier",
     "destinationFeature",

@@ -11,7 +11,7 @@ REMOTE_CONTROL = "remote.control"
 REMOTE_DB_CONFIG = "remote.db_config"
 REMOTE_CONNECTION_TEST = "remote.connection_test"
 REMOTE_EXECUTE = "remote.execute"
-REMOTE_TRANSFER = "remote.transfer"
+REMOTE_DOWNLOAD = "remote.download"
 
 DESTINATION_PREFIX = "destination."
 
@@ -20,7 +20,7 @@ ALL_FEATURES: tuple[str, ...] = (
     REMOTE_DB_CONFIG,
     REMOTE_CONNECTION_TEST,
     REMOTE_EXECUTE,
-    REMOTE_TRANSFER,
+    REMOTE_DOWNLOAD,
     DESTINATION_PREFIX + "local",
     DESTINATION_PREFIX + "sftp",
     DESTINATION_PREFIX + "ftp",

@@ -270,6 +270,19 @@ SCRIPT_NOT_ALLOWED = _register(
     "Use the name of an executable file in the server's `post_scripts_dir`, "
     "or ask its operator to add the script there.",
 )
+ARTIFACT_EXPIRED = _register(
+    "ARTIFACT_EXPIRED",
+    "The run's artifact is gone from the server's staging: it was released or "
+    "its time to live ran out.",
+    "Run the backup again to make a new artifact.",
+)
+STAGING_FULL = _register(
+    "STAGING_FULL",
+    "The server's staging folder holds as much as its operator allows "
+    "(`staging_max_bytes`).",
+    "Download and release finished artifacts (`backupremote release RUNID`), "
+    "or ask the operator to raise the cap.",
+)
 CANCELLED = _register(
     "CANCELLED",
     "The run was cancelled on request; its partial files were removed.",

@@ -13,7 +13,7 @@ from twisted.internet.task import Clock
 from twisted.logger import Logger
 from twisted.trial.unittest import SynchronousTestCase
 
-from backupremote.license.features import REMOTE_EXECUTE, REMOTE_TRANSFER
+from backupremote.license.features import REMOTE_EXECUTE, REMOTE_DOWNLOAD
 from backupremote.license.token import parseToken, signLicense
 from backupremote.license.verifier import LicenseVerifier
 from backupremote.protocol.errors import (
@@ -164,15 +164,15 @@ class VerifierTests(SynchronousTestCase):
         self.assertDenialObserved(LICENSE_EXPIRED, "client-1")
 
     def test_featureMissing(self) -> None:
-        error = self.assertDenied(LICENSE_FEATURE_MISSING, feature=REMOTE_TRANSFER)
-        self.assertIn(REMOTE_TRANSFER, error.message)
-        self.assertEqual(error.details, {"feature": REMOTE_TRANSFER})
+        error = self.assertDenied(LICENSE_FEATURE_MISSING, feature=REMOTE_DOWNLOAD)
+        self.assertIn(REMOTE_DOWNLOAD, error.message)
+        self.assertEqual(error.details, {"feature": REMOTE_DOWNLOAD})
 
     def test_checkRechecksClientAndFeature(self) -> None:
         license = parseToken(TOKEN)[0]
         for code, clientId, feature in [
             (LICENSE_CLIENT_MISMATCH, "client-2", None),
-            (LICENSE_FEATURE_MISSING, "client-1", REMOTE_TRANSFER),
+            (LICENSE_FEATURE_MISSING, "client-1", REMOTE_DOWNLOAD),
         ]:
             error = self.assertRaises(
                 BackupRemoteError, self.verifier.check, license, clientId, feature
