@@ -47,6 +47,7 @@ def createServerFolder(
     listen: str = DEFAULT_LISTEN,
     trustIssuers: Sequence[FilePath] = (),
     clientCAPem: bytes | None = None,
+    sqliteRoots: Sequence[FilePath] = (),
 ) -> ServerFolder:
     """
     Write C{directory}/server.toml, a TLS key (0600) and self-signed
@@ -88,6 +89,8 @@ def createServerFolder(
         },
         "tls": tls,
     }
+    if sqliteRoots:
+        config["databases"] = {"sqlite_roots": [root.path for root in sqliteRoots]}
     writeNewFile(configPath, tomli_w.dumps(config).encode("utf-8"))
     loadServerConfig(configPath)
     ServerStore.inDataDir(directory.child("data")).close()

@@ -23,6 +23,7 @@ from backupremote.server.core import ServerCore
 from backupremote.server.databases.service import DatabaseConfigs
 from backupremote.server.databases.store import DatabaseConfigStore
 from backupremote.server.secretbox import SecretBox
+from backupremote.server.pipeline import produceArtifact
 from backupremote.server.runs.manager import RunManager
 from backupremote.server.runs.scripts import PostScripts
 from backupremote.server.runs.store import RunStore
@@ -32,13 +33,22 @@ from backupremote.server.listener import TLSEndpoint
 from backupremote.server.metrics import Metrics
 from backupremote.server.store import ServerStore
 from backupremote.server.throttle import PeerThrottle
+from backupremote.server.transfers.expiry import StagingJanitor
+from backupremote.server.transfers.registry import TransferRegistry
+from backupremote.server.transfers.staged import StagedArtifacts
 
 
 _log = Logger(namespace="backupremote.server")
 
 
-def buildCore(config: ServerConfig, reactor: Any, runInThread: Any = None) -> ServerCore:
-    """The shared server state, from configuration (opens the store)."""
+def buildCore(config: ServerConfig, reactor: Any, runInThread: Any = None,
+              produce: Any = None) -> ServerCore:
+    """
+    The shared server state, from configuration (opens the store).
+
+    @param produce: what makes an artifact (default: the real pipeline);
+        tests pass a fake.
+    """
     metrics = Metrics()
     store = ServerStore.inDataDir(config.dataDir)
     verifier = LicenseVerifier(
@@ -62,16 +72,23 @@ def buildCore(config: ServerConfig, reactor: Any, runInThread: Any = None) -> Se
         DatabaseConfigStore(store.connection), SecretBox.inDataDir(config.dataDir),
         config, reactor, tools, activeRuns=set(), scripts=scripts,
     )
-    from backupremote.server.pipeline import produceArtifact
+    if produce is None:
+        from backupremote.server.pipeline import produceArtifact as produce
 
+    runStore = RunStore(store.connection)
+    artifacts = StagedArtifacts(reactor, runStore, store.connection, runInThread,
+                                config.artifactTtl, config.stagingMaxBytes)
     runs = RunManager(
-        reactor, RunStore(store.connection), databases, produceArtifact, scripts,
+        reactor, runStore, databases, produce, scripts,
         maxConcurrent=config.maxConcurrentRuns, maxQueued=config.maxQueuedRuns,
         progressInterval=config.progressInterval,
+        finalize=artifacts.finalize, checkStagingRoom=artifacts.checkRoom,
     )
     return ServerCore(
         config=config, clock=reactor, store=store, authenticator=authenticator,
         metrics=metrics, tools=tools, databases=databases, runs=runs,
+        artifacts=artifacts,
+        transfers=TransferRegistry(reactor, artifacts, config.maxConcurrentTransfers, metrics),
     )
 
 
@@ -113,13 +130,18 @@ class ListeningService(MultiService):
         return Deferred.fromCoroutine(self._stop())
 
 
-def makeService(config: ServerConfig, reactor: Any = None) -> IService:
+def makeService(config: ServerConfig, reactor: Any = None, produce: Any = None) -> IService:
     """The whole server, ready to be started or embedded in an application."""
     if reactor is None:
         from twisted.internet import reactor as globalReactor
         reactor = globalReactor
     top = withLogFile(config.logFile)
-    listening = ListeningService(buildCore(config, reactor), TLSEndpoint(reactor, config))
+    core = buildCore(config, reactor, produce=produce)
+    listening = ListeningService(core, TLSEndpoint(reactor, config))
     listening.setName("listener")
     listening.setServiceParent(top)
+    # after the listener, whose start recovers interrupted runs first
+    janitor = StagingJanitor(core.artifacts, reactor)
+    janitor.setName("staging")
+    janitor.setServiceParent(top)
     return top

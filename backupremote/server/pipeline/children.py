@@ -12,7 +12,9 @@ pipes between processes and worker threads, never through the reactor.
 from __future__ import annotations
 
 import os
-from typing import Any, Mapping, Sequence
+import signal
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 from attrs import frozen
 from twisted.internet.error import ProcessDone, ProcessTerminated
@@ -76,9 +78,21 @@ class Child(ProcessProtocol):
         self.ended.succeed(Exit(self.role, exitCode, signal, stderr))
 
     def kill(self) -> None:
-        """Kill the child's whole process group (it leads one)."""
-        if not self.finished:
-            killGroup(self.pid)
+        """
+        Kill the child's whole process group, and the child itself: just
+        after the spawn, before C{setsid} has run, there is no group yet
+        to kill. The transport forgets the pid once the child is reaped,
+        so a reused pid is never signalled.
+        """
+        if self.finished:
+            return
+        killGroup(self.pid)
+        pid = self.transport.pid if self.transport is not None else None
+        if pid is not None:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
 
 
 class Children:

@@ -12,7 +12,8 @@ it between chunks.
 from __future__ import annotations
 
 import threading
-from typing import Any, Callable, TypeVar
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from twisted.python.failure import Failure
 
@@ -39,7 +40,7 @@ def runInThread(reactor: Any, name: str, function: Callable[..., T], *args: Any
     """
     Run C{function(*args)} in a new daemon thread called C{name}; the
     L{Outcome} is settled in the reactor thread with its result or its
-    exception. A thread cannot be stopped from outside: stop the work
+    exception, once the thread has ended. A thread cannot be stopped from outside: stop the work
     through its L{StopFlag}, then wait for the outcome.
     """
     outcome: Outcome[T] = Outcome()
@@ -47,15 +48,19 @@ def runInThread(reactor: Any, name: str, function: Callable[..., T], *args: Any
     def work() -> None:
         try:
             result: Any = function(*args)
-        except BaseException:
+        except BaseException:  # noqa: BLE001 (reported, never lost)
             result = Failure()
-        reactor.callFromThread(_settle, outcome, result)
+        reactor.callFromThread(_settle, thread, outcome, result)
 
-    threading.Thread(target=work, name=name, daemon=True).start()
+    thread = threading.Thread(target=work, name=name, daemon=True)
+    thread.start()
     return outcome
 
 
-def _settle(outcome: Outcome[Any], result: Any) -> None:
+def _settle(thread: threading.Thread, outcome: Outcome[Any], result: Any) -> None:
+    # The thread has nothing left to do but exit: once the outcome is
+    # known, the thread is gone too.
+    thread.join()
     if isinstance(result, Failure):
         outcome.fail(result)
     else:

@@ -1,0 +1,1 @@
+"""Tests of the streaming backup pipeline (L{backupremote.server.pipeline})."""
