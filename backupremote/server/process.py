@@ -22,6 +22,7 @@ from twisted.python.failure import Failure
 OUTPUT_CAP = 1 << 20
 
 SETSID = "/usr/bin/setsid"
+SETPRIV = "/usr/bin/setpriv"
 
 
 @frozen
@@ -80,8 +81,17 @@ def killGroup(pid: int | None, sig: int = signal.SIGKILL) -> None:
 
 
 def groupLeaderArgv(argv: Sequence[str]) -> list[str]:
-    """C{argv} run as the leader of a new process group (and session)."""
-    return [SETSID, *argv] if os.path.exists(SETSID) else list(argv)
+    """
+    C{argv} run as the leader of a new process group (and session), killed
+    by the kernel if the server dies first (so a crash leaves no dump
+    running).
+    """
+    command = list(argv)
+    if os.path.exists(SETPRIV):
+        command = [SETPRIV, "--pdeathsig", "KILL", "--", *command]
+    if os.path.exists(SETSID):
+        command = [SETSID, *command]
+    return command
 
 
 async def runProcess(

@@ -52,10 +52,11 @@ class ProgramTestCase(SynchronousTestCase):
         self.assertNotIn("Traceback", done.stderr)
         return done
 
-    def daemon(self, *args: str) -> subprocess.Popen[str]:
+    def daemon(self, *args: str, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
         process = subprocess.Popen(
             [program("twistd"), "-n", "--pidfile=", *args], cwd=self.folder.path,
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+            env=None if env is None else os.environ | env,
         )
 
         def stop() -> None:
@@ -221,3 +222,76 @@ class DatabaseCommandsTests(ProgramTestCase):
         self.assertIn("DATABASE_NOT_FOUND", missing.stdout)
         self.cli(*config, "db", "remove", created["id"])
         self.assertEqual(json.loads(self.cli(*config, "db", "list", "--json").stdout), [])
+
+
+SLOW_ZSTD = """#!/bin/sh
+if [ "$1" = "--version" ]; then echo "*** Zstandard CLI (64-bit) v1.5.4 ***"; exit 0; fi
+exec sleep 300
+"""
+
+
+class CrashRecoveryTests(ProgramTestCase):
+    def test_killedServerMarksRunInterrupted(self) -> None:
+        """
+        A server killed mid-run (SIGKILL) and started again reports the run
+        failed/INTERRUPTED, and its staging folder is gone; its dump died with it.
+        """
+        import sqlite3
+
+        self.setUpServerAndClient()
+        databases = self.folder.child("databases")
+        databases.makedirs()
+        dbFile = databases.child("notes.sqlite3")
+        with sqlite3.connect(dbFile.path) as db:
+            db.execute("create table notes (body text)")
+        tools = self.folder.child("tools")
+        tools.makedirs()
+        tools.child("zstd").setContent(SLOW_ZSTD.encode())
+        tools.child("zstd").chmod(0o755)
+        serverToml = self.folder.descendant(["server", "server.toml"])
+        serverToml.setContent(serverToml.getContent() + (
+            f'\n[databases]\nsqlite_roots = ["{databases.path}"]\n'
+            f'tool_path = ["{tools.path}", "/usr/bin", "/bin"]\n').encode())
+        temp = self.folder.child("tmp")
+        temp.makedirs()
+        env = {"TMPDIR": temp.path}
+        server = self.daemon("backupremote-server", "--config", "server/server.toml", env=env)
+        config = ("--config", "client/client.toml")
+
+        def added() -> Any:
+            done = subprocess.run(
+                [program("backupremote"), *config, "db", "add", "notes", "--engine", "sqlite",
+                 "--path", dbFile.path, "--json"],
+                cwd=self.folder.path, capture_output=True, text=True, timeout=60)
+            return json.loads(done.stdout) if done.returncode == 0 else None
+
+        created = self.waitFor(added, "the server to store the configuration")
+        started = json.loads(self.cli(*config, "run", created["id"], "--run-id", "crash-1",
+                                      "--compression", "zstd", "--json").stdout)
+        self.assertEqual(started["state"], "running")
+        runDir = temp.descendant([f"backupremote-{os.getuid()}", "runs", "crash-1"])
+        self.waitFor(lambda: os.path.exists(runDir.path), "the run's staging folder")
+        server.kill()
+        server.wait(timeout=30)
+        self.waitFor(lambda: not [p for p in os.listdir("/proc") if p.isdigit()
+                                  and _cmdline(p).startswith(b"sleep\x00300")],
+                     "the dump of the killed server to die with it")
+        self.daemon("backupremote-server", "--config", "server/server.toml", env=env)
+
+        def status() -> Any:
+            done = subprocess.run(
+                [program("backupremote"), *config, "status", "crash-1", "--json"],
+                cwd=self.folder.path, capture_output=True, text=True, timeout=60)
+            return json.loads(done.stdout) if done.returncode == 0 else None
+
+        final = self.waitFor(status, "the restarted server to answer")
+        self.assertEqual((final["state"], final["errorCode"]), ("failed", "INTERRUPTED"))
+        self.assertFalse(os.path.exists(runDir.path))
+
+
+def _cmdline(pid: str) -> bytes:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as handle:
+            return handle.read()
+    except OSError:
+        return b""
