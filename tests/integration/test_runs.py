@@ -152,3 +152,48 @@ def _cmdline(pid: str) -> bytes:
     except OSError:
         return b""
 
+
+
+class PostScriptRunTests(TestCase):
+    async def setUpScripts(self) -> None:
+        temp = FilePath(self.mktemp())
+        temp.makedirs()
+        self.patch(tempfile, "tempdir", temp.path)
+        db = await servers.startSQLite(self)
+        scripts = FilePath(self.mktemp())
+        scripts.makedirs()
+        self.marker = FilePath(self.mktemp())
+        for name, body in [
+            ("notify", f'echo "$BACKUPREMOTE_RUN_ID $BACKUPREMOTE_ARTIFACT_NAME" > '
+                       f'{self.marker.path}; test -f "$BACKUPREMOTE_ARTIFACT" && echo done'),
+            ("broken", "echo the upload failed >&2; exit 3"),
+        ]:
+            script = scripts.child(name)
+            script.setContent(f"#!/bin/sh\n{body}\n".encode())
+            script.chmod(0o700)
+        self.server = await startServer(self, sqliteRoots=(FilePath(db.folder),),
+                                        postScriptsDir=scripts)
+        self.client = self.server.client(self)
+        self.config = await self.client.createDatabaseConfig(DatabaseConfigInput(
+            name="notes", engine="sqlite", path=db.path))
+
+    async def test_scriptRunsWithTheRunsEnvironment(self) -> None:
+        await self.setUpScripts()
+        await self.client.executeBackup("s-ok", self.config.id,
+                                        BackupOptions(postScript="notify"))
+        final = await self.client.followRun("s-ok")
+        self.assertEqual(final.state, "completed", final)
+        self.assertEqual(final.scriptOutput.strip(), "done")
+        self.assertEqual(self.marker.getContent().decode().split(),
+                         ["s-ok", final.artifact.name])
+        self.assertIn("script", {t.stage for t in final.stageTimings})
+
+    async def test_failingScriptKeepsTheArtifact(self) -> None:
+        await self.setUpScripts()
+        await self.client.executeBackup("s-bad", self.config.id,
+                                        BackupOptions(postScript="broken"))
+        final = await self.client.followRun("s-bad")
+        self.assertEqual((final.state, final.errorCode), ("failed", errors.SCRIPT_FAILED))
+        self.assertIn("the upload failed", final.scriptOutput)
+        self.assertIsNotNone(final.artifact)
+        self.assertTrue(os.path.exists(self.server.core.runs._store.artifactPath("s-bad")))

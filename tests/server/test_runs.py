@@ -132,7 +132,8 @@ class RunTests(SynchronousTestCase):
         self.assertEqual(dumps[-1].bytes, 900)  # but the last of the stage is sent
         self.assertEqual(final.lastSeq, events[-1].seq)
         folder = runFolder("run-1")
-        self.assertEqual([c.basename() for c in folder.children()], [final.artifact.name])
+        self.assertEqual(sorted(c.basename() for c in folder.children()),
+                         [final.artifact.name, "chunks.sha256", "manifest.json"])  # + manifest
         self.assertEqual(os.stat(folder.path).st_mode & 0o777, 0o700)
 
     def test_duplicateRunIdReturnsTheRun(self) -> None:
@@ -279,3 +280,50 @@ class RunTests(SynchronousTestCase):
         self.assertFalse(runFolder("crash").exists())
         self.assertFalse(stray.exists())
 
+
+
+class PostScriptTests(SynchronousTestCase):
+    """Post-scripts come only from the allowlist folder; a failure keeps the artifact."""
+
+    def setUp(self) -> None:
+        import stat
+        temp = FilePath(self.mktemp())
+        temp.makedirs()
+        self.patch(tempfile, "tempdir", temp.path)
+        roots = FilePath(self.mktemp())
+        roots.makedirs()
+        scripts = FilePath(self.mktemp())
+        scripts.makedirs()
+        self.output = FilePath(self.mktemp())
+        for name, body in [("notify", f'echo "ran $BACKUPREMOTE_RUN_ID $BACKUPREMOTE_ARTIFACT_NAME"'
+                                      f' > {self.output.path}; echo done'),
+                           ("broken", "echo something went wrong >&2; exit 3")]:
+            script = scripts.child(name)
+            script.setContent(f"#!/bin/sh\n{body}\n".encode())
+            script.chmod(stat.S_IRWXU)
+        outside = FilePath(self.mktemp())
+        outside.setContent(b"#!/bin/sh\ntrue\n")
+        outside.chmod(0o755)
+        import os as _os
+        _os.symlink(outside.path, scripts.child("escape").path)
+        self.producer = ControlledProducer()
+        self.harness = ServerHarness(self, produce=self.producer, sqliteRoots=(roots,),
+                                     postScriptsDir=scripts, keepaliveInterval=1e6,
+                                     authTimeout=1e6)
+        self.patch(self.harness.databases, "preflight", self.fakePreflight)
+        self.client = self.harness.connect()
+        self.client.auth(self.harness)
+        path = roots.child("a.sqlite3")
+        path.setContent(b"")
+        self.configId = self.client.call(CreateDatabaseConfig, config=DatabaseConfigInput(
+            name="a", engine="sqlite", path=path.path))["config"].id
+
+    async def fakePreflight(self, configId: str, options: Any) -> PreflightReport:
+        return PreflightReport(ok=True, blockers=[], warnings=[])
+
+    def test_onlyAllowlistedScripts(self) -> None:
+        for name in ("escape", "../notify", "/bin/sh", "missing"):
+            error = self.client.error(ExecuteBackup, runId="x", databaseConfigId=self.configId,
+                                      options=BackupOptions(postScript=name))
+            self.assertIn(error.code, (errors.SCRIPT_NOT_ALLOWED, errors.VALIDATION_FAILED), name)
+        self.assertEqual(self.producer.started, [])
