@@ -43,6 +43,9 @@ from backupremote.server.protocol import ServerProtocol
 from backupremote.server.secrethash import hashSecret
 from backupremote.server.store import ServerStore
 from backupremote.server.throttle import PeerThrottle
+from backupremote.server.transfers.expiry import StagingJanitor
+from backupremote.server.transfers.registry import TransferRegistry
+from backupremote.server.transfers.staged import StagedArtifacts
 
 CLIENT_ID = "alice"
 SECRET = "correct-horse-battery-staple-" + "s3cr3t"
@@ -94,13 +97,23 @@ class ServerHarness:
             DatabaseConfigStore(self.store.connection), SecretBox.inDataDir(dataDir),
             self.config, self.clock, self.tools, self.activeRuns, self.scripts,
         )
+        self.artifacts = StagedArtifacts(
+            self.clock, RunStore(self.store.connection), self.store.connection, runInThread,
+            self.config.artifactTtl, self.config.stagingMaxBytes,
+        )
+        self.transfers = TransferRegistry(self.clock, self.artifacts,
+                                          self.config.maxConcurrentTransfers, self.metrics)
         self.runs = RunManager(
             self.clock, RunStore(self.store.connection), self.databases,
             produce or unavailableProducer, self.scripts,
             maxConcurrent=self.config.maxConcurrentRuns, maxQueued=self.config.maxQueuedRuns,
             progressInterval=self.config.progressInterval,
+            finalize=self.artifacts.finalize, checkStagingRoom=self.artifacts.checkRoom,
         )
         testCase.addCleanup(self.runs.stop)
+        #: started by the tests that want the start-up sweep and TTL expiry
+        self.janitor = StagingJanitor(self.artifacts, self.clock)
+        testCase.addCleanup(lambda: self.janitor.running and self.janitor.stopService())
         self.core = ServerCore(
             config=self.config,
             clock=self.clock,
@@ -120,6 +133,8 @@ class ServerHarness:
             databases=self.databases,
             runs=self.runs,
             responderGroups=responderGroups,
+            artifacts=self.artifacts,
+            transfers=self.transfers,
         )
 
     def license(
@@ -147,6 +162,9 @@ class ServerHarness:
     def withConfig(self, **changes: Any) -> None:
         self.config = evolve(self.config, **changes)
         self.core.config = self.config
+        self.artifacts.ttl = self.config.artifactTtl
+        self.artifacts.maxBytes = self.config.stagingMaxBytes
+        self.transfers.maxConcurrent = self.config.maxConcurrentTransfers
 
     def connect(self, peerHost: str = "192.0.2.10", port: int = 40000,
                 client: amp.AMP | None = None) -> Loopback:

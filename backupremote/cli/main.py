@@ -16,7 +16,16 @@ from typing import Any, Sequence
 from twisted.internet.defer import Deferred
 
 from backupremote import __version__
-from backupremote.cli import clientadmin, databases, demo, licensing, remote, runs, serveradmin
+from backupremote.cli import (
+    clientadmin,
+    databases,
+    demo,
+    licensing,
+    remote,
+    runs,
+    serveradmin,
+    transfers,
+)
 from backupremote.cli.output import EXIT_INTERNAL, EXIT_USAGE, Output
 from backupremote.protocol.errors import INTERNAL_ERROR, BackupRemoteError
 
@@ -31,7 +40,8 @@ def buildParser() -> argparse.ArgumentParser:
     parser.add_argument("--config", help="the client.toml (for commands that talk to a server)")
     parser.add_argument("--json", action="store_true", help="print JSON for scripts")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for module in (serveradmin, licensing, clientadmin, remote, databases, runs, demo):
+    for module in (serveradmin, licensing, clientadmin, remote, databases, runs, transfers,
+                   demo):
         module.register(commands)
     _addJSONToEveryCommand(parser)
     return parser

@@ -11,9 +11,12 @@ from attrs import evolve
 from backupremote.cli.output import EXIT_REFUSED, Output
 from backupremote.cli.progress import ProgressView, duration, size
 from backupremote.cli.remote import withClient
+from backupremote.cli.transfers import describeFetched, fetch
 from backupremote.client.api import BackupRemoteClient
 from backupremote.protocol.options import CHECKSUMS, COMPRESSIONS, VERIFICATIONS
+from backupremote.configfile import configError
 from backupremote.protocol.runs import RunStatus
+from backupremote.protocol.structured import converter
 
 _OPTIONS = {"format": "format", "compression": "compression", "level": "level",
             "threads": "threads", "checksum": "checksum", "verification": "verification",
@@ -24,7 +27,9 @@ def register(commands: Any) -> None:
     run = commands.add_parser(
         "run", help="command a backup of a configuration now",
         epilog="example: backupremote --config client.toml run 6f1c... --compression zstd "
-        "--wait   (Ctrl-C detaches; the backup goes on unless --cancel-on-interrupt)",
+        "--wait --download /backups   (Ctrl-C detaches; the backup goes on unless "
+        "--cancel-on-interrupt; --download prints the saved file's path and keeps the "
+        "server's copy unless --release)",
     )
     run.add_argument("id", help="the database configuration's id")
     run.add_argument("--run-id", help="a runId of your own, so that a scripted retry "
@@ -32,6 +37,13 @@ def register(commands: Any) -> None:
     run.add_argument("--wait", action="store_true", help="follow the run until it ends")
     run.add_argument("--cancel-on-interrupt", action="store_true",
                      help="with --wait, Ctrl-C cancels the backup instead of detaching")
+    run.add_argument("--download", metavar="DIR",
+                     help="with --wait, then fetch the artifact into DIR (verified, resumable "
+                     "with `backupremote download RUNID DIR`); the server keeps its staging "
+                     "unless --release")
+    run.add_argument("--release", action="store_true",
+                     help="with --download, release the server's staging once the file is "
+                     "verified")
     run.add_argument("--format")
     run.add_argument("--compression", choices=COMPRESSIONS)
     run.add_argument("--level", type=int)
@@ -78,6 +90,10 @@ async def runCommand(client: BackupRemoteClient, args: argparse.Namespace,
     if changes:
         current = await client.getDatabaseConfig(args.id)
         options = evolve(current.backup, **changes)
+    if (args.download or args.release) and not args.wait:
+        raise configError("--download and --release need --wait")
+    if args.release and not args.download:
+        raise configError("--release needs --download DIR")
     runId = args.run_id or str(uuid.uuid4())
     status = await client.executeBackup(runId, args.id, options)
     if not args.wait:
@@ -103,8 +119,15 @@ async def runCommand(client: BackupRemoteClient, args: argparse.Namespace,
         final = await client.followRun(runId, view)
     finally:
         reactor.removeSystemEventTrigger(trigger)
-    output.result(final, describeStatus(final))
-    return 0 if final.state == "completed" else EXIT_REFUSED
+    if final.state != "completed" or not args.download:
+        output.result(final, describeStatus(final))
+        return 0 if final.state == "completed" else EXIT_REFUSED
+    if not output.asJSON:
+        output.out.write(describeStatus(final) + "\n")
+    fetched = await fetch(client, runId, args.download, output, args.release)
+    output.result({"status": converter.unstructure(final), "download": fetched},
+                  describeFetched(fetched))
+    return 0
 
 
 async def statusCommand(client: BackupRemoteClient, args: argparse.Namespace,

@@ -12,11 +12,14 @@ from __future__ import annotations
 
 from typing import Any
 
+from twisted.python.filepath import FilePath
+
 from twisted.internet.defer import Deferred
 
 from backupremote.client.config import ClientConfig
 from backupremote.client.connection import ConnectionManager
 from backupremote.client.credentials import Credentials
+from backupremote.client.download import ProgressHandler, downloadRun
 from backupremote.client.followers import EventHandler
 from backupremote.protocol.databases import (
     ConnectionTestResult,
@@ -42,6 +45,7 @@ from backupremote.protocol.runs import (
     SubscribeRun,
 )
 from backupremote.protocol.session import Capabilities
+from backupremote.protocol.transfers import FileChunkHashes, ListFiles, Manifest, ReleaseArtifact
 
 
 class BackupRemoteClient:
@@ -152,6 +156,31 @@ class BackupRemoteClient:
             return await self.getExecutionStatus(runId)
 
         return Deferred.fromCoroutine(follow())
+
+    # Artifacts
+
+    def listFiles(self, runId: str) -> Deferred[Manifest]:
+        """The manifest of a finished run's staged artifact."""
+        return self._ask(ListFiles, "manifest", runId=runId)
+
+    def fileChunkHashes(self, fileId: str, start: int = 0) -> Deferred[bytes]:
+        """Raw SHA-256 digests (32 bytes each) of chunks C{start}.. (up to 2,000)."""
+        return self._ask(FileChunkHashes, "hashes", fileId=fileId, start=start)
+
+    def download(self, runId: str, directory: FilePath,
+                 onProgress: ProgressHandler | None = None) -> Deferred[FilePath]:
+        """
+        Fetch the run's artifact into C{directory} and fire with its path:
+        verified chunk by chunk and whole, renamed into place only then,
+        resumed after a dropped connection or an earlier interrupted call.
+        The staging stays on the server (see L{releaseArtifact}).
+        """
+        return Deferred.fromCoroutine(downloadRun(
+            self.connection, self.connection.reactor, runId, directory, onProgress))
+
+    def releaseArtifact(self, runId: str) -> Deferred[bool]:
+        """Let the server delete the run's staging (C{False}: nothing was left)."""
+        return self._ask(ReleaseArtifact, "released", runId=runId)
 
     def session(self) -> Deferred[dict[str, Any]]:
         """The ``auth`` answer of the current connection (connecting if need be)."""

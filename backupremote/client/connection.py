@@ -27,6 +27,7 @@ from backupremote.client.config import ClientConfig
 from backupremote.client.credentials import Credentials
 from backupremote.client.followers import RunFollowers
 from backupremote.client.protocol import ClientProtocol
+from backupremote.client.receivers import TransferReceivers
 from backupremote.protocol.errors import (
     API_VERSION_UNSUPPORTED,
     AUTH_FAILED,
@@ -99,13 +100,15 @@ class ConnectionManager:
         )
         self.stopped: BackupRemoteError | None = None
         self.followers = RunFollowers()
+        self.transfers = TransferReceivers()
+        self.reactor = reactor
 
     def _buildProtocol(self) -> ClientProtocol:
         return ClientProtocol(
             self._reactor, self._credentials, self._callOn,
             self.config.keepaliveInterval, self.config.keepaliveTimeout,
             onAuthFailure=self._authFailed, onEvent=self.followers.deliver,
-            onAuthenticated=self._resubscribe,
+            onAuthenticated=self._resubscribe, transfers=self.transfers,
         )
 
     def _resubscribe(self, protocol: ClientProtocol) -> None:
@@ -170,6 +173,11 @@ class ConnectionManager:
             if timeout.active():
                 timeout.cancel()
         return result
+
+    async def callOn(self, protocol: amp.AMP, command: Any, **arguments: Any
+                     ) -> dict[str, Any]:
+        """Send C{command} on that connection (a transfer lives on one); raise registry errors."""
+        return await self._callOn(protocol, command, **arguments)
 
     async def call(self, command: Any, **arguments: Any) -> dict[str, Any]:
         """Send C{command} on the authenticated connection; raise registry errors."""

@@ -15,13 +15,16 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.protocols import amp
 from twisted.python.failure import Failure
 
+from backupremote.client.boxparser import LeanBoxParsing
+from backupremote.client.receivers import TransferReceivers
 from backupremote.keepalive import Heartbeat
 from backupremote.protocol.runs import BackupComplete, BackupFailed, BackupProgress, RunEvent
 from backupremote.protocol.session import Auth, Ping
+from backupremote.protocol.transfers import FileChunk, FileTransferComplete, FileTransferProgress
 from backupremote.protocol.versions import CURRENT_API_VERSION
 
 
-class ClientProtocol(amp.AMP):
+class ClientProtocol(LeanBoxParsing, amp.AMP):
     """AMP towards the server; authenticates as soon as it connects."""
 
     def __init__(
@@ -34,8 +37,11 @@ class ClientProtocol(amp.AMP):
         onAuthFailure: Any = None,
         onEvent: Any = None,
         onAuthenticated: Any = None,
+        transfers: Any = None,
     ) -> None:
         super().__init__()
+        #: L{backupremote.client.receivers.TransferReceivers}: where pushed chunks go
+        self._transfers = transfers
         self._onEvent = onEvent
         self._onAuthenticated = onAuthenticated
         self._clock = clock
@@ -133,3 +139,22 @@ class ClientProtocol(amp.AMP):
     @Ping.responder
     def ping(self, requestId: str | None = None) -> dict[str, Any]:
         return {}
+
+    def _receivers(self) -> Any:
+        if self._transfers is None:
+            self._transfers = TransferReceivers()  # receives nothing: refuses every box
+        return self._transfers
+
+    @FileChunk.responder
+    def fileChunk(self, transferId: str, index: int, chunks: list[bytes]) -> Any:
+        return self._receivers().chunk(transferId, index, chunks)
+
+    @FileTransferProgress.responder
+    def fileTransferProgress(self, transferId: str, chunksSent: int,
+                             bytesSent: int) -> dict[str, Any]:
+        return self._receivers().progress(transferId, chunksSent, bytesSent)
+
+    @FileTransferComplete.responder
+    def fileTransferComplete(self, transferId: str, sizeBytes: int,
+                             sha256: str) -> dict[str, Any]:
+        return self._receivers().complete(transferId, sizeBytes, sha256)

@@ -218,10 +218,11 @@ DISK_SPACE_LOW = _register(
 # Runs
 CAPACITY_EXCEEDED = _register(
     "CAPACITY_EXCEEDED",
-    "The server runs as many backups as it allows and its waiting queue is "
-    "full.",
-    "Retry later with the same runId (it stays idempotent), or raise "
-    "`max_concurrent_runs`/`max_queued_runs` in server.toml.",
+    "The server is at a limit its operator set: as many backups running and "
+    "queued, or as many transfers, as it allows.",
+    "Retry later (a backup with the same runId: it stays idempotent), or ask "
+    "the operator to raise `[runs] max_concurrent_runs`/`max_queued_runs` or "
+    "`[limits] max_concurrent_transfers`.",
 )
 DUMP_FAILED = _register(
     "DUMP_FAILED",
@@ -279,7 +280,7 @@ ARTIFACT_EXPIRED = _register(
 STAGING_FULL = _register(
     "STAGING_FULL",
     "The server's staging folder holds as much as its operator allows "
-    "(`staging_max_bytes`).",
+    "(`[staging] max_bytes`).",
     "Download and release finished artifacts (`backupremote release RUNID`), "
     "or ask the operator to raise the cap.",
 )

@@ -43,18 +43,25 @@ class ServerConfig:
     postScriptsDir: FilePath | None = None
     postScriptTimeout: float = 600.0
     progressInterval: float = 0.25
+    #: seconds a staged artifact is kept when not released (``[staging] artifact_ttl``)
+    artifactTtl: float = 86400.0
+    #: cap on staging disk use, checked before a run is admitted; 0: no cap
+    stagingMaxBytes: int = 0
+    #: transfers at once, server-wide (``[limits] max_concurrent_transfers``)
+    maxConcurrentTransfers: int = 8
 
 
 def loadServerConfig(path: FilePath) -> ServerConfig:
     """Read C{path}; any problem raises C{CONFIG_INVALID} naming the key."""
     data = readToml(path)
-    refuseUnknownSections(data, {"server", "tls", "limits", "databases", "runs"})
+    refuseUnknownSections(data, {"server", "tls", "limits", "databases", "runs", "staging"})
     base = path.parent()
     server = Section(data, "server", base)
     tls = Section(data, "tls", base)
     limits = Section(data, "limits", base)
     databases = Section(data, "databases", base)
     runs = Section(data, "runs", base)
+    staging = Section(data, "staging", base)
     toolPath = databases.paths("tool_path")
     listen = server.string("listen", DEFAULT_LISTEN)
     if not listen.startswith("ssl:"):
@@ -85,7 +92,10 @@ def loadServerConfig(path: FilePath) -> ServerConfig:
         postScriptsDir=runs.path("post_scripts_dir"),
         postScriptTimeout=runs.number("post_script_timeout", 600.0, 1),
         progressInterval=runs.number("progress_interval", 0.25, 0.05),
+        artifactTtl=staging.number("artifact_ttl", 86400.0, 1),
+        stagingMaxBytes=staging.integer("max_bytes", 0, 0),
+        maxConcurrentTransfers=limits.integer("max_concurrent_transfers", 8, 1),
     )
-    for section in (server, tls, limits, databases, runs):
+    for section in (server, tls, limits, databases, runs, staging):
         section.done()
     return config

@@ -7,7 +7,7 @@ refers back to it.
 
 from __future__ import annotations
 
-from typing import Callable
+from typing import Any, Callable
 
 from attrs import define, field
 from twisted.internet.interfaces import IReactorTime
@@ -25,6 +25,7 @@ from backupremote.server.metrics import Metrics
 from backupremote.server.responders.databases import DatabaseResponders
 from backupremote.server.responders.runs import RunResponders
 from backupremote.server.responders.session import SessionResponders
+from backupremote.server.responders.transfers import TransferResponders
 from backupremote.server.runs.manager import RunManager
 from backupremote.server.session import Session
 from backupremote.server.store import ServerStore
@@ -34,7 +35,7 @@ ResponderGroup = Callable[..., CommandLocator]
 
 #: Every responder group a connection answers with; later areas add theirs.
 RESPONDER_GROUPS: tuple[ResponderGroup, ...] = (
-    SessionResponders, DatabaseResponders, RunResponders,
+    SessionResponders, DatabaseResponders, RunResponders, TransferResponders,
 )
 
 
@@ -52,6 +53,10 @@ class ServerCore:
     runs: RunManager
     responderGroups: tuple[ResponderGroup, ...] = RESPONDER_GROUPS
     connections: set = field(factory=set)
+    #: L{backupremote.server.transfers.staged.StagedArtifacts}
+    artifacts: Any = None
+    #: L{backupremote.server.transfers.registry.TransferRegistry}
+    transfers: Any = None
 
     def authMethods(self) -> list[str]:
         """How a client proves itself: always the secret, plus mTLS if set."""

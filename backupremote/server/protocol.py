@@ -93,6 +93,7 @@ class ServerProtocol(amp.AMP):
     def connectionLost(self, reason: Any) -> None:
         self.core.connections.discard(self)
         self.core.runs.forget(self)
+        self.core.transfers.forget(self)
         if self._heartbeat is not None:
             self._heartbeat.stop()
         if self._authDeadline is not None and self._authDeadline.active():

@@ -75,7 +75,9 @@ class RunManager:
 
     def __init__(self, reactor: Any, store: RunStore, databases: DatabaseConfigs,
                  produce: Producer, scripts: PostScripts, maxConcurrent: int = 2,
-                 maxQueued: int = 16, progressInterval: float = 0.25) -> None:
+                 maxQueued: int = 16, progressInterval: float = 0.25,
+                 finalize: Callable[..., Awaitable[Any]] | None = None,
+                 checkStagingRoom: Callable[[int | None], None] | None = None) -> None:
         self._reactor = reactor
         self._store = store
         self._databases = databases
@@ -84,6 +86,10 @@ class RunManager:
         self.maxConcurrent = maxConcurrent
         self.maxQueued = maxQueued
         self.progressInterval = progressInterval
+        #: ``finalize(runId, clientId, artifactPath, info)``: writes the manifest
+        self._finalize = finalize
+        #: ``checkStagingRoom(sizeEstimate)`` raises STAGING_FULL
+        self._checkStagingRoom = checkStagingRoom
         self._active: dict[str, ActiveRun] = {}
         self._queue: list[str] = []
         self._running: set[str] = set()
@@ -173,6 +179,8 @@ class RunManager:
             raise BackupRemoteError(first.code, f"preflight failed: {first.message}", details={
                 "blockers": [{"code": f.code, "message": f.message} for f in report.blockers]})
         self._checkCapacity()
+        if self._checkStagingRoom is not None:
+            self._checkStagingRoom(report.sizeEstimate)
         status = RunStatus(
             runId=runId, databaseConfigId=configId, clientId=clientId, options=effective,
             state="queued", stage="queued", scheduleId=scheduleId, requestId=requestId,
@@ -287,6 +295,8 @@ class RunManager:
             started = self._now()
             self._update(run, stage="finalizing")
             run.events.progress("finalizing", artifact.sizeBytes, artifact.sizeBytes)
+            if self._finalize is not None:
+                await self._finalize(runId, run.status.clientId, artifact.path, info)
             self._update(run, stageTimings=[*run.status.stageTimings,
                                             StageTiming("finalizing", started, self._now())])
             self._finish(run, "completed", None, f"staged {info.name} ({info.sizeBytes} bytes)")

@@ -1,0 +1,219 @@
+"""
+Writing received chunks to disk off the reactor, with back-pressure.
+
+The reactor hands each received box to L{ChunkWriter.put}; a writer thread
+checks every chunk's SHA-256 against the manifest, writes it at its offset
+in the C{.part} file and continues the whole-file hash. Chunks are written
+strictly in order: one that is not the next expected is skipped, and a bad
+one is reported (the download restarts the stream from it).
+
+The queue is bounded: beyond C{limit} answered boxes waiting, C{put}
+returns a Deferred that fires when the thread has caught up, and the
+download answers the box only then, so the server's window stalls and a
+slow disk pauses the server. Progress is made durable now and then (fsync
+of the data, then the progress file), and at every L{flush}.
+"""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import os
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from typing import Any
+
+from twisted.internet.defer import Deferred
+
+from backupremote.client.partfile import DIGEST_SIZE, PartFile
+from backupremote.protocol.transfers import CHUNK_SIZE
+
+#: Boxes queued before answers are withheld (~8 MB with 4 chunks a box).
+QUEUE_BOXES = 32
+#: Make progress durable after this many bytes or seconds, whichever comes first.
+SYNC_BYTES = 64 << 20
+SYNC_SECONDS = 2.0
+
+
+class _Flush:
+    def __init__(self, deferred: Deferred[None]) -> None:
+        self.deferred = deferred
+
+
+class ChunkWriter:
+    """Verifies and writes the chunks of one download into its C{.part} file."""
+
+    def __init__(self, part: PartFile, digests: bytes, nextChunk: int, whole: Any,
+                 callFromThread: Callable[..., None] | None, onBadChunk: Callable[[int], None],
+                 onFailure: Callable[[BaseException], None], limit: int = QUEUE_BOXES,
+                 threaded: bool = True) -> None:
+        assert part.descriptor is not None
+        self._part = part
+        self._descriptor = part.descriptor
+        self._digests = digests
+        #: Chunks before this one are verified and written (read from any thread).
+        self.nextChunk = nextChunk
+        self._whole = whole
+        self._callFromThread = callFromThread if callFromThread and threaded else (
+            lambda f, *a: f(*a))
+        self._onBadChunk = onBadChunk
+        self._onFailure = onFailure
+        #: Why the writer stopped (a disk error), if it did.
+        self.failure: BaseException | None = None
+        self.limit = limit
+        self.threaded = threaded
+        self._queue: deque[Any] = deque()
+        self._condition = threading.Condition()
+        self._withheld = 0
+        self._waiters: deque[Deferred[dict[str, Any]]] = deque()
+        self._closing = False
+        self._closed: Deferred[None] = Deferred()
+        self._unsynced = 0
+        self._syncedAt = time.monotonic()
+        self._thread: threading.Thread | None = None
+        self.bytesWritten = 0
+
+    def start(self) -> None:
+        if self.threaded:
+            self._thread = threading.Thread(target=self._run, name="backupremote-chunk-writer",
+                                            daemon=True)
+            self._thread.start()
+
+    # Reactor side
+
+    def put(self, index: int, chunks: list[bytes]) -> Deferred[dict[str, Any]] | None:
+        """Queue a box; a Deferred means: answer the box when it fires."""
+        if not self.threaded:
+            try:
+                self._write(index, chunks)
+            except Exception as error:  # noqa: BLE001 (the download fails with it)
+                self._failed(error)
+            return None
+        with self._condition:
+            self._queue.append((index, chunks))
+            full = len(self._queue) - self._withheld > self.limit
+            if full:
+                self._withheld += 1
+            self._condition.notify()
+        if not full:
+            return None
+        waiter: Deferred[dict[str, Any]] = Deferred()
+        self._waiters.append(waiter)
+        return waiter
+
+    def flush(self) -> Deferred[None]:
+        """Fires once everything queued so far is written and made durable."""
+        flushed: Deferred[None] = Deferred()
+        if self._closed.called:
+            flushed.callback(None)
+            return flushed
+        if not self.threaded:
+            self._sync()
+            flushed.callback(None)
+            return flushed
+        with self._condition:
+            self._queue.append(_Flush(flushed))
+            self._condition.notify()
+        return flushed
+
+    def close(self) -> Deferred[None]:
+        """Drop what is still queued, make what was written durable, end the thread."""
+        if not self.threaded or self._thread is None:
+            if not self._closed.called:
+                self._sync()
+                self._closed.callback(None)
+            return self._closed
+        with self._condition:
+            self._closing = True
+            self._queue.clear()
+            self._condition.notify()
+        self._answerAll()
+        return self._closed
+
+    def wholeDigest(self) -> str:
+        """The SHA-256 of the chunks written so far (all of them, at the end)."""
+        return self._whole.hexdigest()
+
+    def _answer(self, count: int) -> None:
+        for _ in range(count):
+            if self._waiters:
+                self._waiters.popleft().callback({})
+
+    def _answerAll(self) -> None:
+        while self._waiters:
+            self._waiters.popleft().callback({})
+
+    # Writer thread
+
+    def _run(self) -> None:
+        try:
+            self._loop()
+        except BaseException as error:  # noqa: BLE001 (the disk failed: the download says why)
+            self._callFromThread(self._failed, error)
+        else:
+            self._callFromThread(self._closed.callback, None)
+
+    def _failed(self, error: BaseException) -> None:
+        self.failure = error
+        self._answerAll()
+        self._onFailure(error)
+        self._closed.callback(None)
+
+    def _loop(self) -> None:
+        while True:
+            with self._condition:
+                while not self._queue and not self._closing:
+                    self._condition.wait()
+                if self._closing:
+                    break
+                item = self._queue.popleft()
+                answer = 0
+                while self._withheld and len(self._queue) - self._withheld < self.limit:
+                    self._withheld -= 1
+                    answer += 1
+            if answer:
+                self._callFromThread(self._answer, answer)
+            if isinstance(item, _Flush):
+                self._sync()
+                self._callFromThread(item.deferred.callback, None)
+            else:
+                self._write(*item)
+        self._sync()
+
+    def _write(self, index: int, chunks: list[bytes]) -> None:
+        skip = self.nextChunk - index
+        if not 0 <= skip < len(chunks):
+            return  # written already, or a chunk before this box is missing
+        if skip:
+            chunks, index = chunks[skip:], index + skip
+        digests = self._digests
+        sha256 = hashlib.sha256
+        good = len(chunks)
+        for offset, chunk in enumerate(chunks):
+            start = (index + offset) * DIGEST_SIZE
+            if sha256(chunk).digest() != digests[start:start + DIGEST_SIZE]:
+                good = offset
+                break
+        if good:
+            # one system call and one whole-file update per box: fewer GIL hand-overs
+            verified = chunks[:good] if good < len(chunks) else chunks
+            size = sum(map(len, verified))
+            if os.pwritev(self._descriptor, verified, index * CHUNK_SIZE) != size:
+                raise OSError(errno.ENOSPC, "short write")
+            self._whole.update(verified[0] if good == 1 else b"".join(verified))
+            self.nextChunk = index + good
+            self._unsynced += size
+            self.bytesWritten += size
+        if good < len(chunks):
+            self._callFromThread(self._onBadChunk, index + good)
+        elif self._unsynced >= SYNC_BYTES or time.monotonic() - self._syncedAt >= SYNC_SECONDS:
+            self._sync()
+
+    def _sync(self) -> None:
+        if self._unsynced:
+            os.fdatasync(self._descriptor)
+            self._part.recordProgress(self.nextChunk)
+            self._unsynced = 0
+        self._syncedAt = time.monotonic()

@@ -1,0 +1,346 @@
+"""
+Downloading a run's artifact: resumable, verified, and atomic.
+
+    path = await client.download(runId, FilePath("/backups"), onProgress=print)
+
+The manifest and every chunk digest are fetched first (the digests are
+kept beside the C{.part} file). Chunks are streamed with
+``fileTransferStart`` from the first chunk the client does not have, checked
+and written by a L{ChunkWriter} thread; a bad chunk restarts the stream from
+it, a dropped connection is retried with backoff from the first chunk not
+received. A later run of the same download (after a crash) re-checks what
+the C{.part} file holds before it continues. The target appears under its
+final name only after the whole-file SHA-256 matched, the data was fsynced
+and renamed, and the folder fsynced. An existing target with the right hash
+is a finished download.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from collections.abc import Callable
+from typing import Any
+
+from attrs import frozen
+from twisted.internet.defer import Deferred
+from twisted.internet.task import deferLater
+from twisted.internet.threads import deferToThreadPool
+from twisted.protocols import amp
+from twisted.python.filepath import FilePath
+
+from backupremote.client.chunkwriter import ChunkWriter
+from backupremote.client.partfile import DIGEST_SIZE, PartFile, fileSha256
+from backupremote.nodelay import noDelay
+from backupremote.protocol.errors import (
+    CAPACITY_EXCEEDED,
+    CONFLICT,
+    CONNECTION_FAILED,
+    INTERNAL_ERROR,
+    NOT_FOUND,
+    TIMEOUT,
+    VERIFICATION_FAILED,
+    BackupRemoteError,
+)
+from backupremote.protocol.transfers import (
+    CHUNK_SIZE,
+    FileChunkHashes,
+    FileEntry,
+    FileTransferStart,
+    FileTransferStop,
+    ListFiles,
+)
+
+#: Errors after which trying again later can help.
+TRANSIENT = frozenset({CONNECTION_FAILED, TIMEOUT, CAPACITY_EXCEEDED})
+#: Consecutive failures (without a chunk received in between) before giving up.
+MAX_FAILURES = 10
+FIRST_DELAY = 0.5
+MAX_DELAY = 30.0
+#: Times one chunk may fail its hash before the download gives up.
+MAX_BAD_CHUNK = 3
+PROGRESS_INTERVAL = 0.25
+
+_SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]{0,199}")
+
+ProgressHandler = Callable[["DownloadProgress"], None]
+
+
+@frozen
+class DownloadProgress:
+    """How far a download is; C{phase} is checking, downloading, verifying or done."""
+
+    runId: str
+    name: str
+    phase: str
+    bytesDone: int
+    sizeBytes: int
+    chunksDone: int
+    chunkCount: int
+    rate: float | None = None
+    resumedFrom: int = 0
+    reconnects: int = 0
+
+
+def targetName(entry: FileEntry) -> str:
+    """The local file name: the server's, if it is a plain safe name."""
+    if _SAFE_NAME.fullmatch(entry.name) and not entry.name.endswith(".part"):
+        return entry.name
+    return "artifact-" + (re.sub(r"[^A-Za-z0-9-]", "", entry.fileId)[:64] or "file")
+
+
+class Backoff:
+    """Retries transient failures with exponential backoff; gives up after C{maxFailures}."""
+
+    def __init__(self, reactor: Any, maxFailures: int = MAX_FAILURES) -> None:
+        self._reactor = reactor
+        self.maxFailures = maxFailures
+        self.failures = 0
+        self.total = 0
+
+    async def wait(self, error: BackupRemoteError) -> None:
+        """Sleep before the next try, or raise C{error} if trying again cannot help."""
+        if error.code not in TRANSIENT or self.failures >= self.maxFailures:
+            raise error
+        self.failures += 1
+        self.total += 1
+        delay = min(MAX_DELAY, FIRST_DELAY * 2 ** (self.failures - 1))
+        await deferLater(self._reactor, delay, lambda: None)
+
+    async def call(self, operation: Callable[[], Any]) -> Any:
+        while True:
+            try:
+                result = await operation()
+            except BackupRemoteError as error:
+                await self.wait(error)
+            else:
+                self.failures = 0
+                return result
+
+
+class _Transfer:
+    """One ``fileTransferStart`` of a download: receives its pushed boxes."""
+
+    def __init__(self, download: FileDownload, transferId: str, start: int) -> None:
+        self.download = download
+        self.transferId = transferId
+        self.nextChunk = start
+        self.done: Deferred[str] = Deferred()
+
+    def chunk(self, index: int, chunks: list[bytes]) -> Deferred[Any] | None:
+        if self.done.called or index != self.nextChunk or not chunks:
+            self.end("restart")
+            raise amp.RemoteAmpError(b"BAD_REQUEST", b"{}")
+        self.nextChunk = index + len(chunks)
+        return self.download._received(self.nextChunk, index, chunks)
+
+    def progress(self, chunksSent: int, bytesSent: int) -> None:
+        pass  # the client's own count is the truth
+
+    def complete(self, sizeBytes: int, sha256: str) -> None:
+        entry = self.download.entry
+        if (sizeBytes, sha256) != (entry.sizeBytes, entry.sha256):
+            self.download._fail(BackupRemoteError(
+                VERIFICATION_FAILED, "the server's file no longer matches its manifest"))
+        self.end("complete" if self.nextChunk >= entry.chunkCount else "restart")
+
+    def end(self, outcome: str) -> None:
+        if not self.done.called:
+            self.done.callback(outcome)
+
+
+class FileDownload:
+    """One file of a manifest into one folder."""
+
+    def __init__(self, connection: Any, reactor: Any, runId: str, entry: FileEntry,
+                 directory: FilePath, onProgress: ProgressHandler | None = None,
+                 runInThread: Callable[..., Deferred[Any]] | None = None,
+                 threaded: bool = True, backoff: Backoff | None = None) -> None:
+        self._connection = connection
+        self._reactor = reactor
+        self.runId = runId
+        self.entry = entry
+        self.directory = directory
+        self._onProgress = onProgress
+        self._runInThread = runInThread or (
+            lambda f, *a: deferToThreadPool(reactor, reactor.getThreadPool(), f, *a))
+        self._threaded = threaded
+        self.backoff = backoff or Backoff(reactor)
+        self.nextChunk = 0  # the first chunk not received
+        self.resumedFrom = 0
+        self._writer: ChunkWriter | None = None
+        self._transfer: _Transfer | None = None
+        self._failure: BackupRemoteError | None = None
+        self._badChunks: Counter[int] = Counter()
+        self._session = (reactor.seconds(), 0)
+        self._reported = float("-inf")
+
+    # The whole download
+
+    async def run(self) -> FilePath:
+        entry = self.entry
+        target = self.directory.child(targetName(entry))
+        part = PartFile(self.directory, target.basename(), entry)
+        part.acquire()  # before looking at the target: another download may be finishing it
+        try:
+            if target.exists():
+                matches = await self._runInThread(fileSha256, target) == entry.sha256
+                part.lock.remove()  # still held: nothing else to do here
+                if not matches:
+                    raise BackupRemoteError(CONFLICT, f"{target.path} exists and is not this "
+                                            "artifact; move it away or download elsewhere")
+                self._report("done", force=True)
+                return target
+            digests = await self._runInThread(part.savedDigests) or await self._fetchDigests(part)
+            self._report("checking", force=True)
+            good, whole = await self._runInThread(part.recheck, digests)
+            self.nextChunk = self.resumedFrom = good
+            writer = self._writer = ChunkWriter(
+                part, digests, good, whole,
+                self._reactor.callFromThread if self._threaded else None, self._badChunk,
+                self._writerFailed, threaded=self._threaded)
+            writer.start()
+            try:
+                await self._fetch(writer)
+            finally:
+                await writer.close()
+            self._check()
+            self._report("verifying", force=True)
+            if writer.wholeDigest() != entry.sha256:
+                await self._runInThread(part.discard)
+                raise BackupRemoteError(VERIFICATION_FAILED, (
+                    f"{target.basename()}: every chunk matched but the whole file's SHA-256 "
+                    "did not; the partial download was removed, run it again"))
+            path = await self._runInThread(part.finish)
+        finally:
+            part.close()
+        self._report("done", force=True)
+        return path
+
+    async def _fetchDigests(self, part: PartFile) -> bytes:
+        pieces: list[bytes] = []
+        count = self.entry.chunkCount
+        have = 0
+        while have < count:
+            answer = await self.backoff.call(lambda start=have: self._connection.call(
+                FileChunkHashes, fileId=self.entry.fileId, start=start))
+            hashes = answer["hashes"]
+            if not hashes or len(hashes) % DIGEST_SIZE:
+                raise BackupRemoteError(INTERNAL_ERROR, "the server sent malformed chunk hashes")
+            pieces.append(hashes)
+            have += len(hashes) // DIGEST_SIZE
+        digests = b"".join(pieces)[:count * DIGEST_SIZE]
+        await self._runInThread(part.saveDigests, digests)
+        return digests
+
+    async def _fetch(self, writer: ChunkWriter) -> None:
+        """Stream until every chunk is written, resuming as often as needed."""
+        count = self.entry.chunkCount
+        while True:
+            self._check()
+            if self.nextChunk < count:
+                try:
+                    await self._stream()
+                except BackupRemoteError as error:
+                    await self.backoff.wait(error)
+                continue
+            await writer.flush()
+            self._check()
+            if writer.nextChunk >= count:
+                return
+            self.nextChunk = writer.nextChunk  # a chunk failed its hash after the last box
+
+    async def _stream(self) -> None:
+        """One transfer from C{nextChunk}: until complete, a restart, or a dropped connection."""
+        self._report("downloading", force=True)
+        protocol = await self._connection.connection()
+        noDelay(protocol.transport)  # acknowledgements must not wait for Nagle
+        answer = await self._connection.callOn(
+            protocol, FileTransferStart, fileId=self.entry.fileId, startChunk=self.nextChunk)
+        transfer = self._transfer = _Transfer(self, answer["transferId"], self.nextChunk)
+        receivers = self._connection.transfers
+        receivers.add(transfer.transferId, transfer)
+        protocol.lost.addBoth(lambda result: (transfer.end("lost"), result)[1])
+        outcome = "cancelled"
+        try:
+            outcome = await transfer.done
+        finally:
+            receivers.remove(transfer.transferId)
+            self._transfer = None
+            if outcome not in ("complete", "lost"):
+                Deferred.fromCoroutine(self._connection.callOn(
+                    protocol, FileTransferStop, transferId=transfer.transferId,
+                )).addErrback(lambda _: None)
+        if outcome == "lost":
+            raise BackupRemoteError(CONNECTION_FAILED, "the connection dropped during the "
+                                                       "transfer; resuming")
+
+    # Events (reactor)
+
+    def _received(self, nextChunk: int, index: int, chunks: list[bytes]) -> Deferred[Any] | None:
+        assert self._writer is not None
+        self.nextChunk = nextChunk
+        self.backoff.failures = 0
+        self._report("downloading")
+        return self._writer.put(index, chunks)
+
+    def _badChunk(self, number: int) -> None:
+        self._badChunks[number] += 1
+        if self._badChunks[number] > MAX_BAD_CHUNK:
+            self._fail(BackupRemoteError(VERIFICATION_FAILED, (
+                f"chunk {number} failed its SHA-256 check {MAX_BAD_CHUNK + 1} times; the "
+                "server's staged file may be damaged")))
+            return
+        self.nextChunk = min(self.nextChunk, number)
+        if self._transfer is not None:
+            self._transfer.end("restart")
+
+    def _writerFailed(self, error: BaseException) -> None:
+        self._fail(BackupRemoteError(
+            INTERNAL_ERROR, f"writing {self.entry.name}.part failed: {error}"))
+
+    def _fail(self, error: BackupRemoteError) -> None:
+        if self._failure is None:
+            self._failure = error
+        if self._transfer is not None:
+            self._transfer.end("failed")
+
+    def _check(self) -> None:
+        if self._failure is not None:
+            raise self._failure
+
+    def _report(self, phase: str, force: bool = False) -> None:
+        if self._onProgress is None:
+            return
+        now = self._reactor.seconds()
+        if not force and now - self._reported < PROGRESS_INTERVAL:
+            return
+        self._reported = now
+        started, startChunk = self._session
+        if phase == "checking":
+            self._session = (now, self.nextChunk)
+        done = min(self.nextChunk * CHUNK_SIZE, self.entry.sizeBytes)
+        if phase == "done":
+            done = self.entry.sizeBytes
+        elapsed = now - started
+        rate = ((self.nextChunk - startChunk) * CHUNK_SIZE / elapsed) if elapsed > 0 else None
+        self._onProgress(DownloadProgress(
+            runId=self.runId, name=targetName(self.entry), phase=phase, bytesDone=done,
+            sizeBytes=self.entry.sizeBytes,
+            chunksDone=self.entry.chunkCount if phase == "done" else self.nextChunk,
+            chunkCount=self.entry.chunkCount, rate=rate, resumedFrom=self.resumedFrom,
+            reconnects=self.backoff.total))
+
+
+async def downloadRun(connection: Any, reactor: Any, runId: str, directory: FilePath,
+                      onProgress: ProgressHandler | None = None, **options: Any) -> FilePath:
+    """Download every file of run C{runId} into C{directory}; the artifact's path."""
+    backoff = Backoff(reactor)
+    manifest = (await backoff.call(lambda: connection.call(ListFiles, runId=runId)))["manifest"]
+    if not manifest.files:
+        raise BackupRemoteError(NOT_FOUND, f"run {runId} staged no file")
+    paths = []
+    for entry in manifest.files:
+        paths.append(await FileDownload(connection, reactor, runId, entry, directory, onProgress,
+                                        backoff=backoff, **options).run())
+    return paths[0]

@@ -1,0 +1,223 @@
+"""
+Benchmark: a PostgreSQL backup through the real server against the shell.
+
+Starts a private PostgreSQL (tests/databases/servers.py), fills it with
+``pgbench -i -s SCALE`` (scale 60 is about 1 GB on disk), starts a real
+``twistd backupremote-server`` in its own process, and then, for each of
+``--runs`` pairs, times:
+
+  server  executeBackup -> the backupComplete event, with compression zstd
+          level 3 on all cores, sha256, verification "stream", format plain;
+  shell   the same steps in bash:
+            pg_dump -Fp ... | zstd -3 -T0 | tee >(sha256sum > f.sha256) > f
+            zstd -t f
+
+The two alternate (which one goes first alternates too), so both see the
+same machine. Printed: each pair, the median ratio server/shell (target
+<= 1.10), the server's peak RSS during its runs (VmHWM of the twistd process
+only, children excluded; target < 100 MB) and the artifact sizes. Each
+artifact is released after its run; everything is removed at exit, Ctrl-C
+included. Exits non-zero if a run fails, not when a target is missed.
+
+    .venv/bin/python benchmarks/backup_pipeline.py              # scale 60, 5 pairs
+    .venv/bin/python benchmarks/backup_pipeline.py --scale 240  # the 4x larger case
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import resource
+import time
+import uuid
+from pathlib import Path
+
+from _common import (
+    MB,
+    Workspace,
+    cpuSeconds,
+    currentRss,
+    loadAverage,
+    machineLine,
+    mb,
+    median,
+    peakRss,
+    resetPeakRss,
+    runBenchmark,
+    startServer,
+    verdict,
+)
+
+from backupremote.protocol.databases import DatabaseConfigInput
+from backupremote.protocol.errors import BackupRemoteError
+from backupremote.protocol.options import BackupOptions
+from tests.databases.servers import (
+    checkProcess,
+    postgresBinDir,
+    runProcess,
+    startPostgreSQL,
+)
+
+RATIO_TARGET = 1.10
+RSS_TARGET = 100 * MB
+
+OPTIONS = BackupOptions(format="plain", compression="zstd", level=3, threads=0,
+                        checksum="sha256", verification="stream")
+
+# $1 pg_dump, $2 host, $3 port, $4 user, $5 database, $6 output file; PGPASSWORD in env.
+SHELL = """\
+set -o pipefail
+"$1" --no-password -Fp -h "$2" -p "$3" -U "$4" -d "$5" \\
+  | zstd -q -3 -T0 | tee >(sha256sum > "$6.sha256") > "$6"
+zstd -q -t "$6"
+"""
+
+
+def parseArguments() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description="Time a PostgreSQL backup through the real backupremote server "
+                    "(pg_dump -Fp | zstd -3 -T0, sha256, stream verification) against the "
+                    "same steps in bash, in alternating pairs.",
+        epilog="Targets: median ratio server/shell <= 1.10; server peak RSS < 100 MB.")
+    parser.add_argument("--scale", type=int, default=60,
+                        help="pgbench scale factor (default 60: about 1 GB on disk; 240 is "
+                             "the 4x larger case)")
+    parser.add_argument("--runs", type=int, default=5,
+                        help="paired runs, at least 3 (default 5)")
+    arguments = parser.parse_args()
+    if arguments.runs < 3:
+        parser.error("--runs must be at least 3")
+    if arguments.scale < 1:
+        parser.error("--scale must be at least 1")
+    return arguments
+
+
+async def preparePostgreSQL(workspace: Workspace, scale: int) -> tuple:
+    started = time.monotonic()
+    server = await startPostgreSQL(workspace)
+    await checkProcess(
+        [os.path.join(server.binDir, "pgbench"), "-i", "-q", "-s", str(scale),
+         "-h", server.host, "-p", str(server.port), "-U", server.superuser, server.database],
+        server.env(server.superuserPassword), timeout=3600)
+    size = int((await server.sql(
+        f"SELECT pg_database_size('{server.database}')")).strip())
+    print(f"PostgreSQL {server.port}: pgbench -i -s {scale} in "
+          f"{time.monotonic() - started:.1f} s, database {mb(size)} on disk")
+    return server, size
+
+
+async def serverRun(client, backend, configId: str) -> dict:
+    """executeBackup -> backupComplete; the server's peak RSS and CPU during it."""
+    runId = str(uuid.uuid4())
+    resetPeakRss(backend.pid)
+    cpuBefore = cpuSeconds(backend.pid)
+    completed: list[float] = []
+
+    def onEvent(event) -> None:
+        if event.kind == "complete" and not completed:
+            completed.append(time.monotonic())
+
+    started = time.monotonic()
+    await client.executeBackup(runId, configId, OPTIONS)
+    status = await client.followRun(runId, onEvent)
+    if status.state != "completed" or not completed:
+        raise RuntimeError(f"server run {runId} ended {status.state}: "
+                           f"{status.errorCode} {status.errorMessage}")
+    seconds = completed[0] - started
+    peak = peakRss(backend.pid)
+    cpuAfter = cpuSeconds(backend.pid)
+    stages = {t.stage: (t.endedAt - t.startedAt).total_seconds()
+              for t in status.stageTimings if t.endedAt is not None}
+    released = await client.releaseArtifact(runId)
+    if not released or backend.stagingFolder(runId).exists():
+        raise RuntimeError(f"run {runId}: the staging was not removed by releaseArtifact")
+    return {"seconds": seconds, "size": status.artifact.sizeBytes, "peak": peak,
+            "stages": stages, "cpuSelf": cpuAfter[0] - cpuBefore[0],
+            "cpuChildren": cpuAfter[1] - cpuBefore[1]}
+
+
+def childrenCpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+async def shellRun(workspace: Workspace, database, index: int) -> dict:
+    out = workspace.path(f"shell-{index}.sql.zst")
+    argv = ["bash", "-c", SHELL, "bash", os.path.join(database.binDir, "pg_dump"),
+            database.host, str(database.port), database.superuser, database.database, str(out)]
+    cpuBefore = childrenCpu()
+    started = time.monotonic()
+    result = await runProcess(argv, database.env(database.superuserPassword), timeout=7200)
+    seconds = time.monotonic() - started
+    if not result.ok:
+        raise RuntimeError(f"the shell pipeline failed ({result.code}): {result.err[-2000:]}")
+    digest = Path(f"{out}.sha256").read_text().split()
+    if not digest:
+        raise RuntimeError("the shell pipeline wrote no checksum")
+    size = out.stat().st_size
+    out.unlink()
+    Path(f"{out}.sha256").unlink()
+    return {"seconds": seconds, "size": size, "cpu": childrenCpu() - cpuBefore}
+
+
+async def main(workspace: Workspace, arguments: argparse.Namespace) -> int:
+    print(machineLine())
+    print(f"working in {workspace.root}; PostgreSQL binaries from {postgresBinDir()}")
+    database, dbSize = await preparePostgreSQL(workspace, arguments.scale)
+    backend = await startServer(workspace)
+    idle = currentRss(backend.pid)
+    print(f"backupremote server: pid {backend.pid}, port {backend.port}, "
+          f"RSS {mb(idle)} after start-up")
+    client = backend.client(workspace)
+    config = await client.createDatabaseConfig(DatabaseConfigInput(
+        name="pgbench", engine="postgresql", host=database.host, port=database.port,
+        database=database.database, user=database.superuser,
+        password=database.superuserPassword, backup=OPTIONS))
+
+    print("\nCPU s: the server process itself + its children (pg_dump, zstd, ...), and "
+          "the shell's whole pipeline;\nPostgreSQL's own backend is in neither.")
+    print(f"{'pair':>4} {'first':>6} {'load':>5} {'server s':>9} {'shell s':>8} {'ratio':>6}"
+          f" {'server CPU s':>13} {'shell CPU s':>12} {'server RSS':>11}   server stages (s)")
+    pairs = []
+    for index in range(1, arguments.runs + 1):
+        serverFirst = index % 2 == 1
+        load = loadAverage()
+        try:
+            if serverFirst:
+                srv = await serverRun(client, backend, config.id)
+                sh = await shellRun(workspace, database, index)
+            else:
+                sh = await shellRun(workspace, database, index)
+                srv = await serverRun(client, backend, config.id)
+        except BackupRemoteError as error:
+            raise RuntimeError(f"pair {index}: {error.code}: {error.message}") from None
+        pairs.append((srv, sh))
+        stages = ", ".join(f"{k} {v:.2f}" for k, v in srv["stages"].items())
+        serverCpu = f"{srv['cpuSelf']:.2f}+{srv['cpuChildren']:.2f}"
+        print(f"{index:>4} {'server' if serverFirst else 'shell':>6} {load:>5.2f}"
+              f" {srv['seconds']:>9.2f} {sh['seconds']:>8.2f}"
+              f" {srv['seconds'] / sh['seconds']:>6.3f} {serverCpu:>13} {sh['cpu']:>12.2f}"
+              f" {mb(srv['peak']):>11}   {stages}")
+
+    serverTimes = [srv["seconds"] for srv, _ in pairs]
+    shellTimes = [sh["seconds"] for _, sh in pairs]
+    medianRatio = median([a / b for a, b in zip(serverTimes, shellTimes)])
+    peak = max(srv["peak"] for srv, _ in pairs)
+    srv, sh = pairs[-1]
+    print(f"\ndatabase: pgbench scale {arguments.scale}, {mb(dbSize)} on disk; "
+          f"artifact {mb(srv['size'])} (server), {mb(sh['size'])} (shell)")
+    print(f"median server {median(serverTimes):.2f} s "
+          f"({dbSize / MB / median(serverTimes):.0f} MB/s of database on disk), "
+          f"median shell {median(shellTimes):.2f} s; best server {min(serverTimes):.2f} s, "
+          f"best shell {min(shellTimes):.2f} s (ratio of the bests {min(serverTimes) / min(shellTimes):.3f})")
+    print(f"median ratio server/shell: {medianRatio:.3f} (target <= {RATIO_TARGET:.2f}): "
+          f"{verdict(medianRatio <= RATIO_TARGET)}")
+    print(f"server peak RSS during the runs: {mb(peak)} (after start-up {mb(idle)}; "
+          f"target < {mb(RSS_TARGET)}): {verdict(peak < RSS_TARGET)}")
+    print(machineLine())
+    return 0
+
+
+if __name__ == "__main__":
+    options = parseArguments()
+    runBenchmark(lambda workspace: main(workspace, options), Workspace("backup"))

@@ -1,0 +1,404 @@
+"""
+The client's download against a real server core over in-memory connections:
+resume after cuts, a damaged ``.part``, bad chunks, back-pressure, locking.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import queue
+from typing import Any
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from twisted.internet.defer import Deferred
+from twisted.internet.error import ConnectionLost
+from twisted.internet.task import Clock
+from twisted.python.failure import Failure
+from twisted.python.filepath import FilePath
+from twisted.trial.unittest import SynchronousTestCase
+
+from backupremote.client.chunkwriter import ChunkWriter
+from backupremote.client.connection import asBackupRemoteError
+from backupremote.client.credentials import Credentials
+from backupremote.client.download import DownloadProgress, downloadRun
+from backupremote.client.partfile import PartFile
+from backupremote.client.protocol import ClientProtocol
+from backupremote.client.receivers import TransferReceivers
+from backupremote.protocol import errors
+from backupremote.protocol.errors import CONNECTION_FAILED, BackupRemoteError
+from backupremote.protocol.transfers import (
+    CHUNK_SIZE,
+    CHUNKS_PER_BOX,
+    WINDOW_BOXES,
+    FileEntry,
+    ListFiles,
+    ReleaseArtifact,
+)
+from backupremote.server.transfers.sender import ChunkSender
+from tests.fixtures import CLIENT_ID, SECRET, synchronously
+from tests.server.transfers.helpers import StagingMixin
+
+WINDOW_CHUNKS = WINDOW_BOXES * CHUNKS_PER_BOX
+_sendBox = ChunkSender._sendBox
+
+
+class LoopbackConnections:
+    """
+    What a download needs of a L{ConnectionManager}, over in-memory
+    connections to a L{ServerHarness}; a new connection after each cut.
+    """
+
+    def __init__(self, mixin: StagingMixin) -> None:
+        self.harness = mixin.harness
+        self.reactor = self.harness.clock
+        self.transfers = TransferReceivers()
+        self.loopbacks: list[Any] = []
+        self.refusals = 0
+        self.chunksReceived = 0
+        original = self.transfers.chunk
+
+        def counting(transferId: str, index: int, chunks: list[bytes]) -> Any:
+            answer = original(transferId, index, chunks)
+            self.chunksReceived += len(chunks)
+            return answer
+
+        self.transfers.chunk = counting  # type: ignore[method-assign]
+
+    @property
+    def current(self) -> Any:
+        return self.loopbacks[-1] if self.loopbacks and not self.loopbacks[-1].closed else None
+
+    async def connection(self) -> ClientProtocol:
+        if self.current is None:
+            if self.refusals:
+                self.refusals -= 1
+                raise BackupRemoteError(CONNECTION_FAILED, "refused (test)")
+            protocol = ClientProtocol(
+                self.reactor, Credentials(CLIENT_ID, SECRET, self.harness.license()),
+                self.callOn, keepaliveInterval=1e6, keepaliveTimeout=1e6,
+                transfers=self.transfers)
+            self.loopbacks.append(self.harness.connect(client=protocol))
+        protocol = self.current.client
+        await protocol.whenReady()
+        return protocol
+
+    async def callOn(self, protocol: Any, command: Any, **arguments: Any) -> dict[str, Any]:
+        try:
+            return await protocol.callRemote(command, **arguments)
+        except Exception as error:  # noqa: BLE001 (as the real ConnectionManager does)
+            raise asBackupRemoteError(Failure(error)) from None
+
+    async def call(self, command: Any, **arguments: Any) -> dict[str, Any]:
+        return await self.callOn(await self.connection(), command, **arguments)
+
+    def step(self) -> bool:
+        """Deliver what the client wrote, and one write of the server's."""
+        self.reactor.advance(0)
+        loopback = self.current
+        if loopback is None:
+            return False
+        server, client = loopback.pump.serverIO, loopback.pump.clientIO
+        moved = False
+        if client.stream:
+            data = b"".join(client.stream)
+            client.stream.clear()
+            server.bufferReceived(data)
+            moved = True
+        if server.stream:
+            client.bufferReceived(server.stream.pop(0))
+            moved = True
+        if not moved and (server.disconnecting or client.disconnecting):
+            loopback.pump.flush()
+            return True
+        return moved
+
+    def cut(self, partial: int = 0) -> None:
+        """Drop the connection and whatever was in flight (after C{partial} bytes)."""
+        loopback = self.current
+        if loopback is None:
+            return
+        server, client = loopback.pump.serverIO, loopback.pump.clientIO
+        if partial and server.stream:
+            client.bufferReceived(server.stream[0][:partial])
+        for io in (server, client):
+            io.stream.clear()
+            io.disconnectReason = ConnectionLost("cut by the test")
+            io.disconnecting = io.disconnected = True
+        client.reportDisconnect()
+        server.reportDisconnect()
+
+
+def drive(connections: LoopbackConnections, deferred: Deferred[Any],
+          cutAt: list[int] | None = None, partial: int = 0, idle: float = 1.0) -> Any:
+    """Run until C{deferred} fires, cutting when the client has received C{cutAt[0]} chunks."""
+    results: list[Any] = []
+    deferred.addBoth(results.append)
+    cuts = sorted(cutAt or [])
+    for _ in range(200_000):
+        if results:
+            break
+        if cuts and connections.chunksReceived >= cuts[0]:
+            cuts.pop(0)
+            connections.cut(partial)
+            continue
+        if not connections.step():
+            connections.reactor.advance(idle)
+    else:
+        raise AssertionError("the download did not finish")
+    if isinstance(results[0], Failure):
+        results[0].raiseException()
+    return results[0]
+
+
+class DownloadTests(StagingMixin, SynchronousTestCase):
+    def setUp(self) -> None:
+        self.setUpStaging()
+        self.sent: list[int] = []
+
+        def counting(sender: ChunkSender, count: int) -> None:
+            self.sent.append(count)
+            _sendBox(sender, count)
+
+        self.patch(ChunkSender, "_sendBox", counting)
+        self.folder = FilePath(self.mktemp())
+        self.connections = LoopbackConnections(self)
+
+    def download(self, runId: str, connections: LoopbackConnections | None = None,
+                 onProgress: Any = None, **options: Any) -> Deferred[FilePath]:
+        connections = connections or self.connections
+        return Deferred.fromCoroutine(downloadRun(
+            connections, connections.reactor, runId, self.folder, onProgress,
+            runInThread=synchronously, threaded=False, **options))
+
+    def assertOnlyTarget(self, path: FilePath, data: bytes) -> None:
+        self.assertEqual(path.getContent(), data)
+        self.assertEqual(os.listdir(self.folder.path), [path.basename()])
+
+    def test_download(self) -> None:
+        self.stage("r", 50 * CHUNK_SIZE + 99)
+        progress: list[DownloadProgress] = []
+        path = drive(self.connections, self.download("r", onProgress=progress.append))
+        self.assertOnlyTarget(path, self.producer.data["r"])
+        self.assertEqual(sum(self.sent), 51)
+        self.assertEqual(progress[0].phase, "checking")
+        self.assertEqual(progress[-1].phase, "done")
+        self.assertEqual(progress[-1].bytesDone, progress[-1].sizeBytes)
+        self.assertEqual(self.harness.transfers.active, [])
+
+    def test_existingTargetIsDone(self) -> None:
+        self.stage("r")
+        path = drive(self.connections, self.download("r"))
+        self.sent.clear()
+        self.assertEqual(drive(self.connections, self.download("r")), path)
+        self.assertEqual(self.sent, [])
+        self.assertEqual(os.listdir(self.folder.path), [path.basename()])
+        path.setContent(b"something else")
+        error = self.assertRaises(BackupRemoteError, drive, self.connections,
+                                  self.download("r"))
+        self.assertEqual(error.code, errors.CONFLICT)
+        self.assertEqual(os.listdir(self.folder.path), [path.basename()])
+
+    def test_emptyArtifact(self) -> None:
+        self.stage("e", 0)
+        self.assertOnlyTarget(drive(self.connections, self.download("e")), b"")
+
+    @settings(max_examples=25, suppress_health_check=[HealthCheck.function_scoped_fixture])
+    @given(cuts=st.lists(st.integers(0, 59), min_size=1, max_size=4),
+           partial=st.sampled_from([0, 1, 100, 70_000]))
+    def test_resumeAfterCutsAnywhere(self, cuts: list[int], partial: int) -> None:
+        """Cuts at any chunk: the file is identical, and each cut costs a window at most."""
+        self.setUp()
+        self.stage("cut", 60 * CHUNK_SIZE - 5)
+        path = drive(self.connections, self.download("cut"), cutAt=cuts, partial=partial)
+        self.assertOnlyTarget(path, self.producer.data["cut"])
+        cutsMade = len(self.connections.loopbacks) - 1
+        self.assertLessEqual(cutsMade, len(cuts))
+        resent = sum(self.sent) - 60
+        self.assertLessEqual(resent, cutsMade * (WINDOW_CHUNKS + 1))
+
+    def test_reconnectsWithBackoff(self) -> None:
+        self.stage("b", 30 * CHUNK_SIZE)
+        self.connections.refusals = 3
+        deferred = self.download("b")
+        clock = self.harness.clock
+        started = clock.seconds()
+        path = drive(self.connections, deferred, cutAt=[10], idle=0.25)
+        self.assertEqual(path.getContent(), self.producer.data["b"])
+        self.assertGreaterEqual(clock.seconds() - started, 0.5 + 1 + 2)
+
+    def test_givesUpAfterTooManyFailures(self) -> None:
+        self.stage("g")
+        self.connections.refusals = 100
+        error = self.assertRaises(BackupRemoteError, drive, self.connections,
+                                  self.download("g"), idle=30)
+        self.assertEqual(error.code, CONNECTION_FAILED)
+
+    def test_damagedPartIsRepaired(self) -> None:
+        """A client killed mid-way; a byte of its ``.part`` flips; the next run repairs it."""
+        self.stage("f", 40 * CHUNK_SIZE)
+        data = self.producer.data["f"]
+        first = self.download("f")
+        for _ in range(200):
+            if self.connections.chunksReceived >= 20:
+                break
+            self.connections.step()
+        first.cancel()  # the client is killed
+        self.failureResultOf(first)
+        name = self.client.call(ListFiles, runId="f")["manifest"].files[0].name
+        part = self.folder.child(name + ".part")
+        written = part.getContent()
+        self.assertGreaterEqual(len(written), 20 * CHUNK_SIZE)
+        self.assertEqual(written[:20 * CHUNK_SIZE], data[:20 * CHUNK_SIZE])
+        damaged = bytearray(written)
+        damaged[7 * CHUNK_SIZE + 1234] ^= 0x01
+        part.setContent(bytes(damaged))
+        self.sent.clear()
+        again = LoopbackConnections(self)
+        path = drive(again, self.download("f", again))
+        self.assertOnlyTarget(path, data)
+        self.assertEqual(sum(self.sent), 40 - 7)  # resumed from the damaged chunk
+
+    def test_badChunkFromTheServerIsFetchedAgain(self) -> None:
+        self.stage("c", 20 * CHUNK_SIZE)
+        original = ChunkSender._sendBox
+        spoiled: list[int] = []
+
+        def spoil(sender: ChunkSender, count: int) -> None:
+            if sender.nextChunk == 8 and not spoiled:
+                spoiled.append(8)
+                real = os.pread
+                self.patch(os, "pread", lambda fd, n, at: b"X" + real(fd, n, at)[1:])
+                try:
+                    original(sender, count)
+                finally:
+                    self.patch(os, "pread", real)
+                return
+            original(sender, count)
+
+        self.patch(ChunkSender, "_sendBox", spoil)
+        path = drive(self.connections, self.download("c"))
+        self.assertOnlyTarget(path, self.producer.data["c"])
+        self.assertEqual(spoiled, [8])
+
+    def test_persistentlyBadChunkFails(self) -> None:
+        self.stage("d", 10 * CHUNK_SIZE)
+        staged = self.harness.artifacts._staged["d"]
+        artifact = staged.path
+        artifact.setContent(b"\0" + artifact.getContent()[1:])  # damaged after its manifest
+        error = self.assertRaises(BackupRemoteError, drive, self.connections,
+                                  self.download("d"))
+        self.assertEqual(error.code, errors.VERIFICATION_FAILED)
+
+    def test_releasedArtifactIsExpired(self) -> None:
+        self.stage("x")
+        self.client.call(ReleaseArtifact, runId="x")
+        error = self.assertRaises(BackupRemoteError, drive, self.connections,
+                                  self.download("x"))
+        self.assertEqual(error.code, errors.ARTIFACT_EXPIRED)
+
+    def test_twoDownloadsIntoOneFolder(self) -> None:
+        self.stage("t", 30 * CHUNK_SIZE)
+        first = self.download("t")
+        while not self.connections.chunksReceived:
+            self.connections.step()
+        other = LoopbackConnections(self)
+        error = self.assertRaises(BackupRemoteError, drive, other, self.download("t", other))
+        self.assertEqual(error.code, errors.CONFLICT)
+        self.assertIn("another download", error.message)
+        path = drive(self.connections, first)
+        self.assertOnlyTarget(path, self.producer.data["t"])
+
+    def test_twoClientsAtOnce(self) -> None:
+        self.stage("s", 30 * CHUNK_SIZE)
+        other = LoopbackConnections(self)
+        elsewhere = FilePath(self.mktemp())
+        first = self.download("s")
+        second = Deferred.fromCoroutine(downloadRun(
+            other, other.reactor, "s", elsewhere, None, runInThread=synchronously,
+            threaded=False))
+        results: list[Any] = []
+        first.addBoth(results.append)
+        second.addBoth(results.append)
+        for _ in range(10_000):
+            if len(results) == 2:
+                break
+            if not (self.connections.step() | other.step()):
+                self.harness.clock.advance(1)
+        data = self.producer.data["s"]
+        self.assertEqual([r.getContent() for r in results], [data, data])
+
+
+class ThreadedClock(Clock):
+    """A Clock whose C{callFromThread} queues calls for the test to run."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls: queue.Queue[Any] = queue.Queue()
+
+    def callFromThread(self, f: Any, *args: Any) -> None:
+        self.calls.put((f, args))
+
+    def runCalls(self, timeout: float = 5.0) -> None:
+        f, args = self.calls.get(timeout=timeout)
+        f(*args)
+
+
+class ChunkWriterTests(SynchronousTestCase):
+    """The writer thread's bounded queue: answers are withheld while the disk is behind."""
+
+    def setUp(self) -> None:
+        self.data = os.urandom(40 * CHUNK_SIZE)
+        chunks = [self.data[i:i + CHUNK_SIZE] for i in range(0, len(self.data), CHUNK_SIZE)]
+        self.chunks = chunks
+        digests = b"".join(hashlib.sha256(c).digest() for c in chunks)
+        entry = FileEntry("f", "out.bin", len(self.data), hashlib.sha256(self.data).hexdigest(),
+                          CHUNK_SIZE, len(chunks))
+        self.part = PartFile(FilePath(self.mktemp()), "out.bin", entry)
+        self.part.acquire()
+        self.addCleanup(self.part.close)
+        self.part.saveDigests(digests)
+        good, whole = self.part.recheck(digests)
+        self.clock = ThreadedClock()
+        self.bad: list[int] = []
+        self.writer = ChunkWriter(self.part, digests, good, whole, self.clock.callFromThread,
+                                  self.bad.append, self.fail, limit=2)
+
+    def test_backPressure(self) -> None:
+        # the disk is stuck (the thread has not started): two boxes fit, the rest wait
+        answers = [self.writer.put(i, [self.chunks[i]]) for i in range(6)]
+        self.assertEqual([a is None for a in answers], [True, True, False, False, False, False])
+        fired: list[Any] = []
+        for answer in answers[2:]:
+            answer.addCallback(fired.append)
+        self.writer.start()
+        while len(fired) < 4:
+            self.clock.runCalls()
+        self.assertEqual(fired, [{}] * 4)
+        flushed = self.writer.flush()
+        while not flushed.called:
+            self.clock.runCalls()
+        self.assertEqual(self.writer.nextChunk, 6)
+        closed = self.writer.close()
+        while not closed.called:
+            self.clock.runCalls()
+        self.assertEqual(self.part.part.getContent(), self.data[:6 * CHUNK_SIZE])
+        self.assertEqual(self.bad, [])
+
+    def test_badChunkIsReportedAndNothingAfterIt(self) -> None:
+        self.writer.start()
+        self.writer.put(0, [self.chunks[0], b"garbage", self.chunks[2]])
+        self.writer.put(3, [self.chunks[3]])
+        flushed = self.writer.flush()
+        while not flushed.called:
+            self.clock.runCalls()
+        self.assertEqual((self.bad, self.writer.nextChunk), ([1], 1))
+        self.writer.put(1, self.chunks[1:4])
+        flushed = self.writer.flush()
+        while not flushed.called:
+            self.clock.runCalls()
+        closed = self.writer.close()
+        while not closed.called:
+            self.clock.runCalls()
+        self.assertEqual(self.writer.nextChunk, 4)
