@@ -28,6 +28,7 @@ from twisted.python.filepath import FilePath
 from backupremote.cli.databases import describePreflight, describeTest
 from backupremote.cli.output import EXIT_REFUSED, Output
 from backupremote.cli.progress import ProgressView, duration, size
+from backupremote.cli.transfers import DownloadView
 from backupremote.client.api import BackupRemoteClient
 from backupremote.client.config import loadClientConfig
 from backupremote.client.folder import createClientFolder
@@ -156,7 +157,7 @@ async def runDemo(reactor: Any, args: argparse.Namespace, output: Output) -> int
         mark = time.monotonic()
         await client.executeBackup(runId, config.id)
         final = await client.followRun(runId, view)
-        timings["backup on the server"] = time.monotonic() - mark
+        timings["backup"] = time.monotonic() - mark
         if final.state != "completed" or final.artifact is None:
             output.err.write(f"the backup ended {final.state}: {final.errorCode}: "
                              f"{final.errorMessage}\n")
@@ -165,7 +166,8 @@ async def runDemo(reactor: Any, args: argparse.Namespace, output: Output) -> int
         _step(output, f"backup staged on the server: {artifact.name} ({size(artifact.sizeBytes)})")
 
         mark = time.monotonic()
-        downloaded = await client.download(runId, root.child("downloads"), view)
+        downloadView = None if output.asJSON else DownloadView(output.out, output.out.isatty())
+        downloaded = await client.download(runId, root.child("downloads"), downloadView)
         timings["download"] = time.monotonic() - mark
         mark = time.monotonic()
         delivered = deliver(downloaded, FilePath(os.path.abspath(args.backups)), artifact.digest
@@ -187,15 +189,15 @@ async def runDemo(reactor: Any, args: argparse.Namespace, output: Output) -> int
         }
         lines = [
             "", "summary",
-            f"  database      {size(dbSize)} (sqlite)",
-            f"  artifact      {artifact.name}, {size(artifact.sizeBytes)} "
+            f"  {'database':<22}{size(dbSize)} (sqlite)",
+            f"  {'artifact':<22}{artifact.name}, {size(artifact.sizeBytes)} "
             f"(ratio {dbSize / artifact.sizeBytes:.1f}:1)",
-            f"  {artifact.checksum:<13} {artifact.digest}",
-            f"  delivered to  {delivered.path}",
+            f"  {artifact.checksum:<22}{artifact.digest}",
+            f"  {'delivered to':<22}{delivered.path}",
         ]
-        lines += [f"  {stage:<13} {seconds:6.2f} s" for stage, seconds in stages.items()]
-        lines += [f"  {step:<13} {seconds:6.2f} s" for step, seconds in timings.items()]
-        lines.append(f"  total         {duration(elapsed)}")
+        lines += [f"  {'server: ' + stage:<22}{seconds:6.2f} s" for stage, seconds in stages.items()]
+        lines += [f"  {'client: ' + step:<22}{seconds:6.2f} s" for step, seconds in timings.items()]
+        lines.append(f"  {'total':<22}{duration(elapsed)}")
         output.result(summary, "\n".join(lines))
         return 0
     finally:

@@ -55,19 +55,28 @@ class ProgressView:
         self.out = out
         self.interactive = interactive
         self._stage: str | None = None
+        self._last: RunEvent | None = None
         self._lastPlain = 0.0
+
+    def _stageDone(self) -> None:
+        """Replace the running line of the stage that ended by its outcome."""
+        if self._stage is None or self._last is None:
+            return
+        line = f"{self._stage:<12}  done  {size(self._last.bytes)}"
+        self.out.write(("\r\x1b[K" + line + "\n") if self.interactive else line + "\n")
 
     def __call__(self, event: RunEvent) -> None:
         if event.kind != "progress":
-            if self.interactive and self._stage is not None:
-                self.out.write("\n")
-            self._stage = None
+            self._stageDone()
+            self._stage = self._last = None
+            self.out.flush()
             return
         newStage = event.stage != self._stage
+        if newStage:
+            self._stageDone()
+        self._last = event
         line = describe(event)
         if self.interactive:
-            if newStage and self._stage is not None:
-                self.out.write("\n")
             self.out.write("\r\x1b[K" + line)
         elif newStage or time.monotonic() - self._lastPlain >= PLAIN_EVERY:
             self.out.write(line + "\n")

@@ -6,6 +6,7 @@ The installed programs, as a user runs them: the ``backupremote`` script,
 from __future__ import annotations
 
 import glob
+import hashlib
 import json
 import os
 import signal
@@ -160,14 +161,38 @@ class InstalledProgramsTests(ProgramTestCase):
                      "the client daemon to log its connection")
 
     def test_demo(self) -> None:
-        """`backupremote demo` runs the flow and leaves nothing behind."""
+        """
+        `backupremote demo` runs the whole job: the artifact lands verified in
+        ./backups/, and nothing else is left behind (no folder, no process).
+        """
+        import sqlite3
+        import subprocess as sp
+
+        self.runDemo(sqlite3, sp)
+
+    def runDemo(self, sqlite3: Any, sp: Any) -> None:
         before = set(glob.glob(os.path.join(tempfile.gettempdir(), "backupremote-demo-*")))
-        done = self.cli("demo", "--json")
-        result = json.loads(done.stdout)
-        self.assertEqual(result["capabilities"]["apiVersions"], [1])
-        self.assertIn("remote.control", result["capabilities"]["offer"]["features"])
+        done = self.cli("demo", "--size-mb", "12", "--json")
+        summary = json.loads(done.stdout)
+        artifact = summary["artifact"]
+        delivered = FilePath(artifact["path"])
+        self.assertEqual(delivered.parent().path, self.folder.child("backups").path)
+        self.assertEqual([c.basename() for c in delivered.parent().children()],
+                         [artifact["name"]])
+        data = delivered.getContent()
+        self.assertEqual(hashlib.sha256(data).hexdigest(), artifact["digest"])
+        self.assertEqual(len(data), artifact["sizeBytes"])
+        self.assertGreater(summary["compressionRatio"], 1.5)
+        restored = self.folder.child("restored.sqlite3")
+        restored.setContent(sp.run(["zstd", "-dc", delivered.path], capture_output=True,
+                                   check=True).stdout)
+        with sqlite3.connect(restored.path) as db:
+            self.assertGreater(db.execute("select count(*) from orders").fetchone()[0], 10000)
+            self.assertEqual(db.execute("pragma integrity_check").fetchone()[0], "ok")
         after = set(glob.glob(os.path.join(tempfile.gettempdir(), "backupremote-demo-*")))
         self.assertEqual(after - before, set())
+        self.assertIn("dump", summary["serverStages"])
+        self.assertIn("download", summary["clientSteps"])
 
 
 class DatabaseCommandsTests(ProgramTestCase):
