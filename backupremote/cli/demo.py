@@ -67,7 +67,7 @@ def makeDatabase(path: str, sizeMB: int) -> int:
         rows = max(1, sizeMB * 1_000_000 // 220)
         rng = uuid.uuid4().int
         batch = []
-        for index in range(rows):
+        for _ in range(rows):
             rng = (rng * 6364136223846793005 + 1442695040888963407) % (1 << 64)
             note = " ".join(words[(rng >> (4 * k)) % len(words)] for k in range(14))
             batch.append((f"customer-{rng % 5000}", words[rng % 5], (rng % 100000) / 100,

@@ -72,9 +72,7 @@ def buildCore(config: ServerConfig, reactor: Any, runInThread: Any = None,
         DatabaseConfigStore(store.connection), SecretBox.inDataDir(config.dataDir),
         config, reactor, tools, activeRuns=set(), scripts=scripts,
     )
-    if produce is None:
-        from backupremote.server.pipeline import produceArtifact as produce
-
+    produce = produce or produceArtifact
     runStore = RunStore(store.connection)
     artifacts = StagedArtifacts(reactor, runStore, store.connection, runInThread,
                                 config.artifactTtl, config.stagingMaxBytes)
