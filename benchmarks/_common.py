@@ -132,15 +132,79 @@ def runBenchmark(main: Callable[[Workspace], Awaitable[int]], workspace: Workspa
 
 
 def machineLine() -> str:
-    """The machine and its load; a warning when other work competes for the cores."""
-    averages = os.getloadavg()
-    load = ", ".join(f"{x:.2f}" for x in averages)
-    line = (f"machine: {os.cpu_count()} cores, {platform.machine()}, Linux {platform.release()},"
+    """The machine and its load average (which counts the benchmark's own processes too)."""
+    load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
+    return (f"machine: {os.cpu_count()} cores, {platform.machine()}, Linux {platform.release()},"
             f" Python {platform.python_version()}; load average {load}")
-    if averages[0] > (os.cpu_count() or 1) / 2:
-        line += ("\n  warning: other processes are using the CPU; timings are noisy (the "
-                 "pairs alternate to share the noise, but prefer a quiet machine)")
-    return line
+
+
+class OthersMeter:
+    """
+    How much CPU other processes took while a run was timed: the machine's
+    busy time (/proc/stat) minus what the benchmark's own processes used.
+    A few tenths of a second is background; whole seconds mean the timings
+    of that run are disturbed.
+    """
+
+    def __init__(self) -> None:
+        self.runs = 0
+        self.othersTotal = 0.0
+        self.wallTotal = 0.0
+
+    @staticmethod
+    def busy() -> float:
+        with open("/proc/stat") as f:
+            fields = [int(x) for x in f.readline().split()[1:]]
+        user, nice, system, _idle, _iowait, irq, softirq, steal = fields[:8]
+        return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
+
+    def record(self, busy: float, ours: float, wall: float) -> float:
+        """C{busy}: machine busy seconds during the run; C{ours}: our processes' CPU seconds."""
+        others = max(0.0, busy - ours)
+        self.runs += 1
+        self.othersTotal += others
+        self.wallTotal += wall
+        return others
+
+    @staticmethod
+    def quiet(others: float, wall: float) -> bool:
+        """Whether a run (or pair) of C{wall} seconds was hardly disturbed (< 10% of the cores)."""
+        return others < 0.10 * wall * (os.cpu_count() or 1)
+
+    def summary(self) -> str:
+        cores = os.cpu_count() or 1
+        share = self.othersTotal / (self.wallTotal * cores) if self.wallTotal else 0.0
+        line = (f"other processes used {self.othersTotal:.1f} CPU s during the timed runs "
+                f"({share:.0%} of the {cores} cores; the kernel's work for the runs, such as "
+                "writeback, counts here too: a few % is normal)")
+        if share > 0.15:
+            line += ("\n  warning: the machine was not quiet; the timings are disturbed (the pairs "
+                     "alternate to share the noise, but prefer a quiet machine)")
+        return line
+
+
+async def observed(meter: OthersMeter, pids: list[int], run: Awaitable[dict]) -> dict:
+    """Await C{run} (a dict of figures) and add C{others}: other processes' CPU meanwhile."""
+    busy, ours = meter.busy(), ourCpu(pids)
+    started = time.monotonic()
+    result = await run
+    result["others"] = meter.record(meter.busy() - busy, ourCpu(pids) - ours,
+                                    time.monotonic() - started)
+    return result
+
+
+def ourCpu(pids: list[int]) -> float:
+    """CPU seconds of the benchmark (with the children it reaped) and of the trees of C{pids}."""
+    return selfCpu() + sum(treeCpu(pid) for pid in pids)
+
+
+def selfCpu() -> float:
+    """CPU seconds of this process and of the children it has waited for."""
+    import resource
+
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
 
 
 # --- peak memory --------------------------------------------------------------
@@ -170,6 +234,28 @@ def cpuSeconds(pid: int) -> tuple[float, float]:
     tick = os.sysconf("SC_CLK_TCK")
     return ((int(fields[11]) + int(fields[12])) / tick,
             (int(fields[13]) + int(fields[14])) / tick)
+
+
+def treeCpu(pid: int) -> float:
+    """CPU seconds of a process, of the children it reaped and of its live descendants."""
+    parents: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as f:
+                    parent = int(f.read().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            parents.setdefault(parent, []).append(int(entry))
+    total, todo = 0.0, [pid]
+    while todo:
+        current = todo.pop()
+        try:
+            total += sum(cpuSeconds(current))
+        except OSError:
+            continue
+        todo += parents.get(current, [])
+    return total
 
 
 def resetPeakRss(pid: int) -> None:
@@ -202,9 +288,9 @@ class ServerProcess:
         workspace.addCleanup(client.close)
         return client
 
-    def stagingFolder(self, runId: str) -> Path:
-        """Where this server stages a run (its TMPDIR is ours)."""
-        return self.tmpDir / f"backupremote-{os.getuid()}" / "runs" / runId
+    def stagingFolder(self, runId: str) -> Path | None:
+        """The folder where this server stages a run, if it exists (its TMPDIR is ours)."""
+        return next(self.tmpDir.glob(f"backupremote-{os.getuid()}/*/{runId}"), None)
 
 
 async def startServer(workspace: Workspace, extraToml: str = "") -> ServerProcess:
@@ -229,6 +315,10 @@ async def startServer(workspace: Workspace, extraToml: str = "") -> ServerProces
     clientConfig = createClientFolder(
         FilePath(str(base / "client")), f"127.0.0.1:{port}", CLIENT_ID,
         secret.encode("ascii"), token, fingerprint=folder.fingerprint)
+    # The benchmark's connection idles for minutes between uses: no client
+    # keep-alive pings (the server's own keep-alive still runs).
+    clientConfig.setContent(clientConfig.getContent()
+                            + b"\n[limits]\nkeepalive_interval = 3600\n")
     tmpDir = base / "tmp"
     tmpDir.mkdir(mode=0o700)
     env = dict(os.environ, TMPDIR=str(tmpDir), PYTHONPATH=str(REPO))
@@ -250,12 +340,20 @@ def median(values: list[float]) -> float:
     return statistics.median(values)
 
 
-def loadAverage() -> float:
-    return os.getloadavg()[0]
-
-
 def verdict(met: bool) -> str:
     return "target met" if met else "target missed"
+
+
+def quietLine(pairs: list[tuple[float, float, float]], name: str) -> str:
+    """
+    The median C{name} over the quiet pairs only, from (ratio, others, wall)
+    per pair: a cross-check when the machine was busy, not the target.
+    """
+    quiet = [ratio for ratio, others, wall in pairs if OthersMeter.quiet(others, wall)]
+    if not quiet:
+        return f"no pair was quiet (other processes under 10% of the cores): no quiet {name}"
+    return (f"median {name} over the {len(quiet)} quiet pair(s) of {len(pairs)} (other processes "
+            f"under 10% of the cores): {median(quiet):.3f}")
 
 
 def mb(count: float) -> str:

@@ -34,14 +34,16 @@ from pathlib import Path
 
 from _common import (
     MB,
+    OthersMeter,
     Workspace,
     cpuSeconds,
     currentRss,
-    loadAverage,
     machineLine,
     mb,
     median,
+    observed,
     peakRss,
+    quietLine,
     resetPeakRss,
     runBenchmark,
     startServer,
@@ -129,7 +131,7 @@ async def serverRun(client, backend, configId: str) -> dict:
     stages = {t.stage: (t.endedAt - t.startedAt).total_seconds()
               for t in status.stageTimings if t.endedAt is not None}
     released = await client.releaseArtifact(runId)
-    if not released or backend.stagingFolder(runId).exists():
+    if not released or backend.stagingFolder(runId) is not None:
         raise RuntimeError(f"run {runId}: the staging was not removed by releaseArtifact")
     return {"seconds": seconds, "size": status.artifact.sizeBytes, "peak": peak,
             "stages": stages, "cpuSelf": cpuAfter[0] - cpuBefore[0],
@@ -174,27 +176,30 @@ async def main(workspace: Workspace, arguments: argparse.Namespace) -> int:
         database=database.database, user=database.superuser,
         password=database.superuserPassword, backup=OPTIONS))
 
-    print("\nCPU s: the server process itself + its children (pg_dump, zstd, ...), and "
-          "the shell's whole pipeline;\nPostgreSQL's own backend is in neither.")
-    print(f"{'pair':>4} {'first':>6} {'load':>5} {'server s':>9} {'shell s':>8} {'ratio':>6}"
+    print("\nothers: CPU s used by other processes during the pair (noise); CPU s: the server "
+          "process itself + its children\n(pg_dump, zstd, ...), and the shell's whole "
+          "pipeline; PostgreSQL's own backend is in neither.")
+    print(f"{'pair':>4} {'first':>6} {'others':>7} {'server s':>9} {'shell s':>8} {'ratio':>6}"
           f" {'server CPU s':>13} {'shell CPU s':>12} {'server RSS':>11}   server stages (s)")
     pairs = []
+    meter = OthersMeter()
+    watched = [backend.pid, database.pid]  # PostgreSQL's backends count as ours too
     for index in range(1, arguments.runs + 1):
         serverFirst = index % 2 == 1
-        load = loadAverage()
         try:
             if serverFirst:
-                srv = await serverRun(client, backend, config.id)
-                sh = await shellRun(workspace, database, index)
+                srv = await observed(meter, watched, serverRun(client, backend, config.id))
+                sh = await observed(meter, watched, shellRun(workspace, database, index))
             else:
-                sh = await shellRun(workspace, database, index)
-                srv = await serverRun(client, backend, config.id)
+                sh = await observed(meter, watched, shellRun(workspace, database, index))
+                srv = await observed(meter, watched, serverRun(client, backend, config.id))
         except BackupRemoteError as error:
             raise RuntimeError(f"pair {index}: {error.code}: {error.message}") from None
         pairs.append((srv, sh))
         stages = ", ".join(f"{k} {v:.2f}" for k, v in srv["stages"].items())
         serverCpu = f"{srv['cpuSelf']:.2f}+{srv['cpuChildren']:.2f}"
-        print(f"{index:>4} {'server' if serverFirst else 'shell':>6} {load:>5.2f}"
+        others = srv["others"] + sh["others"]
+        print(f"{index:>4} {'server' if serverFirst else 'shell':>6} {others:>7.1f}"
               f" {srv['seconds']:>9.2f} {sh['seconds']:>8.2f}"
               f" {srv['seconds'] / sh['seconds']:>6.3f} {serverCpu:>13} {sh['cpu']:>12.2f}"
               f" {mb(srv['peak']):>11}   {stages}")
@@ -212,8 +217,11 @@ async def main(workspace: Workspace, arguments: argparse.Namespace) -> int:
           f"best shell {min(shellTimes):.2f} s (ratio of the bests {min(serverTimes) / min(shellTimes):.3f})")
     print(f"median ratio server/shell: {medianRatio:.3f} (target <= {RATIO_TARGET:.2f}): "
           f"{verdict(medianRatio <= RATIO_TARGET)}")
+    print(quietLine([(srv["seconds"] / sh["seconds"], srv["others"] + sh["others"],
+                      srv["seconds"] + sh["seconds"]) for srv, sh in pairs], "ratio"))
     print(f"server peak RSS during the runs: {mb(peak)} (after start-up {mb(idle)}; "
           f"target < {mb(RSS_TARGET)}): {verdict(peak < RSS_TARGET)}")
+    print(meter.summary())
     print(machineLine())
     return 0
 

@@ -40,14 +40,16 @@ from _common import (
     PYTHON,
     REPO,
     MiB,
+    OthersMeter,
     Workspace,
     cpuSeconds,
     currentRss,
-    loadAverage,
     machineLine,
     mb,
     median,
+    observed,
     peakRss,
+    quietLine,
     resetPeakRss,
     runBenchmark,
     startServer,
@@ -122,7 +124,10 @@ async def stageArtifact(workspace: Workspace, backend, sizeMiB: int) -> tuple[st
                            f"{status.errorMessage}")
     manifest = await client.listFiles(runId)
     entry = manifest.files[0]
-    staged = backend.stagingFolder(runId) / entry.name
+    folder = backend.stagingFolder(runId)
+    if folder is None or not (folder / entry.name).is_file():
+        raise RuntimeError(f"the staged artifact of run {runId} is not in the server's staging")
+    staged = folder / entry.name
     source.unlink()
     print(f"staged {entry.name}: {entry.sizeBytes} bytes ({entry.sizeBytes / MiB:.1f} MiB), "
           f"{entry.chunkCount} chunks of {entry.chunkSize} bytes, made in "
@@ -207,24 +212,29 @@ async def main(workspace: Workspace, arguments: argparse.Namespace) -> int:
     size = staged.stat().st_size
     sender, port = await startPlainSender(workspace, backend, staged)
 
-    print("\nCPU s: receiving side + sending side (real: client + server; plain: receiver + "
+    print("\nothers: CPU s used by other processes during the pair (noise);\n"
+          "CPU s: receiving side + sending side (real: client + server; plain: receiver + "
           "sender);\nRSS: peak of each process during the run (real: client, server; "
           "plain: receiver, sender).")
-    print(f"{'pair':>4} {'first':>5} {'load':>5} {'real s':>7} {'MB/s':>5} {'plain s':>8}"
+    print(f"{'pair':>4} {'first':>5} {'others':>7} {'real s':>7} {'MB/s':>5} {'plain s':>8}"
           f" {'MB/s':>5} {'ratio':>6} {'real CPU s':>11} {'plain CPU s':>12}"
           f" {'real RSS MB':>12} {'plain RSS MB':>13}")
     pairs = []
+    meter = OthersMeter()
     for index in range(1, arguments.runs + 1):
         realFirst = index % 2 == 1
-        load = loadAverage()
+        real = observed(meter, [backend.pid], realRun(workspace, backend, runId, size, index))
+        plain = observed(meter, [sender.pid],
+                         plainRun(workspace, sender, port, size, sha256, index))
         if realFirst:
-            real = await realRun(workspace, backend, runId, size, index)
-            plain = await plainRun(workspace, sender, port, size, sha256, index)
+            real = await real
+            plain = await plain
         else:
-            plain = await plainRun(workspace, sender, port, size, sha256, index)
-            real = await realRun(workspace, backend, runId, size, index)
+            plain = await plain
+            real = await real
         pairs.append((real, plain))
-        print(f"{index:>4} {'real' if realFirst else 'plain':>5} {load:>5.2f}"
+        print(f"{index:>4} {'real' if realFirst else 'plain':>5} "
+              f"{real['others'] + plain['others']:>7.1f}"
               f" {real['seconds']:>7.2f} {rate(size, real['seconds']):>5.0f}"
               f" {plain['seconds']:>8.2f} {rate(size, plain['seconds']):>5.0f}"
               f" {plain['seconds'] / real['seconds']:>6.3f}"
@@ -244,11 +254,14 @@ async def main(workspace: Workspace, arguments: argparse.Namespace) -> int:
           f"{min(plainTimes) / min(realTimes):.3f})")
     print(f"median ratio real/plain: {medianRatio:.3f} (target >= {RATIO_TARGET}): "
           f"{verdict(medianRatio >= RATIO_TARGET)}")
+    print(quietLine([(plain["seconds"] / real["seconds"], real["others"] + plain["others"],
+                      real["seconds"] + plain["seconds"]) for real, plain in pairs], "ratio"))
     for name, key, side in (("real client", "peakRss", 0), ("real server", "serverPeak", 0),
                             ("plain receiver", "peakRss", 1), ("plain sender", "serverPeak", 1)):
         peak = max(pair[side][key] for pair in pairs)
         judged = verdict(peak < RSS_TARGET) if side == 0 else "for comparison"
         print(f"peak RSS {name}: {mb(peak)} (target < {mb(RSS_TARGET)}): {judged}")
+    print(meter.summary())
     print(machineLine())
     return 0
 

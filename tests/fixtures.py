@@ -37,6 +37,7 @@ from backupremote.server.secretbox import SecretBox
 from backupremote.server.runs.manager import RunManager
 from backupremote.server.runs.scripts import PostScripts
 from backupremote.server.runs.store import RunStore
+from backupremote.server.staging import useDataDir
 from backupremote.server.tools import ToolFinder
 from backupremote.server.metrics import Metrics
 from backupremote.server.protocol import ServerProtocol
@@ -75,6 +76,7 @@ class ServerHarness:
         self.clock.advance(START.timestamp())
         self.issuerKey = Ed25519PrivateKey.generate()
         dataDir = FilePath(testCase.mktemp())
+        useDataDir(dataDir)
         self.config = ServerConfig(
             dataDir=dataDir,
             tlsKey=dataDir.child("unused.key"),

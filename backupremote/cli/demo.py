@@ -32,7 +32,7 @@ from backupremote.cli.transfers import DownloadView
 from backupremote.client.api import BackupRemoteClient
 from backupremote.client.config import loadClientConfig
 from backupremote.client.folder import createClientFolder
-from backupremote.configfile import configError
+from backupremote.protocol.errors import VERIFICATION_FAILED, BackupRemoteError
 from backupremote.license import generateIssuerKeyPair, issueLicense, loadIssuerKey
 from backupremote.protocol.databases import DatabaseConfigInput
 from backupremote.protocol.options import BackupOptions
@@ -99,7 +99,8 @@ def deliver(downloaded: FilePath, destination: FilePath, digest: str) -> FilePat
         check = hashlib.file_digest(handle, "sha256").hexdigest()
     if check != digest:
         part.remove()
-        raise configError(f"the copy in {destination.path} does not match the artifact's hash")
+        raise BackupRemoteError(VERIFICATION_FAILED, f"the copy in {destination.path} does "
+                                "not match the artifact's hash; nothing was delivered")
     os.replace(part.path, final.path)
     return final
 

@@ -26,7 +26,7 @@ from backupremote.cli import (
     serveradmin,
     transfers,
 )
-from backupremote.cli.output import EXIT_INTERNAL, EXIT_USAGE, Output
+from backupremote.cli.output import EXIT_INTERRUPTED, EXIT_USAGE, Output
 from backupremote.protocol.errors import INTERNAL_ERROR, BackupRemoteError
 
 
@@ -95,7 +95,8 @@ def _runOnReactor(args: argparse.Namespace, output: Output) -> int:
         react(lambda reactor: Deferred.fromCoroutine(body(reactor)))
     except SystemExit:
         pass
-    return codes[0] if codes else getattr(args, "interruptedExit", EXIT_INTERNAL)
+    # no code: the reactor stopped before the command ended (Ctrl-C)
+    return codes[0] if codes else EXIT_INTERRUPTED
 
 
 def run() -> None:

@@ -25,6 +25,7 @@ EXIT_CONFIG = 3
 EXIT_AUTH = 4
 EXIT_CONNECTION = 5
 EXIT_REFUSED = 6
+EXIT_INTERRUPTED = 130
 
 
 def exitCodeFor(error: BackupRemoteError) -> int:

@@ -106,7 +106,6 @@ async def runCommand(client: BackupRemoteClient, args: argparse.Namespace,
     from twisted.internet import reactor
 
     def interrupted() -> Any:
-        args.interruptedExit = 130
         if args.cancel_on_interrupt:
             output.err.write(f"\ncancelling run {runId}...\n")
             return client.cancelBackup(runId).addErrback(lambda _: None)
@@ -118,7 +117,10 @@ async def runCommand(client: BackupRemoteClient, args: argparse.Namespace,
     try:
         final = await client.followRun(runId, view)
     finally:
-        reactor.removeSystemEventTrigger(trigger)
+        try:
+            reactor.removeSystemEventTrigger(trigger)
+        except ValueError:
+            pass  # it already ran: the reactor is shutting down
     if final.state != "completed" or not args.download:
         output.result(final, describeStatus(final))
         return 0 if final.state == "completed" else EXIT_REFUSED

@@ -120,6 +120,7 @@ class PreflightReport:
     sizeEstimate: int | None = None
     freeBytes: int | None = None
     options: BackupOptions | None = None
+    serverVersion: str | None = None
 
 
 class CreateDatabaseConfig(Request):

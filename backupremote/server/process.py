@@ -13,7 +13,7 @@ import signal
 from typing import Any, Mapping, Sequence
 
 from attrs import frozen
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import CancelledError, Deferred
 from twisted.internet.error import ProcessDone, ProcessTerminated
 from twisted.internet.protocol import ProcessProtocol
 from twisted.python.failure import Failure
@@ -80,6 +80,16 @@ def killGroup(pid: int | None, sig: int = signal.SIGKILL) -> None:
         pass
 
 
+def killChild(pid: int | None) -> None:
+    """Kill the child itself too: right after a spawn its group may not exist yet."""
+    if pid is None:
+        return
+    try:
+        os.kill(pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
 def groupLeaderArgv(argv: Sequence[str]) -> list[str]:
     """
     C{argv} run as the leader of a new process group (and session), killed
@@ -119,11 +129,19 @@ async def runProcess(
     def expire() -> None:
         timedOut.append(True)
         killGroup(transport.pid)
+        killChild(transport.pid)
 
     timer = reactor.callLater(timeout, expire)
-    reason = await collector.ended
-    if timer.active():
-        timer.cancel()
+    try:
+        reason = await collector.ended
+    except CancelledError:
+        # cancelled by the caller: nothing of the child may outlive it
+        killGroup(transport.pid)
+        killChild(transport.pid)
+        raise
+    finally:
+        if timer.active():
+            timer.cancel()
     killGroup(getattr(transport, "pid", None))
     exitCode = signalNumber = None
     if isinstance(reason, ProcessDone):

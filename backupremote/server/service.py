@@ -23,6 +23,7 @@ from backupremote.server.core import ServerCore
 from backupremote.server.databases.service import DatabaseConfigs
 from backupremote.server.databases.store import DatabaseConfigStore
 from backupremote.server.secretbox import SecretBox
+from backupremote.server.staging import useDataDir
 from backupremote.server.pipeline import produceArtifact
 from backupremote.server.runs.manager import RunManager
 from backupremote.server.runs.scripts import PostScripts
@@ -50,6 +51,7 @@ def buildCore(config: ServerConfig, reactor: Any, runInThread: Any = None,
         tests pass a fake.
     """
     metrics = Metrics()
+    useDataDir(config.dataDir)
     store = ServerStore.inDataDir(config.dataDir)
     verifier = LicenseVerifier(
         trustedKeys=tuple(loadTrustedKey(path) for path in config.trustedIssuers),

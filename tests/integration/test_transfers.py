@@ -30,7 +30,7 @@ from backupremote.protocol.errors import BackupRemoteError
 from backupremote.protocol.options import BackupOptions
 from backupremote.protocol.transfers import FileTransferStart
 from backupremote.server.service import makeService
-from backupremote.server.staging import stagingRoot
+from backupremote.server.staging import runsRoot
 from tests.databases.servers import ROW_COUNT, TABLE, startSQLite
 from tests.integration import servers
 from tests.server.transfers.helpers import RandomProducer, folderNames
@@ -91,9 +91,9 @@ class TransferTests(TestCase):
         self.assertEqual(path.getContent(), self.producer.data["r1"])
         self.assertEqual(folderNames(folder), [path.basename()])
         self.assertEqual(seen[-1].phase, "done")
-        self.assertEqual(folderNames(stagingRoot().child("runs")), ["r1"])
+        self.assertEqual(folderNames(runsRoot()), ["r1"])
         self.assertTrue(await self.client.releaseArtifact("r1"))
-        self.assertEqual(folderNames(stagingRoot().child("runs")), [])
+        self.assertEqual(folderNames(runsRoot()), [])
         error = await self.assertFailure(self.client.listFiles("r1"), BackupRemoteError)
         self.assertEqual(error.code, errors.ARTIFACT_EXPIRED)
 
@@ -158,12 +158,12 @@ class TransferTests(TestCase):
         self.assertTrue(await releases[0])
         self.assertEqual(path.getContent(), self.producer.data["gone"])
         await deferLater(reactor, 0, lambda: None)
-        self.assertEqual(folderNames(stagingRoot().child("runs")), ["old"])
+        self.assertEqual(folderNames(runsRoot()), ["old"])
         artifacts = self.server.core.artifacts
         artifacts._staged["old"].manifest = evolve(artifacts._staged["old"].manifest,
                                                    expiresAt=artifacts._now())
         artifacts.expire()
-        self.assertEqual(folderNames(stagingRoot().child("runs")), [])
+        self.assertEqual(folderNames(runsRoot()), [])
 
     async def test_cli(self) -> None:
         await self.setUpServer()
@@ -204,7 +204,7 @@ class TransferTests(TestCase):
         self.assertTrue(result["download"]["released"])
         self.assertEqual(FilePath(result["download"]["path"]).getContent(),
                          self.producer.data["w1"])
-        self.assertEqual(folderNames(stagingRoot().child("runs")), [])
+        self.assertEqual(folderNames(runsRoot()), [])
 
 
 class RealRunTests(TestCase):
@@ -238,7 +238,7 @@ class RealRunTests(TestCase):
             connection.close()
         self.assertEqual(count, ROW_COUNT)
         self.assertTrue(await client.releaseArtifact("real-1"))
-        self.assertEqual(folderNames(stagingRoot().child("runs")), [])
+        self.assertEqual(folderNames(runsRoot()), [])
 
 
 def zstandard(path: FilePath) -> bytes:

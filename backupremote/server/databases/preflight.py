@@ -89,5 +89,5 @@ async def preflight(
     return PreflightReport(
         ok=not blockers, blockers=blockers, warnings=warnings, dumpTool=dumpTool,
         compressionTool=compressionTool, sizeEstimate=probe.sizeBytes,
-        freeBytes=freeBytes, options=options,
+        freeBytes=freeBytes, options=options, serverVersion=probe.serverVersion,
     )

@@ -43,7 +43,7 @@ from backupremote.server.runs.events import RunEventStream, push
 from backupremote.server.runs.runlog import RunLog
 from backupremote.server.runs.scripts import PostScripts, scriptFailure
 from backupremote.server.runs.store import RunStore
-from backupremote.server.staging import ensureStagingRoot, stagingRoot
+from backupremote.server.staging import ensureStagingRoot, runsRoot
 
 RUN_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,127}")
 Producer = Callable[..., Awaitable[Any]]
@@ -59,11 +59,20 @@ class ActiveRun:
     subscribers: set[Any] = field(factory=set)
     work: Deferred[Any] | None = None
     task: Deferred[None] | None = None
+    serverVersion: str | None = None
     cancelRequested: bool = False
 
 
 def runFolder(runId: str) -> FilePath:
-    return stagingRoot().child("runs").child(runId)
+    return runsRoot().child(runId)
+
+
+def _endFinalizing(timings: list[StageTiming], now: datetime) -> list[StageTiming]:
+    """One "finalizing" entry, from the pipeline's start of it to now."""
+    started = next((t.startedAt for t in timings if t.stage == "finalizing"), now)
+    kept = [t for t in timings if t.stage != "finalizing"]
+    bytesDone = max((t.bytes for t in timings if t.stage == "finalizing"), default=0)
+    return [*kept, StageTiming("finalizing", started, now, bytesDone)]
 
 
 def safeName(name: str) -> str:
@@ -119,9 +128,12 @@ class RunManager:
     async def execute(self, clientId: str, requestId: str, runId: str, configId: str,
                       options: BackupOptions | None, scheduleId: str | None,
                       connection: Any = None) -> RunStatus:
-        if not RUN_ID.fullmatch(runId):
-            raise BackupRemoteError(VALIDATION_FAILED, "runId must be 1-128 letters, digits, "
-                                    "'.', '_', ':' or '-'", details={"fields": {"runId": "invalid"}})
+        for name, value in (("runId", runId), ("scheduleId", scheduleId)):
+            if value is not None and not RUN_ID.fullmatch(value):
+                raise BackupRemoteError(
+                    VALIDATION_FAILED, f"{name} must be 1-128 letters, digits, '.', '_', ':' "
+                    "or '-', starting with a letter or digit",
+                    details={"fields": {name: "invalid"}})
         while runId in self._admitting:
             await self._admitting[runId]
         existing = self._store.get(runId)
@@ -190,6 +202,7 @@ class RunManager:
         run = ActiveRun(status, RunEventStream(runId, self._reactor, self._store,
                                                lambda: run.subscribers, self.progressInterval),
                         RunLog(runId, scheduleId, clientId))
+        run.serverVersion = report.serverVersion
         if connection is not None:
             run.subscribers.add(connection)
         self._active[runId] = run
@@ -279,9 +292,11 @@ class RunManager:
             baseName = f"{safeName(stored.name)}-{self._now().strftime('%Y%m%dT%H%M%SZ')}"
             if run.cancelRequested:
                 raise CancelledError()
+            extra = {"serverVersion": run.serverVersion} if run.serverVersion else {}
             run.work = Deferred.fromCoroutine(self._produce(
                 self._reactor, ENGINES[stored.engine], target, run.status.options,
-                self._databases.tools, folder, baseName, progress, run.status.totalEstimate))
+                self._databases.tools, folder, baseName, progress, run.status.totalEstimate,
+                **extra))
             artifact = await run.work
             run.work = None
             info = ArtifactInfo(str(uuid.uuid4()), artifact.name, artifact.sizeBytes,
@@ -292,15 +307,16 @@ class RunManager:
                          stageTimings=list(artifact.stageTimings))
             if run.status.options.postScript:
                 await self._runScript(run, artifact, info)
-            started = self._now()
             self._update(run, stage="finalizing")
             run.events.progress("finalizing", artifact.sizeBytes, artifact.sizeBytes)
             if self._finalize is not None:
                 await self._finalize(runId, run.status.clientId, artifact.path, info)
-            self._update(run, stageTimings=[*run.status.stageTimings,
-                                            StageTiming("finalizing", started, self._now())])
+            if run.cancelRequested:
+                raise CancelledError()
+            self._update(run, stageTimings=_endFinalizing(run.status.stageTimings, self._now()))
             self._finish(run, "completed", None, f"staged {info.name} ({info.sizeBytes} bytes)")
         except CancelledError:
+            keepArtifact = False
             if self._stopping:
                 self._finish(run, "failed", INTERRUPTED, "the server stopped during the run")
             else:
@@ -384,7 +400,7 @@ class RunManager:
                                     errorMessage=message, lastSeq=events.lastSeq))
             shutil.rmtree(runFolder(status.runId).path, ignore_errors=True)
             interrupted.append(status.runId)
-        runs = stagingRoot().child("runs")
+        runs = runsRoot()
         if runs.isdir():
             known = {runId for runId in self._store.runIds()
                      if self._store.artifactPath(runId)}

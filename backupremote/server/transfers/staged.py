@@ -34,7 +34,7 @@ from backupremote.protocol.runs import TERMINAL, ArtifactInfo, RunStatus
 from backupremote.protocol.transfers import HASHES_PER_ANSWER, FileEntry, Manifest
 from backupremote.server.runs.manager import runFolder
 from backupremote.server.runs.store import RunStore
-from backupremote.server.staging import stagingRoot
+from backupremote.server.staging import runsRoot
 from backupremote.server.transfers.manifest import (
     RELEASED,
     readDigests,
@@ -78,7 +78,7 @@ def runOfFile(db: sqlite3.Connection, fileId: str) -> str | None:
 def stagedBytes() -> int:
     """Bytes of every file under the staging folder's runs."""
     total = 0
-    for folder, _, files in os.walk(stagingRoot().child("runs").path):
+    for folder, _, files in os.walk(runsRoot().path):
         for name in files:
             try:
                 total += os.lstat(os.path.join(folder, name)).st_size
@@ -240,7 +240,7 @@ class StagedArtifacts:
             if staged.leases == 0 and (staged.released or now >= staged.manifest.expiresAt):
                 self._delete(staged)
                 gone.append(staged.runId)
-        runs = stagingRoot().child("runs")
+        runs = runsRoot()
         for folder in runs.children() if runs.isdir() else []:
             runId = folder.basename()
             if runId in self._staged or runId in self._writing:
@@ -262,7 +262,7 @@ class StagedArtifacts:
         At start-up (after the run manager's recovery): forget nothing that
         is staged, remove what was released or belongs to no run, then expire.
         """
-        runs = stagingRoot().child("runs")
+        runs = runsRoot()
         for folder in runs.children() if runs.isdir() else []:
             for child in folder.children():
                 if child.path.endswith(".tmp"):

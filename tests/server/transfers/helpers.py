@@ -158,8 +158,8 @@ class StagingMixin:
 
 
 def stagingRuns() -> FilePath:
-    from backupremote.server.staging import stagingRoot
-    return stagingRoot().child("runs")
+    from backupremote.server.staging import runsRoot
+    return runsRoot()
 
 
 def folderNames(path: FilePath) -> list[str]:
