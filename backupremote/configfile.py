@@ -7,6 +7,7 @@ and every error names the key so the user can fix it.
 
 from __future__ import annotations
 
+import difflib
 import math
 import os
 import tomllib
@@ -74,7 +75,7 @@ class Section:
         value = self.string(key)
         if value is None:
             if required:
-                raise configError(f"{self._name}.{key} is required")
+                raise self.missing(key)
             return None
         return self._resolve(value)
 
@@ -88,6 +89,12 @@ class Section:
         # Relative paths may leave the config's folder (``../shared/x``).
         return FilePath(os.path.normpath(os.path.join(self._base.path, value)))
 
+    def missing(self, key: str) -> BackupRemoteError:
+        """C{key} is required: say so, and name a present key that looks like a typo of it."""
+        near = difflib.get_close_matches(key, list(self._data), n=1, cutoff=0.7)
+        hint = f" (is {self._name}.{near[0]} a typo of it?)" if near else ""
+        return configError(f"{self._name}.{key} is required{hint}")
+
     def done(self) -> None:
         """Refuse whatever key was not consumed."""
         if self._data:
@@ -99,3 +106,15 @@ def refuseUnknownSections(data: dict[str, Any], known: set[str]) -> None:
     unknown = sorted(set(data) - known)
     if unknown:
         raise configError(f"unknown configuration section(s): {', '.join(unknown)}")
+
+
+
+def namingFile(path: FilePath, build: Any) -> Any:
+    """C{build()}, with the config file's path in front of any error's message."""
+    try:
+        return build()
+    except BackupRemoteError as error:
+        if path.path in error.message:
+            raise
+        raise BackupRemoteError(error.code, f"{path.path}: {error.message}",
+                                details=error.details) from None

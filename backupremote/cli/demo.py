@@ -64,7 +64,7 @@ def makeDatabase(path: str, sizeMB: int) -> int:
     with sqlite3.connect(path) as db:
         db.execute("create table orders (id integer primary key, customer text, "
                    "status text, total real, note text)")
-        rows = max(1, sizeMB * 1_000_000 // 220)
+        rows = max(1, sizeMB * 1_000_000 // 165)
         rng = uuid.uuid4().int
         batch = []
         for _ in range(rows):
@@ -94,6 +94,7 @@ def deliver(downloaded: FilePath, destination: FilePath, digest: str) -> FilePat
     final = destination.child(downloaded.basename())
     part = destination.child(f".{downloaded.basename()}.{os.getpid()}.part")
     shutil.copyfile(downloaded.path, part.path)
+    os.chmod(part.path, 0o600)
     with open(part.path, "rb") as handle:
         os.fsync(handle.fileno())
         check = hashlib.file_digest(handle, "sha256").hexdigest()

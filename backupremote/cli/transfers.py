@@ -95,9 +95,19 @@ class DownloadView:
 async def fetch(client: BackupRemoteClient, runId: str, directory: str, output: Output,
                 release: bool) -> dict[str, Any]:
     """Download (then maybe release); what happened, for C{--json} or a sentence."""
+    from twisted.internet import reactor
+
     view = None if output.asJSON else DownloadView(output.out, output.out.isatty())
     manifest = await client.listFiles(runId)
-    path = await client.download(runId, FilePath(directory), view)
+    trigger = reactor.addSystemEventTrigger("before", "shutdown", lambda: output.err.write(
+        f"\ninterrupted; the part already fetched is kept: run the same command to resume\n"))
+    try:
+        path = await client.download(runId, FilePath(directory), view)
+    finally:
+        try:
+            reactor.removeSystemEventTrigger(trigger)
+        except ValueError:
+            pass  # it ran: the reactor is shutting down
     entry = manifest.files[0]
     released = bool(await client.releaseArtifact(runId)) if release else False
     return {"runId": runId, "path": path.path, "sizeBytes": entry.sizeBytes,

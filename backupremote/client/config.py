@@ -8,7 +8,13 @@ import stat
 from attrs import frozen
 from twisted.python.filepath import FilePath
 
-from backupremote.configfile import Section, configError, readToml, refuseUnknownSections
+from backupremote.configfile import (
+    Section,
+    configError,
+    namingFile,
+    readToml,
+    refuseUnknownSections,
+)
 from backupremote.tls.certificates import normalizeFingerprint
 
 
@@ -80,6 +86,11 @@ def _readPrivate(path: FilePath, what: str) -> str:
 
 
 def loadClientConfig(path: FilePath) -> ClientConfig:
+    """Read C{path}; any problem raises C{CONFIG_INVALID} naming the file and the key."""
+    return namingFile(path, lambda: _loadClientConfig(path))
+
+
+def _loadClientConfig(path: FilePath) -> ClientConfig:
     """Read C{path}; any problem raises C{CONFIG_INVALID} naming the key."""
     data = readToml(path)
     refuseUnknownSections(data, {"client", "server", "limits"})
@@ -89,11 +100,11 @@ def loadClientConfig(path: FilePath) -> ClientConfig:
     limits = Section(data, "limits", base)
     fingerprint = server.string("fingerprint")
     config = ClientConfig(
-        clientId=client.string("id") or _missing("client.id"),
+        clientId=client.string("id") or _raise(client.missing("id")),
         secretFile=client.path("secret_file", required=True),
         licenseFile=client.path("license_file", required=True),
         logFile=client.path("log_file"),
-        server=ServerAddress.parse(server.string("address") or _missing("server.address")),
+        server=ServerAddress.parse(server.string("address") or _raise(server.missing("address"))),
         fingerprint=normalizeFingerprint(fingerprint) if fingerprint else None,
         caFile=server.path("ca_file"),
         serverName=server.string("server_name"),
@@ -113,5 +124,5 @@ def loadClientConfig(path: FilePath) -> ClientConfig:
     return config
 
 
-def _missing(key: str) -> str:
-    raise configError(f"{key} is required")
+def _raise(error: Exception) -> str:
+    raise error

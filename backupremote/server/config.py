@@ -5,7 +5,13 @@ from __future__ import annotations
 from attrs import field, frozen
 from twisted.python.filepath import FilePath
 
-from backupremote.configfile import Section, configError, readToml, refuseUnknownSections
+from backupremote.configfile import (
+    Section,
+    configError,
+    namingFile,
+    readToml,
+    refuseUnknownSections,
+)
 from backupremote.server.tools import defaultToolPath
 
 DEFAULT_LISTEN = "ssl:7443"
@@ -52,6 +58,11 @@ class ServerConfig:
 
 
 def loadServerConfig(path: FilePath) -> ServerConfig:
+    """Read C{path}; any problem raises C{CONFIG_INVALID} naming the file and the key."""
+    return namingFile(path, lambda: _loadServerConfig(path))
+
+
+def _loadServerConfig(path: FilePath) -> ServerConfig:
     """Read C{path}; any problem raises C{CONFIG_INVALID} naming the key."""
     data = readToml(path)
     refuseUnknownSections(data, {"server", "tls", "limits", "databases", "runs", "staging"})

@@ -148,8 +148,9 @@ class StagedArtifacts:
             return self._live(staged)
         status = self._status(clientId, runId)
         if status.state not in TERMINAL:
-            raise BackupRemoteError(CONFLICT, f"run {runId} has not finished; wait for "
-                                              "backupComplete")
+            raise BackupRemoteError(CONFLICT, f"run {runId} has not finished; follow it with "
+                                              f"`backupremote status {runId}` and download "
+                                              "once it completed")
         if status.artifact is None:
             raise BackupRemoteError(NOT_FOUND, f"run {runId} staged no artifact")
         kept = self._runs.artifactPath(runId)
@@ -179,7 +180,11 @@ class StagedArtifacts:
             raise BackupRemoteError(
                 VALIDATION_FAILED, f"start must be between 0 and {staged.entry.chunkCount}",
                 details={"fields": {"start": "out of range"}})
-        return readDigests(staged.folder, start, HASHES_PER_ANSWER)
+        try:
+            return readDigests(staged.folder, start, HASHES_PER_ANSWER)
+        except FileNotFoundError:
+            raise BackupRemoteError(ARTIFACT_EXPIRED, "the artifact is no longer staged on "
+                                                      "the server") from None
 
     # Lifecycle
 
