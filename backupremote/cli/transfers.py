@@ -100,7 +100,7 @@ async def fetch(client: BackupRemoteClient, runId: str, directory: str, output: 
     view = None if output.asJSON else DownloadView(output.out, output.out.isatty())
     manifest = await client.listFiles(runId)
     trigger = reactor.addSystemEventTrigger("before", "shutdown", lambda: output.err.write(
-        f"\ninterrupted; the part already fetched is kept: run the same command to resume\n"))
+        "\ninterrupted; the part already fetched is kept: run the same command to resume\n"))
     try:
         path = await client.download(runId, FilePath(directory), view)
     finally:
