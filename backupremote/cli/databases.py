@@ -30,24 +30,35 @@ _BACKUP = {"format": "format", "compression": "compression", "level": "level",
 def _configArguments(parser: argparse.ArgumentParser, engineRequired: bool) -> None:
     parser.add_argument("--engine", choices=ENGINES, required=engineRequired)
     parser.add_argument("--host", help="database host, as the server sees it")
-    parser.add_argument("--port", type=int)
+    parser.add_argument("--port", type=int, help="database port (default: the engine's)")
     parser.add_argument("--database", help="database name (Firebird: path or alias on its server)")
-    parser.add_argument("--user")
+    parser.add_argument("--user", help="database user the server connects as")
     parser.add_argument("--path", help="database file on the server (SQLite, local Firebird)")
     parser.add_argument("--password-stdin", action="store_true",
                         help="read the password from the first line of stdin")
-    parser.add_argument("--remove-password", action="store_true")
+    parser.add_argument("--remove-password", action="store_true",
+                        help="drop the stored password")
     parser.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
                         help="an engine option, e.g. sslmode=require (repeatable)")
     defaults = parser.add_argument_group("default backup options")
-    defaults.add_argument("--format")
-    defaults.add_argument("--compression", choices=COMPRESSIONS)
-    defaults.add_argument("--level", type=int)
-    defaults.add_argument("--threads", type=int)
-    defaults.add_argument("--checksum", choices=CHECKSUMS)
-    defaults.add_argument("--verification", choices=VERIFICATIONS)
-    defaults.add_argument("--post-script", metavar="NAME")
-    defaults.add_argument("--timeout", type=int, metavar="SECONDS")
+    backupArguments(defaults)
+
+
+def backupArguments(group: Any) -> None:
+    """The backup options, as flags (shared by db add/update, preflight and run)."""
+    group.add_argument("--format", help="postgresql: custom (default) or plain; mariadb: sql; "
+                       "sqlite: file; firebird: fbk")
+    group.add_argument("--compression", choices=COMPRESSIONS)
+    group.add_argument("--level", type=int, help="compression level (zstd 1-19, gzip 1-9, "
+                       "xz 0-9, zip 0-9)")
+    group.add_argument("--threads", type=int, help="compressor threads (0: all cores)")
+    group.add_argument("--checksum", choices=CHECKSUMS)
+    group.add_argument("--verification", choices=VERIFICATIONS,
+                       help="none, stream (read back and check) or full (engine restore check)")
+    group.add_argument("--post-script", metavar="NAME",
+                       help="a script from the server's allowlist, run after the backup")
+    group.add_argument("--timeout", type=int, metavar="SECONDS",
+                       help="give up the backup after this many seconds")
 
 
 def register(commands: Any) -> None:
@@ -96,12 +107,7 @@ def register(commands: Any) -> None:
         epilog="example: backupremote --config client.toml preflight 6f1c... --compression xz",
     )
     preflight.add_argument("id")
-    for name in ("format", "level", "threads", "post_script", "timeout"):
-        preflight.add_argument("--" + name.replace("_", "-"),
-                               type=int if name in ("level", "threads", "timeout") else str)
-    preflight.add_argument("--compression", choices=COMPRESSIONS)
-    preflight.add_argument("--checksum", choices=CHECKSUMS)
-    preflight.add_argument("--verification", choices=VERIFICATIONS)
+    backupArguments(preflight)
     preflight.set_defaults(onReactor=withClient(preflightCommand))
 
 

@@ -10,10 +10,10 @@ from attrs import evolve
 
 from backupremote.cli.output import EXIT_REFUSED, Output
 from backupremote.cli.progress import ProgressView, duration, size
+from backupremote.cli.databases import backupArguments
 from backupremote.cli.remote import withClient
 from backupremote.cli.transfers import describeFetched, fetch
 from backupremote.client.api import BackupRemoteClient
-from backupremote.protocol.options import CHECKSUMS, COMPRESSIONS, VERIFICATIONS
 from backupremote.configfile import configError
 from backupremote.protocol.runs import RunStatus
 from backupremote.protocol.structured import converter
@@ -44,14 +44,7 @@ def register(commands: Any) -> None:
     run.add_argument("--release", action="store_true",
                      help="with --download, release the server's staging once the file is "
                      "verified")
-    run.add_argument("--format")
-    run.add_argument("--compression", choices=COMPRESSIONS)
-    run.add_argument("--level", type=int)
-    run.add_argument("--threads", type=int)
-    run.add_argument("--checksum", choices=CHECKSUMS)
-    run.add_argument("--verification", choices=VERIFICATIONS)
-    run.add_argument("--post-script", metavar="NAME")
-    run.add_argument("--timeout", type=int, metavar="SECONDS")
+    backupArguments(run.add_argument_group("backup options (default: the configuration's)"))
     run.set_defaults(onReactor=withClient(runCommand))
     status = commands.add_parser("status", help="the status of a run",
                                  epilog="example: backupremote status 0b8e...")
