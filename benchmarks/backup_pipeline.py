@@ -67,11 +67,15 @@ OPTIONS = BackupOptions(format="plain", compression="zstd", level=3, threads=0,
                         checksum="sha256", verification="stream")
 
 # $1 pg_dump, $2 host, $3 port, $4 user, $5 database, $6 output file; PGPASSWORD in env.
+# The last line of its output gives the times of its two steps (not part of the steps).
 SHELL = """\
 set -o pipefail
+started=$EPOCHREALTIME
 "$1" --no-password -Fp -h "$2" -p "$3" -U "$4" -d "$5" \\
   | zstd -q -3 -T0 | tee >(sha256sum > "$6.sha256") > "$6"
+dumped=$EPOCHREALTIME
 zstd -q -t "$6"
+echo "stages $started $dumped $EPOCHREALTIME"
 """
 
 
@@ -159,7 +163,9 @@ async def shellRun(workspace: Workspace, database, index: int) -> dict:
     size = out.stat().st_size
     out.unlink()
     Path(f"{out}.sha256").unlink()
-    return {"seconds": seconds, "size": size, "cpu": childrenCpu() - cpuBefore}
+    started, dumped, ended = (float(x) for x in result.out.split()[-3:])
+    return {"seconds": seconds, "size": size, "cpu": childrenCpu() - cpuBefore,
+            "stages": {"dump": dumped - started, "test": ended - dumped}}
 
 
 async def main(workspace: Workspace, arguments: argparse.Namespace) -> int:
@@ -180,7 +186,7 @@ async def main(workspace: Workspace, arguments: argparse.Namespace) -> int:
           "process itself + its children\n(pg_dump, zstd, ...), and the shell's whole "
           "pipeline; PostgreSQL's own backend is in neither.")
     print(f"{'pair':>4} {'first':>6} {'others':>7} {'server s':>9} {'shell s':>8} {'ratio':>6}"
-          f" {'server CPU s':>13} {'shell CPU s':>12} {'server RSS':>11}   server stages (s)")
+          f" {'server CPU s':>13} {'shell CPU s':>12} {'server RSS':>11}   stages (s)")
     pairs = []
     meter = OthersMeter()
     watched = [backend.pid, database.pid]  # PostgreSQL's backends count as ours too
@@ -196,7 +202,9 @@ async def main(workspace: Workspace, arguments: argparse.Namespace) -> int:
         except BackupRemoteError as error:
             raise RuntimeError(f"pair {index}: {error.code}: {error.message}") from None
         pairs.append((srv, sh))
-        stages = ", ".join(f"{k} {v:.2f}" for k, v in srv["stages"].items())
+        stages = ", ".join(f"{k} {v:.2f}" for k, v in srv["stages"].items()
+                           if k in ("dump", "verification"))
+        stages += f" | shell: dump {sh['stages']['dump']:.2f}, zstd -t {sh['stages']['test']:.2f}"
         serverCpu = f"{srv['cpuSelf']:.2f}+{srv['cpuChildren']:.2f}"
         others = srv["others"] + sh["others"]
         print(f"{index:>4} {'server' if serverFirst else 'shell':>6} {others:>7.1f}"
