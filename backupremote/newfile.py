@@ -44,3 +44,30 @@ def writeNewFile(path: FilePath | str | os.PathLike[str], data: bytes, mode: int
 def writePrivateFile(path: FilePath | str | os.PathLike[str], data: bytes) -> None:
     """L{writeNewFile} with mode 0600: keys, secrets."""
     writeNewFile(path, data, PRIVATE)
+
+
+def replaceFile(path: FilePath, data: bytes, mode: int = PRIVATE) -> None:
+    """
+    Put C{data} at C{path} atomically: write a temporary sibling, fsync it,
+    rename it over C{path}. Readers see the old content or the new, never a
+    torn one.
+    """
+    temporary = path.siblingExtension(".tmp")
+    descriptor = os.open(temporary.path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(descriptor, view):]
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
+    os.replace(temporary.path, path.path)
+
+
+def fsyncFolder(folder: FilePath) -> None:
+    """Make a rename or a new file in C{folder} durable."""
+    descriptor = os.open(folder.path, os.O_RDONLY)
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)

@@ -33,6 +33,7 @@ import random
 import sqlite3
 import time
 import uuid
+from functools import partial
 from pathlib import Path
 
 from _common import (
@@ -223,15 +224,15 @@ async def main(workspace: Workspace, arguments: argparse.Namespace) -> int:
     meter = OthersMeter()
     for index in range(1, arguments.runs + 1):
         realFirst = index % 2 == 1
-        real = observed(meter, [backend.pid], realRun(workspace, backend, runId, size, index))
-        plain = observed(meter, [sender.pid],
-                         plainRun(workspace, sender, port, size, sha256, index))
-        if realFirst:
-            real = await real
-            plain = await plain
-        else:
-            plain = await plain
-            real = await real
+        runs = {
+            "real": partial(realRun, workspace, backend, runId, size, index),
+            "plain": partial(plainRun, workspace, sender, port, size, sha256, index),
+        }
+        pids = {"real": [backend.pid], "plain": [sender.pid]}
+        done = {}
+        for side in ("real", "plain") if realFirst else ("plain", "real"):
+            done[side] = await observed(meter, pids[side], runs[side]())
+        real, plain = done["real"], done["plain"]
         pairs.append((real, plain))
         print(f"{index:>4} {'real' if realFirst else 'plain':>5} "
               f"{real['others'] + plain['others']:>7.1f}"

@@ -23,6 +23,7 @@ from typing import Any
 
 from twisted.python.filepath import FilePath
 
+from backupremote.newfile import fsyncFolder, replaceFile
 from backupremote.protocol.errors import CONFLICT, BackupRemoteError
 from backupremote.protocol.transfers import CHUNK_SIZE, FileEntry
 
@@ -35,26 +36,6 @@ def fileSha256(path: FilePath) -> str:
         for block in iter(lambda: handle.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
-
-
-def _replace(path: FilePath, data: bytes) -> None:
-    """Write C{data} to a temporary sibling, fsync it, rename it over C{path}."""
-    temporary = path.siblingExtension(".tmp")
-    descriptor = os.open(temporary.path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    try:
-        os.write(descriptor, data)
-        os.fsync(descriptor)
-    finally:
-        os.close(descriptor)
-    os.replace(temporary.path, path.path)
-
-
-def fsyncFolder(folder: FilePath) -> None:
-    descriptor = os.open(folder.path, os.O_RDONLY)
-    try:
-        os.fsync(descriptor)
-    finally:
-        os.close(descriptor)
 
 
 class PartFile:
@@ -121,12 +102,12 @@ class PartFile:
         return digests if len(digests) == self.entry.chunkCount * DIGEST_SIZE else None
 
     def saveDigests(self, digests: bytes) -> None:
-        _replace(self.hashes, digests)
+        replaceFile(self.hashes, digests)
         self.recordProgress(0)  # binds the files to this artifact; the data is re-checked
 
     def recordProgress(self, chunks: int) -> None:
         """Durably note that the first C{chunks} chunks of C{.part} are written."""
-        _replace(self.progress, json.dumps({"sha256": self.entry.sha256,
+        replaceFile(self.progress, json.dumps({"sha256": self.entry.sha256,
                                             "chunks": chunks}).encode("ascii"))
 
     def recheck(self, digests: bytes) -> tuple[int, Any]:

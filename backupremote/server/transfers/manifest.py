@@ -12,11 +12,11 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from datetime import datetime
 
 from twisted.python.filepath import FilePath
 
+from backupremote.newfile import fsyncFolder, replaceFile
 from backupremote.protocol.structured import converter
 from backupremote.protocol.transfers import CHUNK_SIZE, FileEntry, Manifest
 
@@ -60,27 +60,6 @@ def hashChunks(path: str) -> tuple[int, str, bytes]:
     return size, whole.hexdigest(), bytes(digests)
 
 
-def _writeAtomically(path: FilePath, data: bytes) -> None:
-    temporary = path.siblingExtension(".tmp")
-    descriptor = os.open(temporary.path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    try:
-        view = memoryview(data)
-        while view:
-            view = view[os.write(descriptor, view):]
-        os.fsync(descriptor)
-    finally:
-        os.close(descriptor)
-    os.replace(temporary.path, path.path)
-
-
-def _fsyncFolder(folder: FilePath) -> None:
-    descriptor = os.open(folder.path, os.O_RDONLY)
-    try:
-        os.fsync(descriptor)
-    finally:
-        os.close(descriptor)
-
-
 def writeManifest(artifact: FilePath, runId: str, fileId: str,
                   createdAt: datetime, expiresAt: datetime) -> Manifest:
     """Hash C{artifact} and store its manifest beside it (blocking: run in a thread)."""
@@ -89,10 +68,10 @@ def writeManifest(artifact: FilePath, runId: str, fileId: str,
                       chunkSize=CHUNK_SIZE, chunkCount=len(digests) // DIGEST_SIZE)
     manifest = Manifest(runId=runId, files=[entry], createdAt=createdAt, expiresAt=expiresAt)
     folder = artifact.parent()
-    _writeAtomically(folder.child(DIGESTS), digests)
-    _writeAtomically(folder.child(MANIFEST), json.dumps(
+    replaceFile(folder.child(DIGESTS), digests)
+    replaceFile(folder.child(MANIFEST), json.dumps(
         converter.unstructure(manifest, Manifest), sort_keys=True).encode("utf-8"))
-    _fsyncFolder(folder)
+    fsyncFolder(folder)
     return manifest
 
 
