@@ -16,6 +16,7 @@ from __future__ import annotations
 import inspect
 import os
 import platform
+import resource
 import shutil
 import statistics
 import sys
@@ -200,8 +201,6 @@ def ourCpu(pids: list[int]) -> float:
 
 def selfCpu() -> float:
     """CPU seconds of this process and of the children it has waited for."""
-    import resource
-
     own = resource.getrusage(resource.RUSAGE_SELF)
     children = resource.getrusage(resource.RUSAGE_CHILDREN)
     return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime

@@ -49,7 +49,7 @@ class ClientProtocol(LeanBoxParsing, amp.AMP):
         self._call = call
         self._onAuthFailure = onAuthFailure
         self._heartbeat = Heartbeat(
-            clock, ping=lambda: self._call(self, Ping),
+            clock, ping=lambda: Deferred.fromCoroutine(self._call(self, Ping)),
             abort=lambda: self.transport.abortConnection(),
             interval=keepaliveInterval, timeout=keepaliveTimeout,
         )

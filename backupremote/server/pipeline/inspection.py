@@ -101,7 +101,9 @@ class StreamInspector:
     def drain(self, fd: int, stop: StopFlag) -> int:
         """Inspect everything readable on C{fd} (taken over) until its end (in a thread)."""
         try:
-            reader = ChunkReader(fd, stop)
+            # no coalescing pause: a decompressor writes faster than the pipe
+            # drains, and a pause would stall it (it does help the dump sink)
+            reader = ChunkReader(fd, stop, coalesce=0)
             while data := reader.read():
                 self.feed(data)
         finally:

@@ -99,7 +99,7 @@ class ChunkReader:
             except BlockingIOError:
                 self._poller.poll(POLL_MILLISECONDS)
                 continue
-            if self._pipe and 0 < len(data) < self._chunkSize // 4:
+            if self._coalesce and self._pipe and 0 < len(data) < self._chunkSize // 4:
                 time.sleep(self._coalesce)
             return data
 
