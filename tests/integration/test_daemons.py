@@ -23,6 +23,7 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from backupremote.server.config import loadServerConfig
 from backupremote.server.store import ServerStore
+from tests.processes import runningWithArgv
 
 BIN = os.path.dirname(sys.executable)
 
@@ -300,8 +301,7 @@ class CrashRecoveryTests(ProgramTestCase):
         self.waitFor(lambda: os.path.exists(runDir.path), "the run's staging folder")
         server.kill()
         server.wait(timeout=30)
-        self.waitFor(lambda: not [p for p in os.listdir("/proc") if p.isdigit()
-                                  and _cmdline(p).startswith(b"sleep\x00300")],
+        self.waitFor(lambda: not runningWithArgv(b"sleep\x00300"),
                      "the dump of the killed server to die with it")
         self.daemon("backupremote-server", "--config", "server/server.toml", env=env)
 
@@ -315,10 +315,3 @@ class CrashRecoveryTests(ProgramTestCase):
         self.assertEqual((final["state"], final["errorCode"]), ("failed", "INTERRUPTED"))
         self.assertFalse(os.path.exists(runDir.path))
 
-
-def _cmdline(pid: str) -> bytes:
-    try:
-        with open(f"/proc/{pid}/cmdline", "rb") as handle:
-            return handle.read()
-    except OSError:
-        return b""

@@ -25,6 +25,7 @@ from backupremote.server.runs.manager import runFolder
 from backupremote.server.tools import defaultToolPath
 from tests.databases import servers
 from tests.integration.servers import startServer
+from tests.processes import runningWithArgv
 
 SLOW_ZSTD = """#!/bin/sh
 # a zstd that never finishes: the run stays in its dump stage
@@ -125,8 +126,7 @@ class RunsOverTLSTests(TestCase):
         final = await following
         self.assertEqual((final.state, final.errorCode), ("cancelled", errors.CANCELLED))
         self.assertFalse(runFolder("cancel-me").exists())
-        leftovers = [pid for pid in os.listdir("/proc") if pid.isdigit()
-                     and _cmdline(pid).startswith(b"sleep\x00300")]
+        leftovers = runningWithArgv(b"sleep\x00300")
         self.assertEqual(leftovers, [])
         with self.assertRaises(errors.BackupRemoteError) as raised:
             await self.client.cancelBackup("cancel-me")
@@ -145,12 +145,6 @@ class RunsOverTLSTests(TestCase):
         self.assertEqual(raised.exception.code, errors.LICENSE_FEATURE_MISSING)
 
 
-def _cmdline(pid: str) -> bytes:
-    try:
-        with open(f"/proc/{pid}/cmdline", "rb") as handle:
-            return handle.read()
-    except OSError:
-        return b""
 
 
 

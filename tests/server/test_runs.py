@@ -10,7 +10,6 @@ import os
 import tempfile
 from typing import Any
 
-from attrs import frozen
 from twisted.internet.defer import Deferred
 from twisted.python.filepath import FilePath
 from twisted.trial.unittest import SynchronousTestCase
@@ -20,29 +19,19 @@ from backupremote.protocol.databases import (
     CreateDatabaseConfig,
     DatabaseConfigInput,
     DeleteDatabaseConfig,
-    PreflightReport,
     Finding,
+    PreflightReport,
 )
 from backupremote.protocol.options import BackupOptions
 from backupremote.protocol.runs import (
     CancelBackup,
     ExecuteBackup,
     GetExecutionStatus,
-    StageTiming,
     SubscribeRun,
 )
+from backupremote.server.pipeline import Artifact
 from backupremote.server.runs.manager import runFolder
 from tests.fixtures import ServerHarness
-
-
-@frozen
-class FakeArtifact:
-    path: FilePath
-    name: str
-    sizeBytes: int
-    checksum: str
-    digest: str
-    stageTimings: list[StageTiming]
 
 
 class ControlledProducer:
@@ -56,7 +45,7 @@ class ControlledProducer:
 
     async def __call__(self, reactor: Any, engine: Any, target: Any, options: BackupOptions,
                        tools: Any, runDir: FilePath, baseName: str, progress: Any,
-                       sizeEstimate: Any) -> FakeArtifact:
+                       sizeEstimate: Any) -> Artifact:
         runId = runDir.basename()
         self.started.append((runId, options))
         self.progress[runId] = progress
@@ -69,7 +58,7 @@ class ControlledProducer:
         artifact = runDir.child(baseName + ".sqlite3.zst")
         artifact.setContent(data)
         partial.remove()
-        return FakeArtifact(artifact, artifact.basename(), len(data), "sha256",
+        return Artifact(artifact, artifact.basename(), len(data), "sha256",
                             hashlib.sha256(data).hexdigest(), [])
 
     def release(self, runId: str) -> None:

@@ -10,7 +10,6 @@ import random
 import tempfile
 from typing import Any
 
-from attrs import frozen
 from twisted.internet.defer import Deferred
 from twisted.python.filepath import FilePath
 
@@ -20,23 +19,14 @@ from backupremote.protocol.databases import (
     PreflightReport,
 )
 from backupremote.protocol.options import BackupOptions
-from backupremote.protocol.runs import ExecuteBackup, GetExecutionStatus, StageTiming
+from backupremote.protocol.runs import ExecuteBackup, GetExecutionStatus
 from backupremote.protocol.transfers import (
     FileChunk,
     FileTransferComplete,
     FileTransferProgress,
 )
+from backupremote.server.pipeline import Artifact
 from tests.fixtures import EventRecorder, ServerHarness
-
-
-@frozen
-class FakeArtifact:
-    path: FilePath
-    name: str
-    sizeBytes: int
-    checksum: str
-    digest: str
-    stageTimings: list[StageTiming]
 
 
 def randomBytes(size: int, seed: int = 0) -> bytes:
@@ -52,13 +42,13 @@ class RandomProducer:
 
     async def __call__(self, reactor: Any, engine: Any, target: Any, options: BackupOptions,
                        tools: Any, runDir: FilePath, baseName: str, progress: Any,
-                       sizeEstimate: Any) -> FakeArtifact:
+                       sizeEstimate: Any) -> Artifact:
         runId = runDir.basename()
         data = randomBytes(self.sizes.get(runId, 1_000_000), seed=hash(runId) & 0xFFFF)
         self.data[runId] = data
         artifact = runDir.child(baseName + ".bin")
         artifact.setContent(data)
-        return FakeArtifact(artifact, artifact.basename(), len(data), "sha256", "", [])
+        return Artifact(artifact, artifact.basename(), len(data), "sha256", "", [])
 
 
 class ChunkRecorder(EventRecorder):
