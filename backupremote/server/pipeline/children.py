@@ -80,7 +80,7 @@ class Child(ProcessProtocol):
     def kill(self) -> None:
         """
         Kill the child's whole process group, and the child itself: just
-        after the spawn, before C{setsid} has run, there is no group yet
+        after the spawn, before the child has made its group, there is no group yet
         to kill. The transport forgets the pid once the child is reaped,
         so a reused pid is never signalled.
         """

@@ -14,6 +14,7 @@ import zipfile
 from twisted.internet import reactor
 from twisted.internet.defer import CancelledError, Deferred
 from twisted.internet.task import Clock
+from twisted.internet.threads import deferToThread
 from twisted.python.failure import Failure
 from twisted.python.filepath import FilePath
 from twisted.trial.unittest import SynchronousTestCase, TestCase
@@ -44,7 +45,7 @@ from backupremote.server.pipeline.sink import ArtifactSink, ChunkReader, Stopped
 from backupremote.server.pipeline.threads import StopFlag
 from backupremote.server.pipeline.waiting import anyOf, waitForAll
 from backupremote.server.tools import Tool, ToolFinder
-from tests.server.pipeline.helpers import groupGone, makeRunDir, realTools
+from tests.server.pipeline.helpers import groupGone, makeRunDir, realTools, waitFor
 
 SECRET = "s3cret 'pass' \"word\""
 
@@ -331,7 +332,7 @@ class FilesTests(SynchronousTestCase):
 class ChildrenTests(TestCase):
     async def test_killRightAfterSpawn(self) -> None:
         """
-        A child killed at once, before C{setsid} made its process group,
+        A child killed at once, before it made its process group,
         still dies (the group kill alone would miss it).
         """
         children = Children(reactor)
@@ -341,6 +342,33 @@ class ChildrenTests(TestCase):
             exit = await child.ended.when()
             self.assertEqual(exit.signal, 9)
             self.assertTrue(groupGone(child.pid))
+
+    async def test_groupLeaderInTheServersSession(self) -> None:
+        """
+        A child leads its own process group, with whatever it starts, and
+        stays in the server's session (a session of its own would put it in
+        another scheduler autogroup); killing the group kills the grandchild.
+        """
+        children = Children(reactor)
+        readEnd, writeEnd = os.pipe()
+        self.addCleanup(os.close, readEnd)
+        try:
+            child = children.spawn(
+                "dump", ["/bin/sh", "-c", "sleep 600 & echo $$ $!; wait"], {},
+                {0: "w", 1: writeEnd, 2: "r"})
+        finally:
+            os.close(writeEnd)
+        self.addCleanup(children.killAll)
+        line = await deferToThread(os.read, readEnd, 100)
+        shell, grandchild = (int(x) for x in line.split())
+        self.assertEqual(shell, child.pid)
+        self.assertEqual(os.getpgid(child.pid), child.pid)
+        self.assertEqual(os.getpgid(grandchild), child.pid)
+        self.assertEqual(os.getsid(child.pid), os.getsid(0))
+        children.killAll()
+        await child.ended.when()
+        # the orphaned grandchild is reaped by init, in its own time
+        await waitFor(lambda: groupGone(child.pid), timeout=10)
 
     async def test_exitAndStderr(self) -> None:
         children = Children(reactor)
