@@ -247,7 +247,7 @@ async def main(workspace: Workspace, arguments: argparse.Namespace) -> int:
     await backend.client(workspace).releaseArtifact(runId)
     realTimes = [real["seconds"] for real, _ in pairs]
     plainTimes = [plain["seconds"] for _, plain in pairs]
-    medianRatio = median([p / r for r, p in zip(realTimes, plainTimes)])
+    medianRatio = median([p / r for r, p in zip(realTimes, plainTimes, strict=True)])
     print(f"\nartifact: {size} bytes ({size / MiB:.1f} MiB); median real "
           f"{rate(size, median(realTimes)):.0f} MB/s, median plain "
           f"{rate(size, median(plainTimes)):.0f} MB/s; best real {rate(size, min(realTimes)):.0f}"

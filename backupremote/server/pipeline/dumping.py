@@ -219,6 +219,11 @@ async def _processDump(ctx: RunContext, plan: DumpPlan, compression: Compression
         if running.compressor is None:
             return running.sink.bytesIn
         dumpMeter.sample()
+        if not dump.finished:
+            return dumpMeter.written
+        # The dump's last writes may have come after its last sample; the
+        # compressor's reads also count its start-up (a few KiB, until
+        # verification amends the figure with the exact decompressed size).
         return max(dumpMeter.written, running.consumed())
 
     ctx.ticker.follow("dump", lambda: (dumped(), ctx.sizeEstimate))

@@ -2,9 +2,10 @@
 Reading the artifact back, and looking at the decompressed stream.
 
 L{ArtifactReader} reads the artifact file once, hashing it, and hands each
-chunk on: to a decompressor's stdin (L{PipeFeed}), or straight to a
-L{StreamInspector} when nothing needs decompressing (or, for zip, after a
-second pass that inflates the member and checks its CRC). The inspector
+chunk on: to a decompressor's stdin (L{PipeFeed}), to zstd decompressing in
+the same thread, or straight to a L{StreamInspector} when nothing needs
+decompressing (or, for zip, after a second pass that inflates the member
+and checks its CRC). The inspector
 keeps the head and the tail of the decompressed stream for the cheap engine
 checks, forwards it to a checking program's stdin (which may stop reading
 early: C{pg_restore -l} does, and the rest is still drained so that the
@@ -18,16 +19,21 @@ import hashlib
 import os
 import zipfile
 import zlib
+from collections.abc import Iterator
+from contextlib import closing
 from typing import Protocol
+
+import zstandard
 
 from backupremote.server.pipeline.compression import zipMember
 from backupremote.server.pipeline.plans import HEAD_BYTES, TAIL_BYTES
 from backupremote.server.pipeline.sink import CHUNK_SIZE, ChunkReader, Stopped, writeAll
 from backupremote.server.pipeline.threads import StopFlag
+from backupremote.server.pipeline.zstdframes import FrameWalker
 
 
 class Consumer(Protocol):
-    def feed(self, data: bytes) -> None: ...
+    def feed(self, data: bytes | memoryview) -> None: ...
 
     def finish(self) -> None: ...
 
@@ -39,7 +45,7 @@ class PipeFeed:
         self._fd: int | None = fd
         self.broken = False
 
-    def feed(self, data: bytes) -> None:
+    def feed(self, data: bytes | memoryview) -> None:
         if self._fd is None:
             return
         try:
@@ -79,7 +85,8 @@ class StreamInspector:
     def forwardBroken(self) -> bool:
         return self._forward is not None and self._forward.broken
 
-    def feed(self, data: bytes) -> None:
+    def feed(self, data: bytes | memoryview) -> None:
+        """Look at C{data} (a view may be reused by the caller: nothing keeps it)."""
         self.byteCount += len(data)
         if len(self.head) < HEAD_BYTES:
             self.head += data[: HEAD_BYTES - len(self.head)]
@@ -131,19 +138,55 @@ class ArtifactReader:
     def run(self, consumer: Consumer | None) -> str:
         """Hash every byte, handing each chunk to C{consumer}; the hex digest."""
         try:
-            fd = os.open(self._path, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
-            try:
-                reader = ChunkReader(fd, self._stop, self._chunkSize)
-                while data := reader.read():
-                    self.bytesRead += len(data)
-                    self._hash.update(data)
+            with closing(self._chunks()) as chunks:
+                for data in chunks:
                     if consumer is not None:
                         consumer.feed(data)
-            finally:
-                os.close(fd)
         finally:
             if consumer is not None:
                 consumer.finish()
+        return self._hash.hexdigest()
+
+    def _chunks(self) -> Iterator[bytes]:
+        """The artifact's bytes in chunks, hashed and counted as they go."""
+        fd = os.open(self._path, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
+        try:
+            reader = ChunkReader(fd, self._stop, self._chunkSize)
+            while data := reader.read():
+                self.bytesRead += len(data)
+                self._hash.update(data)
+                yield data
+        finally:
+            os.close(fd)
+
+    def runZstd(self, consumer: Consumer) -> str:
+        """
+        Hash every byte and decompress it in this thread into C{consumer}
+        (python-zstandard, which checks each frame's checksum, releases the
+        GIL, and fills one reused buffer: no pipe, no child, flat memory).
+        The artifact is read to its end even when it does not decompress.
+        """
+        walker = FrameWalker()
+        buffer = bytearray(self._chunkSize)
+        view = memoryview(buffer)
+        with closing(self._chunks()) as chunks:
+            source = _WalkedSource(chunks, walker)
+            try:
+                decompressor = zstandard.ZstdDecompressor()
+                with decompressor.stream_reader(source, read_size=self._chunkSize,
+                                                read_across_frames=True,
+                                                closefd=False) as stream:
+                    while count := stream.readinto(buffer):
+                        if self._stop():
+                            raise Stopped()
+                        consumer.feed(view[:count])
+            except zstandard.ZstdError as error:
+                self.unpackError = str(error)
+            finally:
+                consumer.finish()
+            source.drain()
+        if self.unpackError is None and not walker.complete:
+            self.unpackError = walker.problem or "the stream ends inside a frame (truncated)"
         return self._hash.hexdigest()
 
     def runZip(self, consumer: Consumer) -> str:
@@ -162,3 +205,21 @@ class ArtifactReader:
         finally:
             consumer.finish()
         return digest
+
+
+class _WalkedSource:
+    """A file-like C{read} over chunks, each also shown to a L{FrameWalker}."""
+
+    def __init__(self, chunks: Iterator[bytes], walker: FrameWalker) -> None:
+        self._chunks = chunks
+        self._walker = walker
+
+    def read(self, size: int = -1) -> bytes:
+        data = next(self._chunks, b"")
+        self._walker.feed(data)
+        return data
+
+    def drain(self) -> None:
+        """Read what the decompressor left (after an error): all of it is hashed."""
+        while self.read():
+            pass

@@ -179,6 +179,8 @@ async def _inspect(ctx: RunContext, check: EngineCheck, compression: Compression
         reader thread -> decompressor -> inspector thread -> checker
           (hash)                          (head, tail, copy)
 
+    (zstd decompresses in the reader's thread: reader -> checker.)
+
     The decompressed size is returned.
     """
     base = os.path.basename(path)
@@ -195,7 +197,9 @@ async def _inspect(ctx: RunContext, check: EngineCheck, compression: Compression
         raise
     parts: list[Outcome[Any]] = [] if checker is None else [checker.ended]
     decompressor: Child | None = None
-    if compression.external:
+    if compression.decompressesInProcess:
+        readerJob = ctx.thread("backupremote-verify", reader.runZstd, inspector)
+    elif compression.external:
         try:
             decompressor, feed, decompressed = _startDecompressor(ctx, compression)
         except BaseException:
@@ -246,7 +250,8 @@ def _judge(ctx: RunContext, check: EngineCheck, compression: CompressionPlan,
         raise _failed(f"the artifact does not decompress ({compression.compression}): "
                       + message(decompressor.ended.value.stderr, 2))
     if reader.unpackError is not None:
-        raise _failed(f"the artifact does not decompress (zip): {reader.unpackError}")
+        raise _failed(f"the artifact does not decompress ({compression.compression}): "
+                      f"{reader.unpackError}")
     engine = check.description
     if checker is not None and checker.finished and not checker.ended.value.ok:
         raise _failed(f"{engine} rejected the backup: {message(checker.ended.value.stderr)}")

@@ -360,7 +360,7 @@ class ServerTests(TestCase):
                                     spy, 30)
         self.assertTrue(result.ok, result)
         self.assertTrue(spy.spawned)
-        for argv, env in spy.spawned:
+        for argv, _env in spy.spawned:
             self.assertFalse(any(server.password in part for part in argv), argv)
         argv, env = spy.spawned[-1]
         self.assertEqual(argv[-1], f"{server.host}/{server.port}:{server.database}")

@@ -19,6 +19,7 @@ from backupremote.protocol.errors import TIMEOUT, BackupRemoteError
 from backupremote.server.engines import sqlite as sqliteEngine
 from backupremote.server.engines.base import Target
 from backupremote.server.pipeline import PipelineHooks
+from backupremote.server.pipeline.inspection import StreamInspector
 from tests.databases.servers import startSQLite
 from tests.server.pipeline.helpers import (
     ProgressLog,
@@ -30,12 +31,13 @@ from tests.server.pipeline.helpers import (
     waitFor,
 )
 
-#: A zstd that compresses like the real one but never finishes decompressing.
-STUCK_UNZSTD = """\
+#: An xz that compresses like the real one but never finishes decompressing
+#: (zstd is decompressed in-process: see test_cancelDuringZstdVerification).
+STUCK_UNXZ = """\
 case "$*" in
   *-d*) exec sleep 600 ;;
 esac
-exec /usr/bin/zstd "$@"
+exec /usr/bin/xz "$@"
 """
 
 
@@ -97,8 +99,8 @@ class CancellationTests(TestCase):
         target = await self.bigDatabase()
         runDir = makeRunDir(self)
         pids: dict[str, int] = {}
-        tools = realTools(fakeToolFolder(self, zstd=STUCK_UNZSTD))
-        running = runPipeline("sqlite", target, runDir, tools=tools, compression="zstd",
+        tools = realTools(fakeToolFolder(self, xz=STUCK_UNXZ))
+        running = runPipeline("sqlite", target, runDir, tools=tools, compression="xz", level=0,
                               verification="full", hooks=PipelineHooks(spawned=pids.__setitem__),
                               **options)
         return running, pids, runDir
@@ -121,5 +123,31 @@ class CancellationTests(TestCase):
         error = await self.assertFailure(running, BackupRemoteError)
         self.assertEqual(error.code, TIMEOUT)
         self.assertTrue(groupGone(pids["decompressor"]))
+        self.assertEqual(os.listdir(runDir.path), [])
+        self.assertEqual(pipelineThreads(), [])
+
+    async def test_cancelDuringZstdVerification(self) -> None:
+        """
+        zstd decompressing in the reading thread, slowly: cancelling stops
+        the thread at its next chunk, and the artifact and the scratch copy
+        are removed.
+        """
+        target = await self.bigDatabase()
+        original = StreamInspector.feed
+
+        def slowFeed(inspector: StreamInspector, data: Any) -> None:
+            time.sleep(0.02)
+            original(inspector, data)
+
+        self.patch(StreamInspector, "feed", slowFeed)
+        runDir = makeRunDir(self)
+        progress = ProgressLog()
+        running = runPipeline("sqlite", target, runDir, progress=progress, compression="zstd",
+                              verification="full", hooks=PipelineHooks(chunkSize=4096))
+        await waitFor(lambda: progress.bytesOf("verification"))
+        self.assertIn("appdb-20261129T031500Z.sqlite.zst.partial.verify.sqlite",
+                      os.listdir(runDir.path))
+        running.cancel()
+        await self.assertFailure(running, CancelledError)
         self.assertEqual(os.listdir(runDir.path), [])
         self.assertEqual(pipelineThreads(), [])
