@@ -212,7 +212,7 @@ class AuthTests(SynchronousTestCase):
             if child.isfile()
         )
         self.assertNotIn(SECRET.encode(), content)
-        self.assertIn(b"scrypt$", content)
+        self.assertIn(b"hmac-sha256$", content)
 
     def test_auditTrail(self) -> None:
         self.harness.connect(port=5).auth(self.harness)
