@@ -206,9 +206,15 @@ engine = register(SQLiteEngine())
 #: The first 16 bytes of every SQLite database file.
 SQLITE_HEADER = b"SQLite format 3\x00"
 
-#: Pages copied per step of the online backup: small enough to notice a
-#: cancel quickly and let writers in between steps.
-BACKUP_STEP_PAGES = 1024
+#: Bytes copied per step of the online backup: small enough to notice a
+#: cancel quickly, let writers in between steps and keep memory flat (a
+#: fixed 1024 pages was 64 MiB a step with 64 KiB pages).
+BACKUP_STEP_BYTES = 4 << 20
+
+
+def stepPages(pageSize: int) -> int:
+    """Pages per backup step for databases with C{pageSize}-byte pages."""
+    return max(1, BACKUP_STEP_BYTES // pageSize)
 
 
 class BackupStopped(Exception):
@@ -238,7 +244,7 @@ def backupInto(sourcePath: str, destinationPath: str, shouldStop: Callable[[], b
                 if shouldStop():
                     raise BackupStopped()
 
-            source.backup(destination, pages=BACKUP_STEP_PAGES, progress=progress)
+            source.backup(destination, pages=stepPages(pageSize), progress=progress)
         finally:
             destination.close()
     finally:

@@ -14,7 +14,7 @@ from typing import Any
 from twisted.internet import reactor
 from twisted.internet.defer import succeed
 from twisted.python.filepath import FilePath
-from twisted.trial.unittest import TestCase
+from twisted.trial.unittest import SynchronousTestCase, TestCase
 from zope.interface.verify import verifyObject
 
 from backupremote.protocol.databases import DatabaseConfigInput
@@ -27,12 +27,15 @@ from backupremote.protocol.errors import (
 from backupremote.server.engines import ENGINES
 from backupremote.server.engines.base import FieldProblems, IEngine, Target
 from backupremote.server.engines.sqlite import (
+    BACKUP_STEP_BYTES,
     SQLiteEngine,
+    backupInto,
     classifyErrno,
     classifySQLiteError,
     engine,
     probeFile,
     readOnlyURI,
+    stepPages,
 )
 from backupremote.server.tools import ToolFinder
 from tests.databases.servers import ROW_COUNT, TABLE, startSQLite
@@ -235,3 +238,31 @@ class ProbeTests(TestCase):
         self.assertEqual(choice.path, "(in-process)")
         self.assertEqual(choice.version, sqlite3.sqlite_version)
         self.assertTrue(choice.reason)
+
+
+class BackupStepTests(SynchronousTestCase):
+    def test_stepsAreBoundedInBytes(self) -> None:
+        """
+        With 64 KiB pages each step copies at most BACKUP_STEP_BYTES (not
+        1024 pages, 64 MiB), and the copy holds the same rows.
+        """
+        self.assertEqual(stepPages(4096), BACKUP_STEP_BYTES // 4096)
+        self.assertEqual(stepPages(65536), BACKUP_STEP_BYTES // 65536)
+        self.assertEqual(stepPages(1 << 30), 1)
+        source = self.mktemp()
+        connection = sqlite3.connect(source)
+        connection.execute("PRAGMA page_size=65536")
+        connection.execute("CREATE TABLE blobs (id INTEGER PRIMARY KEY, data BLOB)")
+        connection.executemany("INSERT INTO blobs (data) VALUES (?)",
+                               [(os.urandom(100_000),) for _ in range(120)])
+        connection.commit()
+        connection.close()
+        steps: list[int] = []
+        copy = self.mktemp()
+        size = backupInto(source, copy, lambda: False, lambda done, total: steps.append(done))
+        increments = [b - a for a, b in zip([0, *steps], steps, strict=False)]
+        self.assertGreater(len(steps), 2)
+        self.assertLessEqual(max(increments), BACKUP_STEP_BYTES)
+        self.assertEqual(size, os.path.getsize(source))
+        rows = sqlite3.connect(copy).execute("SELECT count(*), sum(length(data)) FROM blobs")
+        self.assertEqual(rows.fetchone(), (120, 12_000_000))

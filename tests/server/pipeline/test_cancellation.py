@@ -48,9 +48,9 @@ def pipelineThreads() -> list[str]:
 
 class CancellationTests(TestCase):
     def slowBackup(self) -> None:
-        """Make the SQLite backup copy 8 pages per step, 50 ms a step."""
+        """Make the SQLite backup copy 8 pages (of 4 KiB) per step, 50 ms a step."""
         original = sqliteEngine.backupInto
-        self.patch(sqliteEngine, "BACKUP_STEP_PAGES", 8)
+        self.patch(sqliteEngine, "BACKUP_STEP_BYTES", 8 * 4096)
 
         def slow(source: str, destination: str, shouldStop: Callable[[], bool],
                  onProgress: Callable[[int, int], None]) -> int:
