@@ -64,7 +64,8 @@ def describeStatus(status: RunStatus) -> str:
         lines.append(f"  error {status.errorCode}: {status.errorMessage}")
     if status.artifact:
         a = status.artifact
-        lines.append(f"  artifact: {a.name}, {size(a.sizeBytes)}, {a.checksum} {a.digest}")
+        lines.append(f"  artifact: {a.name}, {size(a.sizeBytes)}, {a.checksum} {a.digest}"
+                     + ("" if a.staged else " (released or expired: no longer on the server)"))
     for timing in status.stageTimings:
         if timing.endedAt is not None:
             took = (timing.endedAt - timing.startedAt).total_seconds()

@@ -40,6 +40,8 @@ class ArtifactInfo:
     sizeBytes: int
     checksum: str
     digest: str
+    #: Whether it can still be downloaded: false once released or expired.
+    staged: bool = True
 
 
 @frozen

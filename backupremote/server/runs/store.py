@@ -11,6 +11,8 @@ from __future__ import annotations
 import json
 import sqlite3
 
+from attrs import evolve
+
 from backupremote.protocol.runs import TERMINAL, RunEvent, RunStatus
 from backupremote.protocol.structured import converter
 
@@ -48,6 +50,16 @@ class RunStore:
         row = self._db.execute("SELECT artifactPath FROM runs WHERE runId = ?",
                                (runId,)).fetchone()
         return row[0] if row else None
+
+    def artifactRemoved(self, runId: str) -> None:
+        """The run's artifact left staging (released, expired): its status says so."""
+        status = self.get(runId)
+        if status is None or status.artifact is None or not status.artifact.staged:
+            return
+        self._db.execute(
+            "UPDATE runs SET status = ?, artifactPath = NULL WHERE runId = ?",
+            (_json(evolve(status, artifact=evolve(status.artifact, staged=False)), RunStatus),
+             runId))
 
     def unfinished(self) -> list[RunStatus]:
         """Runs the server was working on when it stopped."""

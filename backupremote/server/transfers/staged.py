@@ -217,10 +217,12 @@ class StagedArtifacts:
             folder = runFolder(runId)
             kept = folder.exists()
             shutil.rmtree(folder.path, ignore_errors=True)
+            self._runs.artifactRemoved(runId)
             return kept
         if staged.released:
             return False
         staged.released = True
+        self._runs.artifactRemoved(runId)
         if staged.leases:
             staged.folder.child(RELEASED).setContent(b"")
             _log.info("run {runId}: released; deleted when its {count} transfer(s) end",
@@ -231,6 +233,7 @@ class StagedArtifacts:
 
     def _delete(self, staged: Staged) -> None:
         shutil.rmtree(staged.folder.path, ignore_errors=True)
+        self._runs.artifactRemoved(staged.runId)
         self._staged.pop(staged.runId, None)
         for entry in staged.manifest.files:
             self._byFile.pop(entry.fileId, None)
@@ -259,6 +262,7 @@ class StagedArtifacts:
                 continue
             if age >= self.ttl:
                 shutil.rmtree(folder.path, ignore_errors=True)
+                self._runs.artifactRemoved(runId)
                 gone.append(runId)
         return gone
 
@@ -276,6 +280,7 @@ class StagedArtifacts:
             manifest = readManifest(folder)
             if status is None or folder.child(RELEASED).exists():
                 shutil.rmtree(folder.path, ignore_errors=True)
+                self._runs.artifactRemoved(folder.basename())
             elif manifest is not None and manifest.runId == status.runId:
                 self._add(Staged(status.runId, status.clientId, manifest))
         self.expire()

@@ -37,10 +37,15 @@ class LifecycleTests(StagingMixin, SynchronousTestCase):
             self.assertEqual(self.client.error(command, **arguments).code,
                              errors.ARTIFACT_EXPIRED, command)
 
+    def staged(self, runId: str) -> bool:
+        return self.client.call(GetExecutionStatus, runId=runId)["status"].artifact.staged
+
     def test_releaseRemovesTheFolder(self) -> None:
         self.stage("a")
         fileId = self.fileId("a")
+        self.assertTrue(self.staged("a"))
         self.assertTrue(self.client.call(ReleaseArtifact, runId="a")["released"])
+        self.assertFalse(self.staged("a"))
         self.assertEqual(folderNames(stagingRuns()), [])
         self.assertFalse(self.client.call(ReleaseArtifact, runId="a")["released"])
         self.assertExpired("a", fileId)
@@ -55,6 +60,7 @@ class LifecycleTests(StagingMixin, SynchronousTestCase):
         recorder.holding = True
         self.client.call(FileTransferStart, fileId=fileId, startChunk=0)
         self.assertTrue(self.client.call(ReleaseArtifact, runId="b")["released"])
+        self.assertFalse(self.staged("b"))  # no new download may start
         self.assertTrue(runFolder("b").exists())  # leased
         self.assertExpired("b", fileId)  # but no new transfer may start
         recorder.holding = False
@@ -68,9 +74,11 @@ class LifecycleTests(StagingMixin, SynchronousTestCase):
         fileId = self.fileId("c")
         self.harness.clock.advance(TTL - EXPIRY_INTERVAL)
         self.assertTrue(runFolder("c").exists())
+        self.assertTrue(self.staged("c"))
         self.harness.clock.advance(EXPIRY_INTERVAL)
         self.assertEqual(folderNames(stagingRuns()), [])
         self.assertExpired("c", fileId)
+        self.assertFalse(self.staged("c"))
 
     def test_expirySkipsLeasedArtifacts(self) -> None:
         self.stage("d", 3_000_000)

@@ -1,0 +1,29 @@
+"""How the CLI shows a run's status."""
+
+from __future__ import annotations
+
+from attrs import evolve
+from twisted.trial.unittest import SynchronousTestCase
+
+from backupremote.cli.runs import describeStatus
+from backupremote.protocol.options import BackupOptions
+from backupremote.protocol.runs import ArtifactInfo, RunStatus
+
+ARTIFACT = ArtifactInfo("f-1", "shop-20261129T031500Z.dump.zst", 4_338_553, "sha256", "ab" * 32)
+DONE = RunStatus(runId="r-1", databaseConfigId="db-1", clientId="laptop",
+                 options=BackupOptions(), state="completed", stage="finalizing",
+                 artifact=ARTIFACT)
+
+
+class DescribeStatusTests(SynchronousTestCase):
+    def test_stagedArtifact(self) -> None:
+        text = describeStatus(DONE)
+        self.assertIn("run r-1: completed", text)
+        self.assertIn("artifact: shop-20261129T031500Z.dump.zst", text)
+        self.assertNotIn("no longer on the server", text)
+
+    def test_releasedArtifact(self) -> None:
+        """After releaseArtifact or expiry the artifact is still named, marked gone."""
+        text = describeStatus(evolve(DONE, artifact=evolve(ARTIFACT, staged=False)))
+        self.assertIn("shop-20261129T031500Z.dump.zst", text)
+        self.assertIn("(released or expired: no longer on the server)", text)
