@@ -12,6 +12,7 @@ from backupremote.cli.output import EXIT_REFUSED, Output
 from backupremote.cli.remote import withClient
 from backupremote.client.api import BackupRemoteClient
 from backupremote.configfile import configError
+from backupremote.protocol.errors import NOT_FOUND, BackupRemoteError
 from backupremote.protocol.databases import (
     ENGINES,
     ConnectionTestResult,
@@ -79,11 +80,11 @@ def register(commands: Any) -> None:
     listing.set_defaults(onReactor=withClient(listCommand))
     show = sub.add_parser("show", help="show one configuration",
                           epilog="example: backupremote db show 6f1c...")
-    show.add_argument("id")
+    show.add_argument("id", help=ID_HELP)
     show.set_defaults(onReactor=withClient(showCommand))
     update = sub.add_parser("update", help="change a configuration (other fields kept)",
                             epilog="example: backupremote db update 6f1c... --port 5433")
-    update.add_argument("id")
+    update.add_argument("id", help=ID_HELP)
     update.add_argument("--name")
     update.add_argument("--version", type=int,
                         help="refuse the change unless the stored version is this one")
@@ -91,14 +92,14 @@ def register(commands: Any) -> None:
     update.set_defaults(onReactor=withClient(updateCommand))
     remove = sub.add_parser("remove", help="delete a configuration",
                             epilog="example: backupremote db remove 6f1c...")
-    remove.add_argument("id")
+    remove.add_argument("id", help=ID_HELP)
     remove.add_argument("--version", type=int)
     remove.set_defaults(onReactor=withClient(removeCommand))
     test = sub.add_parser("test", help="test the connection from the server",
                           epilog="example: backupremote db test 6f1c...   or   backupremote "
                           "db test --engine postgresql --host db1 --database shop --user b "
                           "--password-stdin")
-    test.add_argument("id", nargs="?")
+    test.add_argument("id", nargs="?", help=ID_HELP)
     test.add_argument("--name", default="unsaved")
     _configArguments(test, engineRequired=False)
     test.set_defaults(onReactor=withClient(testCommand))
@@ -106,9 +107,25 @@ def register(commands: Any) -> None:
         "preflight", help="blockers and warnings for a backup of a configuration",
         epilog="example: backupremote --config client.toml preflight 6f1c... --compression xz",
     )
-    preflight.add_argument("id")
+    preflight.add_argument("id", help=ID_HELP)
     backupArguments(preflight)
     preflight.set_defaults(onReactor=withClient(preflightCommand))
+
+
+ID_HELP = "the database configuration's id, or its name"
+
+
+async def configIdOf(client: BackupRemoteClient, idOrName: str) -> str:
+    """The id of the configuration whose id, or else name, is C{idOrName}."""
+    configs = await client.allDatabaseConfigs()
+    for config in configs:
+        if config.id == idOrName:
+            return config.id
+    for config in configs:
+        if config.name == idOrName:
+            return config.id
+    raise BackupRemoteError(NOT_FOUND, f"no database configuration has the id or name "
+                            f"{idOrName!r}; `backupremote db list` shows them")
 
 
 def _options(pairs: list[str]) -> dict[str, str]:
@@ -180,7 +197,7 @@ async def listCommand(client: BackupRemoteClient, args: argparse.Namespace, outp
 
 
 async def showCommand(client: BackupRemoteClient, args: argparse.Namespace, output: Output) -> int:
-    config = await client.getDatabaseConfig(args.id)
+    config = await client.getDatabaseConfig(await configIdOf(client, args.id))
     output.result(config, describe(config))
     return 0
 
@@ -193,6 +210,7 @@ def _asInput(config: DatabaseConfig) -> DatabaseConfigInput:
 
 
 async def updateCommand(client: BackupRemoteClient, args: argparse.Namespace, output: Output) -> int:
+    args.id = await configIdOf(client, args.id)
     current = await client.getDatabaseConfig(args.id)
     version = current.version if args.version is None else args.version
     updated = await client.updateDatabaseConfig(args.id, version, _input(args, _asInput(current)))
@@ -201,6 +219,7 @@ async def updateCommand(client: BackupRemoteClient, args: argparse.Namespace, ou
 
 
 async def removeCommand(client: BackupRemoteClient, args: argparse.Namespace, output: Output) -> int:
+    args.id = await configIdOf(client, args.id)
     await client.deleteDatabaseConfig(args.id, args.version)
     output.result({"id": args.id}, f"deleted {args.id}")
     return 0
@@ -221,7 +240,7 @@ def describeTest(result: ConnectionTestResult) -> str:
 
 async def testCommand(client: BackupRemoteClient, args: argparse.Namespace, output: Output) -> int:
     if args.id:
-        result = await client.testDatabaseConnection(configId=args.id)
+        result = await client.testDatabaseConnection(configId=await configIdOf(client, args.id))
     else:
         if not args.engine:
             raise configError("give a configuration id, or --engine and the connection fields")
@@ -248,6 +267,7 @@ def describePreflight(report: PreflightReport) -> str:
 
 async def preflightCommand(client: BackupRemoteClient, args: argparse.Namespace,
                            output: Output) -> int:
+    args.id = await configIdOf(client, args.id)
     changes = _backupChanges(args)
     options = None
     if changes:

@@ -10,7 +10,7 @@ from attrs import evolve
 
 from backupremote.cli.output import EXIT_REFUSED, Output
 from backupremote.cli.progress import ProgressView, duration, size
-from backupremote.cli.databases import backupArguments
+from backupremote.cli.databases import ID_HELP, backupArguments, configIdOf
 from backupremote.cli.remote import withClient
 from backupremote.cli.transfers import describeFetched, fetch
 from backupremote.client.api import BackupRemoteClient
@@ -31,7 +31,7 @@ def register(commands: Any) -> None:
         "--cancel-on-interrupt; --download prints the saved file's path and keeps the "
         "server's copy unless --release)",
     )
-    run.add_argument("id", help="the database configuration's id")
+    run.add_argument("id", help=ID_HELP)
     run.add_argument("--run-id", help="a runId of your own, so that a scripted retry "
                      "never starts a second backup (default: a new one)")
     run.add_argument("--wait", action="store_true", help="follow the run until it ends")
@@ -78,6 +78,7 @@ def describeStatus(status: RunStatus) -> str:
 
 async def runCommand(client: BackupRemoteClient, args: argparse.Namespace,
                      output: Output) -> int:
+    args.id = await configIdOf(client, args.id)
     changes = {field: getattr(args, name) for name, field in _OPTIONS.items()
                if getattr(args, name) is not None}
     options = None

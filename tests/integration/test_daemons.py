@@ -228,11 +228,16 @@ class DatabaseCommandsTests(ProgramTestCase):
         self.assertEqual([c["id"] for c in listed], [created["id"]])
         shown = self.cli(*config, "db", "show", created["id"]).stdout
         self.assertIn("notes  (sqlite", shown)
-        tested = json.loads(self.cli(*config, "db", "test", created["id"], "--json").stdout)
+        # a name works wherever an id does
+        tested = json.loads(self.cli(*config, "db", "test", "notes", "--json").stdout)
         self.assertTrue(tested["ok"])
         self.assertGreater(tested["sizeBytes"], 0)
-        report = json.loads(self.cli(*config, "preflight", created["id"], "--json").stdout)
+        report = json.loads(self.cli(*config, "preflight", "notes", "--json").stdout)
         self.assertTrue(report["ok"], report)
+        unknown = self.cli(*config, "db", "test", "no-such-db", expect=6)
+        self.assertIn("NOT_FOUND", unknown.stderr)
+        self.assertIn("no database configuration has the id or name 'no-such-db'",
+                      unknown.stderr)
         updated = json.loads(self.cli(*config, "db", "update", created["id"],
                                       "--compression", "zstd", "--json").stdout)
         self.assertEqual((updated["version"], updated["backup"]["compression"]), (2, "zstd"))
