@@ -111,6 +111,7 @@ class ServerHarness:
             maxConcurrent=self.config.maxConcurrentRuns, maxQueued=self.config.maxQueuedRuns,
             progressInterval=self.config.progressInterval,
             finalize=self.artifacts.finalize, checkStagingRoom=self.artifacts.checkRoom,
+            metrics=self.metrics,
         )
         testCase.addCleanup(self.runs.stop)
         #: started by the tests that want the start-up sweep and TTL expiry

@@ -11,6 +11,7 @@ from backupremote.cli.output import Output
 from backupremote.client.api import BackupRemoteClient
 from backupremote.client.config import loadClientConfig
 from backupremote.configfile import configError
+from backupremote.protocol.metrics import ServerMetrics
 from backupremote.protocol.models import Capabilities
 
 
@@ -20,6 +21,11 @@ def register(commands: Any) -> None:
         epilog="example: backupremote --config ~/.backupremote/client.toml capabilities --json",
     )
     capabilities.set_defaults(onReactor=withClient(capabilitiesCommand))
+    metrics = commands.add_parser(
+        "metrics", help="the server's counters, timings and current load",
+        epilog="example: backupremote --config ~/.backupremote/client.toml metrics --json",
+    )
+    metrics.set_defaults(onReactor=withClient(metricsCommand))
 
 
 RemoteCommand = Callable[[BackupRemoteClient, argparse.Namespace, Output], Awaitable[int]]
@@ -63,4 +69,27 @@ async def capabilitiesCommand(
 ) -> int:
     capabilities = await client.capabilities()
     output.result(capabilities, describeCapabilities(capabilities))
+    return 0
+
+
+def describeMetrics(metrics: ServerMetrics) -> str:
+    lines = [
+        f"server {metrics.serverVersion}, up {metrics.uptimeSeconds:.0f} s "
+        f"(since {metrics.startedAt:%Y-%m-%d %H:%M:%S} UTC)",
+        f"runs: {metrics.runsRunning} running, {metrics.runsQueued} queued; "
+        f"transfers: {metrics.transfersActive}; staged: {metrics.artifactsStaged} "
+        f"artifact(s), {metrics.stagedBytes} bytes",
+    ]
+    lines += [f"  {name}: {count}" for name, count in sorted(metrics.counters.items())]
+    for name, timing in sorted(metrics.timings.items()):
+        lines.append(f"  {name}: {timing.count} x, mean {timing.totalSeconds / timing.count:.2f} s, "
+                     f"max {timing.maxSeconds:.2f} s, last {timing.lastSeconds:.2f} s")
+    return "\n".join(lines)
+
+
+async def metricsCommand(
+    client: BackupRemoteClient, args: argparse.Namespace, output: Output
+) -> int:
+    metrics = await client.getMetrics()
+    output.result(metrics, describeMetrics(metrics))
     return 0

@@ -35,6 +35,7 @@ from backupremote.protocol.databases import (
     UpdateDatabaseConfig,
     ValidateServerBackupPrerequisites,
 )
+from backupremote.protocol.metrics import GetMetrics, ServerMetrics
 from backupremote.protocol.models import Capabilities as CapabilitiesModel
 from backupremote.protocol.options import BackupOptions
 from backupremote.protocol.runs import (
@@ -136,6 +137,10 @@ class BackupRemoteClient:
 
     def getExecutionStatus(self, runId: str) -> Deferred[RunStatus]:
         return self._ask(GetExecutionStatus, "status", runId=runId)
+
+    def getMetrics(self) -> Deferred[ServerMetrics]:
+        """The server's counters, timings and current load (server-wide aggregates)."""
+        return self._ask(GetMetrics, "metrics")
 
     def followRun(self, runId: str, onEvent: EventHandler | None = None
                   ) -> Deferred[RunStatus]:

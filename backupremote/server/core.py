@@ -23,6 +23,7 @@ from backupremote.server.databases.service import DatabaseConfigs
 from backupremote.server.engines import ENGINES
 from backupremote.server.metrics import Metrics
 from backupremote.server.responders.databases import DatabaseResponders
+from backupremote.server.responders.metrics import MetricsResponders
 from backupremote.server.responders.runs import RunResponders
 from backupremote.server.responders.session import SessionResponders
 from backupremote.server.responders.transfers import TransferResponders
@@ -35,7 +36,7 @@ ResponderGroup = Callable[..., CommandLocator]
 
 #: Every responder group a connection answers with; later areas add theirs.
 RESPONDER_GROUPS: tuple[ResponderGroup, ...] = (
-    SessionResponders, DatabaseResponders, RunResponders, TransferResponders,
+    SessionResponders, DatabaseResponders, RunResponders, TransferResponders, MetricsResponders,
 )
 
 
@@ -57,6 +58,12 @@ class ServerCore:
     artifacts: Any = None
     #: L{backupremote.server.transfers.registry.TransferRegistry}
     transfers: Any = None
+    #: When this core was made (the clock's seconds), for C{getMetrics}.
+    startedAt: float = field(default=None)
+
+    def __attrs_post_init__(self) -> None:
+        if self.startedAt is None:
+            self.startedAt = self.clock.seconds()
 
     def authMethods(self) -> list[str]:
         """How a client proves itself: always the secret, plus mTLS if set."""

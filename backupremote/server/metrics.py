@@ -1,18 +1,30 @@
-"""Counters the server keeps about itself (served by ``getMetrics`` later)."""
+"""Counters and timings the server keeps about itself, served by ``getMetrics``."""
 
 from __future__ import annotations
 
 from collections import Counter
 
+from backupremote.protocol.metrics import TimingSummary
+
 
 class Metrics:
-    """Named monotonic counters."""
+    """Named monotonic counters, and summaries of named durations."""
 
     def __init__(self) -> None:
         self.counters: Counter[str] = Counter()
+        self.timings: dict[str, TimingSummary] = {}
 
     def increment(self, name: str, amount: int = 1) -> None:
         self.counters[name] += amount
+
+    def observe(self, name: str, seconds: float) -> None:
+        """Add one duration of kind C{name}."""
+        seen = self.timings.get(name)
+        if seen is None:
+            self.timings[name] = TimingSummary(1, seconds, seconds, seconds)
+        else:
+            self.timings[name] = TimingSummary(seen.count + 1, seen.totalSeconds + seconds,
+                                               max(seen.maxSeconds, seconds), seconds)
 
     def snapshot(self) -> dict[str, int]:
         return dict(self.counters)

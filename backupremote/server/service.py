@@ -82,7 +82,7 @@ def buildCore(config: ServerConfig, reactor: Any, runInThread: Any = None,
         reactor, runStore, databases, produce, scripts,
         maxConcurrent=config.maxConcurrentRuns, maxQueued=config.maxQueuedRuns,
         progressInterval=config.progressInterval,
-        finalize=artifacts.finalize, checkStagingRoom=artifacts.checkRoom,
+        finalize=artifacts.finalize, checkStagingRoom=artifacts.checkRoom, metrics=metrics,
     )
     return ServerCore(
         config=config, clock=reactor, store=store, authenticator=authenticator,

@@ -234,6 +234,10 @@ class DatabaseCommandsTests(ProgramTestCase):
         self.assertGreater(tested["sizeBytes"], 0)
         report = json.loads(self.cli(*config, "preflight", "notes", "--json").stdout)
         self.assertTrue(report["ok"], report)
+        metrics = json.loads(self.cli(*config, "metrics", "--json").stdout)
+        self.assertGreaterEqual(metrics["counters"]["auth.succeeded"], 5)
+        self.assertEqual((metrics["runsRunning"], metrics["runsQueued"]), (0, 0))
+        self.assertIn("runs: 0 running, 0 queued", self.cli(*config, "metrics").stdout)
         unknown = self.cli(*config, "db", "test", "no-such-db", expect=6)
         self.assertIn("NOT_FOUND", unknown.stderr)
         self.assertIn("no database configuration has the id or name 'no-such-db'",

@@ -22,6 +22,7 @@ from backupremote.protocol.databases import (
     Finding,
     PreflightReport,
 )
+from backupremote.protocol.metrics import GetMetrics
 from backupremote.protocol.options import BackupOptions
 from backupremote.protocol.runs import (
     CancelBackup,
@@ -97,6 +98,35 @@ class RunTests(SynchronousTestCase):
 
     def status(self, runId: str) -> Any:
         return self.client.call(GetExecutionStatus, runId=runId)["status"]
+
+    def test_metrics(self) -> None:
+        """getMetrics: what is running now, and counts and timings of what ended."""
+        first = self.client.call(GetMetrics)["metrics"]
+        self.assertEqual((first.runsRunning, first.runsQueued, first.artifactsStaged),
+                         (0, 0, 0))
+        self.assertEqual(first.counters.get("auth.succeeded"), 1)
+        self.assertEqual(first.timings, {})
+        self.execute("run-1", config=0)
+        self.execute("run-2", config=1)
+        self.execute("run-3", config=2)
+        busy = self.client.call(GetMetrics)["metrics"]
+        self.assertEqual((busy.runsRunning, busy.runsQueued), (2, 1))
+        self.client.call(CancelBackup, runId="run-3")  # still queued
+        self.harness.clock.advance(7)
+        self.producer.release("run-1")
+        self.client.pump.flush()
+        after = self.client.call(GetMetrics)["metrics"]
+        self.assertEqual((after.runsRunning, after.runsQueued), (1, 0))
+        self.assertEqual(after.counters.get("runs.completed"), 1)
+        self.assertEqual(after.counters.get("runs.cancelled.CANCELLED"), 1)
+        self.assertEqual(after.timings["run"].count, 1)
+        self.assertEqual(after.timings["run"].maxSeconds, 7)
+        self.assertEqual(sorted(after.timings), ["run", "stage.finalizing"])
+        self.assertEqual(after.timings["stage.finalizing"].count, 1)
+        self.assertEqual(after.artifactsStaged, 1)
+        self.assertGreater(after.stagedBytes, 0)
+        self.assertEqual(after.uptimeSeconds - first.uptimeSeconds, 7)
+        self.assertEqual(after.startedAt, first.startedAt)
 
     def test_runCompletesWithEvents(self) -> None:
         status = self.execute("run-1", scheduleId="daily")

@@ -39,6 +39,7 @@ from backupremote.server.databases.service import DatabaseConfigs
 from backupremote.server.databases.validation import checkBackupOptions
 from backupremote.server.engines import ENGINES
 from backupremote.server.engines.base import FieldProblems
+from backupremote.server.metrics import Metrics
 from backupremote.server.runs.events import RunEventStream, push
 from backupremote.server.runs.runlog import RunLog
 from backupremote.server.runs.scripts import PostScripts, scriptFailure
@@ -86,7 +87,8 @@ class RunManager:
                  produce: Producer, scripts: PostScripts, maxConcurrent: int = 2,
                  maxQueued: int = 16, progressInterval: float = 0.25,
                  finalize: Callable[..., Awaitable[Any]] | None = None,
-                 checkStagingRoom: Callable[[int | None], None] | None = None) -> None:
+                 checkStagingRoom: Callable[[int | None], None] | None = None,
+                 metrics: Metrics | None = None) -> None:
         self._reactor = reactor
         self._store = store
         self._databases = databases
@@ -99,6 +101,7 @@ class RunManager:
         self._finalize = finalize
         #: ``checkStagingRoom(sizeEstimate)`` raises STAGING_FULL
         self._checkStagingRoom = checkStagingRoom
+        self._metrics = metrics or Metrics()
         self._active: dict[str, ActiveRun] = {}
         self._queue: list[str] = []
         self._running: set[str] = set()
@@ -365,8 +368,29 @@ class RunManager:
                      errorMessage=None if errorCode is None else message)
         run.log.info("run {state}{detail}", state=state,
                      detail=f": {errorCode}: {message}" if errorCode else "")
+        self._count(run.status)
         self._active.pop(run.status.runId, None)
         self._refreshActiveConfigs()
+
+    def _count(self, status: RunStatus) -> None:
+        """A run ended: count it by state (and error), time it and its stages."""
+        self._metrics.increment(f"runs.{status.state}")
+        if status.errorCode:
+            self._metrics.increment(f"runs.{status.state}.{status.errorCode}")
+        for timing in status.stageTimings:
+            if timing.endedAt is not None:
+                self._metrics.observe(f"stage.{timing.stage}",
+                                      (timing.endedAt - timing.startedAt).total_seconds())
+        if status.startedAt is not None and status.endedAt is not None:
+            self._metrics.observe("run", (status.endedAt - status.startedAt).total_seconds())
+
+    @property
+    def runningCount(self) -> int:
+        return len(self._running)
+
+    @property
+    def queuedCount(self) -> int:
+        return len(self._queue)
 
     def stop(self) -> None:
         """The server stops: end every run as C{INTERRUPTED}, remove their files."""

@@ -285,6 +285,11 @@ class StagedArtifacts:
                 self._add(Staged(status.runId, status.clientId, manifest))
         self.expire()
 
+    @property
+    def stagedCount(self) -> int:
+        """Artifacts that can be downloaded (staged, not released)."""
+        return sum(1 for staged in self._staged.values() if not staged.released)
+
     def checkRoom(self, estimate: int | None) -> None:
         """Refuse a run that would take staging past C{maxBytes} (0: no cap)."""
         if not self.maxBytes:
