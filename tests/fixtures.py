@@ -23,30 +23,17 @@ from twisted.python.failure import Failure
 from twisted.python.filepath import FilePath
 from twisted.test.iosim import FakeTransport, IOPump, connect
 
-from backupremote.license import DEFAULT_FEATURES, License, LicenseVerifier, signLicense
+from backupremote.license import DEFAULT_FEATURES, License, signLicense
 from backupremote.protocol.errors import BackupRemoteError
 from backupremote.protocol.runs import BackupComplete, BackupFailed, BackupProgress
 from backupremote.protocol.session import Auth, Ping
 from backupremote.protocol.versions import CURRENT_API_VERSION
-from backupremote.server.authenticator import Authenticator
 from backupremote.server.config import ServerConfig
-from backupremote.server.core import RESPONDER_GROUPS, ServerCore
-from backupremote.server.databases.service import DatabaseConfigs
-from backupremote.server.databases.store import DatabaseConfigStore
-from backupremote.server.secretbox import SecretBox
-from backupremote.server.runs.manager import RunManager
-from backupremote.server.runs.scripts import PostScripts
-from backupremote.server.runs.store import RunStore
-from backupremote.server.staging import useDataDir
-from backupremote.server.tools import ToolFinder
-from backupremote.server.metrics import Metrics
+from backupremote.server.core import RESPONDER_GROUPS
 from backupremote.server.protocol import ServerProtocol
 from backupremote.server.secrethash import hashSecret
-from backupremote.server.store import ServerStore
-from backupremote.server.throttle import PeerThrottle
+from backupremote.server.service import buildCore
 from backupremote.server.transfers.expiry import StagingJanitor
-from backupremote.server.transfers.registry import TransferRegistry
-from backupremote.server.transfers.staged import StagedArtifacts
 
 CLIENT_ID = "alice"
 SECRET = "correct-horse-battery-staple-" + "s3cr3t"
@@ -76,69 +63,34 @@ class ServerHarness:
         self.clock.advance(START.timestamp())
         self.issuerKey = Ed25519PrivateKey.generate()
         dataDir = FilePath(testCase.mktemp())
-        useDataDir(dataDir)
+        config.setdefault("toolPath", ())  # no programs: nothing is spawned
         self.config = ServerConfig(
             dataDir=dataDir,
             tlsKey=dataDir.child("unused.key"),
             tlsCert=dataDir.child("unused.crt"),
             **config,
         )
-        self.store = ServerStore.inDataDir(dataDir)
+        # The service's own wiring, with this test's clock, key and doubles.
+        self.core = buildCore(self.config, self.clock, runInThread,
+                              produce or unavailableProducer,
+                              trustedKeys=(self.issuerKey.public_key(),),
+                              responderGroups=responderGroups)
+        self.store = self.core.store
         testCase.addCleanup(self.store.close)
         self.store.addClient(CLIENT_ID, _SECRET_HASH)
-        self.metrics = Metrics()
-        self.tools = ToolFinder(self.clock, ())  # no programs: nothing is spawned
-        self.activeRuns: set[str] = set()
-        self.verifier = LicenseVerifier(
-            (self.issuerKey.public_key(),), self.clock,
-            onDenied=lambda code: self.metrics.increment(f"license.denied.{code}"),
-        )
-        self.scripts = PostScripts(self.clock, self.config.postScriptsDir,
-                                   self.config.postScriptTimeout)
-        self.databases = DatabaseConfigs(
-            DatabaseConfigStore(self.store.connection), SecretBox.inDataDir(dataDir),
-            self.config, self.clock, self.tools, self.activeRuns, self.scripts,
-        )
-        self.artifacts = StagedArtifacts(
-            self.clock, RunStore(self.store.connection), self.store.connection, runInThread,
-            self.config.artifactTtl, self.config.stagingMaxBytes,
-        )
-        self.transfers = TransferRegistry(self.clock, self.artifacts,
-                                          self.config.maxConcurrentTransfers, self.metrics)
-        self.runs = RunManager(
-            self.clock, RunStore(self.store.connection), self.databases,
-            produce or unavailableProducer, self.scripts,
-            maxConcurrent=self.config.maxConcurrentRuns, maxQueued=self.config.maxQueuedRuns,
-            progressInterval=self.config.progressInterval,
-            finalize=self.artifacts.finalize, checkStagingRoom=self.artifacts.checkRoom,
-            metrics=self.metrics,
-        )
+        self.metrics = self.core.metrics
+        self.tools = self.core.tools
+        self.verifier = self.core.authenticator.verifier
+        self.scripts = self.core.scripts
+        self.databases = self.core.databases
+        self.activeRuns = self.databases.activeRuns
+        self.artifacts = self.core.artifacts
+        self.transfers = self.core.transfers
+        self.runs = self.core.runs
         testCase.addCleanup(self.runs.stop)
         #: started by the tests that want the start-up sweep and TTL expiry
         self.janitor = StagingJanitor(self.artifacts, self.clock)
         testCase.addCleanup(lambda: self.janitor.running and self.janitor.stopService())
-        self.core = ServerCore(
-            config=self.config,
-            clock=self.clock,
-            store=self.store,
-            authenticator=Authenticator(
-                store=self.store,
-                verifier=self.verifier,
-                throttle=PeerThrottle(
-                    self.clock, self.config.maxFailedAuthsPerPeer,
-                    self.config.peerLockoutSeconds,
-                ),
-                metrics=self.metrics,
-                runInThread=runInThread,
-            ),
-            metrics=self.metrics,
-            tools=self.tools,
-            databases=self.databases,
-            runs=self.runs,
-            responderGroups=responderGroups,
-            artifacts=self.artifacts,
-            transfers=self.transfers,
-        )
 
     def license(
         self,

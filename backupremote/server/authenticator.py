@@ -47,6 +47,11 @@ class Authenticator:
         self._metrics = metrics
         self._runInThread = runInThread
 
+    @property
+    def verifier(self) -> LicenseVerifier:
+        """What judges licences (at C{auth} and at each later command)."""
+        return self._verifier
+
     async def authenticate(
         self, peerHost: str, clientId: str, secret: str, token: str,
         context: Mapping[str, str],

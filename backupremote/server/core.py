@@ -58,6 +58,8 @@ class ServerCore:
     artifacts: Any = None
     #: L{backupremote.server.transfers.registry.TransferRegistry}
     transfers: Any = None
+    #: L{backupremote.server.runs.scripts.PostScripts}
+    scripts: Any = None
     #: When this core was made (the clock's seconds), for C{getMetrics}.
     startedAt: float = field(default=None)
 

@@ -19,7 +19,7 @@ from backupremote.license import LicenseVerifier, loadTrustedKey
 from backupremote.logfile import withLogFile
 from backupremote.server.authenticator import Authenticator
 from backupremote.server.config import ServerConfig
-from backupremote.server.core import ServerCore
+from backupremote.server.core import RESPONDER_GROUPS, ServerCore
 from backupremote.server.databases.service import DatabaseConfigs
 from backupremote.server.databases.store import DatabaseConfigStore
 from backupremote.server.secretbox import SecretBox
@@ -43,18 +43,23 @@ _log = Logger(namespace="backupremote.server")
 
 
 def buildCore(config: ServerConfig, reactor: Any, runInThread: Any = None,
-              produce: Any = None) -> ServerCore:
+              produce: Any = None, trustedKeys: tuple[Any, ...] | None = None,
+              responderGroups: tuple[Any, ...] = RESPONDER_GROUPS) -> ServerCore:
     """
     The shared server state, from configuration (opens the store).
 
     @param produce: what makes an artifact (default: the real pipeline);
         tests pass a fake.
+    @param trustedKeys: the licence issuers' public keys (default: loaded
+        from the config's C{trusted_issuers} files).
     """
     metrics = Metrics()
     useDataDir(config.dataDir)
     store = ServerStore.inDataDir(config.dataDir)
+    if trustedKeys is None:
+        trustedKeys = tuple(loadTrustedKey(path) for path in config.trustedIssuers)
     verifier = LicenseVerifier(
-        trustedKeys=tuple(loadTrustedKey(path) for path in config.trustedIssuers),
+        trustedKeys=trustedKeys,
         clock=reactor,
         onDenied=lambda code: metrics.increment(f"license.denied.{code}"),
     )
@@ -87,7 +92,7 @@ def buildCore(config: ServerConfig, reactor: Any, runInThread: Any = None,
     return ServerCore(
         config=config, clock=reactor, store=store, authenticator=authenticator,
         metrics=metrics, tools=tools, databases=databases, runs=runs,
-        artifacts=artifacts,
+        artifacts=artifacts, responderGroups=responderGroups, scripts=scripts,
         transfers=TransferRegistry(reactor, artifacts, config.maxConcurrentTransfers, metrics),
     )
 
