@@ -8,6 +8,7 @@ from attrs import frozen
 from twisted.python.filepath import FilePath
 
 from backupremote.protocol.runs import StageTiming
+from backupremote.server.pipeline.chunkdigests import ChunkDigests
 
 #: What a base name may be made of: it becomes a file name, and the name a
 #: client sees.
@@ -22,7 +23,8 @@ class Artifact:
     """
     The finished, verified artifact: C{path} inside the run folder, C{name}
     its file name (no server path), C{digest} the hex C{checksum} of the
-    file's bytes (compressed), and how long each stage took.
+    file's bytes (compressed), how long each stage took, and its chunks'
+    digests for the transfer manifest.
     """
 
     path: FilePath
@@ -31,6 +33,8 @@ class Artifact:
     checksum: str
     digest: str
     stageTimings: list[StageTiming]
+    #: The transfer chunks' digests, made while writing (beside the artifact).
+    chunks: ChunkDigests | None = None
 
 
 def artifactName(baseName: str, formatExtension: str, compressionExtension: str) -> str:

@@ -34,7 +34,9 @@ from backupremote.protocol.errors import (
     BackupRemoteError,
 )
 from backupremote.server.engines import sqlite as sqliteEngine
+from backupremote.server.pipeline.artifact import PARTIAL_SUFFIX
 from backupremote.server.pipeline.children import Child, Exit
+from backupremote.server.pipeline.chunkdigests import CHUNKS_SUFFIX, ChunkDigests
 from backupremote.server.pipeline.compression import CompressionPlan, ZipTransform
 from backupremote.server.pipeline.context import RunContext
 from backupremote.server.pipeline.outcome import Outcome
@@ -52,11 +54,12 @@ from backupremote.server.process import baseEnvironment
 
 @frozen
 class Written:
-    """The artifact as written: its digest and size, and the dump's size."""
+    """The artifact as written: its digest and size, the dump's size, its chunk digests."""
 
     digest: str
     sizeBytes: int
     dumpBytes: int
+    chunks: ChunkDigests | None = None
 
 
 @frozen
@@ -77,11 +80,13 @@ class _Compression:
 
 
 def _startCompression(ctx: RunContext, compression: CompressionPlan, source: int,
-                      artifactPath: str | None, memberName: str) -> _Compression:
+                      artifactPath: str | None, memberName: str,
+                      digestsPath: str) -> _Compression:
     """
     Compress the stream readable on C{source} (a pipe or a file; this takes
     it over and closes it, whatever happens) into C{artifactPath}
-    (C{None}: only hash it).
+    (C{None}: only hash it), and the transfer chunks' digests into
+    C{digestsPath}.
     """
     meter = IOMeter()
     compressor: Child | None = None
@@ -113,13 +118,20 @@ def _startCompression(ctx: RunContext, compression: CompressionPlan, source: int
 
     try:
         sink = ArtifactSink(source, artifactPath, ctx.options.checksum, ctx.stop,
-                            makeTransform, ctx.hooks.chunkSize, ctx.hooks.write)
+                            makeTransform, ctx.hooks.chunkSize, ctx.hooks.write,
+                            digestsPath=digestsPath)
     except BaseException:
         os.close(source)
         raise
     job = ctx.thread("backupremote-artifact-sink", sink.run)
     ctx.hooks.sinkStarted(sink)
     return _Compression(compressor, sink, job, meter)
+
+
+def digestsPathOf(ctx: RunContext, partialPath: str) -> str:
+    """Where the artifact's chunk digests are written (removed unless the run succeeds)."""
+    name = os.path.basename(partialPath)
+    return ctx.files.claim(name.removesuffix(PARTIAL_SUFFIX) + CHUNKS_SUFFIX)
 
 
 def _failed(outcome: Outcome[Any]) -> bool:
@@ -211,7 +223,8 @@ async def _processDump(ctx: RunContext, plan: DumpPlan, compression: Compression
         raise
     finally:
         os.close(dumpWrite)
-    running = _startCompression(ctx, compression, dumpRead, partialPath, memberName)
+    running = _startCompression(ctx, compression, dumpRead, partialPath, memberName,
+                                digestsPathOf(ctx, partialPath))
     dumpMeter = IOMeter()
     dumpMeter.pid = dump.pid
 
@@ -253,7 +266,7 @@ async def _processDump(ctx: RunContext, plan: DumpPlan, compression: Compression
     if compression.compression != "none":
         ctx.clock.start("compression")
         ctx.clock.end("compression", running.sink.bytesOut)
-    return Written(running.job.value, running.sink.bytesOut, total)
+    return Written(running.job.value, running.sink.bytesOut, total, running.sink.chunkDigests)
 
 
 class _BackupProgress:
@@ -288,12 +301,14 @@ async def _sqliteDump(ctx: RunContext, plan: DumpPlan, compression: CompressionP
     source = os.open(backupPath, os.O_RDONLY | os.O_CLOEXEC)
     if uncompressed:
         # The backup is done; what remains is hashing it.
-        running = _startCompression(ctx, compression, source, None, memberName)
+        running = _startCompression(ctx, compression, source, None, memberName,
+                                    digestsPathOf(ctx, partialPath))
         ctx.ticker.follow("dump", lambda: (size, size))
     else:
         ctx.clock.end("dump", size)
         ctx.clock.start("compression")
-        running = _startCompression(ctx, compression, source, partialPath, memberName)
+        running = _startCompression(ctx, compression, source, partialPath, memberName,
+                                    digestsPathOf(ctx, partialPath))
         ctx.ticker.follow("compression", lambda: (running.consumed(), size))
     parts = [running.job]
     if running.compressor is not None:
@@ -302,10 +317,10 @@ async def _sqliteDump(ctx: RunContext, plan: DumpPlan, compression: CompressionP
     judgeCompression(ctx, compression, running, None, plan)
     if uncompressed:
         ctx.clock.end("dump", size)
-        return Written(running.job.value, size, size)
+        return Written(running.job.value, size, size, running.sink.chunkDigests)
     ctx.files.remove(backupPath)
     ctx.clock.end("compression", running.sink.bytesOut)
-    return Written(running.job.value, running.sink.bytesOut, size)
+    return Written(running.job.value, running.sink.bytesOut, size, running.sink.chunkDigests)
 
 
 def _sqliteFailed(error: BaseException) -> BackupRemoteError:

@@ -114,11 +114,13 @@ async def _stages(ctx: RunContext, engine: IEngine, tools: ToolFinder, baseName:
         os.rename(partial, final)
         ctx.files.release(partial)
         ctx.files.release(final)
+        if written.chunks is not None:
+            ctx.files.release(written.chunks.path.path)
         ctx.clock.end("finalizing", written.sizeBytes)
         ctx.ticker.stop()
         return Artifact(path=FilePath(final), name=name, sizeBytes=written.sizeBytes,
                         checksum=ctx.options.checksum, digest=written.digest,
-                        stageTimings=list(ctx.clock.timings))
+                        stageTimings=list(ctx.clock.timings), chunks=written.chunks)
     except Exception:
         await _abandon(ctx)
         raise

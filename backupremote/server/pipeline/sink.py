@@ -25,6 +25,7 @@ import time
 from collections.abc import Callable
 from typing import Protocol
 
+from backupremote.server.pipeline.chunkdigests import ChunkDigester, ChunkDigests
 from backupremote.server.pipeline.threads import StopFlag
 
 #: How much is read at a time.
@@ -128,9 +129,15 @@ class ArtifactSink:
 
     def __init__(self, source: int, path: str | None, checksum: str, stop: StopFlag,
                  makeTransform: Callable[[Callable[[bytes], None]], Transform] | None = None,
-                 chunkSize: int = CHUNK_SIZE, write: Writer = os.write) -> None:
+                 chunkSize: int = CHUNK_SIZE, write: Writer = os.write,
+                 digestsPath: str | None = None) -> None:
         self._source = source
         self._hash = hashlib.new(checksum)
+        #: The transfer manifest's chunk digests, made on the way (if asked):
+        #: L{ChunkDigests} once L{run} has returned.
+        self.chunkDigests: ChunkDigests | None = None
+        self._digester = (ChunkDigester(digestsPath, wholeFromSink=checksum == "sha256")
+                          if digestsPath is not None else None)
         self._stop = stop
         self._makeTransform = makeTransform
         self._chunkSize = chunkSize
@@ -167,8 +174,13 @@ class ArtifactSink:
             if self._out is not None:
                 out, self._out = self._out, None
                 os.close(out)
-            return self._hash.hexdigest()
+            digest = self._hash.hexdigest()
+            if self._digester is not None:
+                self.chunkDigests = self._digester.finish(digest)
+            return digest
         finally:
+            if self._digester is not None:
+                self._digester.close()
             # Closing the source first tells the producers to stop (EPIPE)
             # should the sink fail or be stopped before the end.
             os.close(self._source)
@@ -184,6 +196,8 @@ class ArtifactSink:
         made = len(data) if self._makeTransform is not None else 0
         self._hold(made)
         self._hash.update(data)
+        if self._digester is not None:
+            self._digester.feed(data)
         if self._out is not None:
             writeAll(self._out, data, self._write)
         self.bytesOut += len(data)

@@ -97,7 +97,7 @@ class RunManager:
         self.maxConcurrent = maxConcurrent
         self.maxQueued = maxQueued
         self.progressInterval = progressInterval
-        #: ``finalize(runId, clientId, artifactPath, info)``: writes the manifest
+        #: ``finalize(runId, clientId, artifactPath, info, chunks=)``: writes the manifest
         self._finalize = finalize
         #: ``checkStagingRoom(sizeEstimate)`` raises STAGING_FULL
         self._checkStagingRoom = checkStagingRoom
@@ -313,7 +313,8 @@ class RunManager:
             self._update(run, stage="finalizing")
             run.events.progress("finalizing", artifact.sizeBytes, artifact.sizeBytes)
             if self._finalize is not None:
-                await self._finalize(runId, run.status.clientId, artifact.path, info)
+                await self._finalize(runId, run.status.clientId, artifact.path, info,
+                                     chunks=artifact.chunks)
             if run.cancelRequested:
                 raise CancelledError()
             self._update(run, stageTimings=_endFinalizing(run.status.stageTimings, self._now()))

@@ -1,8 +1,9 @@
 """
 A staged artifact's manifest, kept on disk beside it in the run's folder.
 
-The artifact is read once, in a worker thread, to compute the whole-file
-SHA-256 and one SHA-256 per C{CHUNK_SIZE} chunk. The manifest is stored as
+The whole-file SHA-256 and one SHA-256 per C{CHUNK_SIZE} chunk are made by
+the pipeline while it writes the artifact; when they are missing or no
+longer match the file, the artifact is read once, in a worker thread. The manifest is stored as
 JSON (the wire model) and the chunk digests as 32 raw bytes each; both are
 written to a temporary name, fsynced and renamed, digests first, so a
 manifest on disk always describes complete digests.
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from datetime import datetime
 
 from twisted.python.filepath import FilePath
@@ -19,6 +21,7 @@ from twisted.python.filepath import FilePath
 from backupremote.newfile import fsyncFolder, replaceFile
 from backupremote.protocol.structured import converter
 from backupremote.protocol.transfers import CHUNK_SIZE, FileEntry, Manifest
+from backupremote.server.pipeline.chunkdigests import ChunkDigests
 
 MANIFEST = "manifest.json"
 DIGESTS = "chunks.sha256"
@@ -60,10 +63,37 @@ def hashChunks(path: str) -> tuple[int, str, bytes]:
     return size, whole.hexdigest(), bytes(digests)
 
 
-def writeManifest(artifact: FilePath, runId: str, fileId: str,
-                  createdAt: datetime, expiresAt: datetime) -> Manifest:
-    """Hash C{artifact} and store its manifest beside it (blocking: run in a thread)."""
-    size, sha256, digests = hashChunks(artifact.path)
+def _madeWhileWriting(artifact: FilePath, chunks: ChunkDigests | None) -> bytes | None:
+    """
+    The raw digests in C{chunks} if they still describe C{artifact}: same
+    size, and the artifact not changed after them (a post-script could).
+    """
+    if chunks is None:
+        return None
+    try:
+        made = os.stat(chunks.path.path)
+        now = os.stat(artifact.path)
+        if now.st_size != chunks.sizeBytes or now.st_mtime_ns > made.st_mtime_ns:
+            return None
+        digests = chunks.path.getContent()
+    except OSError:
+        return None
+    return digests if len(digests) == chunkCount(chunks.sizeBytes) * DIGEST_SIZE else None
+
+
+def writeManifest(artifact: FilePath, runId: str, fileId: str, createdAt: datetime,
+                  expiresAt: datetime, chunks: ChunkDigests | None = None) -> Manifest:
+    """
+    Store C{artifact}'s manifest beside it (blocking: run in a thread), from
+    the digests made while writing it when they still hold, else by hashing.
+    """
+    digests = _madeWhileWriting(artifact, chunks)
+    if digests is not None and chunks is not None:
+        size, sha256 = chunks.sizeBytes, chunks.sha256
+    else:
+        size, sha256, digests = hashChunks(artifact.path)
+    if chunks is not None and chunks.path.exists():
+        chunks.path.remove()
     entry = FileEntry(fileId=fileId, name=artifact.basename(), sizeBytes=size, sha256=sha256,
                       chunkSize=CHUNK_SIZE, chunkCount=len(digests) // DIGEST_SIZE)
     manifest = Manifest(runId=runId, files=[entry], createdAt=createdAt, expiresAt=expiresAt)

@@ -35,6 +35,7 @@ from backupremote.protocol.transfers import HASHES_PER_ANSWER, FileEntry, Manife
 from backupremote.server.runs.manager import runFolder
 from backupremote.server.runs.store import RunStore
 from backupremote.server.staging import runsRoot
+from backupremote.server.pipeline.chunkdigests import ChunkDigests
 from backupremote.server.transfers.manifest import (
     RELEASED,
     readDigests,
@@ -109,13 +110,16 @@ class StagedArtifacts:
     # Manifests
 
     async def finalize(self, runId: str, clientId: str, artifact: FilePath,
-                       info: ArtifactInfo) -> Manifest:
-        """Hash C{artifact} off the reactor and stage it with its manifest."""
+                       info: ArtifactInfo, chunks: ChunkDigests | None = None) -> Manifest:
+        """
+        Stage C{artifact} with its manifest, written off the reactor (from
+        the C{chunks} digests made while writing it, else by hashing it).
+        """
         if runId in self._writing:
             return await self._writing[runId]
         createdAt = self._now()
         writing = self._runInThread(writeManifest, artifact, runId, info.fileId, createdAt,
-                                    createdAt + timedelta(seconds=self.ttl))
+                                    createdAt + timedelta(seconds=self.ttl), chunks)
         self._writing[runId] = writing
         try:
             manifest = await writing

@@ -20,8 +20,10 @@ from backupremote.protocol.options import BackupOptions
 from backupremote.server.engines import ENGINES
 from backupremote.server.engines.base import Target
 from backupremote.server.pipeline import Artifact, PipelineHooks, produceArtifact
+from backupremote.server.pipeline.chunkdigests import CHUNKS_SUFFIX
 from backupremote.server.process import runProcess
 from backupremote.server.tools import ToolFinder, defaultToolPath
+from backupremote.server.transfers.manifest import hashChunks
 from tests.databases.servers import _baseEnv, which
 
 COMPRESSIONS = ("none", "gzip", "zstd", "xz", "zip")
@@ -152,3 +154,15 @@ async def waitFor(condition: Any, timeout: float = 30.0, step: float = 0.05) -> 
             raise AssertionError(f"condition not met within {timeout} s")
         await sleep(step)
 
+
+
+def assertArtifactFiles(testCase: Any, runDir: FilePath, artifact: Any) -> None:
+    """
+    The run folder holds the artifact and its chunk digests only, and those
+    digests (made while writing) are what hashing the file gives.
+    """
+    testCase.assertEqual(sorted(os.listdir(runDir.path)),
+                         sorted([artifact.name, artifact.name + CHUNKS_SUFFIX]))
+    size, sha256, digests = hashChunks(artifact.path.path)
+    testCase.assertEqual((artifact.chunks.sizeBytes, artifact.chunks.sha256), (size, sha256))
+    testCase.assertEqual(artifact.chunks.path.getContent(), digests)

@@ -26,6 +26,7 @@ from tests.databases.servers import (
     wrongPassword,
 )
 from tests.server.pipeline.helpers import (
+    assertArtifactFiles,
     COMPRESSIONS,
     decompressed,
     fileDigest,
@@ -68,7 +69,7 @@ class FirebirdPipelineTests(TestCase):
                                                             path=database.path),
                                          runDir, compression=compression, verification="full")
             self.assertTrue(artifact.name.startswith("appdb-20261129T031500Z.fbk"))
-            self.assertEqual(os.listdir(runDir.path), [artifact.name])
+            assertArtifactFiles(self, runDir, artifact)
             self.assertEqual(artifact.digest, fileDigest(artifact.path.path))
             content = await decompressed(artifact.path.path, compression)
             self.assertTrue(looksLikeGbakBackup(content[:64]))

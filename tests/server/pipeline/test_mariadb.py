@@ -28,6 +28,7 @@ from tests.databases.servers import (
     wrongPassword,
 )
 from tests.server.pipeline.helpers import (
+    assertArtifactFiles,
     COMPRESSIONS,
     decompressed,
     fakeToolFolder,
@@ -77,7 +78,7 @@ class MariaDBPipelineTests(TestCase):
             artifact = await runPipeline("mariadb", targetOf(server), runDir,
                                          compression=compression, verification="full")
             self.assertTrue(artifact.name.startswith("appdb-20261129T031500Z.sql"))
-            self.assertEqual(os.listdir(runDir.path), [artifact.name])
+            assertArtifactFiles(self, runDir, artifact)
             self.assertEqual(artifact.digest, fileDigest(artifact.path.path))
             content = await decompressed(artifact.path.path, compression)
             self.assertIn(b"-- Dump completed", content[-200:])

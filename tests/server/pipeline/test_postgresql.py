@@ -37,16 +37,17 @@ from tests.databases.servers import (
     wrongPassword,
 )
 from tests.server.pipeline.helpers import (
+    assertArtifactFiles,
     COMPRESSIONS,
-    STUCK_ZSTD,
-    ProgressLog,
     decompressed,
     fakeToolFolder,
     fileDigest,
     groupGone,
     makeRunDir,
+    ProgressLog,
     realTools,
     runPipeline,
+    STUCK_ZSTD,
     waitFor,
 )
 
@@ -97,7 +98,7 @@ class PostgreSQLPipelineTests(TestCase):
                                          progress=progress, compression=compression,
                                          verification="full", format="custom")
             self.assertTrue(artifact.name.startswith("appdb-20261129T031500Z.dump"))
-            self.assertEqual(os.listdir(runDir.path), [artifact.name])
+            assertArtifactFiles(self, runDir, artifact)
             self.assertEqual(artifact.digest, fileDigest(artifact.path.path))
             self.assertEqual(artifact.sizeBytes, artifact.path.getsize())
             content = await decompressed(artifact.path.path, compression)
@@ -177,7 +178,9 @@ class PostgreSQLPipelineTests(TestCase):
         await waitFor(lambda: any(done > 0 for done in progress.bytesOf("dump")))
         self.assertEqual(sorted(pids), ["compressor", "dump"])
         self.assertFalse(groupGone(pids["dump"]))
-        self.assertEqual(os.listdir(runDir.path), ["appdb-20261129T031500Z.dump.zst.partial"])
+        self.assertEqual(sorted(os.listdir(runDir.path)),
+                         ["appdb-20261129T031500Z.dump.zst.chunks",
+                          "appdb-20261129T031500Z.dump.zst.partial"])
         running.cancel()
         await self.assertFailure(running, CancelledError)
         for role, pid in pids.items():

@@ -18,11 +18,12 @@ from backupremote.server.engines.sqlite import SQLITE_HEADER
 from backupremote.server.pipeline import PipelineHooks
 from tests.databases.servers import ROW_COUNT, TABLE, startSQLite
 from tests.server.pipeline.helpers import (
+    assertArtifactFiles,
     COMPRESSIONS,
-    ProgressLog,
     decompressed,
     fileDigest,
     makeRunDir,
+    ProgressLog,
     runPipeline,
 )
 
@@ -56,7 +57,7 @@ class SQLitePipelineTests(TestCase):
                                          checksum="blake2b")
             suffix = {"none": "", "gzip": ".gz", "zstd": ".zst", "xz": ".xz", "zip": ".zip"}
             self.assertEqual(artifact.name, f"appdb-20261129T031500Z.sqlite{suffix[compression]}")
-            self.assertEqual(os.listdir(runDir.path), [artifact.name])
+            assertArtifactFiles(self, runDir, artifact)
             self.assertEqual(artifact.digest, fileDigest(artifact.path.path, "blake2b"))
             self.assertEqual(artifact.checksum, "blake2b")
             self.assertEqual(artifact.sizeBytes, artifact.path.getsize())
