@@ -30,8 +30,8 @@ from twisted.internet.defer import Deferred
 from backupremote.client.partfile import DIGEST_SIZE, PartFile
 from backupremote.protocol.transfers import CHUNK_SIZE
 
-#: Boxes queued before answers are withheld (~8 MB with 4 chunks a box).
-QUEUE_BOXES = 32
+#: Boxes queued before answers are withheld (~8 MB with 8 chunks a box).
+QUEUE_BOXES = 16
 #: Make progress durable after this many bytes or seconds, whichever comes first.
 SYNC_BYTES = 64 << 20
 SYNC_SECONDS = 2.0

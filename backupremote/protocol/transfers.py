@@ -21,9 +21,9 @@ from backupremote.protocol.structured import Structured
 #: Bytes per chunk: the unit of hashing, resuming and sending (fits one AMP value).
 CHUNK_SIZE = 65_000
 #: Chunks sent in one box.
-CHUNKS_PER_BOX = 4
+CHUNKS_PER_BOX = 8
 #: Boxes the server sends before it waits for the client's acknowledgements.
-WINDOW_BOXES = 8
+WINDOW_BOXES = 6
 #: Chunk hashes per ``fileChunkHashes`` answer (32 bytes each, one AMP value).
 HASHES_PER_ANSWER = 2000
 
