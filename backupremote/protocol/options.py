@@ -8,6 +8,15 @@ COMPRESSIONS = ("none", "gzip", "zstd", "xz", "zip")
 CHECKSUMS = ("sha256", "blake2b")
 VERIFICATIONS = ("none", "stream", "full")
 
+#: (lowest, highest, default) level of each compression that has levels
+#: (zstd stops at 19: levels 20-22 need --ultra and windows of up to 128 MiB).
+COMPRESSION_LEVELS: dict[str, tuple[int, int, int]] = {
+    "gzip": (1, 9, 6),
+    "zstd": (1, 19, 3),
+    "xz": (0, 9, 6),
+    "zip": (0, 9, 6),
+}
+
 #: Engine formats; the first of each engine is its default.
 FORMATS: dict[str, tuple[str, ...]] = {
     "postgresql": ("custom", "plain"),

@@ -21,6 +21,7 @@ from backupremote.protocol.databases import ENGINES, DatabaseConfigInput
 from backupremote.protocol.errors import VALIDATION_FAILED, BackupRemoteError
 from backupremote.protocol.options import (
     CHECKSUMS,
+    COMPRESSION_LEVELS,
     COMPRESSIONS,
     FORMATS,
     VERIFICATIONS,
@@ -37,10 +38,6 @@ REMOTE_DATABASE = re.compile(r"[A-Za-z0-9_$/.:-][A-Za-z0-9_$/. :-]{0,254}")
 SCRIPT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 MAX_PASSWORD = 1024
 
-#: Compression levels each compressor accepts; None means "no level".
-LEVELS: dict[str, range | None] = {
-    "none": None, "gzip": range(1, 10), "zstd": range(1, 20), "xz": range(0, 10), "zip": range(0, 10),
-}
 MIN_TIMEOUT, MAX_TIMEOUT = 60, 7 * 86400
 
 
@@ -69,11 +66,11 @@ def checkBackupOptions(options: BackupOptions, engine: str, problems: FieldProbl
     if options.compression not in COMPRESSIONS:
         problems.add(prefix + "compression", f"must be one of: {', '.join(COMPRESSIONS)}")
     elif options.level is not None:
-        levels = LEVELS[options.compression]
+        levels = COMPRESSION_LEVELS.get(options.compression)
         if levels is None:
             problems.add(prefix + "level", "must be empty without compression")
-        elif options.level not in levels:
-            problems.add(prefix + "level", f"must be {levels.start}..{levels.stop - 1} "
+        elif not levels[0] <= options.level <= levels[1]:
+            problems.add(prefix + "level", f"must be {levels[0]}..{levels[1]} "
                                            f"for {options.compression}")
     if not 0 <= options.threads <= 256:
         problems.add(prefix + "threads", "must be 0 (all cores) to 256")

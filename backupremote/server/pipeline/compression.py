@@ -21,23 +21,13 @@ from backupremote.protocol.errors import (
     VALIDATION_FAILED,
     BackupRemoteError,
 )
-from backupremote.protocol.options import BackupOptions
+from backupremote.protocol.options import COMPRESSION_LEVELS, BackupOptions
 from backupremote.server.compressors import findCompressor
 from backupremote.server.tools import Tool, ToolFinder
 
 #: File name suffix of each compression.
 EXTENSIONS: dict[str, str] = {"none": "", "gzip": ".gz", "zstd": ".zst", "xz": ".xz", "zip": ".zip"}
 
-#: (lowest, highest, default) level of each compression.
-LEVELS: dict[str, tuple[int, int, int]] = {
-    "gzip": (1, 9, 6),
-    "zstd": (1, 22, 3),
-    "xz": (0, 9, 6),
-    "zip": (0, 9, 6),
-}
-
-#: zstd levels above this need C{--ultra} (and much memory).
-ZSTD_ULTRA_FROM = 20
 
 
 @frozen
@@ -59,10 +49,10 @@ class CompressionPlan:
         """
         Whether verification decompresses in the server (zstd, with
         python-zstandard) rather than with the program: as fast as C{zstd -t}
-        where a child writing to a pipe cost a third more. Not for C{--ultra}
-        levels, whose windows (up to 128 MiB) would weigh on the server.
+        where a child writing to a pipe cost a third more. Levels up to 19
+        keep zstd's window at 8 MiB at most.
         """
-        return self.compression == "zstd" and self.level < ZSTD_ULTRA_FROM
+        return self.compression == "zstd"
 
     @property
     def extension(self) -> str:
@@ -72,8 +62,7 @@ class CompressionPlan:
         """The compressor's command line, stdin to stdout."""
         tool = self._tool()
         if tool.name == "zstd":
-            ultra = ["--ultra"] if self.level >= ZSTD_ULTRA_FROM else []
-            return [tool.path, "-q", "-c", *ultra, f"-{self.level}", f"-T{self.threads}"]
+            return [tool.path, "-q", "-c", f"-{self.level}", f"-T{self.threads}"]
         if tool.name == "pigz":
             return [tool.path, "-c", f"-{self.level}", "-p", str(self.threads or cpuCount())]
         if tool.name == "gzip":
@@ -116,8 +105,8 @@ async def planCompression(tools: ToolFinder, options: BackupOptions) -> Compress
         raise BackupRemoteError(VALIDATION_FAILED, "threads must be 0 (all cores) or more",
                                 details={"fields": {"threads": "must be 0 or more"}})
     level = 0
-    if compression in LEVELS:
-        low, high, default = LEVELS[compression]
+    if compression in COMPRESSION_LEVELS:
+        low, high, default = COMPRESSION_LEVELS[compression]
         level = default if options.level is None else options.level
         if not low <= level <= high:
             raise BackupRemoteError(

@@ -82,8 +82,8 @@ class CommandLineTests(SynchronousTestCase):
     def test_compressors(self) -> None:
         self.assertEqual(self.plan("zstd", 3, 0).compressArgv(),
                          ["/usr/bin/zstd", "-q", "-c", "-3", "-T0"])
-        self.assertEqual(self.plan("zstd", 21, 2).compressArgv(),
-                         ["/usr/bin/zstd", "-q", "-c", "--ultra", "-21", "-T2"])
+        self.assertEqual(self.plan("zstd", 19, 2).compressArgv(),
+                         ["/usr/bin/zstd", "-q", "-c", "-19", "-T2"])
         self.assertEqual(self.plan("pigz", 6, 4).compressArgv(),
                          ["/usr/bin/pigz", "-c", "-6", "-p", "4"])
         self.assertEqual(self.plan("gzip", 9).compressArgv(), ["/usr/bin/gzip", "-c", "-9"])
@@ -140,10 +140,11 @@ class PlanCompressionTests(TestCase):
         self.assertEqual((plan.level, plan.extension), (3, ".zst"))
         plan = await planCompression(tools, BackupOptions(compression="zip", level=9))
         self.assertEqual((plan.level, plan.external), (9, False))
-        error = await self.assertFailure(Deferred.fromCoroutine(
-            planCompression(tools, BackupOptions(compression="gzip", level=12))),
-            BackupRemoteError)
-        self.assertEqual(error.code, VALIDATION_FAILED)
+        for compression, level in (("gzip", 12), ("zstd", 20), ("xz", -1)):
+            error = await self.assertFailure(Deferred.fromCoroutine(
+                planCompression(tools, BackupOptions(compression=compression, level=level))),
+                BackupRemoteError)
+            self.assertEqual(error.code, VALIDATION_FAILED, compression)
 
     async def test_missingProgram(self) -> None:
         error = await self.assertFailure(Deferred.fromCoroutine(
