@@ -146,8 +146,13 @@ class ArtifactSink:
         if path is not None:
             # Made here, in the reactor's thread: once the sink exists, so
             # does its file (one open() does not keep the reactor waiting).
-            self._out = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
-                                | os.O_NOFOLLOW, 0o600)
+            try:
+                self._out = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
+                                    | os.O_NOFOLLOW, 0o600)
+            except BaseException:
+                if self._digester is not None:
+                    self._digester.close()
+                raise
         self.bytesIn = 0
         self.bytesOut = 0
         self.buffered = 0
