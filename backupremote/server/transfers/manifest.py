@@ -29,8 +29,6 @@ DIGESTS = "chunks.sha256"
 RELEASED = "released"
 DIGEST_SIZE = 32
 
-HELPERS = frozenset({MANIFEST, DIGESTS, RELEASED})
-
 
 def chunkCount(sizeBytes: int) -> int:
     """Chunks of a file of C{sizeBytes} (an empty file has none)."""
