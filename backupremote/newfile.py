@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 
 from twisted.python.filepath import FilePath
 
@@ -10,6 +11,16 @@ from backupremote.protocol.errors import CONFIG_INVALID, BackupRemoteError
 
 PRIVATE = 0o600
 PUBLIC = 0o644
+
+#: The write function: C{os.write}'s signature (tests slow it down).
+Writer = Callable[[int, memoryview], int]
+
+
+def writeAll(fd: int, data: bytes | memoryview, write: Writer = os.write) -> None:
+    """Write all of C{data} to C{fd} (a file or a blocking pipe)."""
+    view = memoryview(data)
+    while view:
+        view = view[write(fd, view):]
 
 
 def writeNewFile(path: FilePath | str | os.PathLike[str], data: bytes, mode: int = PUBLIC) -> None:
@@ -55,9 +66,7 @@ def replaceFile(path: FilePath, data: bytes, mode: int = PRIVATE) -> None:
     temporary = path.siblingExtension(".tmp")
     descriptor = os.open(temporary.path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
     try:
-        view = memoryview(data)
-        while view:
-            view = view[os.write(descriptor, view):]
+        writeAll(descriptor, data)
         os.fsync(descriptor)
     finally:
         os.close(descriptor)

@@ -23,7 +23,6 @@ from twisted.python.failure import Failure
 OUTPUT_CAP = 1 << 20
 
 SETPRIV = "/usr/bin/setpriv"
-SETSID = "/usr/bin/setsid"
 
 #: Run by the server's own interpreter between the fork and the program:
 #: a new process group in the same session, then the program itself.
@@ -106,11 +105,7 @@ def groupLeaderArgv(argv: Sequence[str]) -> list[str]:
     session), killed by the kernel if the server dies first (so a crash
     leaves no dump running).
     """
-    if sys.executable:
-        command = [sys.executable, "-I", "-S", "-c", GROUP_LEADER, *argv]
-    else:
-        # an embedding interpreter that cannot name itself: a session will do
-        command = [SETSID, *argv]
+    command = [sys.executable, "-I", "-S", "-c", GROUP_LEADER, *argv]
     if os.path.exists(SETPRIV):
         command = [SETPRIV, "--pdeathsig", "KILL", "--", *command]
     return command

@@ -17,6 +17,7 @@ import os
 from attrs import frozen
 from twisted.python.filepath import FilePath
 
+from backupremote.newfile import writeAll
 from backupremote.protocol.transfers import CHUNK_SIZE
 
 #: Added to the partial artifact's name for its digests file.
@@ -73,9 +74,7 @@ class ChunkDigester:
 
     def _flush(self) -> None:
         assert self._fd is not None
-        view = memoryview(self._digests)
-        while view:
-            view = view[os.write(self._fd, view):]
+        writeAll(self._fd, self._digests)
         self._digests = bytearray()
 
     def finish(self, sinkDigest: str) -> ChunkDigests:
@@ -84,8 +83,10 @@ class ChunkDigester:
             self._endChunk()
         self._flush()
         assert self._fd is not None
-        # Newer than the artifact's last write (closed before this): the
-        # manifest trusts these digests only if nothing changed it since.
+        # Durable, so that the manifest can rename it into place as it is;
+        # and newer than the artifact's last write (closed before this):
+        # the manifest trusts these digests only if nothing changed it since.
+        os.fsync(self._fd)
         os.utime(self._fd)
         self.close()
         whole = sinkDigest if self._whole is None else self._whole.hexdigest()

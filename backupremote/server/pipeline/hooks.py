@@ -12,7 +12,8 @@ from typing import Any
 from attrs import frozen
 from twisted.python.filepath import FilePath
 
-from backupremote.server.pipeline.sink import CHUNK_SIZE, ArtifactSink, Writer
+from backupremote.newfile import Writer
+from backupremote.server.pipeline.sink import CHUNK_SIZE, ArtifactSink
 
 
 def _nothing(*args: Any) -> None:

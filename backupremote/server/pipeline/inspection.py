@@ -25,9 +25,10 @@ from typing import Protocol
 
 import zstandard
 
+from backupremote.newfile import writeAll
 from backupremote.server.pipeline.compression import zipMember
 from backupremote.server.pipeline.plans import HEAD_BYTES, TAIL_BYTES
-from backupremote.server.pipeline.sink import CHUNK_SIZE, ChunkReader, Stopped, writeAll
+from backupremote.server.pipeline.sink import CHUNK_SIZE, ChunkReader, Stopped
 from backupremote.server.pipeline.threads import StopFlag
 from backupremote.server.pipeline.zstdframes import FrameWalker
 

@@ -25,6 +25,7 @@ import time
 from collections.abc import Callable
 from typing import Protocol
 
+from backupremote.newfile import Writer, writeAll
 from backupremote.server.pipeline.chunkdigests import ChunkDigester, ChunkDigests
 from backupremote.server.pipeline.threads import StopFlag
 
@@ -45,8 +46,6 @@ COALESCE_SECONDS = 0.001
 #: How long a read waits before looking at the stop flag again.
 POLL_MILLISECONDS = 200
 
-#: The write function: C{os.write}'s signature (tests slow it down).
-Writer = Callable[[int, memoryview], int]
 
 
 class Stopped(Exception):
@@ -103,14 +102,6 @@ class ChunkReader:
             if self._coalesce and self._pipe and 0 < len(data) < self._chunkSize // 4:
                 time.sleep(self._coalesce)
             return data
-
-
-def writeAll(fd: int, data: bytes | memoryview, write: Writer = os.write) -> None:
-    """Write all of C{data} to C{fd} (a file or a blocking pipe)."""
-    view = memoryview(data)
-    while view:
-        written = write(fd, view)
-        view = view[written:]
 
 
 class ArtifactSink:

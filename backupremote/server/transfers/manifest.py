@@ -61,42 +61,41 @@ def hashChunks(path: str) -> tuple[int, str, bytes]:
     return size, whole.hexdigest(), bytes(digests)
 
 
-def _madeWhileWriting(artifact: FilePath, chunks: ChunkDigests | None) -> bytes | None:
+def _madeWhileWriting(artifact: FilePath, chunks: ChunkDigests | None) -> bool:
     """
-    The raw digests in C{chunks} if they still describe C{artifact}: same
-    size, and the artifact not changed after them (a post-script could).
+    Whether C{chunks} still describes C{artifact}: its digests file complete,
+    the artifact the same size and not changed after them (a post-script could).
     """
     if chunks is None:
-        return None
+        return False
     try:
         made = os.stat(chunks.path.path)
         now = os.stat(artifact.path)
-        if now.st_size != chunks.sizeBytes or now.st_mtime_ns > made.st_mtime_ns:
-            return None
-        digests = chunks.path.getContent()
     except OSError:
-        return None
-    return digests if len(digests) == chunkCount(chunks.sizeBytes) * DIGEST_SIZE else None
+        return False
+    return (now.st_size == chunks.sizeBytes and now.st_mtime_ns <= made.st_mtime_ns
+            and made.st_size == chunkCount(chunks.sizeBytes) * DIGEST_SIZE)
 
 
 def writeManifest(artifact: FilePath, runId: str, fileId: str, createdAt: datetime,
                   expiresAt: datetime, chunks: ChunkDigests | None = None) -> Manifest:
     """
     Store C{artifact}'s manifest beside it (blocking: run in a thread), from
-    the digests made while writing it when they still hold, else by hashing.
+    the digests made while writing it when they still hold (their synced
+    file is renamed into place), else by hashing it.
     """
-    digests = _madeWhileWriting(artifact, chunks)
-    if digests is not None and chunks is not None:
+    folder = artifact.parent()
+    if chunks is not None and _madeWhileWriting(artifact, chunks):
         size, sha256 = chunks.sizeBytes, chunks.sha256
+        os.replace(chunks.path.path, folder.child(DIGESTS).path)
     else:
         size, sha256, digests = hashChunks(artifact.path)
-    if chunks is not None and chunks.path.exists():
-        chunks.path.remove()
+        replaceFile(folder.child(DIGESTS), digests)
+        if chunks is not None and chunks.path.exists():
+            chunks.path.remove()
     entry = FileEntry(fileId=fileId, name=artifact.basename(), sizeBytes=size, sha256=sha256,
-                      chunkSize=CHUNK_SIZE, chunkCount=len(digests) // DIGEST_SIZE)
+                      chunkSize=CHUNK_SIZE, chunkCount=chunkCount(size))
     manifest = Manifest(runId=runId, files=[entry], createdAt=createdAt, expiresAt=expiresAt)
-    folder = artifact.parent()
-    replaceFile(folder.child(DIGESTS), digests)
     replaceFile(folder.child(MANIFEST), json.dumps(
         converter.unstructure(manifest, Manifest), sort_keys=True).encode("utf-8"))
     fsyncFolder(folder)

@@ -226,8 +226,8 @@ class StagedArtifacts:
         if staged.released:
             return False
         staged.released = True
-        self._runs.artifactRemoved(runId)
         if staged.leases:
+            self._runs.artifactRemoved(runId)  # no new transfer may start
             staged.folder.child(RELEASED).setContent(b"")
             _log.info("run {runId}: released; deleted when its {count} transfer(s) end",
                       runId=runId, count=staged.leases)

@@ -15,9 +15,9 @@ from backupremote.server.pipeline.inspection import ArtifactReader, StreamInspec
 from backupremote.server.pipeline.threads import StopFlag
 from backupremote.server.pipeline.zstdframes import FrameWalker
 
-payloads = st.binary(max_size=5000) | st.builds(lambda n, b: b * n,
-                                                 st.integers(1, 300_000), st.binary(min_size=1,
-                                                                                     max_size=3))
+#: Random bytes, or a short pattern repeated up to 900 KB (many blocks, RLE ones too).
+payloads = st.binary(max_size=5000) | st.builds(
+    lambda count, pattern: pattern * count, st.integers(1, 300_000), st.binary(min_size=1, max_size=3))
 
 
 @st.composite
