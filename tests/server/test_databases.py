@@ -79,9 +79,10 @@ class DatabaseConfigTests(SynchronousTestCase):
         self.assertEqual(set(moved.details["fields"]), {"password"})
         updated = self.loopback.call(
             UpdateDatabaseConfig, id=created.id, version=1,
-            config=evolve(POSTGRES, options={"sslmode": "verify-full"}, password=None))["config"]
+            config=evolve(POSTGRES, options={"sslmode": "require", "connect_timeout": "10"},
+                          password=None))["config"]
         self.assertEqual((updated.options, updated.version, updated.hasPassword),
-                         ({"sslmode": "verify-full"}, 2, True))
+                         ({"sslmode": "require", "connect_timeout": "10"}, 2, True))
         stale = self.refused(UpdateDatabaseConfig, id=created.id, version=1,
                              config=evolve(POSTGRES, port=6000))
         self.assertEqual(stale.code, errors.CONFLICT)

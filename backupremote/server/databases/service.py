@@ -46,6 +46,26 @@ from backupremote.server.tools import ToolFinder
 MAX_PAGE = 100
 _log = Logger(namespace="backupremote.server.databases")
 
+#: The fields that say where a stored password goes.
+TARGET_FIELDS = ("engine", "host", "port", "user", "database", "path")
+
+
+def passwordBoundChanges(current: StoredConfig, config: DatabaseConfigInput) -> list[str]:
+    """
+    The changes from C{current} to C{config} that the stored password is
+    bound to: where it goes (L{TARGET_FIELDS}) and how securely it travels
+    there (every engine option but those the engine declares
+    C{optionsKeepingPassword}, so TLS settings such as PostgreSQL's
+    C{sslmode} or MariaDB's C{ssl}), as field names.
+    """
+    changed = [name for name in TARGET_FIELDS
+               if getattr(config, name) != getattr(current, name)]
+    keeping = ENGINES[config.engine].optionsKeepingPassword
+    for key in sorted(set(current.options) | set(config.options)):
+        if key not in keeping and current.options.get(key) != config.options.get(key):
+            changed.append(f"options.{key}")
+    return changed
+
 
 class DatabaseConfigs:
     """Create, read, update, delete, test and preflight configurations."""
@@ -90,17 +110,18 @@ class DatabaseConfigs:
     def update(self, configId: str, version: int, given: DatabaseConfigInput) -> DatabaseConfig:
         current = self._store.require(configId)
         config = validateConfig(given, self.roots)
-        moved = (config.engine, config.host, config.port, config.user, config.database,
-                 config.path) != (current.engine, current.host, current.port, current.user,
-                                  current.database, current.path)
-        if (moved and current.passwordSealed is not None and config.password is None
+        changed = passwordBoundChanges(current, config)
+        if (changed and current.passwordSealed is not None and config.password is None
                 and not config.removePassword):
-            # never send a stored password somewhere its owner did not send it
+            # never send a stored password somewhere, or less securely, than
+            # its owner did: a new host, or sslmode=disable, must bring it again
+            listed = ", ".join(changed)
             raise BackupRemoteError(
                 VALIDATION_FAILED, "invalid configuration: password must be given again "
-                "(or removed) when the engine, host, port, user, database or path changes",
+                f"(or removed) because {listed} changed; the stored password is only "
+                "sent to the target and with the transport security it was given for",
                 details={"fields": {"password": "must be given again when the connection "
-                                                "target changes"}})
+                                                f"target or its security changes ({listed})"}})
         if config.password is not None:
             sealed = self._seal(config.password, configId)
         elif config.removePassword:

@@ -60,6 +60,12 @@ class IEngine(Interface):
     name = Attribute("The engine's name in configurations, e.g. 'postgresql'.")
     defaultPort = Attribute("The port used when a config gives none, or None.")
     optionNames = Attribute("The engine option keys a configuration may set.")
+    optionsKeepingPassword = Attribute(
+        "The option keys that change neither where the password goes nor how "
+        "securely it travels (timeouts, character sets): a stored configuration "
+        "may change them without giving its password again. Every other option "
+        "is taken to bear on transport security (TLS), so an option added later "
+        "asks for the password again until it is listed here.")
 
     def validate(config: DatabaseConfigInput, problems: FieldProblems) -> None:
         """Add the engine-specific problems of C{config} (required fields, options)."""

@@ -254,6 +254,8 @@ class FirebirdEngine:
     name = "firebird"
     defaultPort = DEFAULT_PORT
     optionNames = frozenset({"charset", "role"})
+    #: wire encryption is the server account's firebird.conf (WireCrypt), no option of ours
+    optionsKeepingPassword = frozenset({"charset", "role"})
 
     def validate(self, config: DatabaseConfigInput, problems: FieldProblems) -> None:
         hasPath = config.path not in (None, "")

@@ -201,6 +201,8 @@ class MariaDBEngine:
     name: str = NAME
     defaultPort: int = DEFAULT_PORT
     optionNames: tuple[str, ...] = OPTION_NAMES
+    #: ssl decides whether the password may travel in clear: changing it asks for it again
+    optionsKeepingPassword: frozenset[str] = frozenset({"connect_timeout"})
 
     def validate(self, config: DatabaseConfigInput, problems: FieldProblems) -> None:
         problems.require(config, ["host", "database", "user"], self.name)

@@ -194,6 +194,8 @@ class PostgreSQLEngine:
     name: str = NAME
     defaultPort: int = DEFAULT_PORT
     optionNames: tuple[str, ...] = OPTION_NAMES
+    #: sslmode decides whether the password may travel in clear: changing it asks for it again
+    optionsKeepingPassword: frozenset[str] = frozenset({"connect_timeout"})
 
     def validate(self, config: DatabaseConfigInput, problems: FieldProblems) -> None:
         problems.require(config, ["host", "database", "user"], self.name)

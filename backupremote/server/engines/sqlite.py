@@ -170,6 +170,7 @@ class SQLiteEngine:
     name = "sqlite"
     defaultPort = None
     optionNames: frozenset[str] = frozenset()
+    optionsKeepingPassword: frozenset[str] = frozenset()
 
     def __init__(self, runInThread: ThreadRunner | None = None) -> None:
         self.runInThread = runInThread
