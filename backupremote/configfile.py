@@ -70,6 +70,15 @@ class Section:
             raise configError(f"{self._name}.{key} must be an integer >= {minimum}")
         return value
 
+    def strings(self, key: str) -> tuple[str, ...] | None:
+        """A list of non-empty strings, or C{None} when the key is absent."""
+        values = self._take(key, list, None)
+        if values is None:
+            return None
+        if not all(isinstance(v, str) and v for v in values):
+            raise configError(f"{self._name}.{key} must be a list of non-empty strings")
+        return tuple(values)
+
     def path(self, key: str, required: bool = False) -> FilePath | None:
         """A path, relative paths taken from the config file's folder."""
         value = self.string(key)

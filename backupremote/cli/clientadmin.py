@@ -27,7 +27,10 @@ def register(commands: Any) -> None:
     init.add_argument("directory")
     init.add_argument("--server", required=True, help="HOST:PORT of the server")
     trust = init.add_mutually_exclusive_group(required=True)
-    trust.add_argument("--fingerprint", help="the server certificate's SHA-256 fingerprint")
+    trust.add_argument("--fingerprint", action="append",
+                       help="the server certificate's SHA-256 fingerprint; repeat it to "
+                       "pin the current and the pending certificate during a rotation "
+                       "(any pinned one is accepted)")
     trust.add_argument("--ca-file", help="a CA file to verify the server's certificate by name")
     init.add_argument("--client-id", required=True)
     init.add_argument("--secret-file", required=True, help="the file add-client wrote")
@@ -51,7 +54,7 @@ def initClient(args: argparse.Namespace, output: Output) -> int:
         clientId=args.client_id,
         secret=_read(args.secret_file, "secret file"),
         licenseToken=_read(args.license, "licence file").decode("utf-8", "replace"),
-        fingerprint=args.fingerprint,
+        fingerprints=args.fingerprint or (),
         caPem=_read(args.ca_file, "CA file") if args.ca_file else None,
         clientCertPem=_read(args.client_cert, "client certificate") if args.client_cert else None,
         clientKeyPem=_read(args.client_key, "client key") if args.client_key else None,

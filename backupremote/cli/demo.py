@@ -136,7 +136,7 @@ async def runDemo(reactor: Any, args: argparse.Namespace, output: Output) -> int
         _step(output, f"server listening on 127.0.0.1:{port} (TLS, pinned certificate)")
         clientConfig = createClientFolder(
             root.child("client"), f"127.0.0.1:{port}", DEMO_CLIENT,
-            secret.encode("ascii"), token, fingerprint=folder.fingerprint,
+            secret.encode("ascii"), token, fingerprints=[folder.fingerprint],
         )
         client = BackupRemoteClient.fromConfig(reactor, loadClientConfig(clientConfig))
         await client.session()

@@ -15,7 +15,7 @@ from backupremote.configfile import (
     readToml,
     refuseUnknownSections,
 )
-from backupremote.tls.certificates import normalizeFingerprint
+from backupremote.tls.client import pinList
 
 
 @frozen
@@ -47,7 +47,9 @@ class ClientConfig:
     secretFile: FilePath
     licenseFile: FilePath
     server: ServerAddress
-    fingerprint: str | None = None
+    #: pinned SHA-256 fingerprints of the server's certificate, any of which
+    #: is accepted (two during a certificate rotation)
+    fingerprints: tuple[str, ...] = ()
     caFile: FilePath | None = None
     serverName: str | None = None
     clientCert: FilePath | None = None
@@ -98,14 +100,14 @@ def _loadClientConfig(path: FilePath) -> ClientConfig:
     client = Section(data, "client", base)
     server = Section(data, "server", base)
     limits = Section(data, "limits", base)
-    fingerprint = server.string("fingerprint")
+    fingerprints = _pins(server)
     config = ClientConfig(
         clientId=client.string("id") or _raise(client.missing("id")),
         secretFile=client.path("secret_file", required=True),
         licenseFile=client.path("license_file", required=True),
         logFile=client.path("log_file"),
         server=ServerAddress.parse(server.string("address") or _raise(server.missing("address"))),
-        fingerprint=normalizeFingerprint(fingerprint) if fingerprint else None,
+        fingerprints=fingerprints,
         caFile=server.path("ca_file"),
         serverName=server.string("server_name"),
         clientCert=server.path("client_cert"),
@@ -117,11 +119,23 @@ def _loadClientConfig(path: FilePath) -> ClientConfig:
     )
     for section in (client, server, limits):
         section.done()
-    if bool(config.fingerprint) == bool(config.caFile):
-        raise configError("set exactly one of server.fingerprint and server.ca_file")
+    if bool(config.fingerprints) == bool(config.caFile):
+        raise configError("set exactly one of server.fingerprints and server.ca_file")
     if bool(config.clientCert) != bool(config.clientKey):
         raise configError("server.client_cert and server.client_key go together")
     return config
+
+
+def _pins(server: Section) -> tuple[str, ...]:
+    """C{fingerprints = [...]}, or the older C{fingerprint = "..."} as a list of one."""
+    many = server.strings("fingerprints")
+    one = server.string("fingerprint")
+    if many is not None and one is not None:
+        raise configError("set server.fingerprints or server.fingerprint, not both")
+    if many is not None and not many:
+        raise configError("server.fingerprints must list at least one fingerprint")
+    given = many if many is not None else (one,) if one is not None else ()
+    return pinList(given) if given else ()
 
 
 def _raise(error: Exception) -> str:

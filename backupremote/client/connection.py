@@ -83,7 +83,7 @@ class ConnectionManager:
         self._credentials = credentials
         self._creator = creator or clientCreator(
             config.serverName or config.server.host,
-            config.fingerprint,
+            config.fingerprints,
             config.caFile.getContent() if config.caFile else None,
             config.clientCert.getContent() if config.clientCert else None,
             config.clientKey.getContent() if config.clientKey else None,

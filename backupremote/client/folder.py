@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Sequence
+
 import tomli_w
 from twisted.python.filepath import FilePath
 
@@ -9,7 +11,8 @@ from backupremote.client.config import ServerAddress, loadClientConfig
 from backupremote.configfile import configError
 from backupremote.newfile import writeNewFile, writePrivateFile
 from backupremote.license import parseToken
-from backupremote.tls.certificates import loadCertificates, loadPrivateKey, normalizeFingerprint
+from backupremote.tls.certificates import loadCertificates, loadPrivateKey
+from backupremote.tls.client import pinList
 
 
 def createClientFolder(
@@ -18,7 +21,7 @@ def createClientFolder(
     clientId: str,
     secret: bytes,
     licenseToken: str,
-    fingerprint: str | None = None,
+    fingerprints: Sequence[str] = (),
     caPem: bytes | None = None,
     clientCertPem: bytes | None = None,
     clientKeyPem: bytes | None = None,
@@ -40,8 +43,9 @@ def createClientFolder(
     license, _, _ = parseToken(licenseToken)
     if license.clientId != clientId:
         raise configError(f"the licence is for client {license.clientId!r}, not {clientId!r}")
-    if bool(fingerprint) == bool(caPem):
+    if bool(fingerprints) == bool(caPem):
         raise configError("give exactly one of a fingerprint and a CA file")
+    pins = pinList(fingerprints) if fingerprints else ()
     if (clientCertPem is None) != (clientKeyPem is None):
         raise configError("--client-cert and --client-key go together")
     if caPem is not None:
@@ -49,9 +53,9 @@ def createClientFolder(
     if clientCertPem is not None and clientKeyPem is not None:
         loadCertificates(clientCertPem, "client certificate")
         loadPrivateKey(clientKeyPem, "client key")
-    serverTable: dict[str, str] = {"address": server}
-    if fingerprint:
-        serverTable["fingerprint"] = normalizeFingerprint(fingerprint)
+    serverTable: dict[str, str | list[str]] = {"address": server}
+    if pins:
+        serverTable["fingerprints"] = list(pins)
     else:
         serverTable["ca_file"] = "server-ca.pem"
     if clientCertPem is not None:

@@ -293,9 +293,12 @@ CANCELLED = _register(
 # Client side: errors raised before or instead of a server answer
 TLS_FINGERPRINT_MISMATCH = _register(
     "TLS_FINGERPRINT_MISMATCH",
-    "The server's certificate does not have the pinned SHA-256 fingerprint.",
-    "If the server's certificate was renewed, pin the new fingerprint printed "
-    "by `backupremote server init`; otherwise you may be talking to another "
+    "The server's certificate does not have the pinned SHA-256 fingerprint "
+    "(or any of them).",
+    "If the server's certificate was renewed, get its fingerprint from the "
+    "server's operator (`backupremote server fingerprint`) over a channel you "
+    "trust and pin it in client.toml, `fingerprints = [\"OLD\", \"NEW\"]` "
+    "while a rotation is under way; otherwise you may be talking to another "
     "machine: do not proceed.",
 )
 TLS_FAILED = _register(

@@ -1,9 +1,9 @@
 """
 The client's side of TLS: how it checks the server it connects to.
 
-Either the server's leaf certificate is pinned by its SHA-256 fingerprint
-(L{PinnedCertificateCreator}), or it must chain to a CA file and name the
-host.  Connect with C{wrapClientTLS(clientCreator(...), endpoint)}; when the
+Either the server's leaf certificate is pinned by its SHA-256 fingerprint,
+one of several during a certificate rotation (L{PinnedCertificateCreator}),
+or it must chain to a CA file and name the host.  Connect with C{wrapClientTLS(clientCreator(...), endpoint)}; when the
 connection is lost before the handshake completed, L{describeTLSFailure}
 turns the reason into a registered error.
 """
@@ -11,7 +11,7 @@ turns the reason into a registered error.
 from __future__ import annotations
 
 import hmac
-from typing import Any
+from typing import Any, Sequence
 
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
@@ -68,23 +68,26 @@ def _loadClientCertificate(
 @implementer(IOpenSSLClientConnectionCreator)
 class PinnedCertificateCreator:
     """
-    Client TLS (1.2 or newer) that trusts exactly the server certificate
-    whose DER has the pinned SHA-256 fingerprint, whoever signed it.
+    Client TLS (1.2 or newer) that trusts exactly the server certificates
+    whose DER has one of the pinned SHA-256 fingerprints, whoever signed
+    them. Several pins let a client follow a certificate rotation: it pins
+    the old and the new certificate until the server offers the new one.
 
-    @ivar fingerprint: the pin, normalised (C{AB:CD:...}).
+    @ivar fingerprints: the pins, normalised (C{AB:CD:...}), in order.
     @ivar mismatch: C{(expected, actual)} once a connection was refused for
         presenting another certificate, else C{None}; reset per connection.
+        C{expected} is the pins joined by C{", "}.
     @ivar context: the pyOpenSSL context every connection is made from.
     """
 
     def __init__(
         self,
-        fingerprint: str,
+        fingerprints: str | Sequence[str],
         hostname: str | None = None,
         clientCertPem: bytes | None = None,
         clientKeyPem: bytes | None = None,
     ) -> None:
-        self.fingerprint = normalizeFingerprint(fingerprint)
+        self.fingerprints = pinList(fingerprints)
         self.hostname = hostname
         self.mismatch: tuple[str, str] | None = None
         self.context = SSL.Context(SSL.TLS_METHOD)
@@ -101,11 +104,17 @@ class PinnedCertificateCreator:
                 self.context.add_extra_chain_cert(cert)
             self.context.use_privatekey(key)
 
+    @property
+    def _expected(self) -> str:
+        return ", ".join(self.fingerprints)
+
     def _matches(self, der: bytes) -> bool:
         actual = fingerprintOfDer(der)
-        if hmac.compare_digest(actual, self.fingerprint):
+        # every pin is compared, so the time taken does not say which matched
+        found = [hmac.compare_digest(actual, pin) for pin in self.fingerprints]
+        if any(found):
             return True
-        self.mismatch = (self.fingerprint, actual)
+        self.mismatch = (self._expected, actual)
         return False
 
     def _verify(
@@ -123,7 +132,7 @@ class PinnedCertificateCreator:
             return
         cert = conn.get_peer_certificate(as_cryptography=True)
         if cert is None:
-            self.mismatch = (self.fingerprint, "(no certificate)")
+            self.mismatch = (self._expected, "(no certificate)")
         elif self._matches(cert.public_bytes(Encoding.DER)):
             return
         conn.get_app_data().failVerification(
@@ -140,28 +149,49 @@ class PinnedCertificateCreator:
         return connection
 
 
+def pinList(fingerprints: str | Sequence[str]) -> tuple[str, ...]:
+    """
+    One or more fingerprints, normalised, without repeats, in order.
+
+    @raise BackupRemoteError: C{CONFIG_INVALID} for an empty list or a
+        malformed fingerprint.
+    """
+    given = [fingerprints] if isinstance(fingerprints, str) else list(fingerprints)
+    pins: list[str] = []
+    for text in given:
+        pin = normalizeFingerprint(text)
+        if pin not in pins:
+            pins.append(pin)
+    if not pins:
+        raise BackupRemoteError(
+            CONFIG_INVALID, "pin at least one fingerprint of the server's certificate"
+        )
+    return tuple(pins)
+
+
 def clientCreator(
     host: str,
-    fingerprint: str | None,
+    fingerprints: str | Sequence[str] | None,
     caPem: bytes | None,
     clientCertPem: bytes | None = None,
     clientKeyPem: bytes | None = None,
 ) -> IOpenSSLClientConnectionCreator:
     """
-    How the client checks the server at C{host}: a pinned C{fingerprint}, or
-    C{caPem} (one or more CA certificates) plus the host name; optionally
-    with a client certificate and key for mutual TLS.
+    How the client checks the server at C{host}: pinned C{fingerprints}
+    (one, or several during a certificate rotation; any of them is
+    accepted), or C{caPem} (one or more CA certificates) plus the host name;
+    optionally with a client certificate and key for mutual TLS.
 
     @raise BackupRemoteError: C{CONFIG_INVALID} unless exactly one of
-        C{fingerprint} and C{caPem} is given, or for unreadable PEM.
+        C{fingerprints} and C{caPem} is given, or for unreadable PEM.
     """
-    if fingerprint and caPem:
+    if fingerprints and caPem:
         raise BackupRemoteError(
             CONFIG_INVALID,
             "give either a pinned fingerprint or a CA file for the server, not both",
         )
-    if fingerprint:
-        return PinnedCertificateCreator(fingerprint, host, clientCertPem, clientKeyPem)
+    if fingerprints:
+        return PinnedCertificateCreator(fingerprints, host, clientCertPem, clientKeyPem)
     if not caPem:
         raise BackupRemoteError(
             CONFIG_INVALID,
@@ -225,9 +255,10 @@ def describeTLSFailure(
     mismatch = getattr(creator, "mismatch", None)
     if isinstance(error, SSL.Error) and mismatch is not None:
         expected, actual = mismatch
+        oneOf = "one of " if "," in expected else ""
         return BackupRemoteError(
             TLS_FINGERPRINT_MISMATCH,
-            f"server certificate fingerprint is {actual}, expected {expected}; "
+            f"server certificate fingerprint is {actual}, expected {oneOf}{expected}; "
             "if the server's certificate was renewed, pin the new fingerprint, "
             "otherwise this may be another machine: do not proceed",
             details={"expected": expected, "actual": actual},

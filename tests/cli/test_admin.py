@@ -301,7 +301,7 @@ class ClientInitTests(CLITestCase):
         config = loadClientConfig(directory.child("client.toml"))
         self.assertEqual(config.clientId, "bob")
         self.assertEqual((config.server.host, config.server.port), ("127.0.0.1", 7443))
-        self.assertEqual(config.fingerprint, self.fingerprint)
+        self.assertEqual(config.fingerprints, (self.fingerprint,))
         self.assertEqual(config.secretFile, directory.child("client.secret"))
         self.assertEqual(mode(config.secretFile), 0o600)
         self.assertEqual(config.readSecret(), self.secret)
@@ -312,7 +312,19 @@ class ClientInitTests(CLITestCase):
         self.ok(*self.init(directory.path,
                            fingerprint=self.fingerprint.replace(":", "").lower()))
         config = loadClientConfig(directory.child("client.toml"))
-        self.assertEqual(config.fingerprint, self.fingerprint)
+        self.assertEqual(config.fingerprints, (self.fingerprint,))
+
+    def test_severalFingerprints(self) -> None:
+        """
+        C{--fingerprint} twice pins both certificates of a rotation, written
+        as C{fingerprints = [...]}.
+        """
+        other = json.loads(run("server", "init", self.mktemp(), "--json")[1])["fingerprint"]
+        directory = FilePath(self.mktemp())
+        self.ok(*self.init(directory.path), "--fingerprint", other.replace(":", ""))
+        self.assertIn(b"fingerprints = [", directory.child("client.toml").getContent())
+        config = loadClientConfig(directory.child("client.toml"))
+        self.assertEqual(config.fingerprints, (self.fingerprint, other))
 
     def test_caFile(self) -> None:
         directory = FilePath(self.mktemp())
@@ -322,7 +334,7 @@ class ClientInitTests(CLITestCase):
         argv[index:index + 2] = ["--ca-file", ca]
         self.ok(*argv)
         config = loadClientConfig(directory.child("client.toml"))
-        self.assertIsNone(config.fingerprint)
+        self.assertEqual(config.fingerprints, ())
         self.assertEqual(config.caFile.getContent(), FilePath(ca).getContent())
 
     def test_initTwiceRefused(self) -> None:

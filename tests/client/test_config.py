@@ -43,7 +43,7 @@ class LoadClientConfigTests(SynchronousTestCase):
         config = loadClientConfig(self.write(MINIMAL))
         self.assertEqual(config.clientId, "bob")
         self.assertEqual(config.server, ServerAddress("db1.example", 7443))
-        self.assertEqual(config.fingerprint, FINGERPRINT)
+        self.assertEqual(config.fingerprints, (FINGERPRINT,))
         self.assertIsNone(config.caFile)
         self.assertEqual(config.connectAttempts, 3)
 
@@ -69,16 +69,38 @@ class LoadClientConfigTests(SynchronousTestCase):
     def test_fingerprintNormalised(self) -> None:
         config = loadClientConfig(self.write(
             MINIMAL.replace(FINGERPRINT, "sha256:" + "ab" * 32)))
-        self.assertEqual(config.fingerprint, FINGERPRINT)
+        self.assertEqual(config.fingerprints, (FINGERPRINT,))
 
     def test_badFingerprint(self) -> None:
         self.refused(MINIMAL.replace(FINGERPRINT, "AB:CD"), "fingerprint")
+
+    def test_fingerprintsList(self) -> None:
+        """C{fingerprints = [...]} pins several certificates (a rotation), normalised."""
+        other = ":".join(["CD"] * 32)
+        text = MINIMAL.replace(f'fingerprint = "{FINGERPRINT}"',
+                               f'fingerprints = ["{FINGERPRINT}", "{other.replace(":", "")}"]')
+        config = loadClientConfig(self.write(text))
+        self.assertEqual(config.fingerprints, (FINGERPRINT, other))
+
+    def test_fingerprintsRefused(self) -> None:
+        line = f'fingerprint = "{FINGERPRINT}"'
+        self.refused(MINIMAL.replace(line, "fingerprints = []"), "server.fingerprints")
+        self.refused(MINIMAL.replace(line, f'fingerprints = "{FINGERPRINT}"'),
+                     "server.fingerprints")
+        self.refused(MINIMAL.replace(line, f'fingerprints = ["{FINGERPRINT}", "AB:CD"]'),
+                     "fingerprint")
+        self.refused(MINIMAL.replace(line, f'fingerprints = ["{FINGERPRINT}", 7]'),
+                     "server.fingerprints")
+        self.refused(MINIMAL + f'fingerprints = ["{FINGERPRINT}"]\n',
+                     "server.fingerprints", "server.fingerprint")
+        self.refused(MINIMAL.replace(line, f'fingerprints = ["{FINGERPRINT}"]')
+                     + 'ca_file = "ca.pem"\n', "server.fingerprints", "server.ca_file")
 
     def test_caFile(self) -> None:
         path = self.write(MINIMAL.replace(f'fingerprint = "{FINGERPRINT}"',
                                           'ca_file = "ca.pem"\nserver_name = "db1"'))
         config = loadClientConfig(path)
-        self.assertIsNone(config.fingerprint)
+        self.assertEqual(config.fingerprints, ())
         self.assertEqual(config.caFile, path.parent().child("ca.pem"))
         self.assertEqual(config.serverName, "db1")
 
@@ -86,7 +108,7 @@ class LoadClientConfigTests(SynchronousTestCase):
         both = MINIMAL + 'ca_file = "ca.pem"\n'
         neither = MINIMAL.replace(f'fingerprint = "{FINGERPRINT}"', "")
         for text in (both, neither):
-            self.refused(text, "server.fingerprint", "server.ca_file")
+            self.refused(text, "server.fingerprints", "server.ca_file")
 
     def test_clientCertAndKeyTogether(self) -> None:
         self.refused(MINIMAL + 'client_cert = "c.crt"\n', "client_cert", "client_key")

@@ -54,7 +54,7 @@ class RunningServer:
         licenseFile.setContent(self.token.encode())
         fields: dict[str, Any] = dict(
             clientId=CLIENT_ID, secretFile=secretFile, licenseFile=licenseFile,
-            server=ServerAddress("127.0.0.1", self.port), fingerprint=self.fingerprint,
+            server=ServerAddress("127.0.0.1", self.port), fingerprints=(self.fingerprint,),
             connectAttempts=1, callTimeout=10,
         )
         return ClientConfig(**(fields | changes))

@@ -82,7 +82,7 @@ class ServerOverTLSTests(TestCase):
     async def test_fingerprintMismatchIsRefusedClearly(self) -> None:
         server = await startServer(self)
         wrong = "AA:" * 31 + "AA"
-        client = server.client(self, fingerprint=wrong)
+        client = server.client(self, fingerprints=(wrong,))
         with self.assertRaises(BackupRemoteError) as raised:
             await client.capabilities()
         error = raised.exception
@@ -95,7 +95,8 @@ class ServerOverTLSTests(TestCase):
         server = await startServer(self)
         ca = server.folder.child("ca.pem")
         ca.setContent(server.certPem)
-        client = server.client(self, fingerprint=None, caFile=ca, serverName="localhost")
+        client = server.client(self, fingerprints=(), caFile=ca,
+                               serverName="localhost")
         self.assertEqual((await client.capabilities()).apiVersions, [1])
 
     async def test_plainTCPGetsNoAMP(self) -> None:

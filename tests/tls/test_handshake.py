@@ -205,6 +205,44 @@ class PinnedFingerprintTests(HandshakeMixin, TestCase):
         self.assertEqual(creator.mismatch, (expected, actual))
 
     @inlineCallbacks
+    def test_anyOfSeveralPins(self) -> Any:
+        """
+        With several pins (a certificate rotation), a certificate with any of
+        them is accepted, in whatever order they are given.
+        """
+        pins = [fingerprintOfPem(OTHER_CERT), fingerprintOfPem(SERVER_CERT)]
+        for order in (pins, pins[::-1]):
+            creator = clientCreator("127.0.0.1", order, None)
+            self.assertEqual(creator.fingerprints, tuple(order))
+            yield self.assertEchoes(serverContextFactory(SERVER_KEY, SERVER_CERT), creator)
+            yield self.assertEchoes(serverContextFactory(OTHER_KEY, OTHER_CERT), creator)
+
+    @inlineCallbacks
+    def test_noneOfSeveralPins(self) -> Any:
+        """A certificate with none of the pins fails, and the error names them all."""
+        pins = [fingerprintOfPem(OTHER_CERT), fingerprintOfPem(ISSUED_CERT)]
+        actual = fingerprintOfPem(SERVER_CERT)
+        creator = clientCreator("127.0.0.1", pins, None)
+        error = yield self.assertHandshakeFails(
+            serverContextFactory(SERVER_KEY, SERVER_CERT), creator
+        )
+        self.assertEqual(error.code, TLS_FINGERPRINT_MISMATCH)
+        self.assertIn(f"fingerprint is {actual}, expected one of {pins[0]}, {pins[1]}",
+                      error.message)
+        self.assertIn("backupremote server fingerprint", error.action)
+        self.assertIn("fingerprints = [", error.action)
+
+    def test_pinListRefusesEmptyAndMalformed(self) -> None:
+        for pins in ([], ["AB:CD"], [fingerprintOfPem(SERVER_CERT), "nope"]):
+            error = self.assertRaises(BackupRemoteError, PinnedCertificateCreator, pins)
+            self.assertEqual(error.code, CONFIG_INVALID, pins)
+
+    def test_repeatedPinsCollapse(self) -> None:
+        pin = fingerprintOfPem(SERVER_CERT)
+        creator = PinnedCertificateCreator([pin, pin.replace(":", "").lower()])
+        self.assertEqual(creator.fingerprints, (pin,))
+
+    @inlineCallbacks
     def test_mismatchResetPerConnection(self) -> Any:
         """A creator reused after a mismatch reports the new outcome."""
         creator = clientCreator("127.0.0.1", fingerprintOfPem(SERVER_CERT), None)
