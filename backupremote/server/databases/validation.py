@@ -34,9 +34,16 @@ NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9 ._-]{0,63}")
 HOSTNAME = re.compile(r"(?=.{1,253}$)[A-Za-z0-9]([A-Za-z0-9-]{0,62})(\.[A-Za-z0-9]([A-Za-z0-9-]{0,62}))*\.?")
 USER = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.@$-]{0,127}")
 DATABASE = re.compile(r"[A-Za-z0-9_$][A-Za-z0-9_$.-]{0,127}")
-REMOTE_DATABASE = re.compile(r"[A-Za-z0-9_$/.:-][A-Za-z0-9_$/. :-]{0,254}")
+#: A database on a Firebird server: an alias or a path there. Like the other
+#: engines' names it cannot start with "." or "-" (nor ":"), and no path
+#: component may be "..".
+REMOTE_DATABASE = re.compile(r"(?!.*(?:^|[/:])\.\.(?:$|/))[A-Za-z0-9_$/][A-Za-z0-9_$/. :-]{0,254}")
 SCRIPT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 MAX_PASSWORD = 1024
+#: The longest database file path (Linux's PATH_MAX, in characters)
+MAX_PATH = 4096
+#: C0 control characters and DEL: refused in a path (NUL, newlines, escapes)
+CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 MIN_TIMEOUT, MAX_TIMEOUT = 60, 7 * 86400
 
@@ -134,6 +141,10 @@ def validateConfig(
             problems.add(f"options.{key}", "must be at most 256 characters")
     engine.validate(config, problems)
     checkBackupOptions(config.backup, config.engine, problems)
+    if config.path is not None and (not config.path or len(config.path) > MAX_PATH
+                                    or CONTROL.search(config.path)):
+        problems.add("path", f"must be 1 to {MAX_PATH} characters, without control "
+                             "characters (newline, tab, NUL...)")
     resolved = config.path
     if config.path is not None and "path" not in problems.fields:
         allowed = roots.get(config.engine, ())
