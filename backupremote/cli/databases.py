@@ -12,7 +12,7 @@ from backupremote.cli.output import EXIT_REFUSED, Output
 from backupremote.cli.remote import withClient
 from backupremote.client.api import BackupRemoteClient
 from backupremote.configfile import configError
-from backupremote.protocol.errors import NOT_FOUND, BackupRemoteError
+from backupremote.protocol.errors import NOT_FOUND, VALIDATION_FAILED, BackupRemoteError
 from backupremote.protocol.databases import (
     ENGINES,
     ConnectionTestResult,
@@ -121,9 +121,14 @@ async def configIdOf(client: BackupRemoteClient, idOrName: str) -> str:
     for config in configs:
         if config.id == idOrName:
             return config.id
-    for config in configs:
-        if config.name == idOrName:
-            return config.id
+    named = [config for config in configs if config.name == idOrName]
+    if len(named) > 1:
+        # only an admin sees several: names are unique per owning client
+        choices = ", ".join(f"{c.id} (owner {c.owner or 'none'})" for c in named)
+        raise BackupRemoteError(VALIDATION_FAILED, f"{len(named)} database configurations "
+                                f"are named {idOrName!r}: {choices}; give the id")
+    if named:
+        return named[0].id
     raise BackupRemoteError(NOT_FOUND, f"no database configuration has the id or name "
                             f"{idOrName!r}; `backupremote db list` shows them")
 
@@ -190,7 +195,9 @@ async def addCommand(client: BackupRemoteClient, args: argparse.Namespace, outpu
 
 async def listCommand(client: BackupRemoteClient, args: argparse.Namespace, output: Output) -> int:
     configs = await client.allDatabaseConfigs()
-    lines = [f"{c.id}  {c.engine:<10}  {c.name}" for c in configs]
+    owners = {c.owner for c in configs}  # more than one: an admin's list
+    lines = [f"{c.id}  {c.engine:<10}  {c.name}"
+             + (f"  (owner {c.owner or 'none'})" if len(owners) > 1 else "") for c in configs]
     output.result(configs, "\n".join(lines) if lines else "no database configurations yet "
                   "(add one with `backupremote db add`)")
     return 0

@@ -60,6 +60,8 @@ class DatabaseConfig:
     version: int
     createdAt: datetime
     updatedAt: datetime
+    #: the client that created it (C{None}: left without one by a schema migration)
+    owner: str | None = None
 
 
 @frozen

@@ -137,7 +137,8 @@ VALIDATION_FAILED = _register(
 )
 NOT_FOUND = _register(
     "NOT_FOUND",
-    "No object has that id (it may have been deleted).",
+    "No object this client may see has that id: it does not exist (it may have "
+    "been deleted), or it belongs to another client (the answer is the same).",
     "List the objects again (`backupremote db list`) and use a current id.",
 )
 CONFLICT = _register(

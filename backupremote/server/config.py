@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from attrs import field, frozen
 from twisted.python.filepath import FilePath
 
@@ -12,6 +14,7 @@ from backupremote.configfile import (
     readToml,
     refuseUnknownSections,
 )
+from backupremote.server.ownership import ROLES
 from backupremote.server.tools import defaultToolPath
 
 DEFAULT_LISTEN = "ssl:7443"
@@ -49,6 +52,8 @@ class ServerConfig:
     postScriptsDir: FilePath | None = None
     postScriptTimeout: float = 600.0
     progressInterval: float = 0.25
+    #: clients that see and act on every configuration and run (``[clients.ID] role``)
+    adminClients: frozenset[str] = frozenset()
     #: seconds a staged artifact is kept when not released (``[staging] artifact_ttl``)
     artifactTtl: float = 86400.0
     #: cap on staging disk use, checked before a run is admitted; 0: no cap
@@ -65,7 +70,8 @@ def loadServerConfig(path: FilePath) -> ServerConfig:
 def _loadServerConfig(path: FilePath) -> ServerConfig:
     """Read C{path}; any problem raises C{CONFIG_INVALID} naming the key."""
     data = readToml(path)
-    refuseUnknownSections(data, {"server", "tls", "limits", "databases", "runs", "staging"})
+    refuseUnknownSections(data, {"server", "tls", "limits", "databases", "runs", "staging",
+                                 "clients"})
     base = path.parent()
     server = Section(data, "server", base)
     tls = Section(data, "tls", base)
@@ -103,6 +109,7 @@ def _loadServerConfig(path: FilePath) -> ServerConfig:
         postScriptsDir=runs.path("post_scripts_dir"),
         postScriptTimeout=runs.number("post_script_timeout", 600.0, 1),
         progressInterval=runs.number("progress_interval", 0.25, 0.05),
+        adminClients=_adminClients(data, base),
         artifactTtl=staging.number("artifact_ttl", 86400.0, 1),
         stagingMaxBytes=staging.integer("max_bytes", 0, 0),
         maxConcurrentTransfers=limits.integer("max_concurrent_transfers", 8, 1),
@@ -110,3 +117,28 @@ def _loadServerConfig(path: FilePath) -> ServerConfig:
     for section in (server, tls, limits, databases, runs, staging):
         section.done()
     return config
+
+def _adminClients(data: dict[str, Any], base: FilePath) -> frozenset[str]:
+    """The ids whose C{[clients.ID] role} is C{"admin"}; any other key or role is refused."""
+    # imported here: backupremote.server.folder imports this module
+    from backupremote.server.folder import CLIENT_ID
+
+    clients = data.get("clients", {})
+    if not isinstance(clients, dict):
+        raise configError("[clients] must hold one [clients.ID] table per client")
+    admins = set()
+    for clientId, table in clients.items():
+        name = f"clients.{clientId}"
+        if not CLIENT_ID.fullmatch(clientId):
+            raise configError(f"[{name}]: {clientId!r} is not a client id (1-128 letters, "
+                              "digits, '.', '_' or '-', starting with a letter or digit)")
+        if not isinstance(table, dict):
+            raise configError(f'{name} must be a table: [{name}] with role = "admin"')
+        section = Section({name: table}, name, base)
+        role = section.string("role", "client")
+        if role not in ROLES:
+            raise configError(f"{name}.role must be one of: {', '.join(ROLES)}")
+        section.done()
+        if role == "admin":
+            admins.add(clientId)
+    return frozenset(admins)

@@ -32,6 +32,7 @@ from backupremote.server.tools import ToolFinder
 from backupremote.server.factory import ServerFactory
 from backupremote.server.listener import TLSEndpoint
 from backupremote.server.metrics import Metrics
+from backupremote.server.ownership import Ownership
 from backupremote.server.store import ServerStore
 from backupremote.server.throttle import PeerThrottle
 from backupremote.server.transfers.expiry import StagingJanitor
@@ -75,14 +76,15 @@ def buildCore(config: ServerConfig, reactor: Any, runInThread: Any = None,
     )
     tools = ToolFinder(reactor, config.toolPath)
     scripts = PostScripts(reactor, config.postScriptsDir, config.postScriptTimeout)
+    ownership = Ownership(config.adminClients)
     databases = DatabaseConfigs(
         DatabaseConfigStore(store.connection), SecretBox.inDataDir(config.dataDir),
-        config, reactor, tools, activeRuns=set(), scripts=scripts,
+        config, reactor, tools, activeRuns=set(), scripts=scripts, ownership=ownership,
     )
     produce = produce or produceArtifact
     runStore = RunStore(store.connection)
     artifacts = StagedArtifacts(reactor, runStore, store.connection, runInThread,
-                                config.artifactTtl, config.stagingMaxBytes)
+                                config.artifactTtl, config.stagingMaxBytes, ownership=ownership)
     runs = RunManager(
         reactor, runStore, databases, produce, scripts,
         maxConcurrent=config.maxConcurrentRuns, maxQueued=config.maxQueuedRuns,

@@ -61,6 +61,34 @@ MIGRATIONS: list[str] = [
         PRIMARY KEY (runId, seq)
     );
     """,
+    # Version 4: every configuration has an owner, and names are unique per
+    # owner. An existing configuration goes to the client of its first run,
+    # else to the only registered client, else to nobody (admins only).
+    """
+    CREATE TABLE database_configs_owned (
+        id TEXT PRIMARY KEY,
+        owner TEXT,
+        name TEXT NOT NULL,
+        engine TEXT NOT NULL,
+        settings TEXT NOT NULL,
+        passwordSealed TEXT,
+        version INTEGER NOT NULL,
+        createdAt TEXT NOT NULL,
+        updatedAt TEXT NOT NULL,
+        UNIQUE (owner, name)
+    );
+    INSERT INTO database_configs_owned
+        (id, owner, name, engine, settings, passwordSealed, version, createdAt, updatedAt)
+    SELECT id,
+           coalesce(
+               (SELECT clientId FROM runs WHERE runs.databaseConfigId = database_configs.id
+                ORDER BY createdAt, rowid LIMIT 1),
+               (SELECT min(clientId) FROM clients HAVING count(*) = 1)),
+           name, engine, settings, passwordSealed, version, createdAt, updatedAt
+    FROM database_configs;
+    DROP TABLE database_configs;
+    ALTER TABLE database_configs_owned RENAME TO database_configs;
+    """,
 ]
 
 

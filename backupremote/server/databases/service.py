@@ -32,7 +32,7 @@ from backupremote.protocol.errors import (
 from backupremote.protocol.options import BackupOptions
 from backupremote.server.config import ServerConfig
 from backupremote.server.databases.preflight import preflight
-from backupremote.server.databases.store import DatabaseConfigStore, StoredConfig
+from backupremote.server.databases.store import DatabaseConfigStore, StoredConfig, notFound
 from backupremote.server.databases.validation import (
     checkBackupOptions,
     resolveUnderRoots,
@@ -40,6 +40,7 @@ from backupremote.server.databases.validation import (
 )
 from backupremote.server.engines import ENGINES
 from backupremote.server.engines.base import FieldProblems, Target, failed
+from backupremote.server.ownership import Ownership
 from backupremote.server.secretbox import SecretBox, SecretBoxError
 from backupremote.server.tools import ToolFinder
 
@@ -73,9 +74,11 @@ class DatabaseConfigs:
     def __init__(
         self, store: DatabaseConfigStore, box: SecretBox, config: ServerConfig,
         reactor: Any, tools: ToolFinder, activeRuns: set[str],
-        scripts: Any = None,
+        scripts: Any = None, ownership: Ownership | None = None,
     ) -> None:
         self._scripts = scripts
+        #: who may see which configuration: by default each client its own only
+        self.ownership = ownership or Ownership()
         self._store = store
         self._box = box
         self._config = config
@@ -93,13 +96,24 @@ class DatabaseConfigs:
     def _seal(self, password: str | None, configId: str) -> str | None:
         return None if password is None else self._box.seal(password, configId)
 
-    def create(self, given: DatabaseConfigInput) -> DatabaseConfig:
+    def owned(self, clientId: str, configId: str) -> StoredConfig:
+        """
+        The stored configuration C{configId} if C{clientId} may act on it;
+        C{NOT_FOUND} otherwise, the same answer as for an id that does not exist.
+        """
+        stored = self._store.get(configId)
+        if stored is None or not self.ownership.allows(clientId, stored.owner):
+            raise notFound(configId)
+        return stored
+
+    def create(self, clientId: str, given: DatabaseConfigInput) -> DatabaseConfig:
+        """Store a new configuration owned by C{clientId}."""
         config = validateConfig(given, self.roots)
         configId = str(uuid.uuid4())
         now = self._now()
         stored = StoredConfig(
-            id=configId, name=config.name, engine=config.engine, host=config.host,
-            port=config.port, database=config.database, user=config.user,
+            id=configId, owner=clientId, name=config.name, engine=config.engine,
+            host=config.host, port=config.port, database=config.database, user=config.user,
             path=config.path, options=dict(config.options), backup=config.backup,
             passwordSealed=self._seal(config.password, configId),
             version=1, createdAt=now, updatedAt=now,
@@ -107,8 +121,10 @@ class DatabaseConfigs:
         self._store.insert(stored)
         return stored.view()
 
-    def update(self, configId: str, version: int, given: DatabaseConfigInput) -> DatabaseConfig:
-        current = self._store.require(configId)
+    def update(self, clientId: str, configId: str, version: int,
+               given: DatabaseConfigInput) -> DatabaseConfig:
+        """Change a configuration; its owner stays (an admin's change included)."""
+        current = self.owned(clientId, configId)
         config = validateConfig(given, self.roots)
         changed = passwordBoundChanges(current, config)
         if (changed and current.passwordSealed is not None and config.password is None
@@ -129,8 +145,8 @@ class DatabaseConfigs:
         else:
             sealed = current.passwordSealed
         stored = StoredConfig(
-            id=configId, name=config.name, engine=config.engine, host=config.host,
-            port=config.port, database=config.database, user=config.user,
+            id=configId, owner=current.owner, name=config.name, engine=config.engine,
+            host=config.host, port=config.port, database=config.database, user=config.user,
             path=config.path, options=dict(config.options), backup=config.backup,
             passwordSealed=sealed, version=version + 1,
             createdAt=current.createdAt, updatedAt=self._now(),
@@ -138,22 +154,28 @@ class DatabaseConfigs:
         self._store.replace(stored, expectedVersion=version)
         return stored.view()
 
-    def delete(self, configId: str, version: int | None) -> None:
-        self._store.require(configId)
+    def delete(self, clientId: str, configId: str, version: int | None) -> None:
+        self.owned(clientId, configId)
         if configId in self.activeRuns:
             raise BackupRemoteError(
                 CONFLICT, "a backup of this configuration is in progress; cancel it or "
                           "wait for it to end, then delete")
         self._store.delete(configId, version)
 
-    def get(self, configId: str) -> DatabaseConfig:
-        return self._store.require(configId).view()
+    def get(self, clientId: str, configId: str) -> DatabaseConfig:
+        return self.owned(clientId, configId).view()
 
     def stored(self, configId: str) -> StoredConfig:
-        """The stored configuration (with its sealed password), or C{NOT_FOUND}."""
+        """
+        The stored configuration (with its sealed password), or C{NOT_FOUND},
+        whoever owns it: for the server's own work (a run already admitted).
+        Requests of a client go through L{owned}.
+        """
         return self._store.require(configId)
 
-    def page(self, offset: int | None, limit: int | None) -> DatabaseConfigPage:
+    def page(self, clientId: str, offset: int | None, limit: int | None
+             ) -> DatabaseConfigPage:
+        """A page of the configurations C{clientId} may see (an admin: all of them)."""
         offset = 0 if offset is None else offset
         limit = MAX_PAGE if limit is None else limit
         problems = FieldProblems()
@@ -164,7 +186,7 @@ class DatabaseConfigs:
         if problems:
             raise BackupRemoteError(VALIDATION_FAILED, "invalid paging",
                                     details={"fields": problems.fields})
-        items, total = self._store.page(offset, limit)
+        items, total = self._store.page(self.ownership.scope(clientId), offset, limit)
         return DatabaseConfigPage([item.view() for item in items], total, offset)
 
     def target(self, stored: StoredConfig) -> Target:
@@ -194,8 +216,8 @@ class DatabaseConfigs:
         return Target(config.engine, config.host, config.port, config.database,
                       config.user, config.password, config.path, dict(config.options))
 
-    async def test(self, configId: str | None, given: DatabaseConfigInput | None
-                   ) -> ConnectionTestResult:
+    async def test(self, clientId: str, configId: str | None,
+                   given: DatabaseConfigInput | None) -> ConnectionTestResult:
         """Probe a stored configuration, or an unsaved one."""
         if (configId is None) == (given is None):
             raise BackupRemoteError(VALIDATION_FAILED, "give either id or config",
@@ -205,7 +227,7 @@ class DatabaseConfigs:
         else:
             assert configId is not None
             try:
-                target = self.target(self._store.require(configId))
+                target = self.target(self.owned(clientId, configId))
             except BackupRemoteError as error:
                 if error.code != PERMISSION_DENIED:
                     raise
@@ -215,6 +237,10 @@ class DatabaseConfigs:
                                   self._config.connectionTimeout)
 
     async def preflight(self, configId: str, options: BackupOptions | None) -> PreflightReport:
+        """
+        Blockers and warnings for a backup of C{configId}, whoever owns it:
+        callers check first that the client may (L{owned}).
+        """
         stored = self._store.require(configId)
         options = options or stored.backup
         problems = FieldProblems()

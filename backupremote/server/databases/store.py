@@ -22,6 +22,8 @@ class StoredConfig:
     """A configuration row; C{passwordSealed} is ciphertext, never shown."""
 
     id: str
+    #: the client that created it; C{None}: only admins see it (see ownership.py)
+    owner: str | None
     name: str
     engine: str
     host: str | None
@@ -43,19 +45,24 @@ class StoredConfig:
             port=self.port, database=self.database, user=self.user,
             hasPassword=self.passwordSealed is not None, path=self.path,
             options=dict(self.options), backup=self.backup, version=self.version,
-            createdAt=self.createdAt, updatedAt=self.updatedAt,
+            createdAt=self.createdAt, updatedAt=self.updatedAt, owner=self.owner,
         )
 
 
-def _notFound(configId: str) -> BackupRemoteError:
+def notFound(configId: str) -> BackupRemoteError:
+    """The answer for an id that does not exist, or that the caller may not see: the same."""
     return BackupRemoteError(NOT_FOUND, f"no database configuration has the id {configId!r}")
 
 
 def _nameTaken(name: str) -> BackupRemoteError:
+    # Names are unique per owner, so this never tells of another client's names.
     return BackupRemoteError(
         CONFLICT, f"a database configuration named {name!r} exists already; choose another name",
         details={"fields": {"name": "is already used"}},
     )
+
+
+_COLUMNS = "id, owner, name, engine, settings, passwordSealed, version, createdAt, updatedAt"
 
 
 class DatabaseConfigStore:
@@ -67,17 +74,18 @@ class DatabaseConfigStore:
     def _row(self, config: StoredConfig) -> tuple[Any, ...]:
         settings = {name: converter.unstructure(getattr(config, name)) for name in _SETTINGS}
         return (
-            config.id, config.name, config.engine, json.dumps(settings, sort_keys=True),
+            config.id, config.owner, config.name, config.engine,
+            json.dumps(settings, sort_keys=True),
             config.passwordSealed, config.version,
             config.createdAt.isoformat(), config.updatedAt.isoformat(),
         )
 
     @staticmethod
     def _config(row: tuple[Any, ...]) -> StoredConfig:
-        configId, name, engine, settings, sealed, version, created, updated = row
+        configId, owner, name, engine, settings, sealed, version, created, updated = row
         values = json.loads(settings)
         return StoredConfig(
-            id=configId, name=name, engine=engine,
+            id=configId, owner=owner, name=name, engine=engine,
             host=values["host"], port=values["port"], database=values["database"],
             user=values["user"], path=values["path"], options=values["options"],
             backup=converter.structure(values["backup"], BackupOptions),
@@ -88,8 +96,8 @@ class DatabaseConfigStore:
 
     def insert(self, config: StoredConfig) -> None:
         try:
-            self._db.execute("INSERT INTO database_configs VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                             self._row(config))
+            self._db.execute(f"INSERT INTO database_configs ({_COLUMNS}) "
+                             "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", self._row(config))
         except sqlite3.IntegrityError:
             raise _nameTaken(config.name) from None
 
@@ -98,7 +106,7 @@ class DatabaseConfigStore:
         row = self._row(config)
         try:
             changed = self._db.execute(
-                "UPDATE database_configs SET name = ?, engine = ?, settings = ?, "
+                "UPDATE database_configs SET owner = ?, name = ?, engine = ?, settings = ?, "
                 "passwordSealed = ?, version = ?, createdAt = ?, updatedAt = ? "
                 "WHERE id = ? AND version = ?",
                 (*row[1:], config.id, expectedVersion),
@@ -122,7 +130,7 @@ class DatabaseConfigStore:
     def _raiseStale(self, configId: str, expectedVersion: int | None) -> None:
         current = self.get(configId)
         if current is None:
-            raise _notFound(configId)
+            raise notFound(configId)
         raise BackupRemoteError(
             CONFLICT,
             f"the configuration changed since it was read (version {expectedVersion} sent, "
@@ -131,21 +139,25 @@ class DatabaseConfigStore:
         )
 
     def get(self, configId: str) -> StoredConfig | None:
-        row = self._db.execute("SELECT * FROM database_configs WHERE id = ?",
+        row = self._db.execute(f"SELECT {_COLUMNS} FROM database_configs WHERE id = ?",
                                (configId,)).fetchone()
         return self._config(row) if row else None
 
     def require(self, configId: str) -> StoredConfig:
         config = self.get(configId)
         if config is None:
-            raise _notFound(configId)
+            raise notFound(configId)
         return config
 
-    def page(self, offset: int, limit: int) -> tuple[list[StoredConfig], int]:
-        total = self._db.execute("SELECT count(*) FROM database_configs").fetchone()[0]
+    def page(self, owner: str | None, offset: int, limit: int
+             ) -> tuple[list[StoredConfig], int]:
+        """The configurations of C{owner} (C{None}: of everyone), by name, and their count."""
+        where, scope = ("", ()) if owner is None else ("WHERE owner = ? ", (owner,))
+        total = self._db.execute(f"SELECT count(*) FROM database_configs {where}",
+                                 scope).fetchone()[0]
         rows = self._db.execute(
-            "SELECT * FROM database_configs ORDER BY name, id LIMIT ? OFFSET ?",
-            (limit, offset)).fetchall()
+            f"SELECT {_COLUMNS} FROM database_configs {where}"
+            "ORDER BY name, id LIMIT ? OFFSET ?", (*scope, limit, offset)).fetchall()
         return [self._config(row) for row in rows], total
 
     def snapshot(self) -> list[tuple[Any, ...]]:

@@ -24,14 +24,17 @@ if TYPE_CHECKING:
 
 
 class DatabaseResponders(CommandLocator):
-    """Configurations live on the server; clients manage them by id."""
+    """
+    Configurations live on the server; clients manage them by id, each its
+    own (an admin: all of them; see L{backupremote.server.ownership}).
+    """
 
     def __init__(self, core: ServerCore, connection: Any) -> None:
         self.core = core
 
     @CreateDatabaseConfig.responder
     def create(self, request: RequestContext, config: DatabaseConfigInput) -> dict[str, Any]:
-        created = self.core.databases.create(config)
+        created = self.core.databases.create(request.session.clientId, config)
         request.log.info("created database config {configId} ({engine})",
                          configId=created.id, engine=created.engine)
         self.core.audit(f"db.create {created.id}", "ok", request.session.clientId,
@@ -41,7 +44,7 @@ class DatabaseResponders(CommandLocator):
     @UpdateDatabaseConfig.responder
     def update(self, request: RequestContext, id: str, version: int,
                config: DatabaseConfigInput) -> dict[str, Any]:
-        updated = self.core.databases.update(id, version, config)
+        updated = self.core.databases.update(request.session.clientId, id, version, config)
         request.log.info("updated database config {configId} to version {version}",
                          configId=id, version=updated.version)
         self.core.audit(f"db.update {id}", "ok", request.session.clientId,
@@ -50,7 +53,7 @@ class DatabaseResponders(CommandLocator):
 
     @DeleteDatabaseConfig.responder
     def delete(self, request: RequestContext, id: str, version: int | None) -> dict[str, Any]:
-        self.core.databases.delete(id, version)
+        self.core.databases.delete(request.session.clientId, id, version)
         request.log.info("deleted database config {configId}", configId=id)
         self.core.audit(f"db.delete {id}", "ok", request.session.clientId,
                         request.session.peer, request.requestId)
@@ -59,16 +62,16 @@ class DatabaseResponders(CommandLocator):
     @ListDatabaseConfigs.responder
     def list(self, request: RequestContext, offset: int | None, limit: int | None
              ) -> dict[str, Any]:
-        return {"page": self.core.databases.page(offset, limit)}
+        return {"page": self.core.databases.page(request.session.clientId, offset, limit)}
 
     @GetDatabaseConfigById.responder
     def get(self, request: RequestContext, id: str) -> dict[str, Any]:
-        return {"config": self.core.databases.get(id)}
+        return {"config": self.core.databases.get(request.session.clientId, id)}
 
     @TestDatabaseConnection.responder
     async def test(self, request: RequestContext, id: str | None,
                    config: DatabaseConfigInput | None) -> dict[str, Any]:
-        result = await self.core.databases.test(id, config)
+        result = await self.core.databases.test(request.session.clientId, id, config)
         request.log.info("connection test of {target}: {outcome}",
                          target=id or "an unsaved config",
                          outcome="ok" if result.ok else result.reason)
@@ -77,6 +80,7 @@ class DatabaseResponders(CommandLocator):
     @ValidateServerBackupPrerequisites.responder
     async def preflight(self, request: RequestContext, id: str,
                         options: BackupOptions | None) -> dict[str, Any]:
+        self.core.databases.owned(request.session.clientId, id)
         report = await self.core.databases.preflight(id, options)
         request.log.info("preflight of {configId}: {blockers} blocker(s), {warnings} warning(s)",
                          configId=id, blockers=len(report.blockers),

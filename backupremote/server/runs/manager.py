@@ -177,7 +177,7 @@ class RunManager:
     async def _admit(self, clientId: str, requestId: str, runId: str, configId: str,
                      options: BackupOptions | None, scheduleId: str | None,
                      connection: Any) -> RunStatus:
-        stored = self._databases.stored(configId)
+        stored = self._databases.owned(clientId, configId)
         effective = options or stored.backup
         problems = FieldProblems()
         checkBackupOptions(effective, stored.engine, problems, prefix="")
@@ -218,11 +218,16 @@ class RunManager:
         return self._live(run)
 
     def status(self, clientId: str, runId: str) -> RunStatus:
+        """
+        The run C{runId} if C{clientId} may see it (it is its own, or it is
+        an admin), else C{NOT_FOUND}, as for a runId that does not exist.
+        """
+        allows = self._databases.ownership.allows
         run = self._active.get(runId)
-        if run is not None and run.status.clientId == clientId:
+        if run is not None and allows(clientId, run.status.clientId):
             return self._live(run)
         stored = self._store.get(runId)
-        if stored is None or stored.clientId != clientId:
+        if stored is None or not allows(clientId, stored.clientId):
             raise BackupRemoteError(NOT_FOUND, f"no run {runId!r} of this client")
         return stored
 

@@ -5,7 +5,8 @@ A run's artifact stays in its staging folder with its manifest until the
 client releases it or its time to live ends. An active transfer holds a
 lease: a leased artifact is never deleted; a release during a transfer
 takes effect when the last lease ends, and expiry waits for the next tick.
-Clients only ever name runIds and fileIds, and only see their own.
+Clients only ever name runIds and fileIds, and only see their own (an
+admin sees every client's; see L{backupremote.server.ownership}).
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from backupremote.protocol.errors import (
 )
 from backupremote.protocol.runs import TERMINAL, ArtifactInfo, RunStatus
 from backupremote.protocol.transfers import HASHES_PER_ANSWER, FileEntry, Manifest
+from backupremote.server.ownership import Ownership
 from backupremote.server.runs.manager import runFolder
 from backupremote.server.runs.store import RunStore
 from backupremote.server.staging import runsRoot
@@ -93,8 +95,9 @@ class StagedArtifacts:
 
     def __init__(self, clock: Any, runs: RunStore, db: sqlite3.Connection,
                  runInThread: Callable[..., Deferred[Any]], ttl: float,
-                 maxBytes: int = 0) -> None:
+                 maxBytes: int = 0, ownership: Ownership | None = None) -> None:
         self._clock = clock
+        self._ownership = ownership or Ownership()
         self._runs = runs
         self._db = db
         self._runInThread = runInThread
@@ -135,7 +138,7 @@ class StagedArtifacts:
 
     def _status(self, clientId: str, runId: str) -> RunStatus:
         status = self._runs.get(runId)
-        if status is None or status.clientId != clientId:
+        if status is None or not self._ownership.allows(clientId, status.clientId):
             raise BackupRemoteError(NOT_FOUND, f"no run {runId!r} of this client")
         return status
 
@@ -148,7 +151,7 @@ class StagedArtifacts:
     async def staged(self, clientId: str, runId: str) -> Staged:
         """The live staged artifact of a run of C{clientId}, or the error saying why not."""
         staged = self._staged.get(runId)
-        if staged is not None and staged.clientId == clientId:
+        if staged is not None and self._ownership.allows(clientId, staged.clientId):
             return self._live(staged)
         status = self._status(clientId, runId)
         if status.state not in TERMINAL:
@@ -161,7 +164,7 @@ class StagedArtifacts:
         folder = runFolder(runId)
         if kept and os.path.isfile(kept) and not folder.child(RELEASED).exists():
             # kept without a manifest: its post-script failed after the dump
-            await self.finalize(runId, clientId, FilePath(kept), status.artifact)
+            await self.finalize(runId, status.clientId, FilePath(kept), status.artifact)
             return self._live(self._staged[runId])
         raise BackupRemoteError(ARTIFACT_EXPIRED, f"the artifact of run {runId} was released "
                                                   "or expired")
@@ -214,7 +217,7 @@ class StagedArtifacts:
         ends. C{False} if nothing was staged any more.
         """
         staged = self._staged.get(runId)
-        if staged is None or staged.clientId != clientId:
+        if staged is None or not self._ownership.allows(clientId, staged.clientId):
             status = self._status(clientId, runId)
             if status.state not in TERMINAL:
                 raise BackupRemoteError(CONFLICT, f"run {runId} has not finished")
