@@ -120,6 +120,8 @@ class ServerHarness:
         self.artifacts.ttl = self.config.artifactTtl
         self.artifacts.maxBytes = self.config.stagingMaxBytes
         self.transfers.maxConcurrent = self.config.maxConcurrentTransfers
+        self.transfers.maxPerClient = self.config.maxTransfersPerClient
+        self.transfers.stallTimeout = self.config.transferStallTimeout
 
     def connect(self, peerHost: str = "192.0.2.10", port: int = 40000,
                 client: amp.AMP | None = None) -> Loopback:

@@ -7,12 +7,13 @@ The manifest and every chunk digest are fetched first (the digests are
 kept beside the C{.part} file). Chunks are streamed with
 ``fileTransferStart`` from the first chunk the client does not have, checked
 and written by a L{ChunkWriter} thread; a bad chunk restarts the stream from
-it, a dropped connection is retried with backoff from the first chunk not
-received. A later run of the same download (after a crash) re-checks what
-the C{.part} file holds before it continues. The target appears under its
-final name only after the whole-file SHA-256 matched, the data was fsynced
-and renamed, and the folder fsynced. An existing target with the right hash
-is a finished download.
+it, a dropped connection (or a transfer the server aborted because it
+stalled) is retried with backoff from the first chunk not received. A later
+run of the same download (after a crash) re-checks what the C{.part} file
+holds before it continues. The target appears under its final name only
+after the whole-file SHA-256 matched, the data was fsynced and renamed, and
+the folder fsynced. An existing target with the right hash is a finished
+download.
 """
 
 from __future__ import annotations
@@ -126,6 +127,7 @@ class _Transfer:
         self.transferId = transferId
         self.nextChunk = start
         self.done: Deferred[str] = Deferred()
+        self.abortedWith: BackupRemoteError | None = None
 
     def chunk(self, index: int, chunks: list[bytes]) -> Deferred[Any] | None:
         if self.done.called or index != self.nextChunk or not chunks:
@@ -143,6 +145,11 @@ class _Transfer:
             self.download._fail(BackupRemoteError(
                 VERIFICATION_FAILED, "the server's file no longer matches its manifest"))
         self.end("complete" if self.nextChunk >= entry.chunkCount else "restart")
+
+    def aborted(self, errorCode: str, errorMessage: str) -> None:
+        if not self.done.called:
+            self.abortedWith = BackupRemoteError(errorCode, errorMessage)
+            self.end("aborted")
 
     def end(self, outcome: str) -> None:
         if not self.done.called:
@@ -267,13 +274,16 @@ class FileDownload:
         finally:
             receivers.remove(transfer.transferId)
             self._transfer = None
-            if outcome not in ("complete", "lost"):
+            if outcome not in ("complete", "lost", "aborted"):
                 Deferred.fromCoroutine(self._connection.callOn(
                     protocol, FileTransferStop, transferId=transfer.transferId,
                 )).addErrback(lambda _: None)
         if outcome == "lost":
             raise BackupRemoteError(CONNECTION_FAILED, "the connection dropped during the "
                                                        "transfer; resuming")
+        if outcome == "aborted":
+            assert transfer.abortedWith is not None
+            raise transfer.abortedWith  # TIMEOUT (a stall): resumed with backoff
 
     # Events (reactor)
 

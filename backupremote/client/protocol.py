@@ -20,7 +20,12 @@ from backupremote.client.receivers import TransferReceivers
 from backupremote.keepalive import Heartbeat
 from backupremote.protocol.runs import BackupComplete, BackupFailed, BackupProgress, RunEvent
 from backupremote.protocol.session import Auth, Ping
-from backupremote.protocol.transfers import FileChunk, FileTransferComplete, FileTransferProgress
+from backupremote.protocol.transfers import (
+    FileChunk,
+    FileTransferAborted,
+    FileTransferComplete,
+    FileTransferProgress,
+)
 from backupremote.protocol.versions import CURRENT_API_VERSION
 
 
@@ -158,3 +163,8 @@ class ClientProtocol(LeanBoxParsing, amp.AMP):
     def fileTransferComplete(self, transferId: str, sizeBytes: int,
                              sha256: str) -> dict[str, Any]:
         return self._receivers().complete(transferId, sizeBytes, sha256)
+
+    @FileTransferAborted.responder
+    def fileTransferAborted(self, transferId: str, errorCode: str,
+                            errorMessage: str) -> dict[str, Any]:
+        return self._receivers().aborted(transferId, errorCode, errorMessage)

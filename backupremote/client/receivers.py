@@ -2,10 +2,10 @@
 The client's end of the transfer stream: pushed boxes routed by transferId.
 
 A download registers a receiver under the transferId ``fileTransferStart``
-answered; the connection's ``fileChunk``, ``fileTransferProgress`` and
-``fileTransferComplete`` boxes go to it. A box for a transfer nobody
-receives (stopped, or of a forgotten download) is refused, which makes the
-server end that transfer.
+answered; the connection's ``fileChunk``, ``fileTransferProgress``,
+``fileTransferComplete`` and ``fileTransferAborted`` boxes go to it. A box
+for a transfer nobody receives (stopped, or of a forgotten download) is
+refused, which makes the server end that transfer.
 """
 
 from __future__ import annotations
@@ -25,6 +25,8 @@ class Receiver(Protocol):
     def progress(self, chunksSent: int, bytesSent: int) -> None: ...
 
     def complete(self, sizeBytes: int, sha256: str) -> None: ...
+
+    def aborted(self, errorCode: str, errorMessage: str) -> None: ...
 
 
 def _unknown(transferId: str) -> amp.RemoteAmpError:
@@ -64,4 +66,11 @@ class TransferReceivers:
 
     def complete(self, transferId: str, sizeBytes: int, sha256: str) -> dict[str, Any]:
         self._get(transferId).complete(sizeBytes, sha256)
+        return {}
+
+    def aborted(self, transferId: str, errorCode: str, errorMessage: str) -> dict[str, Any]:
+        """The server ended the transfer early (it stalled); nothing to do if nobody listens."""
+        receiver = self._receivers.get(transferId)
+        if receiver is not None:
+            receiver.aborted(errorCode, errorMessage)
         return {}

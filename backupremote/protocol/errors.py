@@ -223,7 +223,7 @@ CAPACITY_EXCEEDED = _register(
     "queued, or as many transfers, as it allows.",
     "Retry later (a backup with the same runId: it stays idempotent), or ask "
     "the operator to raise `[runs] max_concurrent_runs`/`max_queued_runs` or "
-    "`[limits] max_concurrent_transfers`.",
+    "`[limits] max_concurrent_transfers`/`max_transfers_per_client`.",
 )
 DUMP_FAILED = _register(
     "DUMP_FAILED",

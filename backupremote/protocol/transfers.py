@@ -143,3 +143,19 @@ class FileTransferComplete(amp.Command):
     arguments = [(b"transferId", amp.Unicode()), (b"sizeBytes", amp.Integer()),
                  (b"sha256", amp.Unicode())]
     response: list = []
+
+
+class FileTransferAborted(amp.Command):
+    """
+    Server to client: the server ended a transfer before its end (its window
+    did not move for ``[limits] transfer_stall_timeout``); C{errorCode} is a
+    registry code. The client starts a new transfer from the first chunk it
+    lacks. Sent with an ``_ask``, like ``fileTransferComplete``, so that a
+    client that does not know it answers with an error instead of dropping
+    the connection; the server ignores the answer.
+    """
+
+    commandName = b"fileTransferAborted"
+    arguments = [(b"transferId", amp.Unicode()), (b"errorCode", amp.Unicode()),
+                 (b"errorMessage", amp.Unicode())]
+    response: list = []

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from attrs import field, frozen
+from attrs import Factory, field, frozen
 from twisted.python.filepath import FilePath
 
 from backupremote.configfile import (
@@ -18,6 +18,15 @@ from backupremote.server.ownership import ROLES
 from backupremote.server.tools import defaultToolPath
 
 DEFAULT_LISTEN = "ssl:7443"
+
+
+def defaultTransfersPerClient(maxConcurrentTransfers: int) -> int:
+    """One client's share of the transfers by default: half of them, at least one."""
+    return max(1, maxConcurrentTransfers // 2)
+
+
+def _halfOfTransfers(config: ServerConfig) -> int:
+    return defaultTransfersPerClient(config.maxConcurrentTransfers)
 
 
 @frozen
@@ -60,6 +69,13 @@ class ServerConfig:
     stagingMaxBytes: int = 0
     #: transfers at once, server-wide (``[limits] max_concurrent_transfers``)
     maxConcurrentTransfers: int = 8
+    #: transfers at once of one client, all its connections together
+    #: (``[limits] max_transfers_per_client``); by default half the server-wide limit
+    maxTransfersPerClient: int = field(
+        default=Factory(_halfOfTransfers, takes_self=True))
+    #: seconds a transfer may go without an acknowledged box before the
+    #: server aborts it (``[limits] transfer_stall_timeout``)
+    transferStallTimeout: float = 60.0
 
 
 def loadServerConfig(path: FilePath) -> ServerConfig:
@@ -85,6 +101,7 @@ def _loadServerConfig(path: FilePath) -> ServerConfig:
         raise configError(
             "server.listen must be an ssl: endpoint (backupremote only speaks TLS)"
         )
+    maxTransfers = limits.integer("max_concurrent_transfers", 8, 1)
     config = ServerConfig(
         dataDir=server.path("data_dir", required=True),
         listen=listen,
@@ -112,7 +129,10 @@ def _loadServerConfig(path: FilePath) -> ServerConfig:
         adminClients=_adminClients(data, base),
         artifactTtl=staging.number("artifact_ttl", 86400.0, 1),
         stagingMaxBytes=staging.integer("max_bytes", 0, 0),
-        maxConcurrentTransfers=limits.integer("max_concurrent_transfers", 8, 1),
+        maxConcurrentTransfers=maxTransfers,
+        maxTransfersPerClient=limits.integer("max_transfers_per_client",
+                                             defaultTransfersPerClient(maxTransfers), 1),
+        transferStallTimeout=limits.number("transfer_stall_timeout", 60.0, 1),
     )
     for section in (server, tls, limits, databases, runs, staging):
         section.done()

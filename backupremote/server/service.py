@@ -95,7 +95,9 @@ def buildCore(config: ServerConfig, reactor: Any, runInThread: Any = None,
         config=config, clock=reactor, store=store, authenticator=authenticator,
         metrics=metrics, tools=tools, databases=databases, runs=runs,
         artifacts=artifacts, responderGroups=responderGroups, scripts=scripts,
-        transfers=TransferRegistry(reactor, artifacts, config.maxConcurrentTransfers, metrics),
+        transfers=TransferRegistry(reactor, artifacts, config.maxConcurrentTransfers, metrics,
+                                   maxPerClient=config.maxTransfersPerClient,
+                                   stallTimeout=config.transferStallTimeout),
     )
 
 

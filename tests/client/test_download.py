@@ -310,6 +310,47 @@ class DownloadTests(StagingMixin, SynchronousTestCase):
         path = drive(self.connections, first)
         self.assertOnlyTarget(path, self.producer.data["t"])
 
+    def test_stalledTransferIsResumed(self) -> None:
+        """
+        The client stops acknowledging boxes (its disk is stuck) while its
+        connection stays up: the server aborts the transfer after its stall
+        timeout, and the download resumes on the same connection from the
+        first chunk it lacks.
+        """
+        self.stage("z", 100 * CHUNK_SIZE)
+        timeout = 60.0  # server.toml [limits] transfer_stall_timeout, by default
+        receivers = self.connections.transfers
+        chunk, aborted = receivers.chunk, receivers.aborted
+        held: list[Deferred[Any]] = []
+        abortions: list[tuple[str, str]] = []
+
+        def stuck(transferId: str, index: int, chunks: list[bytes]) -> Any:
+            answer = chunk(transferId, index, chunks)
+            if index < 2 * CHUNKS_PER_BOX or abortions:
+                return answer
+            held.append(Deferred())  # the answer (the acknowledgement) never comes
+            return held[-1]
+
+        def abort(transferId: str, errorCode: str, errorMessage: str) -> Any:
+            abortions.append((errorCode, errorMessage))
+            result = aborted(transferId, errorCode, errorMessage)
+            for answer in held:  # the disk comes back: acknowledgements, too late
+                answer.callback({})
+            return result
+
+        self.patch(receivers, "chunk", stuck)
+        self.patch(receivers, "aborted", abort)
+        started = self.harness.clock.seconds()
+        path = drive(self.connections, self.download("z"))
+        self.assertOnlyTarget(path, self.producer.data["z"])
+        self.assertEqual([code for code, _ in abortions], [errors.TIMEOUT])
+        self.assertEqual(len(held), WINDOW_BOXES)
+        self.assertLess(self.harness.clock.seconds() - started, timeout + 10)
+        self.assertEqual(len(self.connections.loopbacks), 1)  # the connection stayed up
+        self.assertEqual(sum(self.sent), 100)  # resumed: no chunk was sent twice
+        self.assertEqual(self.harness.metrics.counters["transfers.stalled"], 1)
+        self.assertEqual(self.harness.transfers.active, [])
+
     def test_twoClientsAtOnce(self) -> None:
         self.stage("s", 30 * CHUNK_SIZE)
         other = LoopbackConnections(self)

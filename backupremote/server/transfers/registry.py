@@ -3,9 +3,11 @@ Every active transfer of the server (C{core.transfers}).
 
 A transfer belongs to the connection that started it: only that connection
 receives its chunks and may stop it. The number of transfers at once is
-capped server-wide; each holds a lease on its artifact from its start to
-its end (completion, ``fileTransferStop``, a refused chunk or the loss of
-the connection).
+capped server-wide and per client (all its connections together), so that
+one client cannot hold every slot; each holds a lease on its artifact from
+its start to its end (completion, ``fileTransferStop``, a refused chunk,
+the loss of the connection, or a stall: no box acknowledged for
+C{stallTimeout} seconds).
 """
 
 from __future__ import annotations
@@ -34,10 +36,15 @@ class TransferRegistry:
     """Starts, stops and accounts for transfers."""
 
     def __init__(self, clock: Any, artifacts: StagedArtifacts, maxConcurrent: int,
-                 metrics: Any = None) -> None:
+                 metrics: Any = None, maxPerClient: int | None = None,
+                 stallTimeout: float | None = 60.0) -> None:
         self._clock = clock
         self._artifacts = artifacts
         self.maxConcurrent = maxConcurrent
+        #: transfers of one clientId at once (C{None}: only the server-wide cap)
+        self.maxPerClient = maxPerClient
+        #: seconds without an acknowledged box before a transfer is aborted
+        self.stallTimeout = stallTimeout
         self._metrics = metrics
         self._senders: dict[str, ChunkSender] = {}
         self._releases: dict[str, Any] = {}
@@ -47,7 +54,16 @@ class TransferRegistry:
     def active(self) -> list[ChunkSender]:
         return list(self._senders.values())
 
-    def _checkCapacity(self) -> None:
+    def _checkCapacity(self, clientId: str) -> None:
+        if self.maxPerClient is not None:
+            mine = sum(1 for sender in self._senders.values() if sender.clientId == clientId)
+            if mine >= self.maxPerClient:
+                raise BackupRemoteError(
+                    CAPACITY_EXCEEDED, f"this client already has {mine} transfers active, the "
+                                       "most one client may have on this server; let one "
+                                       "finish or stop it (fileTransferStop) and retry, or "
+                                       "ask the operator to raise [limits] "
+                                       "max_transfers_per_client")
         if len(self._senders) >= self.maxConcurrent:
             raise BackupRemoteError(
                 CAPACITY_EXCEEDED, f"{len(self._senders)} transfers are active, the most this "
@@ -56,21 +72,22 @@ class TransferRegistry:
     async def start(self, connection: Any, clientId: str, fileId: str,
                     startChunk: int) -> tuple[str, int]:
         """Start streaming C{fileId} to C{connection}: (transferId, chunk count)."""
-        self._checkCapacity()
+        self._checkCapacity(clientId)
         staged = await self._artifacts.byFile(clientId, fileId)
         entry = staged.entry
         if not 0 <= startChunk <= entry.chunkCount:
             raise BackupRemoteError(
                 VALIDATION_FAILED, f"startChunk must be between 0 and {entry.chunkCount}",
                 details={"fields": {"startChunk": "out of range"}})
-        self._checkCapacity()
+        self._checkCapacity(clientId)
         try:
             descriptor = os.open(staged.path.path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
         except FileNotFoundError:
             raise BackupRemoteError(ARTIFACT_EXPIRED, "the artifact is no longer staged") from None
         transferId = str(uuid.uuid4())
         sender = ChunkSender(transferId, connection, descriptor, entry, startChunk,
-                             self._clock, self._ended)
+                             self._clock, self._ended, clientId=clientId,
+                             stallTimeout=self.stallTimeout)
         self._senders[transferId] = sender
         self._releases[transferId] = self._artifacts.lease(staged)
         pump = self._pumps.get(connection)
@@ -105,7 +122,16 @@ class TransferRegistry:
                 del self._pumps[sender.connection]
         if self._metrics is not None:
             self._metrics.increment("transfers.complete" if why == "complete"
+                                    else "transfers.stalled" if sender.stalled
                                     else "transfers.ended")
+        if sender.stalled:
+            _log.warn("transfer {transferId} of client {clientId} aborted: no chunk "
+                      "acknowledged for {timeout} s ({acked} of {count} chunks); its slot "
+                      "is free and the client may resume it",
+                      transferId=sender.transferId, clientId=sender.clientId,
+                      timeout=sender.stallTimeout, acked=sender.ackedChunks,
+                      count=sender.entry.chunkCount)
+            return
         _log.info("transfer {transferId} ended: {why} ({boxes} boxes sent)",
                   transferId=sender.transferId, why=why, boxes=sender.boxesSent)
 

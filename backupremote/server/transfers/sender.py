@@ -7,6 +7,12 @@ boxes are unacknowledged, and the client's answer to a box acknowledges it.
 The sender also stops while its connection's transport says it is paused
 (TLS back-pressure, see L{ConnectionPump}). Nothing per chunk is done in
 Python beyond the read: no JSON, no hashing (the manifest has the hashes).
+
+A transfer whose window has not moved (no box acknowledged) for
+C{stallTimeout} seconds is aborted: the client is told with
+``fileTransferAborted`` and the transfer ends, which frees its slot. The
+watch is one C{callLater} on the injected clock, re-armed only when it
+fires, so an acknowledgement costs nothing more than noting the time.
 """
 
 from __future__ import annotations
@@ -15,16 +21,18 @@ import os
 from collections.abc import Callable
 from typing import Any
 
-from twisted.internet.interfaces import IPushProducer
+from twisted.internet.interfaces import IDelayedCall, IPushProducer
 from twisted.logger import Logger
 from zope.interface import implementer
 
+from backupremote.protocol.errors import TIMEOUT
 from backupremote.protocol.transfers import (
     CHUNK_SIZE,
     CHUNKS_PER_BOX,
     WINDOW_BOXES,
     FileChunk,
     FileEntry,
+    FileTransferAborted,
     FileTransferComplete,
     FileTransferProgress,
 )
@@ -40,9 +48,11 @@ class ChunkSender:
 
     def __init__(self, transferId: str, connection: Any, descriptor: int, entry: FileEntry,
                  startChunk: int, clock: Any, onEnd: Callable[[ChunkSender, str], None],
-                 window: int = WINDOW_BOXES, perBox: int = CHUNKS_PER_BOX) -> None:
+                 window: int = WINDOW_BOXES, perBox: int = CHUNKS_PER_BOX,
+                 clientId: str = "", stallTimeout: float | None = None) -> None:
         self.transferId = transferId
         self.connection = connection
+        self.clientId = clientId
         self.entry = entry
         self.startChunk = startChunk
         self._descriptor = descriptor
@@ -56,11 +66,21 @@ class ChunkSender:
         self.boxesSent = 0
         self.paused = False
         self.ended: str | None = None
+        self.stalled = False
         self._lastProgress = clock.seconds()
+        #: when a box was last acknowledged (or the transfer started)
+        self.movedAt = self._lastProgress
+        self.stallTimeout = stallTimeout
+        self._stallCall: IDelayedCall | None = None
 
     # Flow
 
     def start(self) -> None:
+        if self.ended is not None:
+            return
+        self.movedAt = self._clock.seconds()
+        if self.stallTimeout is not None:
+            self._stallCall = self._clock.callLater(self.stallTimeout, self._checkStall)
         self._fill()
 
     def pause(self) -> None:
@@ -96,7 +116,7 @@ class ChunkSender:
             return
         self.outstanding -= 1
         self.ackedChunks += count
-        now = self._clock.seconds()
+        now = self.movedAt = self._clock.seconds()
         if now - self._lastProgress >= PROGRESS_INTERVAL:
             self._lastProgress = now
             self.connection.callRemote(
@@ -115,11 +135,38 @@ class ChunkSender:
         ).addErrback(lambda _: None)
         self.end("complete")
 
+    def _checkStall(self) -> None:
+        self._stallCall = None
+        if self.ended is not None or self.stallTimeout is None:
+            return
+        still = self._clock.seconds() - self.movedAt
+        if still < self.stallTimeout:
+            self._stallCall = self._clock.callLater(self.stallTimeout - still, self._checkStall)
+            return
+        self.stalled = True
+        self.abort(TIMEOUT, (
+            f"transfer {self.transferId} made no progress for {self.stallTimeout:g} s (no "
+            "chunk acknowledged), so the server ended it to free its slot; start a new "
+            "transfer from the first chunk you lack (fileTransferStart with startChunk)"))
+
+    def abort(self, errorCode: str, message: str) -> None:
+        """End the transfer before its end and tell the client why."""
+        if self.ended is not None:
+            return
+        self.connection.callRemote(
+            FileTransferAborted, transferId=self.transferId, errorCode=errorCode,
+            errorMessage=message,
+        ).addErrback(lambda _: None)
+        self.end(f"aborted ({errorCode}): {message}")
+
     def end(self, why: str) -> None:
         """Stop sending, close the file, let the registry release the lease."""
         if self.ended is not None:
             return
         self.ended = why
+        if self._stallCall is not None:
+            self._stallCall.cancel()
+            self._stallCall = None
         os.close(self._descriptor)
         self._onEnd(self, why)
 

@@ -22,6 +22,7 @@ from backupremote.protocol.options import BackupOptions
 from backupremote.protocol.runs import ExecuteBackup, GetExecutionStatus
 from backupremote.protocol.transfers import (
     FileChunk,
+    FileTransferAborted,
     FileTransferComplete,
     FileTransferProgress,
 )
@@ -59,6 +60,7 @@ class ChunkRecorder(EventRecorder):
         self.boxes: list[tuple[str, int, list[bytes]]] = []
         self.progress: list[tuple[str, int, int]] = []
         self.completed: list[tuple[str, int, str]] = []
+        self.aborted: list[tuple[str, str, str]] = []
         self.holding = False
         self.held: list[Deferred[dict[str, Any]]] = []
 
@@ -81,6 +83,12 @@ class ChunkRecorder(EventRecorder):
     def fileTransferComplete(self, transferId: str, sizeBytes: int,
                              sha256: str) -> dict[str, Any]:
         self.completed.append((transferId, sizeBytes, sha256))
+        return {}
+
+    @FileTransferAborted.responder
+    def fileTransferAborted(self, transferId: str, errorCode: str,
+                            errorMessage: str) -> dict[str, Any]:
+        self.aborted.append((transferId, errorCode, errorMessage))
         return {}
 
     def release(self, count: int | None = None) -> None:

@@ -6,7 +6,7 @@ from twisted.python.filepath import FilePath
 from twisted.trial.unittest import SynchronousTestCase
 
 from backupremote.protocol.errors import CONFIG_INVALID, BackupRemoteError
-from backupremote.server.config import loadServerConfig
+from backupremote.server.config import ServerConfig, loadServerConfig
 
 BASE = """\
 [server]
@@ -37,6 +37,21 @@ class StagingConfigTests(SynchronousTestCase):
         self.assertEqual((config.artifactTtl, config.stagingMaxBytes,  # type: ignore
                           config.maxConcurrentTransfers), (600, 5_000_000_000, 2))  # type: ignore
 
+    def test_transferShares(self) -> None:
+        """One client's share is half the transfers by default, at least one."""
+        config = self.load("")
+        self.assertEqual((config.maxTransfersPerClient,  # type: ignore
+                          config.transferStallTimeout), (4, 60.0))  # type: ignore
+        for total, share in [(1, 1), (2, 1), (3, 1), (5, 2), (16, 8)]:
+            config = self.load(f"[limits]\nmax_concurrent_transfers = {total}\n")
+            self.assertEqual(config.maxTransfersPerClient, share)  # type: ignore
+        config = self.load("[limits]\nmax_concurrent_transfers = 6\n"
+                           "max_transfers_per_client = 6\ntransfer_stall_timeout = 12.5\n")
+        self.assertEqual((config.maxTransfersPerClient,  # type: ignore
+                          config.transferStallTimeout), (6, 12.5))  # type: ignore
+        self.assertEqual(ServerConfig(FilePath("d"), FilePath("k"), FilePath("c"),
+                                      maxConcurrentTransfers=10).maxTransfersPerClient, 5)
+
     def test_refused(self) -> None:
         for extra, mention in [
             ("[staging]\nartifact_ttl = 0\n", "staging.artifact_ttl"),
@@ -44,6 +59,13 @@ class StagingConfigTests(SynchronousTestCase):
             ("[staging]\nmax_bytes = \"10G\"\n", "staging.max_bytes"),
             ("[staging]\nttl = 5\n", "staging.ttl"),
             ("[limits]\nmax_concurrent_transfers = 0\n", "limits.max_concurrent_transfers"),
+            ("[limits]\nmax_transfers_per_client = 0\n", "limits.max_transfers_per_client"),
+            ("[limits]\nmax_transfers_per_client = 1.5\n", "limits.max_transfers_per_client"),
+            ("[limits]\nmax_transfers_per_client = true\n",
+             "limits.max_transfers_per_client"),
+            ("[limits]\ntransfer_stall_timeout = 0\n", "limits.transfer_stall_timeout"),
+            ("[limits]\ntransfer_stall_timeout = \"1m\"\n", "limits.transfer_stall_timeout"),
+            ("[limits]\ntransfer_stall_timeout = nan\n", "limits.transfer_stall_timeout"),
         ]:
             error = self.assertRaises(BackupRemoteError, self.load, extra)
             self.assertEqual(error.code, CONFIG_INVALID)

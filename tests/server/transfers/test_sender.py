@@ -24,7 +24,8 @@ BOX = CHUNKS_PER_BOX * CHUNK_SIZE
 
 class SenderTests(StagingMixin, SynchronousTestCase):
     def setUp(self) -> None:
-        self.setUpStaging(maxConcurrentTransfers=2)
+        # one client may use every slot here: the per-client share is in test_fairness
+        self.setUpStaging(maxConcurrentTransfers=2, maxTransfersPerClient=2)
         self.size = 40 * BOX + 123
         self.stage("r", self.size)
         self.data = self.producer.data["r"]
