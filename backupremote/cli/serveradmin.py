@@ -1,4 +1,5 @@
-"""``backupremote server init`` and ``server add-client``."""
+"""``backupremote server init`` and ``server add-client``; ``server clients`` is in
+L{backupremote.cli.serverclients}."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from typing import Any
 
 from twisted.python.filepath import FilePath
 
+from backupremote.cli import serverclients
 from backupremote.cli.output import Output
 from backupremote.configfile import configError
 from backupremote.server.config import DEFAULT_LISTEN, loadServerConfig
@@ -45,6 +47,7 @@ def register(commands: Any) -> None:
     add.add_argument("--secret-file", help="write the secret to this new file (0600) "
                      "instead of printing it")
     add.set_defaults(run=addClient)
+    serverclients.register(sub)
 
 
 def initServer(args: argparse.Namespace, output: Output) -> int:

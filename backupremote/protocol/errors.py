@@ -42,9 +42,14 @@ AUTH_REQUIRED = _register(
 )
 AUTH_FAILED = _register(
     "AUTH_FAILED",
-    "The client id or the secret is wrong (the server does not say which).",
+    "The client id or the secret is wrong, or the server's operator disabled "
+    "or removed the client or reset its secret (the server does not say which "
+    "before `auth`; an authenticated session that is revoked gets this at its "
+    "next command, and its connection is closed).",
     "Check `[client] id` and the `secret_file` in client.toml against what "
-    "`backupremote server add-client` made.",
+    "`backupremote server add-client` (or `server clients reset-secret`) made; "
+    "if they are right, ask the server's operator (`backupremote server "
+    "clients show ID`).",
 )
 AUTH_RATE_LIMITED = _register(
     "AUTH_RATE_LIMITED",

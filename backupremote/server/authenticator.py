@@ -9,6 +9,7 @@ client without its secret.
 
 from __future__ import annotations
 
+import hmac
 from typing import Any, Callable, Mapping
 
 from twisted.internet.defer import Deferred
@@ -81,6 +82,28 @@ class Authenticator:
         license = self._verifier.verify(token, clientId, REMOTE_CONTROL, context)
         self._metrics.increment("auth.succeeded")
         return license
+
+    def lockedOut(self, peerHost: str) -> bool:
+        """Whether C{peerHost} may not try again for now."""
+        return self._throttle.retryAfter(peerHost) > 0
+
+    def credentialStamp(self, clientId: str) -> str | None:
+        """
+        What a session of C{clientId} is later checked against
+        (L{stillValid}): its stored secret hash now, C{None} if the client is
+        unknown or disabled. Read in the same reactor turn as L{authenticate}
+        reads it, so it is the hash the secret is verified against.
+        """
+        return self._store.secretHashOf(clientId) if len(clientId) <= MAX_CLIENT_ID else None
+
+    def stillValid(self, clientId: str, stamp: str | None) -> bool:
+        """
+        Whether a session that authenticated with C{stamp} may go on: the
+        client is still registered and enabled, with the same secret.
+        """
+        current = self._store.secretHashOf(clientId)
+        return (current is not None and stamp is not None
+                and hmac.compare_digest(current, stamp))
 
     def recheck(
         self, license: License, clientId: str, feature: str, context: Mapping[str, str]

@@ -24,6 +24,7 @@ from twisted.python.failure import Failure
 from backupremote.keepalive import Heartbeat
 from backupremote.protocol.base import REQUEST_ID, Request
 from backupremote.protocol.errors import (
+    AUTH_FAILED,
     AUTH_REQUIRED,
     BAD_REQUEST,
     INTERNAL_ERROR,
@@ -34,6 +35,7 @@ from backupremote.protocol.errors import (
 from backupremote.protocol.session import Ping
 from backupremote.protocol.structured import InvalidValue
 from backupremote.server.requestlog import RequestLog
+from backupremote.server.revocation import REVOKED
 from backupremote.server.session import RequestContext, Session
 
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
@@ -139,6 +141,12 @@ class ServerProtocol(amp.AMP):
 
     def _admit(self, name: str, log: RequestLog) -> tuple[type[Request], Any]:
         """The command and responder for C{name}, if this session may call it."""
+        if self.session.authenticated and not self.core.authenticator.stillValid(
+            self.session.clientId, self.session.credentialStamp
+        ):
+            self.session.revoked = True
+            self.core.metrics.increment("auth.revoked")
+            raise BackupRemoteError(AUTH_FAILED, REVOKED)
         entry = self.responders.get(name.encode("utf-8"))
         if entry is None or not entry[0].preAuth:
             if not self.session.authenticated:
@@ -200,7 +208,8 @@ class ServerProtocol(amp.AMP):
             session.violations += 1
         config = self.core.config
         closing = (
-            session.violations >= config.maxViolationsPerConnection
+            session.revoked
+            or session.violations >= config.maxViolationsPerConnection
             or session.failedAuths >= config.maxFailedAuthsPerConnection
         )
         self.core.metrics.increment(f"errors.{error.code}")

@@ -33,6 +33,7 @@ from backupremote.server.factory import ServerFactory
 from backupremote.server.listener import TLSEndpoint
 from backupremote.server.metrics import Metrics
 from backupremote.server.ownership import Ownership
+from backupremote.server.revocation import RevocationSweep
 from backupremote.server.store import ServerStore
 from backupremote.server.throttle import PeerThrottle
 from backupremote.server.transfers.expiry import StagingJanitor
@@ -153,4 +154,7 @@ def makeService(config: ServerConfig, reactor: Any = None, produce: Any = None) 
     janitor = StagingJanitor(core.artifacts, reactor)
     janitor.setName("staging")
     janitor.setServiceParent(top)
+    revocations = RevocationSweep(core, reactor)
+    revocations.setName("revocations")
+    revocations.setServiceParent(top)
     return top

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from attrs import define, frozen
+from attrs import define, field, frozen
 
 from backupremote.license import License
 from backupremote.server.requestlog import RequestLog
@@ -23,6 +23,11 @@ class Session:
     failedAuths: int = 0
     violations: int = 0
     authenticating: bool = False
+    #: the stored secret hash the session authenticated against: the session
+    #: ends when it changes (the operator disabled, removed or reset the client)
+    credentialStamp: str | None = field(default=None, repr=False)
+    #: the operator revoked the client; the connection is being closed
+    revoked: bool = False
 
     @property
     def authenticated(self) -> bool:

@@ -52,6 +52,7 @@ class SessionResponders(CommandLocator):
                     f"supports: {supported}",
                     details={"supported": list(SUPPORTED_API_VERSIONS)},
                 )
+            stamp = self.core.authenticator.credentialStamp(clientId)
             granted = await self.core.authenticator.authenticate(
                 session.peerHost, clientId, secret, license, request.log.fields()
             )
@@ -63,6 +64,7 @@ class SessionResponders(CommandLocator):
             session.authenticating = False
         session.clientId = clientId
         session.license = granted
+        session.credentialStamp = stamp
         session.sessionId = str(uuid.uuid4())
         self.connection.authenticated()
         self.core.audit("auth", "ok", clientId, session.peer, request.requestId)

@@ -1,0 +1,64 @@
+"""
+The operator's commands against running daemons, as a user types them:
+C{server clients ...} while the server and a client daemon run.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from typing import Any
+
+from tests.integration.test_daemons import ProgramTestCase, program
+
+
+class ClientAdministrationTests(ProgramTestCase):
+    def capabilities(self) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [program("backupremote"), "--config", "client/client.toml", "capabilities",
+             "--json"], cwd=self.folder.path, capture_output=True, text=True, timeout=60)
+
+    def serverLog(self) -> bytes:
+        log = self.folder.descendant(["server", "logs", "server.jsonl"])
+        return log.getContent() if log.exists() else b""
+
+    def test_disableClosesLiveConnectionAndResetSecret(self) -> None:
+        """
+        Disabling a client closes the live connection of its daemon within
+        seconds and refuses its auth; enabling lets it in again; a reset
+        secret locks out the old one and the new one works.
+        """
+        self.setUpServerAndClient()
+        self.daemon("backupremote-server", "--config", "server/server.toml")
+        self.waitFor(lambda: self.capabilities().returncode == 0, "the server to answer")
+        self.daemon("backupremote-client", "--config", "client/client.toml")
+        clientLog = self.folder.descendant(["client", "logs", "client.jsonl"])
+        self.waitFor(lambda: clientLog.exists()
+                     and b"connected to the server" in clientLog.getContent(),
+                     "the client daemon to connect")
+        admin = ("--config", "server/server.toml")
+
+        self.cli("server", "clients", "disable", *admin, "laptop")
+        self.waitFor(lambda: b"was disabled or removed" in self.serverLog(),
+                     "the server to close the disabled client's connection", timeout=20)
+        self.waitFor(lambda: b"AUTH_FAILED" in clientLog.getContent(),
+                     "the client daemon to be refused")
+        refused = self.capabilities()
+        self.assertEqual(refused.returncode, 4, refused.stderr)
+        self.assertEqual(json.loads(refused.stderr)["errorCode"], "AUTH_FAILED")
+        shown: Any = json.loads(self.cli("server", "clients", "show", *admin, "laptop",
+                                         "--json").stdout)
+        self.assertFalse(shown["enabled"])
+        self.assertIsNotNone(shown["lastAuthAt"])
+
+        self.cli("server", "clients", "enable", *admin, "laptop")
+        self.assertEqual(self.capabilities().returncode, 0)
+
+        self.cli("server", "clients", "reset-secret", *admin, "laptop",
+                 "--secret-file", "new.secret")
+        self.assertEqual(self.capabilities().returncode, 4)
+        clientSecret = self.folder.descendant(["client", "client.secret"])
+        clientSecret.setContent(self.folder.child("new.secret").getContent())
+        clientSecret.chmod(0o600)
+        answered = self.capabilities()
+        self.assertEqual(answered.returncode, 0, answered.stderr)
