@@ -33,6 +33,7 @@ class MemoryEngine:
     name: str = "memory"
     defaultPort: int | None = None
     optionNames: frozenset[str] = frozenset()
+    optionsKeepingPassword: frozenset[str] = frozenset()
 
     def validate(self, config: Any, problems: Any) -> None:
         pass
