@@ -38,6 +38,25 @@ def boxes(draw: st.DrawFn) -> dict[bytes, bytes]:
     return box
 
 
+@st.composite
+def oversizeStreams(draw: st.DrawFn) -> bytes:
+    """
+    One box past the pre-auth limits, by bytes or by keys, ended or not,
+    possibly followed by more: the server must drop it while it is read.
+    """
+    command = draw(commandNames)
+    if draw(st.booleans()):
+        keys, value = draw(st.integers(3, 40)), b"v" * draw(st.integers(30_000, 65_535))
+    else:
+        keys, value = draw(st.integers(16, 200)), draw(st.binary(max_size=16))
+    box = {b"_command": command, b"_ask": b"1"}
+    box |= {b"k%d" % index: value for index in range(keys)}
+    stream = encodeBox(box)
+    if not draw(st.booleans()):
+        stream = stream[:-2]  # never ended
+    return stream + draw(st.binary(max_size=256))
+
+
 def encodeBox(box: dict[bytes, bytes]) -> bytes:
     """The AMP wire form of C{box} (keys and values within the format's limits)."""
     out = bytearray()

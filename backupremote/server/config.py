@@ -50,6 +50,10 @@ class ServerConfig:
     authTimeout: float = 30.0
     maxFailedAuthsPerConnection: int = 3
     maxViolationsPerConnection: int = 5
+    #: connections not yet authenticated, at once (``[limits] max_preauth_connections``)
+    maxPreAuthConnections: int = 256
+    #: of those, from one peer address (``[limits] max_preauth_connections_per_peer``)
+    maxPreAuthConnectionsPerPeer: int = 16
     maxFailedAuthsPerPeer: int = 10
     peerLockoutSeconds: float = 300.0
     sqliteRoots: tuple[FilePath, ...] = ()
@@ -115,6 +119,8 @@ def _loadServerConfig(path: FilePath) -> ServerConfig:
         authTimeout=limits.number("auth_timeout", 30.0, 1),
         maxFailedAuthsPerConnection=limits.integer("max_failed_auths_per_connection", 3, 1),
         maxViolationsPerConnection=limits.integer("max_violations_per_connection", 5, 1),
+        maxPreAuthConnections=limits.integer("max_preauth_connections", 256, 1),
+        maxPreAuthConnectionsPerPeer=limits.integer("max_preauth_connections_per_peer", 16, 1),
         maxFailedAuthsPerPeer=limits.integer("max_failed_auths_per_peer", 10, 1),
         peerLockoutSeconds=limits.number("peer_lockout_seconds", 300.0, 1),
         sqliteRoots=databases.paths("sqlite_roots"),
@@ -137,6 +143,7 @@ def _loadServerConfig(path: FilePath) -> ServerConfig:
     for section in (server, tls, limits, databases, runs, staging):
         section.done()
     return config
+
 
 def _adminClients(data: dict[str, Any], base: FilePath) -> frozenset[str]:
     """The ids whose C{[clients.ID] role} is C{"admin"}; any other key or role is refused."""

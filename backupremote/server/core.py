@@ -13,15 +13,18 @@ from attrs import define, field
 from twisted.internet.interfaces import IReactorTime
 from twisted.protocols.amp import CommandLocator
 
+from backupremote.protocol.boxlimits import BoxLimit
 from backupremote.protocol.errors import BackupRemoteError
 from backupremote.protocol.models import EngineCapability, ServerOffer
 from backupremote.protocol.options import CHECKSUMS
+from backupremote.server.admission import PreAuthAdmission
 from backupremote.server.authenticator import Authenticator
 from backupremote.server.compressors import availableCompressions
 from backupremote.server.config import ServerConfig
 from backupremote.server.databases.service import DatabaseConfigs
 from backupremote.server.engines import ENGINES
 from backupremote.server.metrics import Metrics
+from backupremote.server.refusals import PreAuthRefusals
 from backupremote.server.responders.databases import DatabaseResponders
 from backupremote.server.responders.metrics import MetricsResponders
 from backupremote.server.responders.runs import RunResponders
@@ -38,6 +41,12 @@ ResponderGroup = Callable[..., CommandLocator]
 RESPONDER_GROUPS: tuple[ResponderGroup, ...] = (
     SessionResponders, DatabaseResponders, RunResponders, TransferResponders, MetricsResponders,
 )
+
+
+def commandsOf(groups: tuple[ResponderGroup, ...]) -> list[type]:
+    """Every command the responder groups answer."""
+    return [command for group in groups
+            for command, _ in getattr(group, "_commandDispatch").values()]
 
 
 @define
@@ -62,10 +71,24 @@ class ServerCore:
     scripts: Any = None
     #: When this core was made (the clock's seconds), for C{getMetrics}.
     startedAt: float = field(default=None)
+    #: Connections that have not authenticated yet, capped.
+    admission: PreAuthAdmission = field(default=None)
+    #: What unauthenticated peers did wrong, summarised for the log.
+    refusals: PreAuthRefusals = field(default=None)
+    #: The largest box an authenticated client may send (the widest command, with margin).
+    boxLimit: BoxLimit = field(default=None)
 
     def __attrs_post_init__(self) -> None:
         if self.startedAt is None:
             self.startedAt = self.clock.seconds()
+        if self.refusals is None:
+            self.refusals = PreAuthRefusals(self.clock)
+        if self.admission is None:
+            self.admission = PreAuthAdmission(
+                self.config.maxPreAuthConnections, self.config.maxPreAuthConnectionsPerPeer,
+            )
+        if self.boxLimit is None:
+            self.boxLimit = BoxLimit.forCommands(commandsOf(self.responderGroups))
 
     def authMethods(self) -> list[str]:
         """How a client proves itself: always the secret, plus mTLS if set."""

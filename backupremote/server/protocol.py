@@ -8,6 +8,12 @@ C{AUTH_REQUIRED}. A command added later is therefore gated without doing
 anything. Every answer and error carries the request id, every error is a
 registry code, and an unexpected exception answers C{INTERNAL_ERROR}
 without dropping the connection.
+
+Memory and log space are bounded before the gate as well: the parser
+refuses a box past L{BoxLimit} (small before ``auth``, the widest command
+after it), the core's L{PreAuthAdmission} caps connections that have not
+authenticated, and what such connections do wrong goes to the summarised
+L{PreAuthRefusals} instead of a log line each.
 """
 
 from __future__ import annotations
@@ -22,9 +28,11 @@ from twisted.protocols import amp
 from twisted.python.failure import Failure
 
 from backupremote.keepalive import Heartbeat
+from backupremote.protocol.boxlimits import PRE_AUTH, BoundedBoxes, BoxLimit
 from backupremote.protocol.base import REQUEST_ID, Request
 from backupremote.protocol.errors import (
     AUTH_FAILED,
+    AUTH_RATE_LIMITED,
     AUTH_REQUIRED,
     BAD_REQUEST,
     INTERNAL_ERROR,
@@ -44,6 +52,12 @@ _COMMAND_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]{0,63}")
 #: Refusals that count as misbehaviour on a connection that has not authenticated.
 _VIOLATIONS = frozenset({AUTH_REQUIRED, UNKNOWN_COMMAND, BAD_REQUEST})
 
+#: Refusals of an unauthenticated connection that go to the summary, not a line each.
+_SUMMARISED = _VIOLATIONS | {AUTH_RATE_LIMITED}
+
+#: Boxes a connection may send before ``auth``: a client needs two or three.
+MAX_PRE_AUTH_BOXES = 32
+
 
 def responderTable(groups: list[amp.CommandLocator]) -> dict[bytes, tuple[type[Request], Any]]:
     """Command name -> (command class, bound responder) over all groups."""
@@ -56,8 +70,8 @@ def responderTable(groups: list[amp.CommandLocator]) -> dict[bytes, tuple[type[R
     return table
 
 
-class ServerProtocol(amp.AMP):
-    """AMP for one client connection, gated, with keep-alive."""
+class ServerProtocol(BoundedBoxes, amp.AMP):
+    """AMP for one client connection, gated, bounded, with keep-alive."""
 
     def __init__(self, core: Any, peer: str, peerHost: str) -> None:
         super().__init__()
@@ -68,13 +82,42 @@ class ServerProtocol(amp.AMP):
         )
         self._heartbeat: Heartbeat | None = None
         self._authDeadline: Any = None
+        self._preAuthBoxes = 0
+        #: Why the server closed this connection before ``auth``, for the summary.
+        self._closedBecause: str | None = None
+
+    @property
+    def peerHost(self) -> str:
+        return self.session.peerHost
+
+    def boxLimit(self) -> BoxLimit:
+        return self.core.boxLimit if self.session.authenticated else PRE_AUTH
+
+    def boxLimitExceeded(self, limit: BoxLimit, keys: int, size: int) -> None:
+        why = f"a box past {limit.maxKeys} keys or {limit.maxBytes} bytes"
+        if self.session.authenticated:
+            self._log(self._newRequestId()).warn("{why}; closing the connection", why=why)
+        self._closeBeforeAuth(why)
+
+    def evict(self, why: str) -> None:
+        """Dropped by the admission caps to make room for a newer connection."""
+        self._closeBeforeAuth(f"dropped: {why}")
+
+    def _closeBeforeAuth(self, why: str) -> None:
+        self._closedBecause = why
+        self.transport.abortConnection()
 
     # Connection lifetime
+
+    def makeConnection(self, transport: Any) -> None:
+        # AMP's own makeConnection logs a line per connection: anyone could fill the log.
+        amp.BinaryBoxProtocol.makeConnection(self, transport)
 
     def connectionMade(self) -> None:
         super().connectionMade()
         config = self.core.config
         self.core.connections.add(self)
+        self.core.admission.admit(self)
         self._heartbeat = Heartbeat(
             self.core.clock,
             ping=lambda: self.callRemote(Ping),
@@ -94,32 +137,49 @@ class ServerProtocol(amp.AMP):
 
     def connectionLost(self, reason: Any) -> None:
         self.core.connections.discard(self)
+        self.core.admission.settled(self)
+        if self.session.authenticated:
+            self._log(self._newRequestId()).info("connection closed")
+        else:
+            self.core.refusals.record(
+                self.session.peerHost, self._closedBecause or "closed before auth"
+            )
         self.core.runs.forget(self)
         self.core.transfers.forget(self)
         if self._heartbeat is not None:
             self._heartbeat.stop()
         if self._authDeadline is not None and self._authDeadline.active():
             self._authDeadline.cancel()
-        super().connectionLost(reason)
+        # not AMP's connectionLost, which logs a line per connection
+        amp.BinaryBoxProtocol.connectionLost(self, reason)
+        self.transport = None
 
     def authenticated(self) -> None:
         """Called by ``auth`` on success: the auth deadline no longer applies."""
         if self._authDeadline is not None and self._authDeadline.active():
             self._authDeadline.cancel()
+        self.core.admission.settled(self)
 
     def _authTimedOut(self) -> None:
-        self._log(self._newRequestId()).warn("no successful auth in time; closing")
-        self.transport.abortConnection()
+        self._closeBeforeAuth("no successful auth in time")
 
     # Dispatch
 
     def ampBoxReceived(self, box: amp.AmpBox) -> None:
         """A box that is no command, answer or error we asked for ends the connection."""
+        if not self.session.authenticated:
+            self._preAuthBoxes += 1
+            if self._preAuthBoxes > MAX_PRE_AUTH_BOXES:
+                self._closeBeforeAuth(f"more than {MAX_PRE_AUTH_BOXES} boxes without auth")
+                return
         try:
             super().ampBoxReceived(box)
         except Exception:
             self.session.violations += 1
-            self._log(self._newRequestId()).warn("malformed box; closing the connection")
+            if self.session.authenticated:
+                self._log(self._newRequestId()).warn("malformed box; closing the connection")
+            else:
+                self._closedBecause = "a malformed box"
             self.transport.loseConnection()
 
     def dispatchCommand(self, box: amp.AmpBox) -> Deferred[amp.AmpBox]:
@@ -213,11 +273,16 @@ class ServerProtocol(amp.AMP):
             or session.failedAuths >= config.maxFailedAuthsPerConnection
         )
         self.core.metrics.increment(f"errors.{error.code}")
-        self._log(requestId).warn(
-            "{command} refused: {errorCode}{closing}",
-            command=name, errorCode=error.code,
-            closing="; closing the connection" if closing else "",
-        )
+        if closing and not session.authenticated:
+            self._closedBecause = "too many refused commands or failed auths"
+        if error.code in _SUMMARISED and not session.authenticated:
+            self.core.refusals.record(session.peerHost, f"{name} refused: {error.code}")
+        else:
+            self._log(requestId).warn(
+                "{command} refused: {errorCode}{closing}",
+                command=name, errorCode=error.code,
+                closing="; closing the connection" if closing else "",
+            )
         return amp.RemoteAmpError(
             error.code.encode("ascii"), error.toDescription(requestId), fatal=closing
         )

@@ -117,6 +117,7 @@ class ListeningService(MultiService):
         if interrupted:
             _log.warn("{count} run(s) were interrupted by the last stop and marked failed",
                       count=len(interrupted))
+        self.core.refusals.start()
         self._listening = self._endpoint.listen(ServerFactory(self.core))
 
     def whenListening(self) -> Deferred[Any]:
@@ -133,6 +134,7 @@ class ListeningService(MultiService):
         await maybeDeferred(port.stopListening)
         for connection in list(self.core.connections):
             connection.transport.abortConnection()
+        self.core.refusals.stop()
         self.core.store.close()
 
     def stopService(self) -> Deferred[None]:

@@ -61,6 +61,14 @@ class PreAuthFuzzTests(SynchronousTestCase):
     def test_arbitraryBytes(self, stream: bytes) -> None:
         self.attack(stream)
 
+    @settings(max_examples=60, deadline=None)
+    @given(strategies.oversizeStreams())
+    def test_oversizeAndUnterminatedBoxes(self, stream: bytes) -> None:
+        """A box past the pre-auth limit drops that connection, whatever it names."""
+        loopback = self.attack(stream)
+        self.assertTrue(loopback.closed)
+        self.assertIsNone(loopback.server._currentBox)
+
     def test_oversizedKeyClosesOnlyThatConnection(self) -> None:
         """A key over 255 bytes is a protocol error: that connection is dropped."""
         loopback = self.attack(b"\x01\x00" + b"k" * 256 + b"\x00\x01v\x00\x00")

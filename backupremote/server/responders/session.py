@@ -11,6 +11,7 @@ from backupremote.license import formatDate
 from backupremote.protocol.errors import (
     ALREADY_AUTHENTICATED,
     API_VERSION_UNSUPPORTED,
+    AUTH_RATE_LIMITED,
     BackupRemoteError,
 )
 from backupremote.protocol.models import Capabilities as CapabilitiesModel
@@ -58,7 +59,12 @@ class SessionResponders(CommandLocator):
             )
         except BackupRemoteError as error:
             session.failedAuths += 1
-            self.core.audit("auth", error.code, None, session.peer, request.requestId)
+            # a refusal during a lockout is summarised, not audited: the lockout itself is
+            if error.code != AUTH_RATE_LIMITED:
+                self.core.audit("auth", error.code, None, session.peer, request.requestId)
+                if self.core.authenticator.lockedOut(session.peerHost):
+                    self.core.audit("auth.lockout", "locked out", None, session.peer,
+                                    request.requestId)
             raise
         finally:
             session.authenticating = False
