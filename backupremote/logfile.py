@@ -9,6 +9,8 @@ from twisted.application.service import MultiService, Service
 from twisted.logger import globalLogPublisher, jsonFileLogObserver
 from twisted.python.filepath import FilePath
 
+from backupremote.private import makePrivateFolder
+
 
 class JSONLogFileService(Service):
     """While running, append every event to C{path} (mode 0600) as JSON."""
@@ -20,9 +22,7 @@ class JSONLogFileService(Service):
         self._observer: Any = None
 
     def startService(self) -> None:
-        parent = self.path.parent()
-        if not parent.exists():
-            parent.makedirs()
+        makePrivateFolder(self.path.parent())
         descriptor = os.open(self.path.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
         self._file = os.fdopen(descriptor, "a", encoding="utf-8")
         self._observer = jsonFileLogObserver(self._file)

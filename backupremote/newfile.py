@@ -1,4 +1,7 @@
-"""Creating files that must not exist yet, with their mode set from the start."""
+"""
+Creating files that must not exist yet, with their mode set from the start:
+0600 unless a caller asks otherwise (see L{backupremote.private}).
+"""
 
 from __future__ import annotations
 
@@ -10,7 +13,6 @@ from twisted.python.filepath import FilePath
 from backupremote.protocol.errors import CONFIG_INVALID, BackupRemoteError
 
 PRIVATE = 0o600
-PUBLIC = 0o644
 
 #: The write function: C{os.write}'s signature (tests slow it down).
 Writer = Callable[[int, memoryview], int]
@@ -23,7 +25,7 @@ def writeAll(fd: int, data: bytes | memoryview, write: Writer = os.write) -> Non
         view = view[write(fd, view):]
 
 
-def writeNewFile(path: FilePath | str | os.PathLike[str], data: bytes, mode: int = PUBLIC) -> None:
+def writeNewFile(path: FilePath | str | os.PathLike[str], data: bytes, mode: int = PRIVATE) -> None:
     """
     Create C{path} with exactly C{mode} (whatever the umask) and write
     C{data}; a file never exists with looser permissions, even briefly.

@@ -10,6 +10,7 @@ and map to distinct exit codes (see L{backupremote.cli.output}).
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from typing import Any, Sequence
 
@@ -27,6 +28,7 @@ from backupremote.cli import (
     transfers,
 )
 from backupremote.cli.output import EXIT_INTERRUPTED, EXIT_USAGE, Output
+from backupremote.private import usePrivateUmask
 from backupremote.protocol.errors import INTERNAL_ERROR, BackupRemoteError
 
 
@@ -59,6 +61,16 @@ def _addJSONToEveryCommand(parser: argparse.ArgumentParser) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    # every file the command makes 0600, every folder 0700 (put back on
+    # return for callers that run it in-process)
+    previousUmask = usePrivateUmask()
+    try:
+        return _main(argv)
+    finally:
+        os.umask(previousUmask)
+
+
+def _main(argv: Sequence[str] | None) -> int:
     parser = buildParser()
     try:
         args = parser.parse_args(list(sys.argv[1:] if argv is None else argv))

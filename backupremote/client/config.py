@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import stat
-
 from attrs import frozen
 from twisted.python.filepath import FilePath
 
@@ -15,6 +12,7 @@ from backupremote.configfile import (
     readToml,
     refuseUnknownSections,
 )
+from backupremote.private import refuseShared
 from backupremote.tls.client import pinList
 
 
@@ -64,6 +62,18 @@ class ClientConfig:
         """The client secret; refused if anyone but the owner may read it."""
         return _readPrivate(self.secretFile, "secret file")
 
+    def readClientKey(self) -> bytes | None:
+        """The client's TLS key (mutual TLS), if any; refused if others may read it."""
+        if self.clientKey is None:
+            return None
+        refuseShared(self.clientKey, "client TLS key")
+        try:
+            return self.clientKey.getContent()
+        except OSError as e:
+            raise configError(
+                f"cannot read the client TLS key {self.clientKey.path}: {e.strerror}"
+            ) from None
+
     def readLicense(self) -> str:
         try:
             return self.licenseFile.getContent().decode("utf-8").strip()
@@ -75,10 +85,7 @@ class ClientConfig:
 
 def _readPrivate(path: FilePath, what: str) -> str:
     try:
-        if stat.S_IMODE(os.stat(path.path).st_mode) & 0o077:
-            raise configError(
-                f"the {what} {path.path} is readable by others; chmod 600 it"
-            )
+        refuseShared(path, what)
         value = path.getContent().decode("utf-8").strip()
     except (OSError, UnicodeDecodeError):
         raise configError(f"cannot read the {what} {path.path}") from None

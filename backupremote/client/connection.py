@@ -86,7 +86,7 @@ class ConnectionManager:
             config.fingerprints,
             config.caFile.getContent() if config.caFile else None,
             config.clientCert.getContent() if config.clientCert else None,
-            config.clientKey.getContent() if config.clientKey else None,
+            config.readClientKey(),
         )
         endpoint = wrapClientTLS(
             self._creator,

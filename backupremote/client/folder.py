@@ -11,6 +11,7 @@ from backupremote.client.config import ServerAddress, loadClientConfig
 from backupremote.configfile import configError
 from backupremote.newfile import writeNewFile, writePrivateFile
 from backupremote.license import parseToken
+from backupremote.private import makePrivateFolder
 from backupremote.tls.certificates import loadCertificates, loadPrivateKey
 from backupremote.tls.client import pinList
 
@@ -27,8 +28,8 @@ def createClientFolder(
     clientKeyPem: bytes | None = None,
 ) -> FilePath:
     """
-    Write C{directory}/client.toml with the secret (0600) and licence beside
-    it; return the config's path.
+    Write C{directory}/client.toml with the secret and licence beside it,
+    every file 0600 in a folder 0700; return the config's path.
 
     Every input is checked before anything is written, so a refused call
     leaves no half-made folder to block the corrected one.
@@ -60,7 +61,7 @@ def createClientFolder(
         serverTable["ca_file"] = "server-ca.pem"
     if clientCertPem is not None:
         serverTable |= {"client_cert": "client.crt", "client_key": "client.key"}
-    directory.makedirs(ignoreExistingDirectory=True)
+    makePrivateFolder(directory)
     directory.chmod(0o700)
     writePrivateFile(directory.child("client.secret").path, secret + b"\n")
     writeNewFile(directory.child("client.license"), licenseToken.strip().encode("ascii") + b"\n")

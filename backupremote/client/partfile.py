@@ -24,6 +24,7 @@ from typing import Any
 from twisted.python.filepath import FilePath
 
 from backupremote.newfile import fsyncFolder, replaceFile
+from backupremote.private import makePrivateFolder
 from backupremote.protocol.errors import CONFLICT, BackupRemoteError
 from backupremote.protocol.transfers import CHUNK_SIZE, FileEntry
 
@@ -55,7 +56,7 @@ class PartFile:
 
     def acquire(self) -> None:
         """Lock the download of this name in this folder, or refuse (C{CONFLICT})."""
-        self.target.parent().makedirs(ignoreExistingDirectory=True)
+        makePrivateFolder(self.target.parent())
         descriptor = os.open(self.lock.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
         try:
             fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)

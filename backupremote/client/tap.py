@@ -8,6 +8,7 @@ from twisted.python.filepath import FilePath
 
 from backupremote.client.config import loadClientConfig
 from backupremote.client.service import makeService as makeClientService
+from backupremote.private import usePrivateUmask
 from backupremote.protocol.errors import BackupRemoteError
 
 
@@ -22,6 +23,7 @@ class Options(usage.Options):
 
 
 def makeService(options: Options) -> IService:
+    usePrivateUmask()  # every file 0600, every folder 0700
     try:
         return makeClientService(loadClientConfig(FilePath(options["config"])))
     except BackupRemoteError as e:

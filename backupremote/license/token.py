@@ -26,6 +26,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import (
 from twisted.python.filepath import FilePath
 
 from backupremote.newfile import writeNewFile
+from backupremote.private import makePrivateFolder
 from backupremote.protocol.errors import (
     CONFIG_INVALID,
     LICENSE_MALFORMED,
@@ -204,8 +205,8 @@ def generateIssuerKeyPair(
     directory: FilePath[str] | str,
 ) -> tuple[FilePath[str], FilePath[str]]:
     """
-    Write a new issuer key pair as C{issuer.key} (0600) and C{issuer.pub}
-    (0644) in C{directory}, creating it if needed.
+    Write a new issuer key pair as C{issuer.key} and C{issuer.pub} (both
+    0600) in C{directory}, creating it (0700) if needed.
 
     @return: the paths of the private and the public key.
     @raise BackupRemoteError: C{CONFIG_INVALID} if either file exists.
@@ -214,7 +215,7 @@ def generateIssuerKeyPair(
     keyPath = directory.child(ISSUER_KEY_NAME)
     pubPath = directory.child(ISSUER_PUB_NAME)
     try:
-        directory.makedirs(ignoreExistingDirectory=True)
+        makePrivateFolder(directory)
     except OSError as e:
         raise BackupRemoteError(
             CONFIG_INVALID, f"cannot create the key directory: {e.strerror}"
@@ -239,7 +240,6 @@ def generateIssuerKeyPair(
                 serialization.Encoding.PEM,
                 serialization.PublicFormat.SubjectPublicKeyInfo,
             ),
-            0o644,
         )
     except BaseException:
         keyPath.remove()

@@ -14,6 +14,7 @@ from twisted.python.filepath import FilePath
 
 from backupremote.configfile import configError
 from backupremote.newfile import writeNewFile, writePrivateFile
+from backupremote.private import makePrivateFolder
 from backupremote.license import loadTrustedKey
 from backupremote.server.config import DEFAULT_LISTEN, ServerConfig, loadServerConfig
 from backupremote.server.secrethash import generateSecret, hashSecret
@@ -50,8 +51,9 @@ def createServerFolder(
     sqliteRoots: Sequence[FilePath] = (),
 ) -> ServerFolder:
     """
-    Write C{directory}/server.toml, a TLS key (0600) and self-signed
-    certificate, copies of the trusted issuer keys and the data folder.
+    Write C{directory}/server.toml, a TLS key and self-signed certificate,
+    copies of the trusted issuer keys and the data folder: every file 0600,
+    every folder it makes 0700.
 
     Every input is checked before anything is written, so a refusal leaves
     nothing behind.
@@ -64,10 +66,10 @@ def createServerFolder(
     issuers = [_readIssuer(path) for path in trustIssuers]
     if clientCAPem is not None:
         loadCertificates(clientCAPem, "client CA file")
-    directory.makedirs(ignoreExistingDirectory=True)
+    makePrivateFolder(directory)
     for sub in ("tls", "trusted-issuers", "data"):
-        directory.child(sub).makedirs(ignoreExistingDirectory=True)
-    directory.child("data").chmod(0o700)
+        makePrivateFolder(directory.child(sub))
+        directory.child(sub).chmod(0o700)
     keyPem, certPem = generateServerCertificate(list(hostnames) or ["localhost"])
     writePrivateFile(directory.descendant(["tls", "server.key"]).path, keyPem)
     writeNewFile(directory.descendant(["tls", "server.crt"]), certPem)

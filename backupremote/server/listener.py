@@ -10,6 +10,7 @@ from twisted.internet.protocol import Factory
 from twisted.protocols.tls import TLSMemoryBIOFactory
 
 from backupremote.configfile import configError
+from backupremote.private import refuseShared
 from backupremote.server.config import ServerConfig
 from backupremote.tls.server import serverContextFactory
 
@@ -22,7 +23,11 @@ def _read(path: Any, what: str) -> bytes:
 
 
 def tlsOptions(config: ServerConfig) -> Any:
-    """The server's TLS options from its key, certificate and optional client CA."""
+    """
+    The server's TLS options from its key, certificate and optional client
+    CA; C{CONFIG_INVALID} if group or others can read the key.
+    """
+    refuseShared(config.tlsKey, "TLS key")
     return serverContextFactory(
         _read(config.tlsKey, "TLS key"),
         _read(config.tlsCert, "TLS certificate"),

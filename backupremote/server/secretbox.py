@@ -1,7 +1,8 @@
 """
 Database passwords at rest: AES-256-GCM with a key file in the data folder.
 
-The key file (``secrets.key``, mode 0600) is made on first use. Each value
+The key file (``secrets.key``, mode 0600) is made on first use; a server
+whose key file group or others can read refuses to start. Each value
 is bound to the configuration it belongs to (associated data), so a
 ciphertext copied onto another row does not decrypt.
 """
@@ -16,6 +17,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from twisted.python.filepath import FilePath
 
 from backupremote.newfile import writePrivateFile
+from backupremote.private import refuseShared
 
 KEY_NAME = "secrets.key"
 _PREFIX = "v1:"
@@ -36,7 +38,7 @@ class SecretBox:
         keyFile = dataDir.child(KEY_NAME)
         if not keyFile.exists():
             writePrivateFile(keyFile, base64.b64encode(AESGCM.generate_key(bit_length=256)))
-        keyFile.chmod(0o600)
+        refuseShared(keyFile, "data folder's key file")
         return cls(base64.b64decode(keyFile.getContent()))
 
     def seal(self, plaintext: str, context: str) -> str:

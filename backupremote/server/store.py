@@ -12,6 +12,8 @@ from typing import Callable
 
 from twisted.python.filepath import FilePath
 
+from backupremote.private import makePrivateFolder, privateFile
+
 #: Each entry moves the schema from version ``index`` to ``index + 1``.
 MIGRATIONS: list[str] = [
     """
@@ -107,6 +109,13 @@ class ServerStore:
         self, path: FilePath, now: Callable[[], str] = _now
     ) -> None:
         self._now = now
+        # 0600 before SQLite opens it, so its -wal and -shm are 0600 too;
+        # those an earlier version left 0644 are tightened
+        privateFile(path)
+        for suffix in ("-wal", "-shm"):
+            sidecar = path.siblingExtension(suffix)
+            if sidecar.exists():
+                sidecar.chmod(0o600)
         self._db = sqlite3.connect(path.path, isolation_level=None)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA foreign_keys=ON")
@@ -115,8 +124,7 @@ class ServerStore:
     @classmethod
     def inDataDir(cls, dataDir: FilePath) -> ServerStore:
         """Open (creating it and the folder, mode 0700) the store of a data folder."""
-        if not dataDir.exists():
-            dataDir.makedirs()
+        makePrivateFolder(dataDir)
         dataDir.chmod(0o700)
         return cls(dataDir.child("server.sqlite3"))
 

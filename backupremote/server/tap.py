@@ -6,6 +6,7 @@ from twisted.application.service import IService
 from twisted.python import usage
 from twisted.python.filepath import FilePath
 
+from backupremote.private import usePrivateUmask
 from backupremote.protocol.errors import BackupRemoteError
 from backupremote.server.config import loadServerConfig
 from backupremote.server.service import makeService as makeServerService
@@ -22,6 +23,7 @@ class Options(usage.Options):
 
 
 def makeService(options: Options) -> IService:
+    usePrivateUmask()  # every file 0600, every folder 0700
     try:
         return makeServerService(loadServerConfig(FilePath(options["config"])))
     except BackupRemoteError as e:

@@ -75,6 +75,7 @@ async def startServer(testCase: Any, **config: Any) -> RunningServer:
     folder.makedirs()
     keyPem, certPem = generateServerCertificate(["localhost"])
     folder.child("server.key").setContent(keyPem)
+    folder.child("server.key").chmod(0o600)  # the server refuses a key others can read
     folder.child("server.crt").setContent(certPem)
     keyPath, pubPath = generateIssuerKeyPair(folder.child("issuer"))
     now = datetime.now(timezone.utc)

@@ -155,6 +155,7 @@ class MutualTLSTests(TestCase):
         key, cert = issueClientCertificate(self.caKey, self.caCert, "integration-client")
         server.folder.child("client.crt").setContent(cert)
         server.folder.child("client.key").setContent(key)
+        server.folder.child("client.key").chmod(0o600)
         client = server.client(
             self, clientCert=server.folder.child("client.crt"),
             clientKey=server.folder.child("client.key"),

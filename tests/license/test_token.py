@@ -213,7 +213,8 @@ class KeyFileTests(SynchronousTestCase):
         self.assertEqual(keyPath, self.directory.child("issuer.key"))
         self.assertEqual(pubPath, self.directory.child("issuer.pub"))
         self.assertEqual(stat.S_IMODE(os.stat(keyPath.path).st_mode), 0o600)
-        self.assertEqual(stat.S_IMODE(os.stat(pubPath.path).st_mode), 0o644)
+        self.assertEqual(stat.S_IMODE(os.stat(pubPath.path).st_mode), 0o600)
+        self.assertEqual(stat.S_IMODE(os.stat(self.directory.path).st_mode), 0o700)
         self.assertTrue(keyPath.getContent().startswith(b"-----BEGIN PRIVATE KEY-----"))
         self.assertTrue(pubPath.getContent().startswith(b"-----BEGIN PUBLIC KEY-----"))
 
@@ -223,7 +224,7 @@ class KeyFileTests(SynchronousTestCase):
         self.directory.makedirs()
         keyPath, pubPath = generateIssuerKeyPair(self.directory)
         self.assertEqual(stat.S_IMODE(os.stat(keyPath.path).st_mode), 0o600)
-        self.assertEqual(stat.S_IMODE(os.stat(pubPath.path).st_mode), 0o644)
+        self.assertEqual(stat.S_IMODE(os.stat(pubPath.path).st_mode), 0o600)
 
     def test_keysMatch(self) -> None:
         keyPath, pubPath = generateIssuerKeyPair(self.directory)
