@@ -38,10 +38,33 @@ class JSONLogFileService(Service):
             self._file.close()
             self._file = None
 
+    def reopen(self) -> None:
+        """
+        Open C{path} again, as after logrotate moved the file away: later
+        events go to the file now at C{path}, and the old one is closed.
+        Nothing happens unless running; if the file cannot be opened, the
+        error is raised and events still go to the old one.
+        """
+        if self._file is None:
+            return
+        descriptor = os.open(self.path.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        old, oldObserver = self._file, self._observer
+        self._file = os.fdopen(descriptor, "a", encoding="utf-8")
+        self._observer = jsonFileLogObserver(self._file)
+        self._publisher.addObserver(self._observer)
+        self._publisher.removeObserver(oldObserver)
+        old.close()
+
+
+#: The name of the log-file service under a daemon's top service.
+LOG_FILE_SERVICE = "log"
+
 
 def withLogFile(logFile: FilePath | None) -> MultiService:
     """A service to hang a daemon's parts on, copying the log to C{logFile} if set."""
     top = MultiService()
     if logFile is not None:
-        JSONLogFileService(logFile).setServiceParent(top)
+        logService = JSONLogFileService(logFile)
+        logService.setName(LOG_FILE_SERVICE)
+        logService.setServiceParent(top)
     return top

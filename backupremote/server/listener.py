@@ -12,7 +12,7 @@ from twisted.protocols.tls import TLSMemoryBIOFactory
 from backupremote.configfile import configError
 from backupremote.private import refuseShared
 from backupremote.server.config import ServerConfig
-from backupremote.tls.server import serverContextFactory
+from backupremote.tls.server import SwappableServerOptions, serverContextFactory
 
 
 def _read(path: Any, what: str) -> bytes:
@@ -36,7 +36,10 @@ def tlsOptions(config: ServerConfig) -> Any:
 
 
 class TLSEndpoint:
-    """A TCP endpoint from C{ssl:...} whose every connection is TLS."""
+    """
+    A TCP endpoint from C{ssl:...} whose every connection is TLS, with a
+    key and certificate that L{reloadCertificate} can change while listening.
+    """
 
     def __init__(self, reactor: Any, config: ServerConfig) -> None:
         description = "tcp:" + config.listen[len("ssl:"):]
@@ -44,7 +47,24 @@ class TLSEndpoint:
             self._tcp: IStreamServerEndpoint = serverFromString(reactor, description)
         except (ValueError, TypeError) as e:
             raise configError(f"server.listen is not a valid endpoint: {e}") from None
-        self._options = tlsOptions(config)
+        self._config = config
+        self._options = SwappableServerOptions(tlsOptions(config))
+
+    @property
+    def fingerprint(self) -> str:
+        """The fingerprint of the certificate new connections get."""
+        return self._options.fingerprint
+
+    def reloadCertificate(self) -> str:
+        """
+        Read the key, certificate and client CA files again; new connections
+        get them, open ones keep theirs. Returns the new fingerprint.
+
+        @raise BackupRemoteError: C{CONFIG_INVALID} if the files are not a
+            usable pair; the previous ones stay in use.
+        """
+        self._options.options = tlsOptions(self._config)
+        return self._options.fingerprint
 
     def listen(self, factory: Factory) -> Any:
         return self._tcp.listen(TLSMemoryBIOFactory(self._options, False, factory))

@@ -127,6 +127,16 @@ class ListeningService(MultiService):
         self._listening.addCallback(lambda port: (result.callback(port), port)[1])
         return result
 
+    def reloadCertificate(self) -> str:
+        """
+        New connections get the TLS key and certificate files as they are
+        now; returns the certificate's fingerprint.
+
+        @raise BackupRemoteError: C{CONFIG_INVALID} if they are not a usable
+            pair; the ones in use stay.
+        """
+        return self._endpoint.reloadCertificate()
+
     async def _stop(self) -> None:
         assert self._listening is not None
         self.core.runs.stop()

@@ -9,6 +9,7 @@ from twisted.python.filepath import FilePath
 from backupremote.private import usePrivateUmask
 from backupremote.protocol.errors import BackupRemoteError
 from backupremote.server.config import loadServerConfig
+from backupremote.server.hangup import HangupService, reopenAndReload
 from backupremote.server.service import makeService as makeServerService
 
 
@@ -25,6 +26,11 @@ class Options(usage.Options):
 def makeService(options: Options) -> IService:
     usePrivateUmask()  # every file 0600, every folder 0700
     try:
-        return makeServerService(loadServerConfig(FilePath(options["config"])))
+        service = makeServerService(loadServerConfig(FilePath(options["config"])))
     except BackupRemoteError as e:
         raise SystemExit(f"backupremote-server: {e}\n{e.action}") from None
+    from twisted.internet import reactor
+
+    # SIGHUP: reopen the log file, reload the TLS key and certificate
+    HangupService(lambda: reopenAndReload(service), reactor).setServiceParent(service)
+    return service

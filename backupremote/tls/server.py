@@ -2,16 +2,24 @@
 The server's side of TLS: what it listens with.
 
 Wrap the listening factory with
-C{TLSMemoryBIOFactory(serverContextFactory(...), False, factory)}.
+C{TLSMemoryBIOFactory(serverContextFactory(...), False, factory)}, or with a
+L{SwappableServerOptions} to change the key and certificate while
+listening (a certificate rotation without a restart).
 """
 
 from __future__ import annotations
 
-from OpenSSL import crypto
+from typing import Any
+
+from cryptography.hazmat.primitives.serialization import Encoding
+from OpenSSL import SSL, crypto
+from twisted.internet.interfaces import IOpenSSLServerConnectionCreator
 from twisted.internet.ssl import CertificateOptions, TLSVersion
+from zope.interface import implementer
 
 from backupremote.tls.certificates import (
     checkKeyMatches,
+    fingerprintOfDer,
     loadCertificates,
     loadPrivateKey,
 )
@@ -50,3 +58,25 @@ def serverContextFactory(
         caCerts=clientCAs,
         requireCertificate=clientCAs is not None,
     )
+
+
+@implementer(IOpenSSLServerConnectionCreator)
+class SwappableServerOptions:
+    """
+    Server TLS options that can be replaced while listening: each new
+    connection is made from the options of the moment, and connections
+    already made keep theirs.
+
+    @ivar options: the L{CertificateOptions} new connections use.
+    """
+
+    def __init__(self, options: CertificateOptions) -> None:
+        self.options = options
+
+    @property
+    def fingerprint(self) -> str:
+        """The SHA-256 fingerprint of the certificate new connections get."""
+        return fingerprintOfDer(self.options.certificate.public_bytes(Encoding.DER))
+
+    def serverConnectionForTLS(self, tlsProtocol: Any) -> SSL.Connection:
+        return SSL.Connection(self.options.getContext(), None)

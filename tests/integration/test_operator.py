@@ -1,11 +1,12 @@
 """
 The operator's commands against running daemons, as a user types them:
-C{server clients ...} while the server and a client daemon run.
+C{server clients ...} while the server and a client daemon run, and SIGHUP.
 """
 
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
 from typing import Any
 
@@ -62,3 +63,28 @@ class ClientAdministrationTests(ProgramTestCase):
         clientSecret.chmod(0o600)
         answered = self.capabilities()
         self.assertEqual(answered.returncode, 0, answered.stderr)
+
+
+class HangupTests(ProgramTestCase):
+    def test_sighupReopensTheLogFile(self) -> None:
+        """
+        After logrotate-style renaming, SIGHUP makes the daemon write to a new
+        log file at the configured path, and it keeps serving.
+        """
+        self.setUpServerAndClient()
+        server = self.daemon("backupremote-server", "--config", "server/server.toml")
+        config = ("--config", "client/client.toml")
+        self.waitFor(lambda: subprocess.run(
+            [program("backupremote"), *config, "capabilities"], cwd=self.folder.path,
+            capture_output=True, timeout=60).returncode == 0, "the server to answer")
+        log = self.folder.descendant(["server", "logs", "server.jsonl"])
+        rotated = log.siblingExtension(".1")
+        log.moveTo(rotated)
+        server.send_signal(signal.SIGHUP)
+        self.waitFor(lambda: log.exists() and b"reopened the log file" in log.getContent(),
+                     "the server to reopen its log file")
+        self.assertIsNone(server.poll())
+        self.assertIn(b"reloaded the TLS key and certificate", log.getContent())
+        self.assertNotIn(b"reopened the log file", rotated.getContent())
+        self.cli(*config, "capabilities")
+        self.assertIn(b"authenticated", log.getContent())
