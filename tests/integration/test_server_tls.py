@@ -198,6 +198,10 @@ class LoggingTests(TestCase):
             self.assertIn("clientId", event)
         authenticated = [e for e in ours if "authenticated" in e["log_format"]]
         self.assertEqual(authenticated[0]["clientId"], "integration-client")
+        # the refused client's closed connection: summarised per address, not per request
+        refusals = [json.loads(line) for line in logged.splitlines()
+                    if '"backupremote.server.refusals"' in line]
+        self.assertEqual([e["peer"] for e in refusals], ["127.0.0.1"])
 
 
 class ClientDaemonTests(TestCase):
