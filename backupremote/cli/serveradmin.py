@@ -1,5 +1,6 @@
 """``backupremote server init`` and ``server add-client``; ``server clients`` is in
-L{backupremote.cli.serverclients}."""
+L{backupremote.cli.serverclients}, ``server fingerprint`` and ``server rotate-cert``
+in L{backupremote.cli.servercert}."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from typing import Any
 
 from twisted.python.filepath import FilePath
 
-from backupremote.cli import serverclients
+from backupremote.cli import servercert, serverclients
 from backupremote.cli.output import Output
 from backupremote.configfile import configError
 from backupremote.server.config import DEFAULT_LISTEN, loadServerConfig
@@ -48,6 +49,7 @@ def register(commands: Any) -> None:
                      "instead of printing it")
     add.set_defaults(run=addClient)
     serverclients.register(sub)
+    servercert.register(sub)
 
 
 def initServer(args: argparse.Namespace, output: Output) -> int:

@@ -1,7 +1,8 @@
 """
 Reloading the server's TLS key and certificate while it runs (what SIGHUP
 does), over real TLS on 127.0.0.1: new connections get the new certificate,
-open ones keep going, and unusable files leave the old one in place.
+open ones keep going, and unusable files leave the old one in place; and a
+certificate rotation that clients pinning both fingerprints do not notice.
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from __future__ import annotations
 from twisted.trial.unittest import TestCase
 
 from backupremote.protocol.errors import TLS_FINGERPRINT_MISMATCH, BackupRemoteError
+from backupremote.server.certrotation import activatePending, stageNewCertificate
 from backupremote.server.hangup import reopenAndReload
 from backupremote.tls.certificates import fingerprintOfPem, generateServerCertificate
 from tests.integration.servers import startServer
@@ -58,3 +60,37 @@ class CertificateReloadTests(TestCase):
         await server.client(self).capabilities()
         self.assertIn(b"kept the TLS certificate in use",
                       server.config.logFile.getContent())
+
+
+class RotationTests(TestCase):
+    """
+    The rotation procedure on a running server: stage, pin both, activate,
+    reload.
+    """
+
+    async def test_clientPinningBothSurvivesTheRotation(self) -> None:
+        """
+        A client pinning [old, new] connects before and after activation; one
+        pinning only the old fingerprint is refused with
+        TLS_FINGERPRINT_MISMATCH once the new certificate is offered.
+        """
+        server = await startServer(self)
+        old = server.fingerprint
+        new = stageNewCertificate(server.config).fingerprint
+        # staged only: the server still offers the old certificate
+        await server.client(self, fingerprints=(old, new)).capabilities()
+        await server.client(self, fingerprints=(old,)).capabilities()
+        await self.assertRefusedWith(server.client(self, fingerprints=(new,)))
+
+        activatePending(server.config)
+        reopenAndReload(server.service)
+
+        await server.client(self, fingerprints=(old, new)).capabilities()
+        await server.client(self, fingerprints=(new, old)).capabilities()
+        await server.client(self, fingerprints=(new,)).capabilities()
+        await self.assertRefusedWith(server.client(self, fingerprints=(old,)))
+
+    async def assertRefusedWith(self, client) -> None:
+        with self.assertRaises(BackupRemoteError) as raised:
+            await client.capabilities()
+        self.assertEqual(raised.exception.code, TLS_FINGERPRINT_MISMATCH)

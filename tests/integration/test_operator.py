@@ -88,3 +88,47 @@ class HangupTests(ProgramTestCase):
         self.assertNotIn(b"reopened the log file", rotated.getContent())
         self.cli(*config, "capabilities")
         self.assertIn(b"authenticated", log.getContent())
+
+
+class RotationTests(ProgramTestCase):
+    def test_rotationProcedure(self) -> None:
+        """
+        docs/operations.md's rotation, as typed: rotate-cert, a client pinning
+        both fingerprints, --activate, SIGHUP. The client pinning both is
+        served throughout; one pinning only the old fingerprint is refused
+        with TLS_FINGERPRINT_MISMATCH once the server offers the new one.
+        """
+        port, old = self.setUpServerAndClient()
+        server = self.daemon("backupremote-server", "--config", "server/server.toml")
+        admin = ("--config", "server/server.toml")
+        onlyOld = ("--config", "client/client.toml")
+        both = ("--config", "both/client.toml")
+        self.waitFor(lambda: subprocess.run(
+            [program("backupremote"), *onlyOld, "capabilities"], cwd=self.folder.path,
+            capture_output=True, timeout=60).returncode == 0, "the server to answer")
+
+        new = json.loads(self.cli("server", "rotate-cert", *admin, "--json").stdout)[
+            "pending"]["fingerprint"]
+        shown = json.loads(self.cli("server", "fingerprint", *admin, "--json").stdout)
+        self.assertEqual(shown["fingerprints"], [old, new])
+        self.cli("client", "init", "both", "--server", f"127.0.0.1:{port}",
+                 "--fingerprint", old, "--fingerprint", new, "--client-id", "laptop",
+                 "--secret-file", "laptop.secret", "--license", "laptop.license")
+        self.cli(*both, "capabilities")
+        self.cli(*onlyOld, "capabilities")
+
+        self.cli("server", "rotate-cert", *admin, "--activate")
+        # activated, not yet reloaded: the server still offers the old certificate
+        self.cli(*onlyOld, "capabilities")
+        log = self.folder.descendant(["server", "logs", "server.jsonl"])
+        server.send_signal(signal.SIGHUP)
+        self.waitFor(lambda: new.encode() in log.getContent(),
+                     "the server to reload its certificate")
+
+        self.cli(*both, "capabilities")
+        refused = self.cli(*onlyOld, "capabilities", "--json", expect=5)
+        error = json.loads(refused.stderr)
+        self.assertEqual(error["errorCode"], "TLS_FINGERPRINT_MISMATCH")
+        self.assertIn(new, error["errorMessage"])
+        self.assertIn("backupremote server fingerprint", error["action"])
+        self.assertIsNone(server.poll())
