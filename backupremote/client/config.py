@@ -53,6 +53,9 @@ class ClientConfig:
     clientCert: FilePath | None = None
     clientKey: FilePath | None = None
     logFile: FilePath | None = None
+    #: the client's own files: its store (client.sqlite3), downloads in
+    #: progress, job locks; C{None} (a config made in code): no store
+    dataDir: FilePath | None = None
     keepaliveInterval: float = 30.0
     keepaliveTimeout: float = 20.0
     connectAttempts: int = 3
@@ -113,6 +116,7 @@ def _loadClientConfig(path: FilePath) -> ClientConfig:
         secretFile=client.path("secret_file", required=True),
         licenseFile=client.path("license_file", required=True),
         logFile=client.path("log_file"),
+        dataDir=client.path("data_dir") or base,
         server=ServerAddress.parse(server.string("address") or _raise(server.missing("address"))),
         fingerprints=fingerprints,
         caFile=server.path("ca_file"),

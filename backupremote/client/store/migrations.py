@@ -1,0 +1,57 @@
+"""
+The client store's schema: each entry moves it from version ``index`` to
+``index + 1`` (SQLite's C{user_version}), in one transaction.
+
+Append a migration for new tables or columns; never change one that was
+released, since the stores of users have run it already.
+"""
+
+from __future__ import annotations
+
+MIGRATIONS: list[str] = [
+    # Version 1: jobs (backupremote.client.jobs), one row per run this
+    # client drives, the log of their steps, and a receipt per delivery.
+    """
+    CREATE TABLE jobs (
+        runId TEXT PRIMARY KEY,
+        server TEXT NOT NULL,
+        databaseConfigId TEXT,
+        options TEXT,
+        scheduleId TEXT,
+        fireTime TEXT,
+        goal TEXT NOT NULL,
+        state TEXT NOT NULL,
+        downloadFolder TEXT,
+        keepDownload INTEGER NOT NULL,
+        destinations TEXT NOT NULL,
+        status TEXT,
+        artifact TEXT,
+        artifactPath TEXT,
+        failedStep TEXT,
+        errorCode TEXT,
+        errorMessage TEXT,
+        createdAt TEXT NOT NULL,
+        updatedAt TEXT NOT NULL
+    );
+    CREATE INDEX jobs_state ON jobs (state);
+    CREATE INDEX jobs_schedule ON jobs (scheduleId, fireTime);
+    CREATE TABLE job_steps (
+        runId TEXT NOT NULL REFERENCES jobs (runId) ON DELETE CASCADE,
+        seq INTEGER NOT NULL,
+        state TEXT NOT NULL,
+        at TEXT NOT NULL,
+        detail TEXT,
+        PRIMARY KEY (runId, seq)
+    );
+    CREATE TABLE receipts (
+        runId TEXT NOT NULL REFERENCES jobs (runId) ON DELETE CASCADE,
+        destination TEXT NOT NULL,
+        name TEXT NOT NULL,
+        size INTEGER NOT NULL,
+        sha256 TEXT NOT NULL,
+        method TEXT NOT NULL,
+        verifiedAt TEXT NOT NULL,
+        PRIMARY KEY (runId, destination)
+    );
+    """,
+]

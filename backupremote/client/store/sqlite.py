@@ -1,0 +1,162 @@
+"""
+The client store on SQLite, off the reactor.
+
+One connection, used only by one worker thread: transactions run one after
+the other in the order they were asked for, and the reactor never waits on
+the disk. The file is made 0600 before SQLite opens it (so its C{-wal} and
+C{-shm} are 0600 too); WAL mode with C{synchronous=FULL} makes every
+committed transaction durable before its Deferred fires. Another process
+(the CLI beside the daemon) may open the same file: a transaction waits up
+to L{BUSY_TIMEOUT} seconds for the other's to end.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from twisted.internet.defer import Deferred, succeed
+from twisted.internet.threads import deferToThreadPool
+from twisted.python.filepath import FilePath
+from twisted.python.threadpool import ThreadPool
+from zope.interface import implementer
+
+from backupremote.client.store.interfaces import IClientStore
+from backupremote.client.store.migrations import MIGRATIONS
+from backupremote.private import makePrivateFolder, privateFile
+from backupremote.protocol.errors import CONFIG_INVALID, INTERNAL_ERROR, BackupRemoteError
+
+#: The store's file name in the client's data folder.
+STATE_FILE = "client.sqlite3"
+#: Seconds a transaction waits for another process's to end.
+BUSY_TIMEOUT = 30.0
+
+
+def migrate(db: sqlite3.Connection, migrations: Sequence[str], where: str) -> int:
+    """Run the migrations C{db} lacks, each in its own transaction; the version reached."""
+    version = db.execute("PRAGMA user_version").fetchone()[0]
+    if version > len(migrations):
+        raise BackupRemoteError(CONFIG_INVALID, (
+            f"{where} was made by a newer backupremote (schema version {version}, this one "
+            f"knows {len(migrations)}); upgrade backupremote, or restore the copy made "
+            "before the upgrade"))
+    for index in range(version, len(migrations)):
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            for statement in migrations[index].split(";"):
+                if statement.strip():
+                    db.execute(statement)
+            db.execute(f"PRAGMA user_version = {index + 1}")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        db.execute("COMMIT")
+    return len(migrations)
+
+
+def runTransaction(db: sqlite3.Connection, work: Callable[[sqlite3.Connection], Any]) -> Any:
+    """C{work(db)} between BEGIN IMMEDIATE and COMMIT, or ROLLBACK if it raises."""
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        result = work(db)
+    except BaseException:
+        if db.in_transaction:
+            db.execute("ROLLBACK")
+        raise
+    db.execute("COMMIT")
+    return result
+
+
+@implementer(IClientStore)
+class SQLiteClientStore:
+    """The client's SQLite database, used from one worker thread."""
+
+    def __init__(self, path: FilePath, reactor: Any,
+                 migrations: Sequence[str] = MIGRATIONS) -> None:
+        self.path = path
+        self._reactor = reactor
+        self._migrations = migrations
+        self._db: sqlite3.Connection | None = None
+        self._closed = False
+        self.schemaVersion = 0
+        self._openError: BaseException | None = None
+        self._pool = ThreadPool(1, 1, name="backupremote-client-store")
+        self._pool.start()
+        # the first task of the only thread: whatever is asked next waits for it
+        self._inThread(self._open).addErrback(lambda failure: None)  # kept in _openError
+
+    @classmethod
+    def inFolder(cls, folder: FilePath, reactor: Any) -> SQLiteClientStore:
+        """The store of a client's data folder (created, 0700, if missing)."""
+        makePrivateFolder(folder)
+        return cls(folder.child(STATE_FILE), reactor)
+
+    def _inThread(self, function: Callable[..., Any], *args: Any) -> Deferred[Any]:
+        return deferToThreadPool(self._reactor, self._pool, function, *args)
+
+    def _open(self) -> None:
+        try:
+            self._openAndMigrate()
+        except BaseException as error:
+            self._openError = error
+            raise
+
+    def _openAndMigrate(self) -> None:
+        privateFile(self.path)
+        for suffix in ("-wal", "-shm"):
+            sidecar = self.path.siblingExtension(suffix)
+            if sidecar.exists():
+                sidecar.chmod(0o600)
+        try:
+            db = sqlite3.connect(self.path.path, timeout=BUSY_TIMEOUT, isolation_level=None,
+                                 check_same_thread=False)
+        except sqlite3.Error as e:
+            raise BackupRemoteError(INTERNAL_ERROR,
+                                    f"cannot open the client store {self.path.path}: {e}") from None
+        try:
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=FULL")
+            db.execute("PRAGMA foreign_keys=ON")
+            self.schemaVersion = migrate(db, self._migrations, self.path.path)
+        except BaseException:
+            db.close()
+            raise
+        self._db = db
+
+    def opened(self) -> Deferred[None]:
+        return self.transact(lambda db: None)
+
+    def transact(self, work: Callable[[sqlite3.Connection], Any]) -> Deferred[Any]:
+        if self._closed:
+            return _closedError(self.path)
+        return self._inThread(self._transact, work)
+
+    def _transact(self, work: Callable[[sqlite3.Connection], Any]) -> Any:
+        if self._openError is not None:
+            raise self._openError
+        assert self._db is not None
+        return runTransaction(self._db, work)
+
+    def close(self) -> Deferred[None]:
+        if self._closed:
+            return succeed(None)
+        self._closed = True
+        closing = self._inThread(self._close)
+
+        def stopThread(result: Any) -> Any:
+            self._pool.stop()  # idle by now: joins at once
+            return result
+
+        return closing.addBoth(stopThread)
+
+    def _close(self) -> None:
+        if self._db is not None:
+            self._db.close()
+            self._db = None
+
+
+def _closedError(path: FilePath) -> Deferred[Any]:
+    failed: Deferred[Any] = Deferred()
+    failed.errback(BackupRemoteError(INTERNAL_ERROR, f"the client store {path.path} is closed"))
+    return failed
