@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import datetime, time, timezone
+
 from hypothesis import strategies as st
 
 #: Command names worth trying: registered ones, near misses and junk.
@@ -69,4 +71,29 @@ def encodeBox(box: dict[bytes, bytes]) -> bytes:
 rawStreams = st.one_of(
     st.binary(max_size=2048),
     st.lists(boxes(), max_size=3).map(lambda bs: b"".join(encodeBox(b) for b in bs)),
+)
+
+
+# Schedules (backupremote.client.schedules)
+
+#: Zones with every kind of clock change: none, 1 h both ways, 30 min
+#: (Lord Howe), offsets in quarter hours (Chatham, Kathmandu), a southern
+#: hemisphere DST that ended (Sao Paulo, 2019), a negative DST (Dublin).
+scheduleZones = st.sampled_from([
+    "UTC", "Europe/Berlin", "America/Sao_Paulo", "Australia/Lord_Howe",
+    "America/New_York", "Pacific/Chatham", "Asia/Kathmandu", "Europe/Dublin",
+    "America/St_Johns", "Australia/Adelaide",
+])
+
+
+#: Instants between 2015 and 2035, whole seconds or not.
+scheduleInstants = st.datetimes(
+    min_value=datetime(2015, 1, 1), max_value=datetime(2035, 1, 1),
+).map(lambda value: value.replace(tzinfo=timezone.utc))
+
+#: Wall times in whole minutes, crowded around the usual DST hours (0-3).
+wallTimes = st.builds(
+    time,
+    st.one_of(st.integers(0, 3), st.integers(0, 23)),
+    st.sampled_from([0, 15, 30, 45]) | st.integers(0, 59),
 )
