@@ -213,3 +213,92 @@ class ConfigurationTests(SynchronousTestCase):
             self.documentedKeys("client.toml"),
             self.readKeys(loadClientConfig, _CLIENT_TOML),
         )
+
+
+class StagingPathTests(SynchronousTestCase):
+    """The staging path the docs name is the one the server uses."""
+
+    def test_runsFolderPerDataFolder(self) -> None:
+        from backupremote.server.staging import runsFolderName
+
+        name = runsFolderName(FilePath("/srv/backupremote/data"))
+        self.assertRegex(name, r"^runs-[0-9a-f]{12}$")
+        self.assertNotEqual(name, runsFolderName(FilePath("/srv/other/data")))
+        for doc in ("configuration.md", "protocol.md", "security.md"):
+            text = read(doc)
+            self.assertIn("runs-<id>/", text, doc)
+            self.assertNotIn("`runs/", text, doc)
+
+
+class ClientLibraryTableTests(SynchronousTestCase):
+    """docs/protocol.md "Client library (Python)" lists every public method."""
+
+    def test_everyPublicMethodHasARow(self) -> None:
+        from backupremote.client import BackupRemoteClient
+
+        table = section(read("protocol.md"), "Client library (Python)")
+        documented = set(re.findall(r"^\|\s*`(?:BackupRemoteClient\.)?(\w+)\(", table,
+                                    re.MULTILINE))
+        public = {name for name in dir(BackupRemoteClient)
+                  if not name.startswith("_") and callable(getattr(BackupRemoteClient, name))}
+        self.assertEqual(documented, public)
+
+
+class TransferDocsTests(SynchronousTestCase):
+    """What docs/protocol.md says of the chunks in one box is what the server sends."""
+
+    def test_chunksPerBox(self) -> None:
+        from backupremote.protocol.transfers import CHUNKS_PER_BOX
+
+        text = read("protocol.md")
+        rows = [line for line in text.splitlines() if line.startswith("| `chunks` |")]
+        counts = [int(n) for line in rows for n in re.findall(r"\(?1 to (\d+)", line)]
+        self.assertEqual(len(counts), 2, rows)
+        self.assertEqual(set(counts), {CHUNKS_PER_BOX})
+
+
+class ErrorActionTests(SynchronousTestCase):
+    """What an error's action names exists: config keys, wire commands, CLI commands."""
+
+    def configKeys(self) -> set[str]:
+        body = read("configuration.md")
+        keys = set()
+        for fileHeading in ("server.toml", "client.toml"):
+            for table in sections(section(body, fileHeading), 3).values():
+                keys.update(_CODE_ROW.findall(table))
+        return keys
+
+    def test_namedKeysAndCommandsExist(self) -> None:
+        from backupremote.cli.main import buildParser
+
+        keys = self.configKeys()
+        commands = serverCommands()
+        parser = buildParser()
+        wrong = []
+        for code, entry in REGISTRY.items():
+            for token in re.findall(r"`([^`]+)`", entry.action):
+                if token.startswith("backupremote "):
+                    words = [w for w in token.split()[1:] if not w.startswith("-")]
+                    if not _isCommandPath(parser, words):
+                        wrong.append((code, token))
+                elif re.fullmatch(r"\[[a-z_.]+\] [a-z_]+", token):
+                    if token.split()[1] not in keys:
+                        wrong.append((code, token))
+                elif re.fullmatch(r"[a-z_]+", token):
+                    if token not in keys and token not in commands:
+                        wrong.append((code, token))
+        self.assertEqual(wrong, [], "actions naming a key or command that does not exist")
+
+
+def _isCommandPath(parser: Any, words: list[str]) -> bool:
+    """Whether the leading C{words} that look like commands are subcommands, in order."""
+    import argparse
+
+    for word in words:
+        subparsers = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+        if not subparsers:
+            return True  # the rest are arguments
+        if word not in subparsers[0].choices:
+            return word.isupper() or word.startswith(("ID", "NAME", "RUNID", "..."))
+        parser = subparsers[0].choices[word]
+    return True

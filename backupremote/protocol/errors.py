@@ -124,7 +124,8 @@ LICENSE_NOT_YET_VALID = _register(
 LICENSE_EXPIRED = _register(
     "LICENSE_EXPIRED",
     "The licence has expired.",
-    "Issue a new licence and update the client's `license` file.",
+    "Issue a new licence (`backupremote license issue`) and put it in the "
+    "client's `license_file` (client.toml).",
 )
 LICENSE_FEATURE_MISSING = _register(
     "LICENSE_FEATURE_MISSING",
