@@ -7,20 +7,28 @@ contract test suite runs against both (see C{tests/}), so a test that
 passes with the twin says something true of the real one.
 
     store = MemoryClientStore()                # an IClientStore, synchronous
+    destination = MemoryDestination()          # an IDestination, synchronous
 """
 
 from __future__ import annotations
 
 import sqlite3
 from collections.abc import Callable, Sequence
+from datetime import datetime, timezone
 from typing import Any
 
 from twisted.internet.defer import Deferred, fail, succeed
+from twisted.internet.interfaces import IReactorTime
+from twisted.internet.task import Clock
+from twisted.python.filepath import FilePath
 from zope.interface import implementer
 
 from backupremote.client.store import MIGRATIONS, IClientStore, migrate
 from backupremote.client.store.sqlite import runTransaction
-from backupremote.protocol.errors import INTERNAL_ERROR, BackupRemoteError
+from backupremote.client.destinations import interface as _destinations
+from backupremote.client.destinations import names as _names
+from backupremote.protocol.errors import DESTINATION_NOT_FOUND as _DESTINATION_NOT_FOUND
+from backupremote.protocol.errors import CONNECTION_FAILED, INTERNAL_ERROR, BackupRemoteError
 
 
 @implementer(IClientStore)
@@ -60,4 +68,132 @@ class MemoryClientStore:
         return succeed(None)
 
 
-__all__ = ["MemoryClientStore"]
+@implementer(_destinations.IDestination)
+class MemoryDestination:
+    """
+    A destination in memory, passing the same contract suite as the real
+    ones (C{tests/client/destinations/}). Every operation answers at once
+    (a fired Deferred), so tests on a C{Clock} need no reactor turn.
+
+    Faults for tests: L{failNext} makes the next call of an operation fail
+    with a given error; L{corrupt} changes a stored file behind the
+    client's back; C{files} is what the "server" holds.
+    """
+
+    def __init__(self, type: str = "local", name: str = "memory",
+                 clock: IReactorTime | None = None) -> None:
+        self.type = type
+        self.location = f"memory:{name}"
+        self.clock = clock if clock is not None else Clock()
+        #: name -> content, for final and temporary names alike
+        self.files: dict[str, bytes] = {}
+        self.modified: dict[str, float] = {}
+        #: operation name -> errors its next calls raise, first first
+        self.failures: dict[str, list[BaseException]] = {}
+        #: how many times each operation was called
+        self.calls: dict[str, int] = {}
+        self.closed = False
+
+    def failNext(self, operation: str, error: BaseException) -> None:
+        """Make the next call of C{operation} (e.g. C{"put"}) fail with C{error}."""
+        self.failures.setdefault(operation, []).append(error)
+
+    def corrupt(self, name: str) -> None:
+        """Flip the first byte of C{name} (an empty file gains one)."""
+        data = self.files[name]
+        self.files[name] = bytes([data[0] ^ 0xFF]) + data[1:] if data else b"\0"
+
+    def _enter(self, operation: str) -> None:
+        self.calls[operation] = self.calls.get(operation, 0) + 1
+        self.closed = False
+        pending = self.failures.get(operation)
+        if pending:
+            raise pending.pop(0)
+
+    def _store(self, name: str, data: bytes) -> None:
+        self.files[name] = data
+        self.modified[name] = self.clock.seconds()
+
+    def _missing(self, name: str) -> BackupRemoteError:
+        return BackupRemoteError(
+            _DESTINATION_NOT_FOUND, f"{self.location} holds no file {name}")
+
+    def testConnection(self) -> Deferred[None]:
+        try:
+            self._enter("testConnection")
+        except BaseException:
+            return fail()
+        return succeed(None)
+
+    def put(self, source: FilePath, name: str,
+            progress: _destinations.Progress | None = None) -> Deferred[_destinations.PendingUpload]:
+        try:
+            self._enter("put")
+            temporary = _names.temporaryName(name)
+            counter = _destinations.DigestCounter()
+            chunks = []
+            with open(source.path, "rb") as handle:
+                for chunk in iter(lambda: handle.read(1 << 16), b""):
+                    counter.update(chunk)
+                    chunks.append(chunk)
+                    if progress is not None:
+                        progress(counter.size)
+            self._store(temporary, b"".join(chunks))
+        except OSError as e:
+            return fail(BackupRemoteError(INTERNAL_ERROR, f"cannot read {source.path}: {e.strerror}"))
+        except BaseException:
+            return fail()
+        return succeed(_destinations.PendingUpload(name, temporary, counter.size, counter.hexdigest()))
+
+    def readBack(self, name: str) -> Deferred[_destinations.ReadBack]:
+        try:
+            self._enter("readBack")
+            _names.checkAnyName(name)
+            if name not in self.files:
+                raise self._missing(name)
+        except BaseException:
+            return fail()
+        counter = _destinations.DigestCounter()
+        counter.update(self.files[name])
+        return succeed(counter.readBack())
+
+    def complete(self, upload: _destinations.PendingUpload) -> Deferred[None]:
+        try:
+            self._enter("complete")
+            _names.checkName(upload.name)
+            if upload.temporaryName not in self.files:
+                raise self._missing(upload.temporaryName)
+        except BaseException:
+            return fail()
+        self._store(upload.name, self.files.pop(upload.temporaryName))
+        self.modified.pop(upload.temporaryName, None)
+        return succeed(None)
+
+    def listFiles(self) -> Deferred[list[_destinations.RemoteFile]]:
+        try:
+            self._enter("listFiles")
+        except BaseException:
+            return fail()
+        return succeed([
+            _destinations.RemoteFile(
+                name, len(data), datetime.fromtimestamp(self.modified[name], timezone.utc),
+                _names.isTemporary(name))
+            for name, data in self.files.items() if _names.isListable(name)
+        ])
+
+    def delete(self, name: str) -> Deferred[None]:
+        try:
+            self._enter("delete")
+            _names.checkAnyName(name)
+        except BaseException:
+            return fail()
+        self.files.pop(name, None)
+        self.modified.pop(name, None)
+        return succeed(None)
+
+    def close(self) -> Deferred[None]:
+        self.closed = True
+        return succeed(None)
+
+
+__all__ = ["MemoryClientStore", "MemoryDestination"]

@@ -24,8 +24,10 @@ ALL_FEATURES: tuple[str, ...] = (
     DESTINATION_PREFIX + "local",
     DESTINATION_PREFIX + "sftp",
     DESTINATION_PREFIX + "ftp",
+    DESTINATION_PREFIX + "ftps",
     DESTINATION_PREFIX + "webdav",
     DESTINATION_PREFIX + "s3",
+    DESTINATION_PREFIX + "rclone",
 )
 
 DEFAULT_FEATURES: tuple[str, ...] = ALL_FEATURES

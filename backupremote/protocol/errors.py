@@ -332,6 +332,60 @@ CONFIG_INVALID = _register(
     "Fix the value named in the message.",
 )
 
+# Destinations (client side): delivering an artifact to its final places
+DESTINATION_UNREACHABLE = _register(
+    "DESTINATION_UNREACHABLE",
+    "The destination's server could not be reached, or the connection to it "
+    "was lost during the operation; no file was put under its final name.",
+    "Check that the destination's server runs and that the destination's URL "
+    "names its host and port; the delivery is retried.",
+)
+DESTINATION_AUTH_FAILED = _register(
+    "DESTINATION_AUTH_FAILED",
+    "The destination's server refused the user name, password or key.",
+    "Check the user in the destination's URL and its password or key file "
+    "(`backupremote dest update NAME`).",
+)
+DESTINATION_IDENTITY_MISMATCH = _register(
+    "DESTINATION_IDENTITY_MISMATCH",
+    "The destination's server did not prove the pinned identity: its SSH host "
+    "key or its TLS certificate is not the pinned or trusted one (or none is "
+    "pinned).",
+    "Get the server's host key fingerprint or certificate from its operator "
+    "over a channel you trust and pin it (`--host-key SHA256:...`, "
+    "`--ca-file`); otherwise you may be talking to another machine: do not "
+    "proceed.",
+)
+DESTINATION_REFUSED = _register(
+    "DESTINATION_REFUSED",
+    "The destination's server refused an operation: the folder is missing or "
+    "not writable by that user, or the name is not allowed; the message "
+    "quotes its answer.",
+    "Create the folder or grant the user write access to it, then test the "
+    "destination (`backupremote dest test NAME`).",
+)
+DESTINATION_FULL = _register(
+    "DESTINATION_FULL",
+    "The destination ran out of space or quota while a file was being put; "
+    "the partial copy was removed where the server still allowed it.",
+    "Free space on the destination or prune old backups (`backupremote dest "
+    "prune NAME`); the delivery is retried.",
+)
+DESTINATION_NOT_FOUND = _register(
+    "DESTINATION_NOT_FOUND",
+    "The destination holds no file of that name.",
+    "List the destination's files again; the file may have been removed by "
+    "someone else or by retention.",
+)
+DESTINATION_VERIFY_FAILED = _register(
+    "DESTINATION_VERIFY_FAILED",
+    "The copy read back from the destination differs in size or SHA-256 from "
+    "the local artifact; it was removed and never put under its final name.",
+    "Nothing to do for a one-off (the delivery is retried); if it repeats, "
+    "check the destination's storage and anything that rewrites files on the "
+    "way (text-mode transfers, filters, antivirus).",
+)
+
 
 def lookup(code: str) -> ErrorCode:
     """The registry entry for C{code}; unregistered codes read as internal."""
