@@ -54,4 +54,37 @@ MIGRATIONS: list[str] = [
         PRIMARY KEY (runId, destination)
     );
     """,
+    # Version 2: schedules (backupremote.client.schedules): each schedule
+    # as JSON with its revision, the scheduler's state of each (the next
+    # slot it has not handled, a slot queued behind an active run), and what
+    # became of every slot (started, missed, skipped, queued).
+    """
+    CREATE TABLE schedules (
+        id TEXT PRIMARY KEY,
+        name TEXT NOT NULL UNIQUE,
+        revision INTEGER NOT NULL,
+        definition TEXT NOT NULL,
+        createdAt TEXT NOT NULL,
+        updatedAt TEXT NOT NULL
+    );
+    CREATE TABLE schedule_state (
+        scheduleId TEXT PRIMARY KEY REFERENCES schedules (id) ON DELETE CASCADE,
+        revision INTEGER NOT NULL,
+        nextFire TEXT,
+        queuedFire TEXT,
+        lastFire TEXT,
+        lastRunId TEXT,
+        updatedAt TEXT NOT NULL
+    );
+    CREATE TABLE schedule_fires (
+        scheduleId TEXT NOT NULL,
+        fireTime TEXT NOT NULL,
+        runId TEXT NOT NULL,
+        outcome TEXT NOT NULL,
+        detail TEXT,
+        recordedAt TEXT NOT NULL,
+        PRIMARY KEY (scheduleId, fireTime)
+    );
+    CREATE INDEX schedule_fires_run ON schedule_fires (runId);
+    """,
 ]
