@@ -22,6 +22,7 @@ from twisted.internet.protocol import ProcessProtocol
 from twisted.python.failure import Failure
 
 from backupremote.server.pipeline.outcome import Outcome
+from backupremote.server.pipeline.progress import ioCounters
 from backupremote.server.process import groupLeaderArgv, killGroup
 
 #: Keep at most this much of a child's stderr (its end matters most).
@@ -50,6 +51,10 @@ class Child(ProcessProtocol):
         self.pid: int | None = None
         self._closeStdin = closeStdin
         self._stderr = bytearray()
+        self.stderrBytes = 0
+        #: C{(rchar, wchar)} read as its stderr closed: the child was
+        #: exiting, its counters final and not yet gone (it is reaped after)
+        self.exitIO: tuple[int, int] | None = None
         self.ended: Outcome[Exit] = Outcome()
 
     def connectionMade(self) -> None:
@@ -59,9 +64,14 @@ class Child(ProcessProtocol):
 
     def childDataReceived(self, childFD: int, data: bytes) -> None:
         if childFD == 2:
+            self.stderrBytes += len(data)
             self._stderr += data
             if len(self._stderr) > STDERR_CAP * 2:
                 del self._stderr[: len(self._stderr) - STDERR_CAP]
+
+    def childConnectionLost(self, childFD: int) -> None:
+        if childFD == 2:
+            self.exitIO = ioCounters(self.pid)
 
     @property
     def finished(self) -> bool:

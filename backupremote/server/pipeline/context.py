@@ -67,8 +67,10 @@ class RunFiles:
 class StageClock:
     """When each stage started and ended, for L{StageTiming}s."""
 
-    def __init__(self, now: Callable[[], float]) -> None:
+    def __init__(self, now: Callable[[], float],
+                 ended: Callable[[str, int], None] | None = None) -> None:
         self._now = now
+        self._ended = ended
         self._open: dict[str, datetime] = {}
         self.timings: list[StageTiming] = []
 
@@ -82,6 +84,8 @@ class StageClock:
         started = self._open.pop(stage, None)
         if started is not None:
             self.timings.append(StageTiming(stage, started, self._time(), byteCount))
+            if self._ended is not None:
+                self._ended(stage, byteCount)
 
     def amend(self, stage: str, byteCount: int) -> None:
         """Correct the byte count of an ended stage (once a better one is known)."""
@@ -107,7 +111,8 @@ class RunContext:
 
     def __attrs_post_init__(self) -> None:
         self.children = Children(self.reactor, self.hooks.spawned)
-        self.clock = StageClock(self.reactor.seconds)
+        # each stage's last progress is the figure its timing keeps
+        self.clock = StageClock(self.reactor.seconds, self.ticker.stageEnded)
 
     def thread(self, name: str, function: Callable[..., T], *args: Any) -> Outcome[T]:
         """Run C{function} in a thread of its own, registered with the run."""

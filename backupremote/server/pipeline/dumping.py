@@ -229,14 +229,18 @@ async def _processDump(ctx: RunContext, plan: DumpPlan, compression: Compression
     dumpMeter.pid = dump.pid
 
     def dumped() -> int:
+        if dump.exitIO is not None:
+            # Counted as it exited: all it wrote, less what went to its stderr.
+            return max(0, dump.exitIO[1] - dump.stderrBytes)
         if running.compressor is None:
             return running.sink.bytesIn
         dumpMeter.sample()
         if not dump.finished:
             return dumpMeter.written
-        # The dump's last writes may have come after its last sample; the
-        # compressor's reads also count its start-up (a few KiB, until
-        # verification amends the figure with the exact decompressed size).
+        # Its counters were gone at exit: the dump's last writes may have
+        # come after its last sample; the compressor's reads also count its
+        # start-up (a few KiB, until verification amends the figure with the
+        # exact decompressed size).
         return max(dumpMeter.written, running.consumed())
 
     ctx.ticker.follow("dump", lambda: (dumped(), ctx.sizeEstimate))
@@ -264,8 +268,9 @@ async def _processDump(ctx: RunContext, plan: DumpPlan, compression: Compression
     ctx.clock.end("dump", total)
     ctx.clock.amend("dump", total)
     if compression.compression != "none":
+        # compression counts what it compressed: the whole dump
         ctx.clock.start("compression")
-        ctx.clock.end("compression", running.sink.bytesOut)
+        ctx.clock.end("compression", total)
     return Written(running.job.value, running.sink.bytesOut, total, running.sink.chunkDigests)
 
 
@@ -309,7 +314,7 @@ async def _sqliteDump(ctx: RunContext, plan: DumpPlan, compression: CompressionP
         ctx.clock.start("compression")
         running = _startCompression(ctx, compression, source, partialPath, memberName,
                                     digestsPathOf(ctx, partialPath))
-        ctx.ticker.follow("compression", lambda: (running.consumed(), size))
+        ctx.ticker.follow("compression", lambda: (min(running.consumed(), size), size))
     parts = [running.job]
     if running.compressor is not None:
         parts.append(running.compressor.ended)
@@ -319,7 +324,7 @@ async def _sqliteDump(ctx: RunContext, plan: DumpPlan, compression: CompressionP
         ctx.clock.end("dump", size)
         return Written(running.job.value, size, size, running.sink.chunkDigests)
     ctx.files.remove(backupPath)
-    ctx.clock.end("compression", running.sink.bytesOut)
+    ctx.clock.end("compression", size)
     return Written(running.job.value, running.sink.bytesOut, size, running.sink.chunkDigests)
 
 

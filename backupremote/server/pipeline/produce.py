@@ -108,6 +108,7 @@ async def _stages(ctx: RunContext, engine: IEngine, tools: ToolFinder, baseName:
             # Counted exactly on the way back, where the dump's own size
             # could only be sampled from the kernel's counters.
             ctx.clock.amend("dump", verified.decompressedBytes)
+            ctx.clock.amend("compression", verified.decompressedBytes)
         ctx.clock.start("finalizing")
         ctx.ticker.follow("finalizing", lambda: (written.sizeBytes, written.sizeBytes))
         final = ctx.files.claim(name)

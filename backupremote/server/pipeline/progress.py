@@ -98,6 +98,15 @@ class ProgressTicker:
         except Exception:  # noqa: BLE001 (reported, never lost)
             log.failure("progress report of stage {stage} failed", stage=self._stage)
 
+    def stageEnded(self, stage: str, byteCount: int) -> None:
+        """
+        C{stage} ended with C{byteCount}: report that figure, the one its
+        timing keeps, as the stage's last progress (and stop following it).
+        """
+        if self._stage == stage:
+            self._stage = self._measure = None
+        self._progress(stage, byteCount, byteCount)
+
     def stop(self) -> None:
         if self._loop.running:
             self._loop.stop()

@@ -156,6 +156,32 @@ async def waitFor(condition: Any, timeout: float = 30.0, step: float = 0.05) -> 
 
 
 
+def assertHonestProgress(testCase: Any, progress: ProgressLog, artifact: Artifact,
+                         dumpSlack: int = 0) -> None:
+    """
+    The last progress figure of every stage is the one its timing keeps:
+    what a person saw last of a stage is what the final status says.
+
+    C{dumpSlack}: for a dump tool that also writes to files of its own
+    (gbak, embedded, writes pages of the database), its I/O counters
+    overcount the dump by up to this much; verification corrects the
+    status.
+    """
+    for timing in artifact.stageTimings:
+        reported = progress.bytesOf(timing.stage)
+        testCase.assertTrue(reported, f"no progress of {timing.stage}")
+        if dumpSlack and timing.stage in ("dump", "compression"):
+            testCase.assertTrue(0 <= reported[-1] - timing.bytes <= dumpSlack,
+                                (timing.stage, reported[-1], timing.bytes))
+        else:
+            testCase.assertEqual(reported[-1], timing.bytes, timing.stage)
+    timings = {timing.stage: timing.bytes for timing in artifact.stageTimings}
+    testCase.assertEqual(timings["verification"], artifact.sizeBytes)
+    if "compression" in timings:
+        # compression counts what it compressed: the dump
+        testCase.assertEqual(timings["compression"], timings["dump"])
+
+
 def assertArtifactFiles(testCase: Any, runDir: FilePath, artifact: Any) -> None:
     """
     The run folder holds the artifact and its chunk digests only, and those

@@ -31,6 +31,8 @@ from tests.server.pipeline.helpers import (
     decompressed,
     fileDigest,
     makeRunDir,
+    ProgressLog,
+    assertHonestProgress,
     runPipeline,
 )
 
@@ -65,9 +67,12 @@ class FirebirdPipelineTests(TestCase):
         self.assertEqual(expected.count("item "), ROW_COUNT)
         for compression in COMPRESSIONS:
             runDir = makeRunDir(self)
+            progress = ProgressLog()
             artifact = await runPipeline("firebird", Target(engine="firebird",
                                                             path=database.path),
-                                         runDir, compression=compression, verification="full")
+                                         runDir, progress=progress, compression=compression,
+                                         verification="full")
+            assertHonestProgress(self, progress, artifact, dumpSlack=64 * 1024)
             self.assertTrue(artifact.name.startswith("appdb-20261129T031500Z.fbk"))
             assertArtifactFiles(self, runDir, artifact)
             self.assertEqual(artifact.digest, fileDigest(artifact.path.path))

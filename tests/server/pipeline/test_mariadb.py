@@ -34,6 +34,8 @@ from tests.server.pipeline.helpers import (
     fakeToolFolder,
     fileDigest,
     makeRunDir,
+    ProgressLog,
+    assertHonestProgress,
     realTools,
     runPipeline,
 )
@@ -75,8 +77,11 @@ class MariaDBPipelineTests(TestCase):
         made = self.recordOptionFiles()
         for compression in COMPRESSIONS:
             runDir = makeRunDir(self)
+            progress = ProgressLog()
             artifact = await runPipeline("mariadb", targetOf(server), runDir,
-                                         compression=compression, verification="full")
+                                         progress=progress, compression=compression,
+                                         verification="full")
+            assertHonestProgress(self, progress, artifact)
             self.assertTrue(artifact.name.startswith("appdb-20261129T031500Z.sql"))
             assertArtifactFiles(self, runDir, artifact)
             self.assertEqual(artifact.digest, fileDigest(artifact.path.path))

@@ -45,6 +45,7 @@ from tests.server.pipeline.helpers import (
     groupGone,
     makeRunDir,
     ProgressLog,
+    assertHonestProgress,
     realTools,
     runPipeline,
     STUCK_ZSTD,
@@ -117,6 +118,7 @@ class PostgreSQLPipelineTests(TestCase):
             timings = {timing.stage: timing for timing in artifact.stageTimings}
             self.assertEqual(timings["dump"].bytes, len(content))
             self.assertEqual(timings["verification"].bytes, artifact.sizeBytes)
+            assertHonestProgress(self, progress, artifact)
 
     async def test_plainFormat(self) -> None:
         """A plain SQL dump, checked by its trailer, restores with psql."""

@@ -24,6 +24,7 @@ from tests.server.pipeline.helpers import (
     fileDigest,
     makeRunDir,
     ProgressLog,
+    assertHonestProgress,
     runPipeline,
 )
 
@@ -73,6 +74,7 @@ class SQLitePipelineTests(TestCase):
             self.assertEqual("compression" in stages, compression != "none")
             self.assertIn("dump", progress.stages())
             self.assertIn("verification", progress.stages())
+            assertHonestProgress(self, progress, artifact)
 
     async def test_damagedArtifactFailsVerification(self) -> None:
         """Bytes changed between writing and verification: VERIFICATION_FAILED, nothing left."""
