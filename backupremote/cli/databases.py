@@ -242,6 +242,8 @@ def describeTest(result: ConnectionTestResult) -> str:
         parts.append(f"about {result.sizeBytes / 1e6:.1f} MB")
     if result.tool:
         parts.append(f"via {result.tool}")
+    if result.sizeBytes is None:
+        return ", ".join(parts) + f"\n  {result.message}"
     return ", ".join(parts)
 
 

@@ -65,8 +65,18 @@ CONNECT_TIMEOUT_RANGE = (1, 300)
 CLIENTS = ("mariadb", "mysql")
 DUMPS = ("mariadb-dump", "mysqldump")
 
+#: The version; the size of the tables that are not InnoDB's (exact); the
+#: size of the InnoDB table files, which only a user with the global PROCESS
+#: privilege may read (else NULL, and never an error); and InnoDB's table
+#: statistics, which can lag far behind a bulk load (0 just after one).
 PROBE_QUERY = (
-    "select version(), coalesce(sum(data_length+index_length),0) "
+    "select version(), "
+    "coalesce(sum(if(engine='InnoDB', 0, data_length+index_length)), 0), "
+    "if(exists(select 1 from information_schema.user_privileges "
+    "where privilege_type='PROCESS'), (select coalesce(sum(file_size), 0) "
+    "from information_schema.innodb_sys_tablespaces "
+    "where name like concat(replace(database(), '_', '\\_'), '/%')), null), "
+    "coalesce(sum(data_length+index_length), 0) "
     "from information_schema.tables where table_schema=database()"
 )
 
@@ -259,15 +269,27 @@ class MariaDBEngine:
             return failed(reasonFor(stderr), message, toolName, latencyMs)
         fields = done.stdout.decode("utf-8", "replace").strip().split("\t")
         try:
-            serverVersion, size = fields[0], int(fields[1])
+            serverVersion, others = fields[0], int(fields[1])
+            files = None if fields[2] == "NULL" else int(fields[2])
+            statistics = int(fields[3])
         except (IndexError, ValueError):
             return failed(DB_ERROR, "the MariaDB client gave an unexpected answer: "
                           + scrub(done.stdout.decode("utf-8", "replace")[:200], target.password),
                           toolName, latencyMs)
+        if files is not None:
+            size: int | None = others + files
+            sized = f"about {size} bytes: its InnoDB table files and its other tables"
+        else:
+            # not the statistics: a figure that can be 0 must not feed the
+            # disk-space checks
+            size = None
+            sized = (f"size unknown: InnoDB's table statistics say {statistics} bytes, but "
+                     "they can lag far behind recent loads; grant the user the global PROCESS "
+                     "privilege for the size of the table files")
         return ConnectionTestResult(
             ok=True, reason=None,
             message=(f"connected to {serverVersion} as {target.user!r}, "
-                     f"database {target.database!r} (about {size} bytes of tables)"),
+                     f"database {target.database!r} ({sized})"),
             serverVersion=serverVersion, latencyMs=latencyMs, sizeBytes=size, tool=toolName,
         )
 

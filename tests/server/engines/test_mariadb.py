@@ -268,11 +268,12 @@ class ProbeWithFakeClientTests(TestCase):
         self.assertFalse(os.path.exists(self.recorded("file").strip()))
 
     async def test_success(self) -> None:
-        tools = self.finder("printf '10.11.6-MariaDB-0+deb12u1\\t49152\\n'\n", name="mysql")
+        tools = self.finder("printf '10.11.6-MariaDB-0+deb12u1\\t4096\\t49152\\t16384\\n'\n",
+                            name="mysql")
         result = await engine.probe(target(), tools, reactor, 10)
         self.assertTrue(result.ok, result)
         self.assertEqual((result.serverVersion, result.sizeBytes),
-                         ("10.11.6-MariaDB-0+deb12u1", 49152))
+                         ("10.11.6-MariaDB-0+deb12u1", 4096 + 49152))
         self.assertTrue(result.tool.startswith("mysql "))
 
     async def test_toolMissing(self) -> None:
@@ -307,7 +308,9 @@ class RealMariaDBTests(TestCase):
         self.assertTrue(result.ok, result)
         self.assertEqual(result.serverVersion, version)
         self.assertTrue(result.serverVersion.startswith(version.split(".")[0] + "."))
-        self.assertGreater(result.sizeBytes, 0)
+        # without the PROCESS privilege, no size rather than stale statistics
+        self.assertIsNone(result.sizeBytes)
+        self.assertIn("PROCESS", result.message)
         self.assertGreater(result.latencyMs, 0)
 
         bad = wrongPassword(self.server.password)
@@ -333,6 +336,25 @@ class RealMariaDBTests(TestCase):
         self.addCleanup(os.rmdir, empty)
         result = await engine.probe(self.target(), ToolFinder(reactor, [empty]), reactor, 30)
         self.assertEqual((result.ok, result.reason), (False, TOOL_MISSING), result)
+
+    async def test_sizeAfterABulkLoad(self) -> None:
+        """
+        Just after a bulk load, InnoDB's statistics still say the table is
+        nearly empty; the size of the table files does not lag.
+        """
+        await self.setUpServer()
+        await self.server.sql("CREATE TABLE bulk (id INT PRIMARY KEY AUTO_INCREMENT, "
+                              "filler TEXT) ENGINE=InnoDB; INSERT INTO bulk (filler) "
+                              "SELECT REPEAT('x', 1000) FROM seq_1_to_20000;",
+                              database=self.server.database)
+        result = await engine.probe(self.target(), self.tools, reactor, 30)
+        self.assertTrue(result.ok, result)
+        self.assertIsNone(result.sizeBytes)
+        await self.server.sql(f"GRANT PROCESS ON *.* TO `{self.server.user}`@`127.0.0.1`;")
+        result = await engine.probe(self.target(), self.tools, reactor, 30)
+        self.assertTrue(result.ok, result)
+        self.assertGreater(result.sizeBytes, 20_000_000)
+        self.assertIn("table files", result.message)
 
     async def test_awkwardPassword(self) -> None:
         """The option-file escaping survives the real client's parser."""
