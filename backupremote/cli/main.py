@@ -24,6 +24,7 @@ from backupremote.cli import (
     licensing,
     remote,
     runs,
+    schedules,
     serveradmin,
     transfers,
 )
@@ -43,7 +44,7 @@ def buildParser() -> argparse.ArgumentParser:
     parser.add_argument("--json", action="store_true", help="print JSON for scripts")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for module in (serveradmin, licensing, clientadmin, remote, databases, runs, transfers,
-                   demo):
+                   schedules, demo):
         module.register(commands)
     _addJSONToEveryCommand(parser)
     return parser
