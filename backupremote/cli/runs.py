@@ -15,6 +15,7 @@ from backupremote.cli.remote import withClient
 from backupremote.cli.transfers import describeFetched, fetch
 from backupremote.client.api import BackupRemoteClient
 from backupremote.configfile import configError
+from backupremote.protocol.errors import CONFLICT, BackupRemoteError
 from backupremote.protocol.runs import RunStatus
 from backupremote.protocol.structured import converter
 
@@ -136,6 +137,13 @@ async def statusCommand(client: BackupRemoteClient, args: argparse.Namespace,
 
 async def cancelCommand(client: BackupRemoteClient, args: argparse.Namespace,
                         output: Output) -> int:
-    status = await client.cancelBackup(args.run_id)
+    try:
+        status = await client.cancelBackup(args.run_id)
+    except BackupRemoteError as error:
+        state = error.details.get("state") if error.code == CONFLICT else None
+        if state is None:
+            raise
+        raise evolve(error, hint=f"Nothing to do: the run already ended ({state}). "
+                     f"`backupremote status {args.run_id}` shows how.") from None
     output.result(status, describeStatus(status))
     return 0

@@ -406,6 +406,9 @@ class BackupRemoteError(Exception):
     message: str
     requestId: str | None = None
     details: dict[str, Any] = field(factory=dict)
+    #: An action that fits this case better than the code's, where the side
+    #: that raises it knows one (never sent: the wire carries the code).
+    hint: str | None = field(default=None, kw_only=True)
 
     def __str__(self) -> str:
         suffix = f" (request {self.requestId})" if self.requestId else ""
@@ -413,8 +416,8 @@ class BackupRemoteError(Exception):
 
     @property
     def action(self) -> str:
-        """What a user should do about it, from the registry."""
-        return lookup(self.code).action
+        """What a user should do about it: the hint, else the registry's."""
+        return self.hint or lookup(self.code).action
 
     def toDescription(self, requestId: str | None) -> bytes:
         """The JSON C{_error_description} of the AMP error answer."""

@@ -215,6 +215,8 @@ class RunTests(SynchronousTestCase):
         self.assertEqual(self.client.client.events[-1].errorCode, errors.CANCELLED)
         again = self.client.error(CancelBackup, runId="c1")
         self.assertEqual(again.code, errors.CONFLICT)
+        self.assertEqual(again.details, {"state": "cancelled"})
+        self.assertIn("already ended (cancelled)", again.message)
 
     def test_cancelQueued(self) -> None:
         self.execute("q1")

@@ -234,7 +234,9 @@ class RunManager:
     def cancel(self, clientId: str, runId: str) -> RunStatus:
         current = self.status(clientId, runId)
         if current.state in TERMINAL:
-            raise BackupRemoteError(CONFLICT, f"the run has already ended ({current.state})")
+            raise BackupRemoteError(CONFLICT, f"the run has already ended ({current.state}): "
+                                    "there is nothing to cancel",
+                                    details={"state": current.state})
         run = self._active[runId]
         run.cancelRequested = True
         run.log.info("cancel requested")
