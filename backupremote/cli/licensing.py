@@ -109,9 +109,33 @@ def showCommand(args: argparse.Namespace, output: Output) -> int:
         except BackupRemoteError as error:
             verdict = {"verified": False, "reason": f"{error.code}: {error.message}"}
     described = claimsOf(license) | verdict
-    human = "\n".join(
-        f"{key:>10}: {', '.join(value) if isinstance(value, list) else value}"
-        for key, value in described.items()
-    )
-    output.result(described, human)
+    output.result(described, describeLicense(license, verdict, time.time()))
     return EXIT_AUTH if verdict["verified"] is False else 0
+
+
+def describeLicense(license: Any, verdict: dict[str, Any], now: float) -> str:
+    """The licence as a person reads it: dates, days left, and the verdict in words."""
+    daysLeft = (license.expiresAt.timestamp() - now) / 86400
+    if daysLeft < 0:
+        left = f"expired {-daysLeft:.0f} days ago"
+    elif license.notBefore.timestamp() > now:
+        left = "not valid yet"
+    else:
+        left = f"{daysLeft:.0f} days left" if daysLeft >= 1 else "expires today"
+    verified = verdict["verified"]
+    if verified is True:
+        said = "yes: " + verdict["reason"]
+    elif verified is False:
+        said = "NO: " + verdict["reason"]
+    else:
+        said = "not checked: " + verdict["reason"]
+    rows = [
+        ("licence", license.licenseId),
+        ("licensee", license.licensee),
+        ("client id", license.clientId),
+        ("features", ", ".join(license.features) or "none"),
+        ("valid", f"{license.notBefore:%Y-%m-%d %H:%M} to {license.expiresAt:%Y-%m-%d %H:%M} "
+                  f"UTC ({left})"),
+        ("verified", said),
+    ]
+    return "\n".join(f"{label:<10} {value}" for label, value in rows)

@@ -12,7 +12,7 @@ from backupremote.client.api import BackupRemoteClient
 from backupremote.client.config import loadClientConfig
 from backupremote.configfile import configError
 from backupremote.protocol.metrics import ServerMetrics
-from backupremote.protocol.models import Capabilities
+from backupremote.protocol.models import Capabilities, EngineCapability
 
 
 def register(commands: Any) -> None:
@@ -46,6 +46,13 @@ def withClient(command: RemoteCommand) -> Callable[..., Awaitable[int]]:
     return run
 
 
+def describeEngine(engine: EngineCapability) -> str:
+    """C{postgresql (/usr/bin/pg_dump 16.4)}; C{sqlite (in-process 3.40.1)}."""
+    tool = engine.tool[1:-1] if engine.tool.startswith("(") and engine.tool.endswith(")") \
+        else engine.tool
+    return f"{engine.engine} ({tool} {engine.toolVersion})"
+
+
 def describeCapabilities(capabilities: Capabilities) -> str:
     lines = [
         f"server version: {capabilities.serverVersion}",
@@ -54,7 +61,7 @@ def describeCapabilities(capabilities: Capabilities) -> str:
     ]
     offer = capabilities.offer
     if offer is not None:
-        engines = ", ".join(f"{e.engine} ({e.tool} {e.toolVersion})" for e in offer.engines)
+        engines = ", ".join(describeEngine(e) for e in offer.engines)
         lines += [
             f"features:       {', '.join(offer.features) or '-'}",
             f"engines:        {engines or '-'}",

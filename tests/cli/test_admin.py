@@ -234,8 +234,19 @@ class LicenseIssueShowTests(CLITestCase):
     def test_showHuman(self) -> None:
         token = self.issue()
         out = self.ok("license", "show", token, "--trust", self.issuerPub)
-        self.assertIn("verified: True", out)
-        self.assertIn("remote.control", out)
+        self.assertIn("verified   yes: signature and validity dates are good", out)
+        self.assertIn("features   remote.control", out)
+        self.assertRegex(out, r"valid      \d{4}-\d\d-\d\d \d\d:\d\d to \d{4}-\d\d-\d\d "
+                              r"\d\d:\d\d UTC \(10 days left\)")
+        for python in ("True", "False", "None"):
+            self.assertNotIn(python, out)
+        _, otherPub = self.keygen()
+        code, out, _ = run("license", "show", token, "--trust", otherPub)
+        self.assertEqual(code, 4)
+        self.assertIn("verified   NO: LICENSE_BAD_SIGNATURE", out)
+        out = self.ok("license", "show", token)
+        self.assertIn("verified   not checked: no issuer key given", out)
+        self.assertNotIn("None", out)
 
     def test_showOtherIssuerNotVerified(self) -> None:
         token = self.issue()

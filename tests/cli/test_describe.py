@@ -27,3 +27,17 @@ class DescribeStatusTests(SynchronousTestCase):
         text = describeStatus(evolve(DONE, artifact=evolve(ARTIFACT, staged=False)))
         self.assertIn("shop-20261129T031500Z.dump.zst", text)
         self.assertIn("(released or expired: no longer on the server)", text)
+
+
+class DescribeEngineTests(SynchronousTestCase):
+    """One pair of parentheses around an engine's tool, in-process or not."""
+
+    def test_inProcessTool(self) -> None:
+        from backupremote.cli.remote import describeEngine
+        from backupremote.protocol.models import EngineCapability
+
+        self.assertEqual(describeEngine(EngineCapability("sqlite", "(in-process)", "3.40.1")),
+                         "sqlite (in-process 3.40.1)")
+        self.assertEqual(describeEngine(EngineCapability(
+            "postgresql", "/usr/lib/postgresql/16/bin/pg_dump", "16.4")),
+            "postgresql (/usr/lib/postgresql/16/bin/pg_dump 16.4)")
