@@ -76,6 +76,11 @@ def checkAnyName(name: str) -> str:
     return checkName(name)
 
 
+def isFolderName(part: str) -> bool:
+    """Whether C{part} (one path segment) can be the folder of a name."""
+    return _PART.fullmatch(part) is not None
+
+
 def isListable(name: str) -> bool:
     """Whether a name found on a destination is one C{listFiles} reports."""
     try:

@@ -1,0 +1,336 @@
+"""
+A folder on this machine (or a mounted share) as a destination.
+
+Files are written under a temporary name in their folder (0600; new date
+folders 0700), fsynced, the written pages dropped from the page cache so
+that the read-back reads what reached the disk, and renamed into place with
+the folder fsynced: a crash at any instant leaves either no file or the
+whole verified one under the final name. The root must exist already: a
+missing mount point would otherwise fill the disk below it.
+
+The disk work runs in the reactor's thread pool, one bounded buffer per
+operation; cancelling an upload stops its thread between buffers and
+removes the temporary file.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import secrets
+import stat
+import threading
+from collections.abc import Callable
+from datetime import datetime, timezone
+from typing import Any, TypeVar
+
+from twisted.internet.defer import CancelledError, Deferred, fail, succeed
+from twisted.internet.threads import deferToThreadPool
+from twisted.python.filepath import FilePath
+from zope.interface import implementer
+
+from backupremote.client.destinations.interface import (
+    DigestCounter,
+    IDestination,
+    PendingUpload,
+    Progress,
+    ReadBack,
+    RemoteFile,
+)
+from backupremote.client.destinations.names import (
+    PROBE_PREFIX,
+    checkAnyName,
+    checkName,
+    isFolderName,
+    isListable,
+    isTemporary,
+    splitName,
+    temporaryName,
+)
+from backupremote.newfile import writeAll
+from backupremote.protocol.errors import (
+    DESTINATION_FULL,
+    DESTINATION_NOT_FOUND,
+    DESTINATION_REFUSED,
+    INTERNAL_ERROR,
+    BackupRemoteError,
+)
+
+T = TypeVar("T")
+
+#: Bytes per read and write: large enough for full disk speed, small enough
+#: to keep four parallel uploads well under the client's memory budget.
+BUFFER_SIZE = 1 << 20
+
+FILE_MODE = 0o600
+FOLDER_MODE = 0o700
+
+
+def _osError(location: str, what: str, e: OSError) -> BackupRemoteError:
+    if e.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
+        return BackupRemoteError(DESTINATION_FULL, f"{location}: no space left while {what}")
+    if e.errno == errno.ENOENT:
+        return BackupRemoteError(DESTINATION_NOT_FOUND, f"{location}: {what}: no such file")
+    return BackupRemoteError(DESTINATION_REFUSED, f"{location}: {what}: {e.strerror}")
+
+
+def _fsyncFolder(path: str) -> None:
+    descriptor = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
+
+
+def _dropCache(descriptor: int) -> None:
+    """Forget the file's cached pages, so the next read comes from the disk."""
+    if hasattr(os, "posix_fadvise"):
+        os.posix_fadvise(descriptor, 0, 0, os.POSIX_FADV_DONTNEED)
+
+
+@implementer(IDestination)
+class LocalFolderDestination:
+    """
+    The folder C{root}: C{NAME} is C{root/NAME}, C{DATE/NAME} is
+    C{root/DATE/NAME}.
+
+    @param reactor: runs the disk work in its thread pool
+        (L{IReactorThreads}) and gets the results back
+        (L{IReactorFromThreads}).
+    """
+
+    type = "local"
+
+    def __init__(self, reactor: Any, root: FilePath) -> None:
+        self._reactor = reactor
+        self.root = root
+        self.location = f"local folder {root.path}"
+
+    # Threads
+
+    def _inThread(self, function: Callable[..., T], *args: Any) -> Deferred[T]:
+        """
+        Run C{function(stop, *args)} in the reactor's pool; cancelling the
+        result sets C{stop}, which C{function} checks between buffers.
+        """
+        stop = threading.Event()
+        result: Deferred[T] = Deferred(lambda _: stop.set())
+        work = deferToThreadPool(self._reactor, self._reactor.getThreadPool(),
+                                 function, stop, *args)
+        work.addCallbacks(self._settle(result, True), self._settle(result, False))
+        return result
+
+    @staticmethod
+    def _settle(result: Deferred[Any], ok: bool) -> Callable[[Any], None]:
+        def settle(value: Any) -> None:
+            if result.called:  # cancelled: the thread cleaned up after itself
+                return
+            (result.callback if ok else result.errback)(value)
+        return settle
+
+    # Paths
+
+    def _path(self, name: str) -> str:
+        return os.path.join(self.root.path, *name.split("/"))
+
+    def _checkRoot(self) -> None:
+        try:
+            mode = os.stat(self.root.path).st_mode
+        except OSError as e:
+            raise BackupRemoteError(
+                DESTINATION_REFUSED,
+                f"{self.location}: the folder cannot be used ({e.strerror}); create "
+                "it (and mount what belongs there) first") from None
+        if not stat.S_ISDIR(mode):
+            raise BackupRemoteError(DESTINATION_REFUSED, f"{self.location}: not a folder")
+
+    def _folderFor(self, name: str) -> str:
+        """The folder C{name} goes in, created (0700) if it is a new date folder."""
+        self._checkRoot()
+        folder, _ = splitName(name)
+        if folder is None:
+            return self.root.path
+        path = self._path(folder)
+        try:
+            os.mkdir(path, FOLDER_MODE)
+        except FileExistsError:
+            pass
+        except OSError as e:
+            raise _osError(self.location, f"creating {folder}", e) from None
+        else:
+            _fsyncFolder(self.root.path)
+        if not os.path.isdir(path) or os.path.islink(path):
+            raise BackupRemoteError(DESTINATION_REFUSED, f"{self.location}: {folder} is not a folder")
+        return path
+
+    # IDestination
+
+    def testConnection(self) -> Deferred[None]:
+        return self._inThread(self._testConnection)
+
+    def _testConnection(self, stop: threading.Event) -> None:
+        self._checkRoot()
+        probe = os.path.join(self.root.path, PROBE_PREFIX + secrets.token_hex(8))
+        try:
+            descriptor = os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL, FILE_MODE)
+            try:
+                writeAll(descriptor, b"backupremote probe\n")
+                os.fsync(descriptor)
+            finally:
+                os.close(descriptor)
+            os.unlink(probe)
+        except OSError as e:
+            raise _osError(self.location, "writing a probe file", e) from None
+
+    def put(self, source: FilePath, name: str, progress: Progress | None = None
+            ) -> Deferred[PendingUpload]:
+        try:
+            temporary = temporaryName(name)
+        except BackupRemoteError:
+            return fail()
+        reports: Callable[[int], None] | None = None
+        if progress is not None:
+            report = progress
+            reports = lambda sent: self._reactor.callFromThread(report, sent)  # noqa: E731
+        return self._inThread(self._put, source, name, temporary, reports)
+
+    def _put(self, stop: threading.Event, source: FilePath, name: str, temporary: str,
+             progress: Callable[[int], None] | None) -> PendingUpload:
+        try:
+            reading = os.open(source.path, os.O_RDONLY | os.O_CLOEXEC)
+        except OSError as e:
+            raise BackupRemoteError(
+                INTERNAL_ERROR, f"cannot read the local file {source.path}: {e.strerror}"
+            ) from None
+        try:
+            folder = self._folderFor(name)
+            target = self._path(temporary)
+            try:
+                writing = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC,
+                                  FILE_MODE)
+            except OSError as e:
+                raise _osError(self.location, f"creating {temporary}", e) from None
+            try:
+                counter = self._copy(stop, reading, writing, temporary, progress)
+                os.fsync(writing)
+                _dropCache(writing)
+            except BaseException as e:
+                os.close(writing)
+                os.unlink(target)
+                if isinstance(e, OSError):
+                    raise _osError(self.location, f"writing {temporary}", e) from None
+                raise
+            os.close(writing)
+            _fsyncFolder(folder)
+        finally:
+            os.close(reading)
+        return PendingUpload(name, temporary, counter.size, counter.hexdigest())
+
+    def _copy(self, stop: threading.Event, reading: int, writing: int, temporary: str,
+              progress: Callable[[int], None] | None) -> DigestCounter:
+        counter = DigestCounter()
+        buffer = bytearray(BUFFER_SIZE)
+        view = memoryview(buffer)
+        while True:
+            if stop.is_set():
+                raise CancelledError(f"the upload of {temporary} was cancelled")
+            try:
+                count = os.readv(reading, [buffer])
+            except OSError as e:
+                raise BackupRemoteError(
+                    INTERNAL_ERROR, f"cannot read the local file: {e.strerror}") from None
+            if not count:
+                return counter
+            chunk = view[:count]
+            counter.update(chunk)
+            writeAll(writing, chunk, os.write)
+            if progress is not None:
+                progress(counter.size)
+
+    def readBack(self, name: str) -> Deferred[ReadBack]:
+        return self._inThread(self._readBack, name)
+
+    def _readBack(self, stop: threading.Event, name: str) -> ReadBack:
+        checkAnyName(name)
+        self._checkRoot()
+        try:
+            descriptor = os.open(self._path(name), os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
+        except OSError as e:
+            raise _osError(self.location, f"reading {name}", e) from None
+        try:
+            if hasattr(os, "posix_fadvise"):
+                os.posix_fadvise(descriptor, 0, 0, os.POSIX_FADV_SEQUENTIAL)
+            counter = DigestCounter()
+            buffer = bytearray(BUFFER_SIZE)
+            view = memoryview(buffer)
+            while count := os.readv(descriptor, [buffer]):
+                if stop.is_set():
+                    raise CancelledError(f"the read-back of {name} was cancelled")
+                counter.update(view[:count])
+            return counter.readBack()
+        except OSError as e:
+            raise _osError(self.location, f"reading {name}", e) from None
+        finally:
+            os.close(descriptor)
+
+    def complete(self, upload: PendingUpload) -> Deferred[None]:
+        return self._inThread(self._complete, upload)
+
+    def _complete(self, stop: threading.Event, upload: PendingUpload) -> None:
+        checkName(upload.name)
+        checkAnyName(upload.temporaryName)
+        if not isTemporary(upload.temporaryName) or (
+                splitName(upload.temporaryName)[0] != splitName(upload.name)[0]):
+            raise BackupRemoteError(
+                DESTINATION_REFUSED, f"{upload.temporaryName} is not a temporary name "
+                                     f"beside {upload.name}")
+        self._checkRoot()
+        try:
+            os.replace(self._path(upload.temporaryName), self._path(upload.name))
+        except OSError as e:
+            raise _osError(self.location, f"renaming {upload.temporaryName}", e) from None
+        folder, _ = splitName(upload.name)
+        _fsyncFolder(self._path(folder) if folder else self.root.path)
+
+    def listFiles(self) -> Deferred[list[RemoteFile]]:
+        return self._inThread(self._listFiles)
+
+    def _listFiles(self, stop: threading.Event) -> list[RemoteFile]:
+        self._checkRoot()
+        found: list[RemoteFile] = []
+        try:
+            self._scan(self.root.path, None, found)
+        except OSError as e:
+            raise _osError(self.location, "listing", e) from None
+        return found
+
+    def _scan(self, path: str, folder: str | None, found: list[RemoteFile]) -> None:
+        with os.scandir(path) as entries:
+            for entry in entries:
+                name = f"{folder}/{entry.name}" if folder else entry.name
+                if entry.is_dir(follow_symlinks=False):
+                    if folder is None and isFolderName(entry.name):
+                        self._scan(entry.path, entry.name, found)
+                elif entry.is_file(follow_symlinks=False) and isListable(name):
+                    info = entry.stat(follow_symlinks=False)
+                    found.append(RemoteFile(
+                        name, info.st_size, datetime.fromtimestamp(info.st_mtime, timezone.utc),
+                        isTemporary(name)))
+
+    def delete(self, name: str) -> Deferred[None]:
+        return self._inThread(self._delete, name)
+
+    def _delete(self, stop: threading.Event, name: str) -> None:
+        checkAnyName(name)
+        self._checkRoot()
+        try:
+            os.unlink(self._path(name))
+        except FileNotFoundError:
+            return
+        except OSError as e:
+            raise _osError(self.location, f"removing {name}", e) from None
+        folder, _ = splitName(name)
+        _fsyncFolder(self._path(folder) if folder else self.root.path)
+
+    def close(self) -> Deferred[None]:
+        return succeed(None)
