@@ -33,6 +33,7 @@ from backupremote.server.core import RESPONDER_GROUPS
 from backupremote.server.protocol import ServerProtocol
 from backupremote.server.secrethash import hashSecret
 from backupremote.server.service import buildCore
+from backupremote.server.staging import StagingArea
 from backupremote.server.transfers.expiry import StagingJanitor
 
 CLIENT_ID = "alice"
@@ -57,7 +58,8 @@ class ServerHarness:
 
     def __init__(
         self, testCase: Any, responderGroups: tuple = RESPONDER_GROUPS,
-        runInThread: Any = synchronously, produce: Any = None, **config: Any,
+        runInThread: Any = synchronously, produce: Any = None,
+        tempDir: FilePath | None = None, **config: Any,
     ) -> None:
         self.clock = Clock()
         self.clock.advance(START.timestamp())
@@ -70,11 +72,16 @@ class ServerHarness:
             tlsCert=dataDir.child("unused.crt"),
             **config,
         )
+        #: this server's staging, in C{tempDir} (default: a temp folder of the test's own)
+        if tempDir is None:
+            tempDir = FilePath(testCase.mktemp())
+            tempDir.makedirs()
+        self.staging = StagingArea.forDataDir(dataDir, tempDir)
         # The service's own wiring, with this test's clock, key and doubles.
         self.core = buildCore(self.config, self.clock, runInThread,
                               produce or unavailableProducer,
                               trustedKeys=(self.issuerKey.public_key(),),
-                              responderGroups=responderGroups)
+                              responderGroups=responderGroups, staging=self.staging)
         self.store = self.core.store
         testCase.addCleanup(self.store.close)
         self.store.addClient(CLIENT_ID, _SECRET_HASH)

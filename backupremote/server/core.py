@@ -7,6 +7,7 @@ refers back to it.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any, Callable
 
 from attrs import define, field
@@ -22,7 +23,7 @@ from backupremote.server.authenticator import Authenticator
 from backupremote.server.compressors import availableCompressions
 from backupremote.server.config import ServerConfig
 from backupremote.server.databases.service import DatabaseConfigs
-from backupremote.server.engines import ENGINES
+from backupremote.server.engines.base import IEngine
 from backupremote.server.metrics import Metrics
 from backupremote.server.refusals import PreAuthRefusals
 from backupremote.server.responders.databases import DatabaseResponders
@@ -61,6 +62,7 @@ class ServerCore:
     tools: ToolFinder
     databases: DatabaseConfigs
     runs: RunManager
+    engines: Mapping[str, IEngine]
     responderGroups: tuple[ResponderGroup, ...] = RESPONDER_GROUPS
     connections: set = field(factory=set)
     #: L{backupremote.server.transfers.staged.StagedArtifacts}
@@ -101,7 +103,7 @@ class ServerCore:
         """What an authenticated session may use: engines with their tools, compressions."""
         assert session.license is not None
         engines = []
-        for name, engine in sorted(ENGINES.items()):
+        for name, engine in sorted(self.engines.items()):
             try:
                 choice = await engine.chooseDumpTool(self.tools, None)
             except BackupRemoteError:

@@ -8,6 +8,7 @@ listener whose connections each run a gated L{ServerProtocol}.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from twisted.application.service import IService, MultiService
@@ -23,7 +24,9 @@ from backupremote.server.core import RESPONDER_GROUPS, ServerCore
 from backupremote.server.databases.service import DatabaseConfigs
 from backupremote.server.databases.store import DatabaseConfigStore
 from backupremote.server.secretbox import SecretBox
-from backupremote.server.staging import useDataDir
+from backupremote.server.staging import StagingArea
+from backupremote.server.engines import defaultEngines
+from backupremote.server.engines.base import IEngine
 from backupremote.server.pipeline import produceArtifact
 from backupremote.server.runs.manager import RunManager
 from backupremote.server.runs.scripts import PostScripts
@@ -46,7 +49,9 @@ _log = Logger(namespace="backupremote.server")
 
 def buildCore(config: ServerConfig, reactor: Any, runInThread: Any = None,
               produce: Any = None, trustedKeys: tuple[Any, ...] | None = None,
-              responderGroups: tuple[Any, ...] = RESPONDER_GROUPS) -> ServerCore:
+              responderGroups: tuple[Any, ...] = RESPONDER_GROUPS,
+              staging: StagingArea | None = None,
+              engines: Mapping[str, IEngine] | None = None) -> ServerCore:
     """
     The shared server state, from configuration (opens the store).
 
@@ -54,9 +59,15 @@ def buildCore(config: ServerConfig, reactor: Any, runInThread: Any = None,
         tests pass a fake.
     @param trustedKeys: the licence issuers' public keys (default: loaded
         from the config's C{trusted_issuers} files).
+    @param staging: where runs are staged (default: this data folder's
+        runs folder in the OS temp folder).
+    @param engines: the database engines by name (default: every engine).
     """
     metrics = Metrics()
-    useDataDir(config.dataDir)
+    if staging is None:
+        staging = StagingArea.forDataDir(config.dataDir)
+    if engines is None:
+        engines = defaultEngines()
     store = ServerStore.inDataDir(config.dataDir)
     if trustedKeys is None:
         trustedKeys = tuple(loadTrustedKey(path) for path in config.trustedIssuers)
@@ -80,21 +91,22 @@ def buildCore(config: ServerConfig, reactor: Any, runInThread: Any = None,
     ownership = Ownership(config.adminClients)
     databases = DatabaseConfigs(
         DatabaseConfigStore(store.connection), SecretBox.inDataDir(config.dataDir),
-        config, reactor, tools, activeRuns=set(), scripts=scripts, ownership=ownership,
+        config, reactor, tools, activeRuns=set(), engines=engines, staging=staging,
+        scripts=scripts, ownership=ownership,
     )
     produce = produce or produceArtifact
     runStore = RunStore(store.connection)
-    artifacts = StagedArtifacts(reactor, runStore, store.connection, runInThread,
+    artifacts = StagedArtifacts(reactor, staging, runStore, store.connection, runInThread,
                                 config.artifactTtl, config.stagingMaxBytes, ownership=ownership)
     runs = RunManager(
-        reactor, runStore, databases, produce, scripts,
+        reactor, runStore, databases, produce, scripts, staging, engines,
         maxConcurrent=config.maxConcurrentRuns, maxQueued=config.maxQueuedRuns,
         progressInterval=config.progressInterval,
         finalize=artifacts.finalize, checkStagingRoom=artifacts.checkRoom, metrics=metrics,
     )
     return ServerCore(
         config=config, clock=reactor, store=store, authenticator=authenticator,
-        metrics=metrics, tools=tools, databases=databases, runs=runs,
+        metrics=metrics, tools=tools, databases=databases, runs=runs, engines=engines,
         artifacts=artifacts, responderGroups=responderGroups, scripts=scripts,
         transfers=TransferRegistry(reactor, artifacts, config.maxConcurrentTransfers, metrics,
                                    maxPerClient=config.maxTransfersPerClient,
@@ -152,13 +164,19 @@ class ListeningService(MultiService):
         return Deferred.fromCoroutine(self._stop())
 
 
-def makeService(config: ServerConfig, reactor: Any = None, produce: Any = None) -> IService:
-    """The whole server, ready to be started or embedded in an application."""
+def makeService(config: ServerConfig, reactor: Any = None, produce: Any = None,
+                staging: StagingArea | None = None) -> IService:
+    """
+    The whole server, ready to be started or embedded in an application.
+
+    @param staging: where runs are staged (default: this data folder's runs
+        folder in the OS temp folder).
+    """
     if reactor is None:
         from twisted.internet import reactor as globalReactor
         reactor = globalReactor
     top = withLogFile(config.logFile)
-    core = buildCore(config, reactor, produce=produce)
+    core = buildCore(config, reactor, produce=produce, staging=staging)
     listening = ListeningService(core, TLSEndpoint(reactor, config))
     listening.setName("listener")
     listening.setServiceParent(top)

@@ -40,6 +40,8 @@ class RunningServer:
     certPem: bytes
     secret: str
     token: str
+    #: where this server stages its runs: in the test's own temp folder
+    staging: StagingArea
 
     @property
     def core(self) -> Any:
@@ -97,11 +99,13 @@ async def startServer(testCase: Any, **config: Any) -> RunningServer:
     store = ServerStore.inDataDir(serverConfig.dataDir)
     store.addClient(CLIENT_ID, hashSecret(secret))
     store.close()
-    service = makeService(serverConfig, reactor)
+    staging = StagingArea.forDataDir(serverConfig.dataDir, FilePath(testCase.mktemp()))
+    staging.root.parent().makedirs()
+    service = makeService(serverConfig, reactor, staging=staging)
     service.startService()
     testCase.addCleanup(service.stopService)
     port = await service.getServiceNamed("listener").whenListening()
     return RunningServer(
         folder, serverConfig, service, port.getHost().port,
-        fingerprintOfPem(certPem), certPem, secret, token,
+        fingerprintOfPem(certPem), certPem, secret, token, staging,
     )

@@ -304,9 +304,9 @@ class CrashRecoveryTests(ProgramTestCase):
         started = json.loads(self.cli(*config, "run", created["id"], "--run-id", "crash-1",
                                       "--compression", "zstd", "--json").stdout)
         self.assertEqual(started["state"], "running")
-        from backupremote.server.staging import runsFolderName
-        runs = runsFolderName(self.folder.descendant(["server", "data"]))
-        runDir = temp.descendant([f"backupremote-{os.getuid()}", runs, "crash-1"])
+        from backupremote.server.staging import StagingArea
+        runDir = StagingArea.forDataDir(self.folder.descendant(["server", "data"]),
+                                        temp).runFolder("crash-1")
         self.waitFor(lambda: os.path.exists(runDir.path), "the run's staging folder")
         server.kill()
         server.wait(timeout=30)

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import tempfile
 from typing import Any
 
 from twisted.internet import reactor
@@ -21,7 +20,6 @@ from twisted.trial.unittest import TestCase
 from backupremote.protocol import errors
 from backupremote.protocol.databases import DatabaseConfigInput
 from backupremote.protocol.options import BackupOptions
-from backupremote.server.runs.manager import runFolder
 from backupremote.server.tools import defaultToolPath
 from tests.databases import servers
 from tests.integration.servers import startServer
@@ -36,10 +34,6 @@ exec sleep 300
 
 class RunsOverTLSTests(TestCase):
     async def setUpRun(self, **serverConfig: Any) -> None:
-        temp = FilePath(self.mktemp())
-        temp.makedirs()
-        self.patch(tempfile, "tempdir", temp.path)
-        self.staging = temp
         self.db = await servers.startPostgreSQL(self)
         self.server = await startServer(self, **serverConfig)
         self.client = self.server.client(self)
@@ -92,7 +86,7 @@ class RunsOverTLSTests(TestCase):
         self.assertEqual((final.state, final.errorCode), ("failed", errors.DUMP_FAILED))
         self.assertIn("password authentication failed", final.errorMessage)
         self.assertNotIn(self.db.password, final.errorMessage)
-        self.assertFalse(runFolder("fails").exists())
+        self.assertFalse(self.server.staging.runFolder("fails").exists())
 
     async def passingPreflight(self, configId: str, options: Any) -> Any:
         from backupremote.protocol.databases import PreflightReport
@@ -121,11 +115,11 @@ class RunsOverTLSTests(TestCase):
         while not any(e.stage == "dump" for e in events):
             from twisted.internet.task import deferLater
             await deferLater(reactor, 0.1, lambda: None)
-        self.assertTrue(runFolder("cancel-me").exists())
+        self.assertTrue(self.server.staging.runFolder("cancel-me").exists())
         await self.client.cancelBackup("cancel-me")
         final = await following
         self.assertEqual((final.state, final.errorCode), ("cancelled", errors.CANCELLED))
-        self.assertFalse(runFolder("cancel-me").exists())
+        self.assertFalse(self.server.staging.runFolder("cancel-me").exists())
         leftovers = runningWithArgv(b"sleep\x00300")
         self.assertEqual(leftovers, [])
         with self.assertRaises(errors.BackupRemoteError) as raised:
@@ -150,9 +144,6 @@ class RunsOverTLSTests(TestCase):
 
 class PostScriptRunTests(TestCase):
     async def setUpScripts(self) -> None:
-        temp = FilePath(self.mktemp())
-        temp.makedirs()
-        self.patch(tempfile, "tempdir", temp.path)
         db = await servers.startSQLite(self)
         scripts = FilePath(self.mktemp())
         scripts.makedirs()

@@ -10,7 +10,6 @@ import hashlib
 import io
 import json
 import sqlite3
-import tempfile
 from argparse import Namespace
 from typing import Any
 
@@ -30,7 +29,6 @@ from backupremote.protocol.errors import BackupRemoteError
 from backupremote.protocol.options import BackupOptions
 from backupremote.protocol.transfers import FileTransferStart
 from backupremote.server.service import makeService
-from backupremote.server.staging import runsRoot
 from tests.databases.servers import ROW_COUNT, TABLE, startSQLite
 from tests.integration import servers
 from tests.server.transfers.helpers import RandomProducer, folderNames
@@ -42,9 +40,6 @@ class TransferTests(TestCase):
     timeout = 120
 
     async def setUpServer(self) -> None:
-        temp = FilePath(self.mktemp())
-        temp.makedirs()
-        self.patch(tempfile, "tempdir", temp.path)
         self.producer = RandomProducer()
         self.patch(servers, "makeService", functools.partial(makeService, produce=self.producer))
         roots = FilePath(self.mktemp())
@@ -75,7 +70,7 @@ class TransferTests(TestCase):
         old = self.server.service
         await old.stopService()
         config = evolve(self.server.config, listen=f"ssl:{self.server.port}:interface=127.0.0.1")
-        new = makeService(config, reactor, produce=self.producer)
+        new = makeService(config, reactor, produce=self.producer, staging=self.server.staging)
         new.startService()
         self.addCleanup(new.stopService)
         await new.getServiceNamed("listener").whenListening()
@@ -91,9 +86,9 @@ class TransferTests(TestCase):
         self.assertEqual(path.getContent(), self.producer.data["r1"])
         self.assertEqual(folderNames(folder), [path.basename()])
         self.assertEqual(seen[-1].phase, "done")
-        self.assertEqual(folderNames(runsRoot()), ["r1"])
+        self.assertEqual(folderNames(self.server.staging.runs), ["r1"])
         self.assertTrue(await self.client.releaseArtifact("r1"))
-        self.assertEqual(folderNames(runsRoot()), [])
+        self.assertEqual(folderNames(self.server.staging.runs), [])
         error = await self.assertFailure(self.client.listFiles("r1"), BackupRemoteError)
         self.assertEqual(error.code, errors.ARTIFACT_EXPIRED)
 
@@ -158,12 +153,12 @@ class TransferTests(TestCase):
         self.assertTrue(await releases[0])
         self.assertEqual(path.getContent(), self.producer.data["gone"])
         await deferLater(reactor, 0, lambda: None)
-        self.assertEqual(folderNames(runsRoot()), ["old"])
+        self.assertEqual(folderNames(self.server.staging.runs), ["old"])
         artifacts = self.server.core.artifacts
         artifacts._staged["old"].manifest = evolve(artifacts._staged["old"].manifest,
                                                    expiresAt=artifacts._now())
         artifacts.expire()
-        self.assertEqual(folderNames(runsRoot()), [])
+        self.assertEqual(folderNames(self.server.staging.runs), [])
 
     async def test_cli(self) -> None:
         await self.setUpServer()
@@ -204,7 +199,7 @@ class TransferTests(TestCase):
         self.assertTrue(result["download"]["released"])
         self.assertEqual(FilePath(result["download"]["path"]).getContent(),
                          self.producer.data["w1"])
-        self.assertEqual(folderNames(runsRoot()), [])
+        self.assertEqual(folderNames(self.server.staging.runs), [])
 
 
 class RealRunTests(TestCase):
@@ -213,9 +208,6 @@ class RealRunTests(TestCase):
     timeout = 120
 
     async def test_runThenDownload(self) -> None:
-        temp = FilePath(self.mktemp())
-        temp.makedirs()
-        self.patch(tempfile, "tempdir", temp.path)
         database = await startSQLite(self)
         server = await servers.startServer(
             self, sqliteRoots=(FilePath(database.path).parent(),))
@@ -238,7 +230,7 @@ class RealRunTests(TestCase):
             connection.close()
         self.assertEqual(count, ROW_COUNT)
         self.assertTrue(await client.releaseArtifact("real-1"))
-        self.assertEqual(folderNames(runsRoot()), [])
+        self.assertEqual(folderNames(server.staging.runs), [])
 
 
 def zstandard(path: FilePath) -> bytes:

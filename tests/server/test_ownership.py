@@ -48,8 +48,6 @@ from backupremote.protocol.transfers import (
 )
 from backupremote.server.config import loadServerConfig
 from backupremote.server.databases.store import DatabaseConfigStore
-from backupremote.server.engines import ENGINES
-from backupremote.server.runs.manager import runFolder
 from backupremote.server.store import MIGRATIONS, ServerStore
 from tests.fixtures import synchronously
 from tests.server.transfers.helpers import StagingMixin
@@ -64,7 +62,7 @@ class OwnershipTests(StagingMixin, SynchronousTestCase):
         self.setUpStaging(artifactTtl=3600.0, adminClients=frozenset({"root"}))
         self.bob = self.addClient("bob")
         self.root = self.addClient("root")
-        self.patch(ENGINES["sqlite"], "runInThread", synchronously)
+        self.patch(self.harness.databases.engines["sqlite"], "runInThread", synchronously)
 
     def configInput(self, name: str = "db") -> DatabaseConfigInput:
         return DatabaseConfigInput(name=name, engine="sqlite",
@@ -131,7 +129,7 @@ class OwnershipTests(StagingMixin, SynchronousTestCase):
             self.sameAsUnknown(self.bob, command, foreign, **arguments)
         self.assertEqual(self.bob.client.boxes, [])
         self.assertEqual(self.bob.client.events, [])
-        self.assertTrue(runFolder("mine").exists())
+        self.assertTrue(self.harness.staging.runFolder("mine").exists())
         self.assertEqual(self.client.call(GetExecutionStatus, runId="waiting")["status"].state,
                          "queued")
 
@@ -170,7 +168,7 @@ class OwnershipTests(StagingMixin, SynchronousTestCase):
         self.root.pump.flush()
         self.assertEqual(self.root.client.received(), self.producer.data["mine"])
         self.assertTrue(self.root.call(ReleaseArtifact, runId="mine")["released"])
-        self.assertFalse(runFolder("mine").exists())
+        self.assertFalse(self.harness.staging.runFolder("mine").exists())
         self.harness.runs.maxConcurrent = 0
         self.client.call(ExecuteBackup, runId="waiting", databaseConfigId=self.configId)
         self.assertEqual(self.root.call(CancelBackup, runId="waiting")["status"].state,
@@ -183,12 +181,12 @@ class OwnershipTests(StagingMixin, SynchronousTestCase):
         self.client.client.holding = True
         self.client.call(FileTransferStart, fileId=fileId, startChunk=0)
         self.assertTrue(self.root.call(ReleaseArtifact, runId="mine")["released"])
-        self.assertTrue(runFolder("mine").exists())
+        self.assertTrue(self.harness.staging.runFolder("mine").exists())
         while self.client.client.held:
             self.client.client.release()
             self.client.pump.flush()
         self.assertEqual(self.client.client.received(), self.producer.data["mine"])
-        self.assertFalse(runFolder("mine").exists())
+        self.assertFalse(self.harness.staging.runFolder("mine").exists())
 
     def test_namesAreUniquePerOwner(self) -> None:
         """bob may use alice's name; a name clash is only ever with one's own."""
@@ -281,7 +279,7 @@ class BystanderTests(StagingMixin, SynchronousTestCase):
         after = (DatabaseConfigStore(self.harness.store.connection).snapshot(),
                  self.harness.runs._store.get("mine"))
         self.assertEqual(before, after)
-        self.assertTrue(runFolder("mine").exists())
+        self.assertTrue(self.harness.staging.runFolder("mine").exists())
         self.assertEqual(self.bob.client.boxes, [])
 
 

@@ -26,7 +26,7 @@ from backupremote.protocol.databases import (
     GetDatabaseConfigById,
     UpdateDatabaseConfig,
 )
-from backupremote.server.engines import ENGINES
+from backupremote.server.engines import defaultEngines
 from tests.fixtures import ServerHarness
 
 PASSWORD = "s3cret-password"
@@ -116,7 +116,7 @@ class PasswordBindingTests(SynchronousTestCase):
 
     def test_everyEngineDeclaresItsHarmlessOptions(self) -> None:
         """No transport-security option is declared harmless by mistake."""
-        for name, engine in ENGINES.items():
+        for name, engine in defaultEngines().items():
             self.assertLessEqual(set(engine.optionsKeepingPassword), set(engine.optionNames),
                                  name)
             self.assertFalse({"sslmode", "ssl", "sslrootcert", "ssl-verify-server-cert",

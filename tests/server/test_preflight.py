@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import tempfile
 from typing import Any
 
 from attrs import define
@@ -20,6 +19,7 @@ from backupremote.protocol.errors import BackupRemoteError
 from backupremote.protocol.options import BackupOptions
 from backupremote.server.databases.preflight import preflight
 from backupremote.server.engines.base import IEngine, Target
+from backupremote.server.staging import StagingArea
 from backupremote.server.tools import ToolFinder
 
 
@@ -57,13 +57,14 @@ class PreflightTests(SynchronousTestCase):
         self.tools = ToolFinder(Clock(), ())
         temp = FilePath(self.mktemp())
         temp.makedirs()
-        self.patch(tempfile, "tempdir", temp.path)
         self.temp = temp
+        self.staging = StagingArea.forDataDir(FilePath(self.mktemp()), temp)
 
     def preflight(self, engine: MemoryEngine, options: BackupOptions) -> Any:
         verifyObject(IEngine, engine)
         return self.successResultOf(Deferred.fromCoroutine(
-            preflight(engine, Target("memory"), options, self.tools, Clock(), 5)))
+            preflight(engine, Target("memory"), options, self.tools, Clock(), 5,
+                      self.staging)))
 
     def test_ready(self) -> None:
         report = self.preflight(MemoryEngine(OK), BackupOptions(compression="zip"))

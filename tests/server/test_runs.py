@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import tempfile
 from typing import Any
 
 from twisted.internet.defer import Deferred
@@ -31,7 +30,6 @@ from backupremote.protocol.runs import (
     SubscribeRun,
 )
 from backupremote.server.pipeline import Artifact
-from backupremote.server.runs.manager import runFolder
 from tests.fixtures import ServerHarness
 
 
@@ -68,9 +66,6 @@ class ControlledProducer:
 
 class RunTests(SynchronousTestCase):
     def setUp(self) -> None:
-        temp = FilePath(self.mktemp())
-        temp.makedirs()
-        self.patch(tempfile, "tempdir", temp.path)
         roots = FilePath(self.mktemp())
         roots.makedirs()
         self.producer = ControlledProducer()
@@ -150,7 +145,7 @@ class RunTests(SynchronousTestCase):
         self.assertLess(len(dumps), 10)  # throttled
         self.assertEqual(dumps[-1].bytes, 900)  # but the last of the stage is sent
         self.assertEqual(final.lastSeq, events[-1].seq)
-        folder = runFolder("run-1")
+        folder = self.harness.staging.runFolder("run-1")
         self.assertEqual(sorted(c.basename() for c in folder.children()),
                          [final.artifact.name, "chunks.sha256", "manifest.json"])  # + manifest
         self.assertEqual(os.stat(folder.path).st_mode & 0o777, 0o700)
@@ -204,7 +199,7 @@ class RunTests(SynchronousTestCase):
 
     def test_cancelRunning(self) -> None:
         self.execute("c1")
-        folder = runFolder("c1")
+        folder = self.harness.staging.runFolder("c1")
         self.assertTrue(folder.child("partial").exists())
         status = self.client.call(CancelBackup, runId="c1")["status"]
         self.assertEqual(status.state, "cancelled")
@@ -282,8 +277,8 @@ class RunTests(SynchronousTestCase):
         """A restarted server marks unfinished runs INTERRUPTED and removes their files."""
         self.execute("crash")
         self.execute("waiting")
-        self.assertTrue(runFolder("crash").child("partial").exists())
-        stray = runFolder("unknown")
+        self.assertTrue(self.harness.staging.runFolder("crash").child("partial").exists())
+        stray = self.harness.staging.runFolder("unknown")
         stray.makedirs()
         # the old process dies without a word: its manager forgets everything
         dead = self.harness.runs
@@ -293,12 +288,13 @@ class RunTests(SynchronousTestCase):
         from backupremote.server.runs.manager import RunManager
         from backupremote.server.runs.store import RunStore
         manager = RunManager(self.harness.clock, RunStore(self.harness.store.connection),
-                             self.harness.databases, self.producer, self.harness.scripts)
+                             self.harness.databases, self.producer, self.harness.scripts,
+                             self.harness.staging, self.harness.databases.engines)
         self.assertEqual(sorted(manager.recover()), ["crash", "waiting"])
         for runId in ("crash", "waiting"):
             status = manager.status("alice", runId)
             self.assertEqual((status.state, status.errorCode), ("failed", errors.INTERRUPTED))
-        self.assertFalse(runFolder("crash").exists())
+        self.assertFalse(self.harness.staging.runFolder("crash").exists())
         self.assertFalse(stray.exists())
 
 
@@ -308,9 +304,6 @@ class PostScriptTests(SynchronousTestCase):
 
     def setUp(self) -> None:
         import stat
-        temp = FilePath(self.mktemp())
-        temp.makedirs()
-        self.patch(tempfile, "tempdir", temp.path)
         roots = FilePath(self.mktemp())
         roots.makedirs()
         scripts = FilePath(self.mktemp())

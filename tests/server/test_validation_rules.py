@@ -17,6 +17,9 @@ from twisted.trial.unittest import SynchronousTestCase
 from backupremote.protocol.databases import DatabaseConfigInput
 from backupremote.protocol.errors import BackupRemoteError
 from backupremote.server.databases.validation import MAX_PATH, validateConfig
+from backupremote.server.engines import defaultEngines
+
+ENGINES = defaultEngines()
 
 #: the fields each engine needs besides the one under test
 SERVER_FIELDS: dict[str, dict[str, Any]] = {
@@ -34,7 +37,7 @@ tricky = st.lists(st.sampled_from(
 def refusedFields(config: DatabaseConfigInput, roots: dict[str, Any] | None = None
                   ) -> set[str]:
     try:
-        validateConfig(config, roots or {})
+        validateConfig(config, roots or {}, ENGINES)
     except BackupRemoteError as error:
         return set(error.details["fields"])
     return set()
@@ -99,7 +102,7 @@ class PathTests(SynchronousTestCase):
             tooLong = base + "d/" * (MAX_PATH // 2) + "x.db"
             self.assertEqual(refusedFields(self.config(engine, tooLong), self.roots), {"path"})
             error = self.assertRaises(BackupRemoteError, validateConfig,
-                                      self.config(engine, tooLong), self.roots)
+                                      self.config(engine, tooLong), self.roots, ENGINES)
             self.assertIn(f"1 to {MAX_PATH} characters", error.details["fields"]["path"])
             self.assertNotIn(tooLong, error.message)
 

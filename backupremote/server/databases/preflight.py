@@ -19,7 +19,7 @@ from backupremote.protocol.errors import (
 from backupremote.protocol.options import BackupOptions
 from backupremote.server.compressors import findCompressor
 from backupremote.server.engines.base import IEngine, Target
-from backupremote.server.staging import ensureStagingRoot
+from backupremote.server.staging import StagingArea
 from backupremote.server.tools import ToolFinder
 
 #: The share of the database size a compressed dump is assumed to need.
@@ -34,7 +34,7 @@ def neededBytes(estimate: int, options: BackupOptions) -> int:
 
 async def preflight(
     engine: IEngine, target: Target, options: BackupOptions, tools: ToolFinder,
-    reactor: Any, timeout: float,
+    reactor: Any, timeout: float, staging: StagingArea,
 ) -> PreflightReport:
     """Run every check; never raise for a finding."""
     blockers: list[Finding] = []
@@ -64,7 +64,7 @@ async def preflight(
 
     freeBytes: int | None = None
     try:
-        root = ensureStagingRoot()
+        root = staging.ensureRoot()
         freeBytes = shutil.disk_usage(root.path).free
     except OSError as error:
         blockers.append(Finding(

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime, timezone
+from collections.abc import Mapping
 from typing import Any
 
 from attrs import evolve
@@ -38,10 +39,10 @@ from backupremote.server.databases.validation import (
     resolveUnderRoots,
     validateConfig,
 )
-from backupremote.server.engines import ENGINES
-from backupremote.server.engines.base import FieldProblems, Target, failed
+from backupremote.server.engines.base import FieldProblems, IEngine, Target, failed
 from backupremote.server.ownership import Ownership
 from backupremote.server.secretbox import SecretBox, SecretBoxError
+from backupremote.server.staging import StagingArea
 from backupremote.server.tools import ToolFinder
 
 MAX_PAGE = 100
@@ -51,7 +52,8 @@ _log = Logger(namespace="backupremote.server.databases")
 TARGET_FIELDS = ("engine", "host", "port", "user", "database", "path")
 
 
-def passwordBoundChanges(current: StoredConfig, config: DatabaseConfigInput) -> list[str]:
+def passwordBoundChanges(current: StoredConfig, config: DatabaseConfigInput,
+                         engine: IEngine) -> list[str]:
     """
     The changes from C{current} to C{config} that the stored password is
     bound to: where it goes (L{TARGET_FIELDS}) and how securely it travels
@@ -61,7 +63,7 @@ def passwordBoundChanges(current: StoredConfig, config: DatabaseConfigInput) -> 
     """
     changed = [name for name in TARGET_FIELDS
                if getattr(config, name) != getattr(current, name)]
-    keeping = ENGINES[config.engine].optionsKeepingPassword
+    keeping = engine.optionsKeepingPassword
     for key in sorted(set(current.options) | set(config.options)):
         if key not in keeping and current.options.get(key) != config.options.get(key):
             changed.append(f"options.{key}")
@@ -74,6 +76,7 @@ class DatabaseConfigs:
     def __init__(
         self, store: DatabaseConfigStore, box: SecretBox, config: ServerConfig,
         reactor: Any, tools: ToolFinder, activeRuns: set[str],
+        engines: Mapping[str, IEngine], staging: StagingArea,
         scripts: Any = None, ownership: Ownership | None = None,
     ) -> None:
         self._scripts = scripts
@@ -85,6 +88,9 @@ class DatabaseConfigs:
         self._reactor = reactor
         self.tools = tools
         self.activeRuns = activeRuns
+        #: the engines this server knows, by name
+        self.engines = engines
+        self._staging = staging
 
     @property
     def roots(self) -> dict[str, Any]:
@@ -108,7 +114,7 @@ class DatabaseConfigs:
 
     def create(self, clientId: str, given: DatabaseConfigInput) -> DatabaseConfig:
         """Store a new configuration owned by C{clientId}."""
-        config = validateConfig(given, self.roots)
+        config = validateConfig(given, self.roots, self.engines)
         configId = str(uuid.uuid4())
         now = self._now()
         stored = StoredConfig(
@@ -125,8 +131,8 @@ class DatabaseConfigs:
                given: DatabaseConfigInput) -> DatabaseConfig:
         """Change a configuration; its owner stays (an admin's change included)."""
         current = self.owned(clientId, configId)
-        config = validateConfig(given, self.roots)
-        changed = passwordBoundChanges(current, config)
+        config = validateConfig(given, self.roots, self.engines)
+        changed = passwordBoundChanges(current, config, self.engines[config.engine])
         if (changed and current.passwordSealed is not None and config.password is None
                 and not config.removePassword):
             # never send a stored password somewhere, or less securely, than
@@ -223,7 +229,7 @@ class DatabaseConfigs:
             raise BackupRemoteError(VALIDATION_FAILED, "give either id or config",
                                     details={"fields": {"id": "or config is required, not both"}})
         if given is not None:
-            target = self._targetOf(validateConfig(given, self.roots))
+            target = self._targetOf(validateConfig(given, self.roots, self.engines))
         else:
             assert configId is not None
             try:
@@ -232,7 +238,7 @@ class DatabaseConfigs:
                 if error.code != PERMISSION_DENIED:
                     raise
                 return failed(error.code, error.message)
-        engine = ENGINES[target.engine]
+        engine = self.engines[target.engine]
         return await engine.probe(target, self.tools, self._reactor,
                                   self._config.connectionTimeout)
 
@@ -257,8 +263,8 @@ class DatabaseConfigs:
                 raise
             return PreflightReport(ok=False, blockers=[Finding(error.code, error.message)],
                                    warnings=[], options=options)
-        report = await preflight(ENGINES[stored.engine], target, options, self.tools,
-                                 self._reactor, self._config.connectionTimeout)
+        report = await preflight(self.engines[stored.engine], target, options, self.tools,
+                                 self._reactor, self._config.connectionTimeout, self._staging)
         if options.postScript is not None and self._scripts is not None:
             try:
                 self._scripts.find(options.postScript)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import ipaddress
 import os
 import re
-from typing import Sequence
+from collections.abc import Mapping, Sequence
 
 from attrs import evolve
 from twisted.python.filepath import FilePath
@@ -27,8 +27,7 @@ from backupremote.protocol.options import (
     VERIFICATIONS,
     BackupOptions,
 )
-from backupremote.server.engines import ENGINES as ENGINE_TABLE
-from backupremote.server.engines.base import FieldProblems
+from backupremote.server.engines.base import FieldProblems, IEngine
 
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9 ._-]{0,63}")
 HOSTNAME = re.compile(r"(?=.{1,253}$)[A-Za-z0-9]([A-Za-z0-9-]{0,62})(\.[A-Za-z0-9]([A-Za-z0-9-]{0,62}))*\.?")
@@ -108,7 +107,8 @@ def resolveUnderRoots(path: str, roots: Sequence[FilePath]) -> str | None:
 
 
 def validateConfig(
-    config: DatabaseConfigInput, roots: dict[str, Sequence[FilePath]]
+    config: DatabaseConfigInput, roots: dict[str, Sequence[FilePath]],
+    engines: Mapping[str, IEngine],
 ) -> DatabaseConfigInput:
     """
     C{config} checked and normalised (default port, resolved path), or a
@@ -118,7 +118,7 @@ def validateConfig(
     _checkText(config.name, NAME, "name",
                "must be 1-64 letters, digits, spaces, '.', '_' or '-', starting "
                "with a letter or digit", problems)
-    engine = ENGINE_TABLE.get(config.engine)
+    engine = engines.get(config.engine)
     if config.engine not in ENGINES or engine is None:
         problems.add("engine", f"must be one of: {', '.join(ENGINES)}")
         raise _failed(problems)

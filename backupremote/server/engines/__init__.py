@@ -1,25 +1,23 @@
 """
 The database engines, by name.
 
-Each module implements L{IEngine}; this table is the only place that lists
-them.
+Each module implements L{IEngine}; L{defaultEngines} is the only place that
+lists them. The table is a value: the service builds one and hands it to
+what needs it, so two servers in one process share no engine state.
 """
 
 from __future__ import annotations
 
 from backupremote.server.engines.base import IEngine
 
-ENGINES: dict[str, IEngine] = {}
 
+def defaultEngines() -> dict[str, IEngine]:
+    """A new table of every engine this server knows, by name."""
+    from backupremote.server.engines.firebird import FirebirdEngine
+    from backupremote.server.engines.mariadb import MariaDBEngine
+    from backupremote.server.engines.postgresql import PostgreSQLEngine
+    from backupremote.server.engines.sqlite import SQLiteEngine
 
-def register(engine: IEngine) -> IEngine:
-    ENGINES[engine.name] = engine
-    return engine
-
-
-def _registerAll() -> None:
-    # Each engine module registers itself on import.
-    from backupremote.server.engines import firebird, mariadb, postgresql, sqlite  # noqa: F401
-
-
-_registerAll()
+    engines: list[IEngine] = [PostgreSQLEngine(), MariaDBEngine(), SQLiteEngine(),
+                              FirebirdEngine()]
+    return {engine.name: engine for engine in engines}

@@ -49,7 +49,6 @@ from backupremote.protocol.errors import (
     TOOL_TOO_OLD,
     BackupRemoteError,
 )
-from backupremote.server.engines import register
 from backupremote.server.engines.base import (
     FieldProblems,
     IEngine,
@@ -335,7 +334,6 @@ class FirebirdEngine:
                                  "Firebird's own backup tool")
 
 
-engine = register(FirebirdEngine())
 
 
 # --- Dumps and their checks (used by backupremote.server.pipeline) ----------

@@ -42,7 +42,6 @@ from backupremote.protocol.errors import (
     TOOL_MISSING,
     BackupRemoteError,
 )
-from backupremote.server.engines import register
 from backupremote.server.engines.base import (
     FieldProblems,
     IEngine,
@@ -306,7 +305,6 @@ class MariaDBEngine:
                                 "in the server's tool path (install the MariaDB client programs)")
 
 
-engine = register(MariaDBEngine())
 
 
 # --- Dumps and their checks (used by backupremote.server.pipeline) ----------

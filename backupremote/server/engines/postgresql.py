@@ -34,7 +34,6 @@ from backupremote.protocol.errors import (
     TOOL_TOO_OLD,
     BackupRemoteError,
 )
-from backupremote.server.engines import register
 from backupremote.server.engines.base import (
     FieldProblems,
     IEngine,
@@ -333,7 +332,6 @@ async def chooseRestoreTool(tools: ToolFinder, dump: Tool) -> Tool:
     return newest
 
 
-engine = register(PostgreSQLEngine())
 
 
 # --- Dumps and their checks (used by backupremote.server.pipeline) ----------

@@ -33,7 +33,6 @@ from backupremote.protocol.errors import (
     PERMISSION_DENIED,
     TIMEOUT,
 )
-from backupremote.server.engines import register
 from backupremote.server.engines.base import (
     FieldProblems,
     IEngine,
@@ -199,7 +198,6 @@ class SQLiteEngine:
         )
 
 
-engine = register(SQLiteEngine())
 
 
 # --- Dumps and their checks (used by backupremote.server.pipeline) ----------

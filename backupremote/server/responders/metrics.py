@@ -9,7 +9,6 @@ from twisted.protocols.amp import CommandLocator
 
 from backupremote.protocol.metrics import GetMetrics, ServerMetrics
 from backupremote.server.session import RequestContext
-from backupremote.server.transfers.staged import stagedBytes
 from backupremote.protocol.versions import SOFTWARE_VERSION
 
 if TYPE_CHECKING:
@@ -34,7 +33,7 @@ class MetricsResponders(CommandLocator):
             runsQueued=core.runs.queuedCount,
             transfersActive=len(core.transfers.active) if core.transfers is not None else 0,
             artifactsStaged=core.artifacts.stagedCount if core.artifacts is not None else 0,
-            stagedBytes=stagedBytes(),
+            stagedBytes=core.artifacts.staging.stagedBytes() if core.artifacts is not None else 0,
             counters=core.metrics.snapshot(),
             timings=dict(core.metrics.timings),
         )}

@@ -15,12 +15,12 @@ import re
 import shutil
 import uuid
 from datetime import datetime, timezone
+from collections.abc import Mapping
 from typing import Any, Awaitable, Callable
 
 from attrs import define, evolve, field
 from twisted.internet.defer import CancelledError, Deferred
 from twisted.python.failure import Failure
-from twisted.python.filepath import FilePath
 
 from backupremote.protocol.errors import (
     CANCELLED,
@@ -37,14 +37,13 @@ from backupremote.protocol.options import BackupOptions
 from backupremote.protocol.runs import TERMINAL, ArtifactInfo, RunStatus, StageTiming
 from backupremote.server.databases.service import DatabaseConfigs
 from backupremote.server.databases.validation import checkBackupOptions
-from backupremote.server.engines import ENGINES
-from backupremote.server.engines.base import FieldProblems
+from backupremote.server.engines.base import FieldProblems, IEngine
 from backupremote.server.metrics import Metrics
 from backupremote.server.runs.events import RunEventStream, push
 from backupremote.server.runs.runlog import RunLog
 from backupremote.server.runs.scripts import PostScripts, scriptFailure
 from backupremote.server.runs.store import RunStore
-from backupremote.server.staging import ensureStagingRoot, runsRoot
+from backupremote.server.staging import StagingArea
 
 RUN_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,127}")
 Producer = Callable[..., Awaitable[Any]]
@@ -64,10 +63,6 @@ class ActiveRun:
     cancelRequested: bool = False
 
 
-def runFolder(runId: str) -> FilePath:
-    return runsRoot().child(runId)
-
-
 def _endFinalizing(timings: list[StageTiming], now: datetime) -> list[StageTiming]:
     """One "finalizing" entry, from the pipeline's start of it to now."""
     started = next((t.startedAt for t in timings if t.stage == "finalizing"), now)
@@ -84,7 +79,8 @@ class RunManager:
     """Admits, queues, executes, cancels and reports backup runs."""
 
     def __init__(self, reactor: Any, store: RunStore, databases: DatabaseConfigs,
-                 produce: Producer, scripts: PostScripts, maxConcurrent: int = 2,
+                 produce: Producer, scripts: PostScripts, staging: StagingArea,
+                 engines: Mapping[str, IEngine], maxConcurrent: int = 2,
                  maxQueued: int = 16, progressInterval: float = 0.25,
                  finalize: Callable[..., Awaitable[Any]] | None = None,
                  checkStagingRoom: Callable[[int | None], None] | None = None,
@@ -94,6 +90,8 @@ class RunManager:
         self._databases = databases
         self._produce = produce
         self._scripts = scripts
+        self._staging = staging
+        self._engines = engines
         self.maxConcurrent = maxConcurrent
         self.maxQueued = maxQueued
         self.progressInterval = progressInterval
@@ -280,15 +278,12 @@ class RunManager:
 
     async def _execute(self, run: ActiveRun) -> None:
         runId = run.status.runId
-        folder = runFolder(runId)
+        folder = self._staging.runFolder(runId)
         keepArtifact = False
         try:
             self._update(run, state="running", stage="starting", startedAt=self._now())
             run.events.progress("starting", 0, run.status.totalEstimate)
-            ensureStagingRoot()
-            folder.makedirs(ignoreExistingDirectory=True)
-            folder.parent().chmod(0o700)
-            folder.chmod(0o700)
+            self._staging.makeRunFolder(runId)
             stored = self._databases.stored(run.status.databaseConfigId)
             target = self._databases.target(stored)
 
@@ -304,7 +299,7 @@ class RunManager:
                 raise CancelledError()
             extra = {"serverVersion": run.serverVersion} if run.serverVersion else {}
             run.work = Deferred.fromCoroutine(self._produce(
-                self._reactor, ENGINES[stored.engine], target, run.status.options,
+                self._reactor, self._engines[stored.engine], target, run.status.options,
                 self._databases.tools, folder, baseName, progress, run.status.totalEstimate,
                 **extra))
             artifact = await run.work
@@ -430,9 +425,9 @@ class RunManager:
                           errorCode=INTERRUPTED)
             self._store.save(evolve(status, state="failed", endedAt=now, errorCode=INTERRUPTED,
                                     errorMessage=message, lastSeq=events.lastSeq))
-            shutil.rmtree(runFolder(status.runId).path, ignore_errors=True)
+            shutil.rmtree(self._staging.runFolder(status.runId).path, ignore_errors=True)
             interrupted.append(status.runId)
-        runs = runsRoot()
+        runs = self._staging.runs
         if runs.isdir():
             known = {runId for runId in self._store.runIds()
                      if self._store.artifactPath(runId)}

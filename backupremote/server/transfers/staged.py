@@ -34,9 +34,8 @@ from backupremote.protocol.errors import (
 from backupremote.protocol.runs import TERMINAL, ArtifactInfo, RunStatus
 from backupremote.protocol.transfers import HASHES_PER_ANSWER, FileEntry, Manifest
 from backupremote.server.ownership import Ownership
-from backupremote.server.runs.manager import runFolder
 from backupremote.server.runs.store import RunStore
-from backupremote.server.staging import runsRoot
+from backupremote.server.staging import StagingArea
 from backupremote.server.pipeline.chunkdigests import ChunkDigests
 from backupremote.server.transfers.manifest import (
     RELEASED,
@@ -55,16 +54,13 @@ class Staged:
     runId: str
     clientId: str
     manifest: Manifest
+    folder: FilePath
     leases: int = 0
     released: bool = False
 
     @property
     def entry(self) -> FileEntry:
         return self.manifest.files[0]
-
-    @property
-    def folder(self) -> FilePath:
-        return runFolder(self.runId)
 
     @property
     def path(self) -> FilePath:
@@ -78,25 +74,14 @@ def runOfFile(db: sqlite3.Connection, fileId: str) -> str | None:
     return row[0] if row else None
 
 
-def stagedBytes() -> int:
-    """Bytes of every file under the staging folder's runs."""
-    total = 0
-    for folder, _, files in os.walk(runsRoot().path):
-        for name in files:
-            try:
-                total += os.lstat(os.path.join(folder, name)).st_size
-            except OSError:
-                pass
-    return total
-
-
 class StagedArtifacts:
     """Every staged artifact of the server (C{core.artifacts})."""
 
-    def __init__(self, clock: Any, runs: RunStore, db: sqlite3.Connection,
+    def __init__(self, clock: Any, staging: StagingArea, runs: RunStore, db: sqlite3.Connection,
                  runInThread: Callable[..., Deferred[Any]], ttl: float,
                  maxBytes: int = 0, ownership: Ownership | None = None) -> None:
         self._clock = clock
+        self.staging = staging
         self._ownership = ownership or Ownership()
         self._runs = runs
         self._db = db
@@ -128,7 +113,7 @@ class StagedArtifacts:
             manifest = await writing
         finally:
             del self._writing[runId]
-        self._add(Staged(runId, clientId, manifest))
+        self._add(Staged(runId, clientId, manifest, self.staging.runFolder(runId)))
         return manifest
 
     def _add(self, staged: Staged) -> None:
@@ -161,7 +146,7 @@ class StagedArtifacts:
         if status.artifact is None:
             raise BackupRemoteError(NOT_FOUND, f"run {runId} staged no artifact")
         kept = self._runs.artifactPath(runId)
-        folder = runFolder(runId)
+        folder = self.staging.runFolder(runId)
         if kept and os.path.isfile(kept) and not folder.child(RELEASED).exists():
             # kept without a manifest: its post-script failed after the dump
             await self.finalize(runId, status.clientId, FilePath(kept), status.artifact)
@@ -221,7 +206,7 @@ class StagedArtifacts:
             status = self._status(clientId, runId)
             if status.state not in TERMINAL:
                 raise BackupRemoteError(CONFLICT, f"run {runId} has not finished")
-            folder = runFolder(runId)
+            folder = self.staging.runFolder(runId)
             kept = folder.exists()
             shutil.rmtree(folder.path, ignore_errors=True)
             self._runs.artifactRemoved(runId)
@@ -255,7 +240,7 @@ class StagedArtifacts:
             if staged.leases == 0 and (staged.released or now >= staged.manifest.expiresAt):
                 self._delete(staged)
                 gone.append(staged.runId)
-        runs = runsRoot()
+        runs = self.staging.runs
         for folder in runs.children() if runs.isdir() else []:
             runId = folder.basename()
             if runId in self._staged or runId in self._writing:
@@ -278,7 +263,7 @@ class StagedArtifacts:
         At start-up (after the run manager's recovery): forget nothing that
         is staged, remove what was released or belongs to no run, then expire.
         """
-        runs = runsRoot()
+        runs = self.staging.runs
         for folder in runs.children() if runs.isdir() else []:
             for child in folder.children():
                 if child.path.endswith(".tmp"):
@@ -289,7 +274,7 @@ class StagedArtifacts:
                 shutil.rmtree(folder.path, ignore_errors=True)
                 self._runs.artifactRemoved(folder.basename())
             elif manifest is not None and manifest.runId == status.runId:
-                self._add(Staged(status.runId, status.clientId, manifest))
+                self._add(Staged(status.runId, status.clientId, manifest, folder))
         self.expire()
 
     @property
@@ -301,7 +286,7 @@ class StagedArtifacts:
         """Refuse a run that would take staging past C{maxBytes} (0: no cap)."""
         if not self.maxBytes:
             return
-        used = stagedBytes()
+        used = self.staging.stagedBytes()
         if used + (estimate or 0) > self.maxBytes:
             raise BackupRemoteError(STAGING_FULL, (
                 f"staging holds {used} bytes of the {self.maxBytes} allowed"

@@ -29,14 +29,14 @@ from backupremote.protocol.errors import (
     TOOL_TOO_OLD,
     BackupRemoteError,
 )
-from backupremote.server.engines import ENGINES
+from backupremote.server.engines import defaultEngines
 from backupremote.server.engines.base import FieldProblems, IEngine, Target
 from backupremote.server.engines.firebird import (
     EMBEDDED_USER,
     PROBE_SQL,
     classifyFirebirdError,
     connectionString,
-    engine,
+    FirebirdEngine,
     errorMessage,
     firebirdEnvironment,
     isFirebirdTool,
@@ -51,6 +51,8 @@ from tests.databases.servers import (
     wrongPassword,
     wrongPort,
 )
+
+engine = FirebirdEngine()
 
 SECRET = "s3cret-Pa55word"
 
@@ -76,7 +78,7 @@ def serverTarget(**changes: Any) -> Target:
 class InterfaceTests(TestCase):
     def test_provides(self) -> None:
         self.assertTrue(verifyObject(IEngine, engine))
-        self.assertIs(ENGINES["firebird"], engine)
+        self.assertIsInstance(defaultEngines()["firebird"], FirebirdEngine)
         self.assertEqual(engine.defaultPort, 3050)
         self.assertEqual(engine.optionNames, frozenset({"charset", "role"}))
 

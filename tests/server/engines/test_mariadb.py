@@ -26,13 +26,13 @@ from backupremote.protocol.errors import (
     TOOL_MISSING,
     BackupRemoteError,
 )
-from backupremote.server.engines import ENGINES
+from backupremote.server.engines import defaultEngines
 from backupremote.server.engines.base import FieldProblems, IEngine, Target
 from backupremote.server.engines.mariadb import (
     clientEnvironment,
     connectionArgs,
     distribVersion,
-    engine,
+    MariaDBEngine,
     optionFileText,
     optionsFile,
     optionValue,
@@ -42,6 +42,8 @@ from backupremote.server.engines.mariadb import (
 from backupremote.server.tools import Tool, ToolFinder, defaultToolPath
 from tests.databases.servers import startMariaDB, wrongPassword, wrongPort
 from tests.server.engines.test_postgresql import FakeToolFinder, fakeProgram
+
+engine = MariaDBEngine()
 
 SECRET = "s3cret \"quoted\" back\\slash #not-a-comment 'single'"
 
@@ -74,7 +76,7 @@ class InterfaceTests(SynchronousTestCase):
         self.assertTrue(verifyObject(IEngine, engine))
 
     def test_registered(self) -> None:
-        self.assertIs(ENGINES["mariadb"], engine)
+        self.assertIsInstance(defaultEngines()["mariadb"], MariaDBEngine)
         self.assertEqual((engine.name, engine.defaultPort), ("mariadb", 3306))
         self.assertEqual(set(engine.optionNames), {"ssl", "connect_timeout"})
 

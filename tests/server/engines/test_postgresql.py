@@ -27,19 +27,21 @@ from backupremote.protocol.errors import (
     TOOL_TOO_OLD,
     BackupRemoteError,
 )
-from backupremote.server.engines import ENGINES
+from backupremote.server.engines import defaultEngines
 from backupremote.server.engines.base import FieldProblems, IEngine, Target
 from backupremote.server.engines.postgresql import (
     NO_PASSFILE,
     connectionArgs,
     dumpEnvironment,
-    engine,
+    PostgreSQLEngine,
     majorOf,
     probeArgv,
     reasonFor,
 )
 from backupremote.server.tools import Tool, ToolFinder, defaultToolPath
 from tests.databases.servers import startPostgreSQL, wrongPassword, wrongPort
+
+engine = PostgreSQLEngine()
 
 SECRET = "s3cret-Pa$$word 'quoted' \"double\""
 
@@ -110,7 +112,7 @@ class InterfaceTests(SynchronousTestCase):
         self.assertTrue(verifyObject(IEngine, engine))
 
     def test_registered(self) -> None:
-        self.assertIs(ENGINES["postgresql"], engine)
+        self.assertIsInstance(defaultEngines()["postgresql"], PostgreSQLEngine)
         self.assertEqual((engine.name, engine.defaultPort), ("postgresql", 5432))
         self.assertEqual(set(engine.optionNames), {"sslmode", "connect_timeout"})
 

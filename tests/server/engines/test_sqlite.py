@@ -24,7 +24,7 @@ from backupremote.protocol.errors import (
     PERMISSION_DENIED,
     TIMEOUT,
 )
-from backupremote.server.engines import ENGINES
+from backupremote.server.engines import defaultEngines
 from backupremote.server.engines.base import FieldProblems, IEngine, Target
 from backupremote.server.engines.sqlite import (
     BACKUP_STEP_BYTES,
@@ -32,13 +32,14 @@ from backupremote.server.engines.sqlite import (
     backupInto,
     classifyErrno,
     classifySQLiteError,
-    engine,
     probeFile,
     readOnlyURI,
     stepPages,
 )
 from backupremote.server.tools import ToolFinder
 from tests.databases.servers import ROW_COUNT, TABLE, startSQLite
+
+engine = SQLiteEngine()
 
 
 def synchronously(function: Any, *args: Any) -> Any:
@@ -54,7 +55,7 @@ def problemsOf(**fields: Any) -> dict[str, str]:
 class InterfaceTests(TestCase):
     def test_provides(self) -> None:
         self.assertTrue(verifyObject(IEngine, engine))
-        self.assertIs(ENGINES["sqlite"], engine)
+        self.assertIsInstance(defaultEngines()["sqlite"], SQLiteEngine)
         self.assertEqual(engine.name, "sqlite")
         self.assertIsNone(engine.defaultPort)
         self.assertEqual(engine.optionNames, frozenset())

@@ -17,7 +17,7 @@ from twisted.internet.task import deferLater
 from twisted.python.filepath import FilePath
 
 from backupremote.protocol.options import BackupOptions
-from backupremote.server.engines import ENGINES
+from backupremote.server.engines import defaultEngines
 from backupremote.server.engines.base import Target
 from backupremote.server.pipeline import Artifact, PipelineHooks, produceArtifact
 from backupremote.server.pipeline.chunkdigests import CHUNKS_SUFFIX
@@ -72,7 +72,7 @@ def runPipeline(engineName: str, target: Target, runDir: FilePath,
                 sizeEstimate: int | None = None, **options: Any) -> Deferred[Artifact]:
     """The pipeline's Deferred (cancellable) for one run with C{options}."""
     return Deferred.fromCoroutine(produceArtifact(
-        reactor, ENGINES[engineName], target, BackupOptions(**options), tools or realTools(),
+        reactor, defaultEngines()[engineName], target, BackupOptions(**options), tools or realTools(),
         runDir, baseName, progress or ProgressLog(), sizeEstimate, hooks=hooks))
 
 

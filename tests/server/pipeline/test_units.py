@@ -26,7 +26,7 @@ from backupremote.protocol.errors import (
 )
 from backupremote.protocol.options import BackupOptions
 from backupremote.server import pipeline
-from backupremote.server.engines import ENGINES, firebird, mariadb, postgresql
+from backupremote.server.engines import defaultEngines, firebird, mariadb, postgresql
 from backupremote.server.engines.base import Target
 from backupremote.server.pipeline.artifact import artifactName
 from backupremote.server.pipeline.children import Children
@@ -387,7 +387,7 @@ class PlanTests(TestCase):
         """pg_dump and the pg_restore next to it; the password only in the environment."""
         target = Target(engine="postgresql", host="127.0.0.1", port=5432, database="shop",
                         user="u", password=SECRET)
-        plan = await dumpPlan(ENGINES["postgresql"], target, BackupOptions(), realTools(),
+        plan = await dumpPlan(defaultEngines()["postgresql"], target, BackupOptions(), realTools(),
                               None)
         self.assertEqual(os.path.basename(plan.argv[0]), "pg_dump")
         self.assertEqual(os.path.dirname(plan.check.streamArgv[0]),
@@ -400,7 +400,7 @@ class PlanTests(TestCase):
     async def test_mariadbOptionFileLivesWithTheDump(self) -> None:
         target = Target(engine="mariadb", host="127.0.0.1", database="shop", user="u",
                         password=SECRET)
-        plan = await dumpPlan(ENGINES["mariadb"], target, BackupOptions(), realTools(), None)
+        plan = await dumpPlan(defaultEngines()["mariadb"], target, BackupOptions(), realTools(), None)
         optionsPath = plan.argv[1].split("=", 1)[1]
         with plan.resources:
             self.assertEqual(os.stat(optionsPath).st_mode & 0o777, 0o600)
@@ -412,7 +412,7 @@ class PlanTests(TestCase):
     async def test_firebirdServer(self) -> None:
         target = Target(engine="firebird", host="fb", database="app", user="APP",
                         password=SECRET)
-        plan = await dumpPlan(ENGINES["firebird"], target, BackupOptions(), realTools(), None)
+        plan = await dumpPlan(defaultEngines()["firebird"], target, BackupOptions(), realTools(), None)
         self.assertEqual(plan.env["ISC_PASSWORD"], SECRET)
         self.assertNotIn(SECRET, " ".join(plan.argv))
         self.assertNotIn("ISC_PASSWORD", plan.check.env)

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import os
 import random
-import tempfile
 from typing import Any
 
 from twisted.internet.defer import Deferred
@@ -108,16 +107,13 @@ class StagingMixin:
 
     harness: ServerHarness
 
-    def setUpStaging(self, **config: Any) -> None:
-        temp = FilePath(self.mktemp())  # type: ignore[attr-defined]
-        temp.makedirs()
-        self.patch(tempfile, "tempdir", temp.path)  # type: ignore[attr-defined]
+    def setUpStaging(self, tempDir: FilePath | None = None, **config: Any) -> None:
         roots = FilePath(self.mktemp())  # type: ignore[attr-defined]
         roots.makedirs()
         self.producer = RandomProducer()
         self.harness = ServerHarness(self, produce=self.producer, sqliteRoots=(roots,),
                                      keepaliveInterval=1e6, authTimeout=1e6,
-                                     maxQueuedRuns=8, **config)
+                                     maxQueuedRuns=8, tempDir=tempDir, **config)
         self.preflightReport = PreflightReport(ok=True, blockers=[], warnings=[],
                                                sizeEstimate=1000)
 
@@ -155,9 +151,6 @@ class StagingMixin:
         return self.connect(port=41000 + len(clientId), clientId=clientId)
 
 
-def stagingRuns() -> FilePath:
-    from backupremote.server.staging import runsRoot
-    return runsRoot()
 
 
 def folderNames(path: FilePath) -> list[str]:

@@ -14,10 +14,9 @@ from backupremote.protocol.transfers import (
     ListFiles,
     ReleaseArtifact,
 )
-from backupremote.server.runs.manager import runFolder
 from backupremote.server.transfers.expiry import EXPIRY_INTERVAL
 from backupremote.server.transfers.manifest import DIGESTS, MANIFEST
-from tests.server.transfers.helpers import StagingMixin, folderNames, stagingRuns
+from tests.server.transfers.helpers import StagingMixin, folderNames
 
 TTL = 3600.0
 
@@ -46,7 +45,7 @@ class LifecycleTests(StagingMixin, SynchronousTestCase):
         self.assertTrue(self.staged("a"))
         self.assertTrue(self.client.call(ReleaseArtifact, runId="a")["released"])
         self.assertFalse(self.staged("a"))
-        self.assertEqual(folderNames(stagingRuns()), [])
+        self.assertEqual(folderNames(self.harness.staging.runs), [])
         self.assertFalse(self.client.call(ReleaseArtifact, runId="a")["released"])
         self.assertExpired("a", fileId)
         # the run itself is still known
@@ -61,22 +60,22 @@ class LifecycleTests(StagingMixin, SynchronousTestCase):
         self.client.call(FileTransferStart, fileId=fileId, startChunk=0)
         self.assertTrue(self.client.call(ReleaseArtifact, runId="b")["released"])
         self.assertFalse(self.staged("b"))  # no new download may start
-        self.assertTrue(runFolder("b").exists())  # leased
+        self.assertTrue(self.harness.staging.runFolder("b").exists())  # leased
         self.assertExpired("b", fileId)  # but no new transfer may start
         recorder.holding = False
         recorder.release()
         self.client.pump.flush()
         self.assertEqual(recorder.received(), self.producer.data["b"])
-        self.assertEqual(folderNames(stagingRuns()), [])
+        self.assertEqual(folderNames(self.harness.staging.runs), [])
 
     def test_expiryByTtl(self) -> None:
         self.stage("c")
         fileId = self.fileId("c")
         self.harness.clock.advance(TTL - EXPIRY_INTERVAL)
-        self.assertTrue(runFolder("c").exists())
+        self.assertTrue(self.harness.staging.runFolder("c").exists())
         self.assertTrue(self.staged("c"))
         self.harness.clock.advance(EXPIRY_INTERVAL)
-        self.assertEqual(folderNames(stagingRuns()), [])
+        self.assertEqual(folderNames(self.harness.staging.runs), [])
         self.assertExpired("c", fileId)
         self.assertFalse(self.staged("c"))
 
@@ -87,15 +86,15 @@ class LifecycleTests(StagingMixin, SynchronousTestCase):
         recorder.holding = True
         self.client.call(FileTransferStart, fileId=fileId, startChunk=0)
         self.harness.clock.advance(TTL + EXPIRY_INTERVAL)
-        self.assertTrue(runFolder("d").exists())
+        self.assertTrue(self.harness.staging.runFolder("d").exists())
         self.assertExpired("d", fileId)  # past its TTL: no new transfer
         recorder.holding = False
         recorder.release()
         self.client.pump.flush()
         self.assertEqual(recorder.received(), self.producer.data["d"])
-        self.assertTrue(runFolder("d").exists())
+        self.assertTrue(self.harness.staging.runFolder("d").exists())
         self.harness.clock.advance(EXPIRY_INTERVAL)
-        self.assertEqual(folderNames(stagingRuns()), [])
+        self.assertEqual(folderNames(self.harness.staging.runs), [])
 
     def test_startUpSweep(self) -> None:
         self.stage("keep")
@@ -104,24 +103,24 @@ class LifecycleTests(StagingMixin, SynchronousTestCase):
         self.client.client.holding = True
         self.client.call(FileTransferStart, fileId=fileId, startChunk=0)
         self.client.call(ReleaseArtifact, runId="released")
-        orphan = runFolder("orphan")
+        orphan = self.harness.staging.runFolder("orphan")
         orphan.makedirs()
         orphan.child("x.bin").setContent(b"left by someone")
-        runFolder("keep").child(MANIFEST + ".tmp").setContent(b"torn")
+        self.harness.staging.runFolder("keep").child(MANIFEST + ".tmp").setContent(b"torn")
         # the server dies mid-transfer; a new one starts on the same staging
         self.harness.janitor.stopService()
         self.harness.artifacts._staged.clear()
         self.harness.artifacts._byFile.clear()
         self.harness.janitor.startService()
-        self.assertEqual(folderNames(stagingRuns()), ["keep"])
-        self.assertEqual(len(folderNames(runFolder("keep"))), 3)  # artifact, digests, manifest
-        self.assertNotIn(MANIFEST + ".tmp", folderNames(runFolder("keep")))
+        self.assertEqual(folderNames(self.harness.staging.runs), ["keep"])
+        self.assertEqual(len(folderNames(self.harness.staging.runFolder("keep"))), 3)  # artifact, digests, manifest
+        self.assertNotIn(MANIFEST + ".tmp", folderNames(self.harness.staging.runFolder("keep")))
         self.assertEqual(self.client.call(ListFiles, runId="keep")["manifest"].runId, "keep")
 
     def test_keptArtifactWithoutManifest(self) -> None:
         """A run whose post-script failed keeps its artifact without a manifest."""
         self.stage("script")
-        folder = runFolder("script")
+        folder = self.harness.staging.runFolder("script")
         for name in (MANIFEST, DIGESTS):
             folder.child(name).remove()
         self.harness.artifacts._staged.clear()
@@ -133,7 +132,7 @@ class LifecycleTests(StagingMixin, SynchronousTestCase):
         self.harness.artifacts._staged.clear()
         os.utime(folder.path, (0, self.harness.clock.seconds() - TTL))
         self.harness.clock.advance(EXPIRY_INTERVAL)
-        self.assertEqual(folderNames(stagingRuns()), [])
+        self.assertEqual(folderNames(self.harness.staging.runs), [])
 
     def test_stagingCap(self) -> None:
         self.stage("e", 2_000_000)

@@ -17,7 +17,6 @@ from backupremote.protocol.transfers import (
     ListFiles,
     ReleaseArtifact,
 )
-from backupremote.server.runs.manager import runFolder
 from tests.fixtures import START
 from tests.server.transfers.helpers import StagingMixin
 
@@ -78,11 +77,11 @@ class ManifestTests(StagingMixin, SynchronousTestCase):
         ]:
             error = bob.error(command, **arguments)
             self.assertEqual(error.code, errors.NOT_FOUND, (command, error))
-            self.assertNotIn(runFolder("mine").path, error.message)
+            self.assertNotIn(self.harness.staging.runFolder("mine").path, error.message)
         for command, arguments in [(FileChunkHashes, {"fileId": "f00", "start": 0}),
                                    (FileTransferStart, {"fileId": "f00", "startChunk": 0})]:
             self.assertEqual(self.client.error(command, **arguments).code, errors.NOT_FOUND)
-        self.assertTrue(runFolder("mine").exists())
+        self.assertTrue(self.harness.staging.runFolder("mine").exists())
 
     def test_unfinishedRunConflicts(self) -> None:
         gate = self.harness.runs  # a run still queued: capacity 0 keeps it waiting
