@@ -24,6 +24,7 @@ from backupremote.license import DEFAULT_FEATURES, License, generateIssuerKeyPai
 from backupremote.server.config import ServerConfig
 from backupremote.server.secrethash import generateSecret, hashSecret
 from backupremote.server.service import makeService
+from backupremote.server.staging import StagingArea
 from backupremote.server.store import ServerStore
 from backupremote.tls.certificates import fingerprintOfPem, generateServerCertificate
 
