@@ -8,6 +8,8 @@ passes with the twin says something true of the real one.
 
     store = MemoryClientStore()                # an IClientStore, synchronous
     destination = MemoryDestination()          # an IDestination, synchronous
+    connection = LoopbackConnection(           # an IServerConnection, in memory
+        clock, credentials, lambda: ServerProtocol(core, "192.0.2.1:4000", "192.0.2.1"))
 """
 
 from __future__ import annotations
@@ -18,11 +20,15 @@ from datetime import datetime, timezone
 from typing import Any
 
 from twisted.internet.defer import Deferred, fail, succeed
+from twisted.internet.error import ConnectionLost
+from twisted.protocols import amp
+from twisted.test.iosim import FakeTransport, IOPump, connect
 from twisted.internet.interfaces import IReactorTime
 from twisted.internet.task import Clock
 from twisted.python.filepath import FilePath
 from zope.interface import implementer
 
+from backupremote.client.connection import ClientProtocol, Credentials, ServerConnection
 from backupremote.client.store import MIGRATIONS, IClientStore, migrate
 from backupremote.client.store.sqlite import runTransaction
 from backupremote.client.destinations import interface as _destinations
@@ -196,4 +202,131 @@ class MemoryDestination:
         return succeed(None)
 
 
-__all__ = ["MemoryClientStore", "MemoryDestination"]
+class _PumpedTransport(FakeTransport):
+    """An iosim transport that asks for a pump whenever there is something to move."""
+
+    onActivity: Any = None
+
+    def write(self, data: bytes) -> None:
+        super().write(data)
+        if self.onActivity is not None:
+            self.onActivity()
+
+    def loseConnection(self) -> None:
+        super().loseConnection()
+        if self.onActivity is not None:
+            self.onActivity()
+
+    abortConnection = loseConnection
+
+
+class LoopbackConnection(ServerConnection):
+    """
+    The client's connection to a server, in memory: the real connection's
+    behaviour (authentication at connect, keep-alive, calls with request
+    ids and registry errors, run events followed again on each new
+    connection, pushed transfer boxes) over C{twisted.test.iosim}
+    connections to the AMP protocol C{serverProtocol()} makes, every box
+    serialised and parsed on both sides. A dropped connection is replaced
+    at the next call, as the reconnecting one would.
+
+    With C{autoPump} (the default) bytes move on the next turn of the
+    reactor (with a C{Clock}: at C{clock.advance(0)}); without it the test
+    moves them with L{step} or L{flush} and decides where to L{cut}.
+    """
+
+    def __init__(self, clock: IReactorTime, credentials: Credentials,
+                 serverProtocol: Callable[[], amp.AMP], autoPump: bool = True,
+                 keepaliveInterval: float = 30.0, keepaliveTimeout: float = 20.0,
+                 callTimeout: float = 60.0) -> None:
+        super().__init__(clock, credentials, keepaliveInterval, keepaliveTimeout, callTimeout)
+        self._serverProtocol = serverProtocol
+        self._autoPump = autoPump
+        self._pumpCall: Any = None
+        self._running = True
+        #: every connection made, oldest first (an L{IOPump} each)
+        self.pumps: list[IOPump] = []
+        #: connection attempts still to refuse (C{CONNECTION_FAILED}), as a server that is down
+        self.refusals = 0
+
+    @property
+    def running(self) -> bool:
+        return self._running
+
+    @property
+    def current(self) -> IOPump | None:
+        """The live connection, if there is one."""
+        if self.pumps and not self.pumps[-1].client.lost.called:
+            return self.pumps[-1]
+        return None
+
+    async def _connect(self) -> ClientProtocol:
+        if self.current is None:
+            if self.refusals:
+                self.refusals -= 1
+                raise BackupRemoteError(CONNECTION_FAILED, "connection refused (twin)")
+            client = self.buildProtocol()
+            server = self._serverProtocol()
+            clientIO = _PumpedTransport(client, isServer=False)
+            serverIO = _PumpedTransport(server, isServer=True)
+            if self._autoPump:
+                clientIO.onActivity = serverIO.onActivity = self._schedulePump
+            self.pumps.append(connect(server, serverIO, client, clientIO, greet=False,
+                                      clock=self.reactor))
+            if self._autoPump:
+                self._schedulePump()
+        pump = self.current
+        assert pump is not None
+        return pump.client
+
+    def _schedulePump(self) -> None:
+        if self._pumpCall is None or not self._pumpCall.active():
+            self._pumpCall = self.reactor.callLater(0, self.flush)
+
+    def flush(self) -> None:
+        """Move bytes until both sides are quiet."""
+        for pump in list(self.pumps):
+            pump.flush(advanceClock=False)
+
+    def step(self) -> bool:
+        """Deliver what the client wrote, and one write of the server's; whether anything moved."""
+        pump = self.current
+        if pump is None:
+            return False
+        server, client = pump.serverIO, pump.clientIO
+        moved = False
+        if client.stream:
+            data = b"".join(client.stream)
+            client.stream.clear()
+            server.bufferReceived(data)
+            moved = True
+        if server.stream:
+            client.bufferReceived(server.stream.pop(0))
+            moved = True
+        if not moved and (server.disconnecting or client.disconnecting):
+            pump.flush(advanceClock=False)
+            return True
+        return moved
+
+    def cut(self, partial: int = 0) -> None:
+        """Drop the live connection and what is in flight (but C{partial} bytes of it)."""
+        pump = self.current
+        if pump is None:
+            return
+        server, client = pump.serverIO, pump.clientIO
+        if partial and server.stream:
+            client.bufferReceived(server.stream[0][:partial])
+        for io in (server, client):
+            io.stream.clear()
+            io.disconnectReason = ConnectionLost("cut (twin)")
+            io.disconnecting = io.disconnected = True
+        client.reportDisconnect()
+        server.reportDisconnect()
+
+    def _stopConnecting(self) -> Deferred[None]:
+        self._running = False
+        self.cut()
+        return succeed(None)
+
+
+__all__ = ["LoopbackConnection", "MemoryClientStore", "MemoryDestination"]

@@ -130,9 +130,13 @@ class ServerHarness:
         self.transfers.maxPerClient = self.config.maxTransfersPerClient
         self.transfers.stallTimeout = self.config.transferStallTimeout
 
+    def serverProtocol(self, peerHost: str = "192.0.2.10", port: int = 40000) -> ServerProtocol:
+        """The server's end of a new connection from C{peerHost}."""
+        return ServerProtocol(self.core, f"{peerHost}:{port}", peerHost)
+
     def connect(self, peerHost: str = "192.0.2.10", port: int = 40000,
                 client: amp.AMP | None = None) -> Loopback:
-        server = ServerProtocol(self.core, f"{peerHost}:{port}", peerHost)
+        server = self.serverProtocol(peerHost, port)
         client = client if client is not None else EventRecorder()
         pump = connect(
             server, FakeTransport(server, isServer=True),

@@ -17,7 +17,7 @@ from twisted.python.filepath import FilePath
 from twisted.trial.unittest import SynchronousTestCase
 
 from backupremote.client.config import loadClientConfig
-from backupremote.client.protocol import ClientProtocol
+from backupremote.client.connection.protocol import ClientProtocol
 from backupremote.configfile import Section
 from backupremote.protocol.errors import REGISTRY
 from backupremote.server.config import loadServerConfig

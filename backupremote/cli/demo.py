@@ -139,6 +139,7 @@ async def runDemo(reactor: Any, args: argparse.Namespace, output: Output) -> int
             secret.encode("ascii"), token, fingerprints=[folder.fingerprint],
         )
         client = BackupRemoteClient.fromConfig(reactor, loadClientConfig(clientConfig))
+        client.connection.service.startService()  # the demo owns its connection
         await client.session()
         _step(output, "client authenticated with its secret and licence")
 

@@ -38,6 +38,7 @@ def withClient(command: RemoteCommand) -> Callable[..., Awaitable[int]]:
         if not args.config:
             raise configError("this command needs --config CLIENT_DIR/client.toml")
         client = BackupRemoteClient.fromConfig(reactor, loadClientConfig(FilePath(args.config)))
+        client.connection.service.startService()  # this one-shot command owns the connection
         try:
             return await command(client, args, output)
         finally:

@@ -12,7 +12,7 @@ from backupremote.cli.output import Output
 from backupremote.cli.progress import BAR, PLAIN_EVERY, duration, size
 from backupremote.cli.remote import withClient
 from backupremote.client.api import BackupRemoteClient
-from backupremote.client.download import DownloadProgress
+from backupremote.client.download.fetch import DownloadProgress
 from backupremote.protocol.transfers import Manifest
 
 RESUME_NOTE = ("Interrupted? Run the same command again: it resumes where it stopped, "

@@ -7,7 +7,7 @@ L{makeService} is the daemon to embed in an application.
 
 from backupremote.client.api import BackupRemoteClient
 from backupremote.client.config import ClientConfig, loadClientConfig
-from backupremote.client.download import DownloadProgress
+from backupremote.client.download.fetch import DownloadProgress
 from backupremote.client.service import makeService
 from backupremote.protocol.errors import BackupRemoteError
 

@@ -2,6 +2,7 @@
 The client library: every remote command as a method returning a Deferred.
 
     client = BackupRemoteClient.fromConfig(reactor, loadClientConfig(path))
+    client.connection.service.startService()   # its owner keeps it connected
     capabilities = await client.capabilities()
 
 Failures are always L{BackupRemoteError} with a registry code, a message
@@ -17,10 +18,9 @@ from twisted.python.filepath import FilePath
 from twisted.internet.defer import Deferred
 
 from backupremote.client.config import ClientConfig
-from backupremote.client.connection import ConnectionManager
-from backupremote.client.credentials import Credentials
+from backupremote.client.connection import ConnectionManager, Credentials, IServerConnection
+from backupremote.client.connection.followers import EventHandler
 from backupremote.client.download import ProgressHandler, downloadRun
-from backupremote.client.followers import EventHandler
 from backupremote.protocol.databases import (
     ConnectionTestResult,
     CreateDatabaseConfig,
@@ -50,13 +50,18 @@ from backupremote.protocol.transfers import FileChunkHashes, ListFiles, Manifest
 
 
 class BackupRemoteClient:
-    """Typed remote calls over one L{ConnectionManager}."""
+    """Typed remote calls over one L{IServerConnection}."""
 
-    def __init__(self, connection: ConnectionManager) -> None:
+    def __init__(self, connection: IServerConnection) -> None:
         self.connection = connection
 
     @classmethod
     def fromConfig(cls, reactor: Any, config: ClientConfig) -> BackupRemoteClient:
+        """
+        A client of the server C{config} names. Its L{ConnectionManager}'s
+        C{service} is not started: the caller owns it (see
+        L{backupremote.client.connection.manager}).
+        """
         credentials = Credentials(config.clientId, config.readSecret(), config.readLicense())
         return cls(ConnectionManager(reactor, config, credentials))
 
@@ -173,7 +178,8 @@ class BackupRemoteClient:
         return self._ask(FileChunkHashes, "hashes", fileId=fileId, start=start)
 
     def download(self, runId: str, directory: FilePath,
-                 onProgress: ProgressHandler | None = None) -> Deferred[FilePath]:
+                 onProgress: ProgressHandler | None = None,
+                 **options: Any) -> Deferred[FilePath]:
         """
         Fetch the run's artifact into C{directory} and fire with its path:
         verified chunk by chunk and whole, renamed into place only then,
@@ -181,7 +187,7 @@ class BackupRemoteClient:
         The staging stays on the server (see L{releaseArtifact}).
         """
         return Deferred.fromCoroutine(downloadRun(
-            self.connection, self.connection.reactor, runId, directory, onProgress))
+            self.connection, self.connection.reactor, runId, directory, onProgress, **options))
 
     def releaseArtifact(self, runId: str) -> Deferred[bool]:
         """Let the server delete the run's staging (C{False}: nothing was left)."""

@@ -10,7 +10,7 @@ from twisted.internet.testing import StringTransport
 from twisted.protocols import amp
 from twisted.trial.unittest import SynchronousTestCase
 
-from backupremote.client.boxparser import LeanBoxParsing
+from backupremote.client.connection.boxparser import LeanBoxParsing
 
 keys = st.binary(min_size=1, max_size=255)
 values = st.one_of(st.binary(max_size=300), st.integers(60_000, 65_535).map(lambda n: b"v" * n))

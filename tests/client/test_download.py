@@ -19,13 +19,11 @@ from twisted.python.failure import Failure
 from twisted.python.filepath import FilePath
 from twisted.trial.unittest import SynchronousTestCase
 
-from backupremote.client.chunkwriter import ChunkWriter
-from backupremote.client.connection import asBackupRemoteError
-from backupremote.client.credentials import Credentials
+from backupremote.client.backoff import Backoff
+from backupremote.client.connection import Credentials
 from backupremote.client.download import DownloadProgress, downloadRun
-from backupremote.client.partfile import PartFile
-from backupremote.client.protocol import ClientProtocol
-from backupremote.client.receivers import TransferReceivers
+from backupremote.client.download.chunkwriter import ChunkWriter
+from backupremote.client.download.partfile import PartFile
 from backupremote.protocol import errors
 from backupremote.protocol.errors import CONNECTION_FAILED, BackupRemoteError
 from backupremote.protocol.transfers import (
@@ -37,6 +35,7 @@ from backupremote.protocol.transfers import (
     ReleaseArtifact,
 )
 from backupremote.server.transfers.sender import ChunkSender
+from backupremote.testing import LoopbackConnection
 from tests.fixtures import CLIENT_ID, SECRET, synchronously
 from tests.server.transfers.helpers import StagingMixin
 
@@ -44,18 +43,18 @@ WINDOW_CHUNKS = WINDOW_BOXES * CHUNKS_PER_BOX
 _sendBox = ChunkSender._sendBox
 
 
-class LoopbackConnections:
+class LoopbackConnections(LoopbackConnection):
     """
-    What a download needs of a L{ConnectionManager}, over in-memory
-    connections to a L{ServerHarness}; a new connection after each cut.
+    The in-memory connection twin to a L{ServerHarness}, moved step by step
+    by the test, counting the chunks the client receives.
     """
 
     def __init__(self, mixin: StagingMixin) -> None:
         self.harness = mixin.harness
-        self.reactor = self.harness.clock
-        self.transfers = TransferReceivers()
-        self.loopbacks: list[Any] = []
-        self.refusals = 0
+        super().__init__(
+            self.harness.clock, Credentials(CLIENT_ID, SECRET, self.harness.license()),
+            self.harness.serverProtocol, autoPump=False, keepaliveInterval=1e6,
+            keepaliveTimeout=1e6, callTimeout=1e6)
         self.chunksReceived = 0
         original = self.transfers.chunk
 
@@ -67,67 +66,13 @@ class LoopbackConnections:
         self.transfers.chunk = counting  # type: ignore[method-assign]
 
     @property
-    def current(self) -> Any:
-        return self.loopbacks[-1] if self.loopbacks and not self.loopbacks[-1].closed else None
-
-    async def connection(self) -> ClientProtocol:
-        if self.current is None:
-            if self.refusals:
-                self.refusals -= 1
-                raise BackupRemoteError(CONNECTION_FAILED, "refused (test)")
-            protocol = ClientProtocol(
-                self.reactor, Credentials(CLIENT_ID, SECRET, self.harness.license()),
-                self.callOn, keepaliveInterval=1e6, keepaliveTimeout=1e6,
-                transfers=self.transfers)
-            self.loopbacks.append(self.harness.connect(client=protocol))
-        protocol = self.current.client
-        await protocol.whenReady()
-        return protocol
-
-    async def callOn(self, protocol: Any, command: Any, **arguments: Any) -> dict[str, Any]:
-        try:
-            return await protocol.callRemote(command, **arguments)
-        except Exception as error:  # noqa: BLE001 (as the real ConnectionManager does)
-            raise asBackupRemoteError(Failure(error)) from None
-
-    async def call(self, command: Any, **arguments: Any) -> dict[str, Any]:
-        return await self.callOn(await self.connection(), command, **arguments)
+    def loopbacks(self) -> list[Any]:
+        return self.pumps
 
     def step(self) -> bool:
-        """Deliver what the client wrote, and one write of the server's."""
+        """Run what is due now, then move bytes as L{LoopbackConnection.step}."""
         self.reactor.advance(0)
-        loopback = self.current
-        if loopback is None:
-            return False
-        server, client = loopback.pump.serverIO, loopback.pump.clientIO
-        moved = False
-        if client.stream:
-            data = b"".join(client.stream)
-            client.stream.clear()
-            server.bufferReceived(data)
-            moved = True
-        if server.stream:
-            client.bufferReceived(server.stream.pop(0))
-            moved = True
-        if not moved and (server.disconnecting or client.disconnecting):
-            loopback.pump.flush()
-            return True
-        return moved
-
-    def cut(self, partial: int = 0) -> None:
-        """Drop the connection and whatever was in flight (after C{partial} bytes)."""
-        loopback = self.current
-        if loopback is None:
-            return
-        server, client = loopback.pump.serverIO, loopback.pump.clientIO
-        if partial and server.stream:
-            client.bufferReceived(server.stream[0][:partial])
-        for io in (server, client):
-            io.stream.clear()
-            io.disconnectReason = ConnectionLost("cut by the test")
-            io.disconnecting = io.disconnected = True
-        client.reportDisconnect()
-        server.reportDisconnect()
+        return super().step()
 
 
 def drive(connections: LoopbackConnections, deferred: Deferred[Any],
@@ -221,7 +166,7 @@ class DownloadTests(StagingMixin, SynchronousTestCase):
     def test_reconnectsWithBackoff(self) -> None:
         self.stage("b", 30 * CHUNK_SIZE)
         self.connections.refusals = 3
-        deferred = self.download("b")
+        deferred = self.download("b", backoff=Backoff(self.harness.clock, random=lambda: 0.0))
         clock = self.harness.clock
         started = clock.seconds()
         path = drive(self.connections, deferred, cutAt=[10], idle=0.25)
@@ -404,7 +349,7 @@ class ChunkWriterTests(SynchronousTestCase):
         self.clock = ThreadedClock()
         self.bad: list[int] = []
         self.writer = ChunkWriter(self.part, digests, good, whole, self.clock.callFromThread,
-                                  self.bad.append, self.fail, limit=2)
+                                  self.bad.append, self.fail, clock=self.clock, limit=2)
 
     def test_backPressure(self) -> None:
         # the disk is stuck (the thread has not started): two boxes fit, the rest wait

@@ -6,8 +6,8 @@ from typing import Any
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from backupremote.client.credentials import Credentials
-from backupremote.client.protocol import ClientProtocol
+from backupremote.client.connection.credentials import Credentials
+from backupremote.client.connection.protocol import ClientProtocol
 from tests.fixtures import CLIENT_ID, SECRET, ServerHarness
 
 

@@ -18,8 +18,8 @@ from twisted.python.filepath import FilePath
 
 from backupremote.client.api import BackupRemoteClient
 from backupremote.client.config import ClientConfig, ServerAddress
-from backupremote.client.connection import ConnectionManager
-from backupremote.client.credentials import Credentials
+from backupremote.client.connection.manager import ConnectionManager
+from backupremote.client.connection.credentials import Credentials
 from backupremote.license import DEFAULT_FEATURES, License, generateIssuerKeyPair, loadIssuerKey, signLicense
 from backupremote.server.config import ServerConfig
 from backupremote.server.secrethash import generateSecret, hashSecret
@@ -62,12 +62,16 @@ class RunningServer:
         )
         return ClientConfig(**(fields | changes))
 
-    def client(self, testCase: Any, secret: str | None = None, **changes: Any) -> BackupRemoteClient:
+    def client(self, testCase: Any, secret: str | None = None, start: bool = True,
+               **changes: Any) -> BackupRemoteClient:
         config = self.clientConfig(**changes)
-        client = BackupRemoteClient(ConnectionManager(
+        connection = ConnectionManager(
             reactor, config,
             Credentials(config.clientId, secret or self.secret, self.token),
-        ))
+        )
+        client = BackupRemoteClient(connection)
+        if start:
+            connection.service.startService()
         testCase.addCleanup(client.close)
         return client
 

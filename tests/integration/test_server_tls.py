@@ -213,7 +213,7 @@ class ClientDaemonTests(TestCase):
         from backupremote.client.service import ClientDaemon
 
         server = await startServer(self)
-        client = server.client(self, secret="wrong-secret")
+        client = server.client(self, secret="wrong-secret", start=False)
         daemon = ClientDaemon(client)
         daemon.startService()
         self.addCleanup(daemon.stopService)
@@ -230,7 +230,7 @@ class ClientDaemonTests(TestCase):
         from backupremote.client.service import ClientDaemon
 
         server = await startServer(self)
-        client = server.client(self)
+        client = server.client(self, start=False)
         daemon = ClientDaemon(client)
         daemon.startService()
         self.addCleanup(daemon.stopService)

@@ -25,21 +25,19 @@ from typing import Any
 
 from attrs import frozen
 from twisted.internet.defer import Deferred
-from twisted.internet.task import deferLater
 from twisted.internet.threads import deferToThreadPool
 from twisted.protocols import amp
 from twisted.python.filepath import FilePath
 
-from backupremote.client.chunkwriter import ChunkWriter
-from backupremote.client.partfile import DIGEST_SIZE, PartFile, fileSha256
+from backupremote.client.backoff import Backoff
+from backupremote.client.download.chunkwriter import ChunkWriter
+from backupremote.client.download.partfile import DIGEST_SIZE, PartFile, fileSha256
 from backupremote.nodelay import noDelay
 from backupremote.protocol.errors import (
-    CAPACITY_EXCEEDED,
     CONFLICT,
     CONNECTION_FAILED,
     INTERNAL_ERROR,
     NOT_FOUND,
-    TIMEOUT,
     VERIFICATION_FAILED,
     BackupRemoteError,
 )
@@ -52,12 +50,6 @@ from backupremote.protocol.transfers import (
     ListFiles,
 )
 
-#: Errors after which trying again later can help.
-TRANSIENT = frozenset({CONNECTION_FAILED, TIMEOUT, CAPACITY_EXCEEDED})
-#: Consecutive failures (without a chunk received in between) before giving up.
-MAX_FAILURES = 10
-FIRST_DELAY = 0.5
-MAX_DELAY = 30.0
 #: Times one chunk may fail its hash before the download gives up.
 MAX_BAD_CHUNK = 3
 PROGRESS_INTERVAL = 0.25
@@ -88,35 +80,6 @@ def targetName(entry: FileEntry) -> str:
     if _SAFE_NAME.fullmatch(entry.name) and not entry.name.endswith(".part"):
         return entry.name
     return "artifact-" + (re.sub(r"[^A-Za-z0-9-]", "", entry.fileId)[:64] or "file")
-
-
-class Backoff:
-    """Retries transient failures with exponential backoff; gives up after C{maxFailures}."""
-
-    def __init__(self, reactor: Any, maxFailures: int = MAX_FAILURES) -> None:
-        self._reactor = reactor
-        self.maxFailures = maxFailures
-        self.failures = 0
-        self.total = 0
-
-    async def wait(self, error: BackupRemoteError) -> None:
-        """Sleep before the next try, or raise C{error} if trying again cannot help."""
-        if error.code not in TRANSIENT or self.failures >= self.maxFailures:
-            raise error
-        self.failures += 1
-        self.total += 1
-        delay = min(MAX_DELAY, FIRST_DELAY * 2 ** (self.failures - 1))
-        await deferLater(self._reactor, delay, lambda: None)
-
-    async def call(self, operation: Callable[[], Any]) -> Any:
-        while True:
-            try:
-                result = await operation()
-            except BackupRemoteError as error:
-                await self.wait(error)
-            else:
-                self.failures = 0
-                return result
 
 
 class _Transfer:
@@ -205,7 +168,7 @@ class FileDownload:
             writer = self._writer = ChunkWriter(
                 part, digests, good, whole,
                 self._reactor.callFromThread if self._threaded else None, self._badChunk,
-                self._writerFailed, threaded=self._threaded)
+                self._writerFailed, clock=self._reactor, threaded=self._threaded)
             writer.start()
             try:
                 await self._fetch(writer)
@@ -343,9 +306,10 @@ class FileDownload:
 
 
 async def downloadRun(connection: Any, reactor: Any, runId: str, directory: FilePath,
-                      onProgress: ProgressHandler | None = None, **options: Any) -> FilePath:
+                      onProgress: ProgressHandler | None = None,
+                      backoff: Backoff | None = None, **options: Any) -> FilePath:
     """Download every file of run C{runId} into C{directory}; the artifact's path."""
-    backoff = Backoff(reactor)
+    backoff = backoff or Backoff(reactor)
     manifest = (await backoff.call(lambda: connection.call(ListFiles, runId=runId)))["manifest"]
     if not manifest.files:
         raise BackupRemoteError(NOT_FOUND, f"run {runId} staged no file")

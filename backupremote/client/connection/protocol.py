@@ -15,8 +15,8 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.protocols import amp
 from twisted.python.failure import Failure
 
-from backupremote.client.boxparser import LeanBoxParsing
-from backupremote.client.receivers import TransferReceivers
+from backupremote.client.connection.boxparser import LeanBoxParsing
+from backupremote.client.connection.receivers import TransferReceivers
 from backupremote.keepalive import Heartbeat
 from backupremote.protocol.runs import BackupComplete, BackupFailed, BackupProgress, RunEvent
 from backupremote.protocol.session import Auth, Ping

@@ -20,14 +20,14 @@ import errno
 import hashlib
 import os
 import threading
-import time
 from collections import deque
 from collections.abc import Callable
 from typing import Any
 
 from twisted.internet.defer import Deferred
+from twisted.internet.interfaces import IReactorTime
 
-from backupremote.client.partfile import DIGEST_SIZE, PartFile
+from backupremote.client.download.partfile import DIGEST_SIZE, PartFile
 from backupremote.protocol.transfers import CHUNK_SIZE
 
 #: Boxes queued before answers are withheld (~8 MB with 8 chunks a box).
@@ -47,9 +47,12 @@ class ChunkWriter:
 
     def __init__(self, part: PartFile, digests: bytes, nextChunk: int, whole: Any,
                  callFromThread: Callable[..., None] | None, onBadChunk: Callable[[int], None],
-                 onFailure: Callable[[BaseException], None], limit: int = QUEUE_BOXES,
-                 threaded: bool = True) -> None:
+                 onFailure: Callable[[BaseException], None], clock: IReactorTime,
+                 limit: int = QUEUE_BOXES, threaded: bool = True) -> None:
         assert part.descriptor is not None
+        #: when to make progress durable (read from the writer thread: its
+        #: C{seconds()} must be safe there, as the reactor's is)
+        self._clock = clock
         self._part = part
         self._descriptor = part.descriptor
         self._digests = digests
@@ -71,7 +74,7 @@ class ChunkWriter:
         self._closing = False
         self._closed: Deferred[None] = Deferred()
         self._unsynced = 0
-        self._syncedAt = time.monotonic()
+        self._syncedAt = self._clock.seconds()
         self._thread: threading.Thread | None = None
         self.bytesWritten = 0
 
@@ -208,7 +211,7 @@ class ChunkWriter:
             self.bytesWritten += size
         if good < len(chunks):
             self._callFromThread(self._onBadChunk, index + good)
-        elif self._unsynced >= SYNC_BYTES or time.monotonic() - self._syncedAt >= SYNC_SECONDS:
+        elif self._unsynced >= SYNC_BYTES or self._clock.seconds() - self._syncedAt >= SYNC_SECONDS:
             self._sync()
 
     def _sync(self) -> None:
@@ -216,4 +219,4 @@ class ChunkWriter:
             os.fdatasync(self._descriptor)
             self._part.recordProgress(self.nextChunk)
             self._unsynced = 0
-        self._syncedAt = time.monotonic()
+        self._syncedAt = self._clock.seconds()

@@ -1,11 +1,15 @@
 """
-The client's connection to its server: reconnecting, authenticated, typed.
+The client's connection to a server: reconnecting, authenticated, typed.
 
-A L{ClientService} keeps one TLS connection up with exponential backoff;
-every new connection authenticates before it is used. L{ConnectionManager.call}
+L{ServerConnection} is everything but how bytes reach the server: each new
+connection authenticates before it is used, is kept alive, and follows
+again every followed run from the last event it saw; L{ServerConnection.call}
 sends a command with a fresh C{requestId} and turns every failure into a
 L{BackupRemoteError}: the server's registry code, or a client-side code for
-TLS and connection problems.
+TLS and connection problems. L{ConnectionManager} adds the real transport:
+TLS through a reconnecting L{ClientService}, which it builds and never
+starts: its owner (the client daemon, or a CLI command for its one shot)
+starts and stops it, as L{ClientService.running} says.
 """
 
 from __future__ import annotations
@@ -19,20 +23,22 @@ from twisted.internet.endpoints import HostnameEndpoint, wrapClientTLS
 from twisted.internet.error import ConnectError, ConnectionClosed
 from twisted.internet.protocol import Factory
 from twisted.internet.task import deferLater
-from twisted.protocols import amp
 from twisted.logger import Logger
+from twisted.protocols import amp
 from twisted.python.failure import Failure
+from zope.interface import implementer
 
 from backupremote.client.config import ClientConfig
-from backupremote.client.credentials import Credentials
-from backupremote.client.followers import RunFollowers
-from backupremote.client.protocol import ClientProtocol
-from backupremote.client.receivers import TransferReceivers
+from backupremote.client.connection.credentials import Credentials
+from backupremote.client.connection.followers import RunFollowers
+from backupremote.client.connection.interfaces import IServerConnection
+from backupremote.client.connection.protocol import ClientProtocol
+from backupremote.client.connection.receivers import TransferReceivers
 from backupremote.protocol.errors import (
     API_VERSION_UNSUPPORTED,
     AUTH_FAILED,
-    REGISTRY,
     CONNECTION_FAILED,
+    REGISTRY,
     TIMEOUT,
     BackupRemoteError,
 )
@@ -67,46 +73,51 @@ def asBackupRemoteError(reason: Any, creator: Any = None) -> BackupRemoteError:
     return BackupRemoteError(CONNECTION_FAILED, f"the server could not be used: {error!r}")
 
 
-class ConnectionManager:
-    """One authenticated, self-healing connection to the server."""
+def notRunning() -> BackupRemoteError:
+    return BackupRemoteError(CONNECTION_FAILED, "the connection to the server is not "
+                             "running (stopped, or not started by its owner)")
 
-    def __init__(
-        self,
-        reactor: Any,
-        config: ClientConfig,
-        credentials: Credentials,
-        creator: Any = None,
-        retryPolicy: Any = None,
-    ) -> None:
-        self._reactor = reactor
-        self.config = config
+
+@implementer(IServerConnection)
+class ServerConnection:
+    """
+    An authenticated connection to one server, whatever carries it:
+    subclasses say how a connected L{ClientProtocol} is obtained
+    (L{_connect}) and whether one may be (L{running}).
+    """
+
+    def __init__(self, reactor: Any, credentials: Credentials,
+                 keepaliveInterval: float = 30.0, keepaliveTimeout: float = 20.0,
+                 callTimeout: float = 60.0, creator: Any = None) -> None:
+        self.reactor = reactor
         self._credentials = credentials
-        self._creator = creator or clientCreator(
-            config.serverName or config.server.host,
-            config.fingerprints,
-            config.caFile.getContent() if config.caFile else None,
-            config.clientCert.getContent() if config.clientCert else None,
-            config.readClientKey(),
-        )
-        endpoint = wrapClientTLS(
-            self._creator,
-            HostnameEndpoint(reactor, config.server.host, config.server.port),
-        )
-        factory = Factory.forProtocol(self._buildProtocol)
-        self.service = ClientService(
-            endpoint, factory,
-            retryPolicy=retryPolicy or backoffPolicy(maxDelay=60),
-            clock=reactor,
-        )
+        self._keepalive = (keepaliveInterval, keepaliveTimeout)
+        self._callTimeout = callTimeout
+        #: the TLS connection creator, to explain TLS failures (if any)
+        self._creator = creator
         self.stopped: BackupRemoteError | None = None
         self.followers = RunFollowers()
         self.transfers = TransferReceivers()
-        self.reactor = reactor
 
-    def _buildProtocol(self) -> ClientProtocol:
+    # What subclasses provide
+
+    @property
+    def running(self) -> bool:
+        raise NotImplementedError
+
+    async def _connect(self) -> ClientProtocol:
+        """A connected (perhaps not yet authenticated) protocol."""
+        raise NotImplementedError
+
+    def _stopConnecting(self) -> Deferred[None]:
+        raise NotImplementedError
+
+    # The shared behaviour
+
+    def buildProtocol(self) -> ClientProtocol:
+        interval, timeout = self._keepalive
         return ClientProtocol(
-            self._reactor, self._credentials, self._callOn,
-            self.config.keepaliveInterval, self.config.keepaliveTimeout,
+            self.reactor, self._credentials, self._callOn, interval, timeout,
             onAuthFailure=self._authFailed, onEvent=self.followers.deliver,
             onAuthenticated=self._resubscribe, transfers=self.transfers,
         )
@@ -134,24 +145,22 @@ class ConnectionManager:
                 "not reconnecting until restarted. {action}",
                 errorCode=error.code, errorMessage=error.message, action=error.action,
             )
-            self._reactor.callLater(0, self.stop)
+            self.reactor.callLater(0, self.stop)
 
     async def connection(self) -> ClientProtocol:
         """The current authenticated connection, connecting if need be."""
         if self.stopped is not None:
             raise self.stopped
-        if not self.service.running:
-            self.service.startService()
+        if not self.running:
+            raise notRunning()
         try:
-            protocol = await self.service.whenConnected(
-                failAfterFailures=self.config.connectAttempts
-            )
+            protocol = await self._connect()
             await protocol.whenReady()
         except BaseException as reason:
             error = asBackupRemoteError(reason, self._creator)
-            # Leave the ClientService's state machine before touching it
-            # again: this failure is delivered from inside one of its moves.
-            await deferLater(self._reactor, 0, lambda: None)
+            # Leave the connector's state machine before touching it again:
+            # this failure may be delivered from inside one of its moves.
+            await deferLater(self.reactor, 0, lambda: None)
             if error.code in PERMANENT and self.stopped is None:
                 self.stopped = error
                 await self.stop()
@@ -161,7 +170,7 @@ class ConnectionManager:
     async def _callOn(self, protocol: amp.AMP, command: Any, **arguments: Any) -> dict[str, Any]:
         requestId = arguments.pop("requestId", None) or str(uuid.uuid4())
         answer = protocol.callRemote(command, requestId=requestId, **arguments)
-        timeout = self._reactor.callLater(self.config.callTimeout, answer.cancel)
+        timeout = self.reactor.callLater(self._callTimeout, answer.cancel)
         try:
             result = await answer
         except BaseException as reason:
@@ -186,4 +195,48 @@ class ConnectionManager:
 
     def stop(self) -> Deferred[None]:
         """Close the connection and stop reconnecting."""
+        return self._stopConnecting()
+
+
+class ConnectionManager(ServerConnection):
+    """
+    The connection to the server of a L{ClientConfig}: TLS, reconnecting
+    with backoff. L{service} is the L{ClientService} that keeps it up; it is
+    started by whoever owns this connection (see the module's docstring).
+    """
+
+    def __init__(
+        self,
+        reactor: Any,
+        config: ClientConfig,
+        credentials: Credentials,
+        creator: Any = None,
+        retryPolicy: Any = None,
+    ) -> None:
+        creator = creator or clientCreator(
+            config.serverName or config.server.host,
+            config.fingerprints,
+            config.caFile.getContent() if config.caFile else None,
+            config.clientCert.getContent() if config.clientCert else None,
+            config.readClientKey(),
+        )
+        super().__init__(reactor, credentials, config.keepaliveInterval,
+                         config.keepaliveTimeout, config.callTimeout, creator)
+        self.config = config
+        endpoint = wrapClientTLS(
+            creator, HostnameEndpoint(reactor, config.server.host, config.server.port))
+        self.service = ClientService(
+            endpoint, Factory.forProtocol(self.buildProtocol),
+            retryPolicy=retryPolicy or backoffPolicy(maxDelay=60),
+            clock=reactor,
+        )
+
+    @property
+    def running(self) -> bool:
+        return bool(self.service.running)
+
+    async def _connect(self) -> ClientProtocol:
+        return await self.service.whenConnected(failAfterFailures=self.config.connectAttempts)
+
+    def _stopConnecting(self) -> Deferred[None]:
         return self.service.stopService() if self.service.running else succeed(None)
