@@ -1,0 +1,394 @@
+"""
+The job runner: drives each job through its steps, one transaction each.
+
+    execute -> follow -> download -> verify -> deliver -> release
+    pending   running   completed   downloaded  verified  delivered  released
+
+A step is read from the job's stored state, done, and recorded with the
+state it reached, in one transaction (L{JobStore.advance}); so after a
+crash (C{kill -9} included) the job is taken up again at the step that was
+not recorded: a run still executing is followed again (the server replays
+its events), a completed one downloaded (resuming the C{.part}), a
+downloaded one verified and delivered (a destination that already holds
+the file is not written twice), a delivered one released.
+
+How a step ends:
+  - it succeeds: the next state is recorded;
+  - the run ended badly on the server (failed, cancelled) or the step met a
+    refusal another try cannot mend: the job is recorded C{failed} (or
+    C{cancelled}) with the step, code and message. A failure of a step of
+    this client's (download, verify, deliver, release) is tried again from
+    that step when the job is started again;
+  - the server cannot be reached or refuses this client (connection,
+    timeout, capacity, auth, licence, TLS): the job stays where it is. With
+    a C{retry} policy (the daemon) the step is tried again after a backoff
+    with jitter; without (a CLI command) the error is raised, and the job
+    continues when it is started again.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime, timezone
+from typing import Any
+
+from twisted.internet.defer import CancelledError, Deferred, DeferredList, succeed
+from twisted.internet.interfaces import IReactorTime
+from twisted.internet.threads import deferToThreadPool
+from twisted.logger import Logger
+from twisted.python.filepath import FilePath
+
+from backupremote.client.api import BackupRemoteClient
+from backupremote.client.backoff import TRANSIENT, Backoff
+from backupremote.client.connection import PERMANENT
+from backupremote.client.download import DownloadProgress, fileSha256
+from backupremote.client.jobs.delivery import IDelivery
+from backupremote.client.jobs.locks import JobLocks
+from backupremote.client.jobs.model import (
+    CANCELLED,
+    FAILED,
+    GOALS,
+    RETRYABLE,
+    Job,
+    JobRequest,
+    reached,
+)
+from backupremote.client.jobs.store import JobMoved, JobStore
+from backupremote.protocol.errors import (
+    CONFIG_INVALID,
+    CONFLICT,
+    INTERNAL_ERROR,
+    NOT_FOUND,
+    VERIFICATION_FAILED,
+    BackupRemoteError,
+)
+from backupremote.protocol.runs import RunEvent
+
+_log = Logger(namespace="backupremote.client.jobs")
+
+#: Errors that say nothing about the job itself: it waits where it is.
+NOT_THE_JOBS_FAULT = TRANSIENT | PERMANENT
+
+
+class JobObserver:
+    """What a job's driver tells whoever watches it (the CLI's output); all optional."""
+
+    def runEvent(self, event: RunEvent) -> None:
+        """An event of the run on the server (replayed from the start when followed again)."""
+
+    def downloadProgress(self, progress: DownloadProgress) -> None:
+        """How far the download is."""
+
+    def stepDone(self, job: Job) -> None:
+        """A step was recorded: C{job} is in its new state."""
+
+
+Servers = Callable[[str], BackupRemoteClient]
+
+
+def oneServer(client: BackupRemoteClient) -> Servers:
+    """The servers of a client with one: C{default}."""
+
+    def server(name: str) -> BackupRemoteClient:
+        if name != "default":
+            raise BackupRemoteError(CONFIG_INVALID, f"client.toml names no server {name!r}")
+        return client
+
+    return server
+
+
+class JobRunner:
+    """
+    Drives jobs: L{start} one, L{resumeAll} after a restart, L{stop} them.
+
+    @param servers: the library client of each server, by name.
+    @param workFolder: where artifacts are downloaded when the request
+        names no folder (one sub-folder per run, emptied once delivered).
+    @param locks: one driver per job across processes (C{None}: this
+        process only, as in tests).
+    @param retry: makes the backoff of a job whose server is unreachable
+        (C{None}: raise at once).
+    """
+
+    def __init__(self, clock: IReactorTime, jobs: JobStore, servers: Servers,
+                 delivery: IDelivery, workFolder: FilePath, locks: JobLocks | None = None,
+                 retry: Callable[[], Backoff] | None = None,
+                 runInThread: Callable[..., Deferred[Any]] | None = None,
+                 downloadOptions: dict[str, Any] | None = None) -> None:
+        self._clock = clock
+        self.jobs = jobs
+        self._servers = servers
+        self._delivery = delivery
+        self.workFolder = workFolder
+        self._locks = locks
+        self._retry = retry
+        self._runInThread = runInThread or (
+            lambda f, *a: deferToThreadPool(clock, clock.getThreadPool(), f, *a))  # type: ignore[attr-defined]
+        self._downloadOptions = downloadOptions or {}
+        #: the runIds being driven now, and every drive's Deferred (to cancel them)
+        self._busy: set[str] = set()
+        self._drives: set[Deferred[Job]] = set()
+        self._idleWaiters: dict[str, list[Deferred[None]]] = {}
+        self._stopped = False
+
+    # The public entry points
+
+    def start(self, request: JobRequest, observer: JobObserver | None = None) -> Deferred[Job]:
+        """
+        Record the job of C{request} (or continue the one its runId has)
+        and drive it to its goal; fires with the job as it ends (its
+        C{state} says how), or fails with a L{BackupRemoteError} when it had
+        to stop on the way (it is kept, and continues at the next start).
+        """
+        return self._driving(request.runId, self._start(request, observer or JobObserver()))
+
+    def resume(self, runId: str, observer: JobObserver | None = None) -> Deferred[Job]:
+        """Drive the stored job C{runId} on from where it is."""
+        return self._driving(runId, self._resume(runId, observer or JobObserver()))
+
+    def resumeAll(self) -> Deferred[list[Job]]:
+        """
+        Drive every unfinished job on (the daemon does it at start); fires
+        once they have all ended or stopped, with the jobs that ended. A
+        job another process drives is left to it; errors are logged.
+        """
+
+        async def resumeAll() -> list[Job]:
+            jobs = await self.jobs.unfinished()
+            if jobs:
+                _log.info("taking up {count} unfinished job(s)", count=len(jobs))
+            drives = [self.resume(job.runId).addErrback(self._logStopped, job.runId)
+                      for job in jobs]
+            results = await DeferredList(drives, consumeErrors=True)
+            return [job for ok, job in results if ok and job is not None]
+
+        return Deferred.fromCoroutine(resumeAll())
+
+    def stop(self) -> Deferred[None]:
+        """Stop driving (the jobs stay where they are, to be resumed)."""
+        self._stopped = True
+        for drive in list(self._drives):
+            drive.cancel()
+        return succeed(None)
+
+    @property
+    def active(self) -> list[str]:
+        """The runIds being driven now."""
+        return sorted(self._busy)
+
+    # Bookkeeping of drives
+
+    def _driving(self, runId: str, work: Any) -> Deferred[Job]:
+        drive = Deferred.fromCoroutine(work)
+        if not drive.called:
+            self._drives.add(drive)
+            drive.addBoth(lambda result: (self._drives.discard(drive), result)[1])
+        return drive
+
+    def _logStopped(self, failure: Any, runId: str) -> None:
+        if failure.check(CancelledError):
+            return None
+        error = failure.value
+        if isinstance(error, BackupRemoteError):
+            _log.warn("run {runId} waits: {errorCode}: {errorMessage}", runId=runId,
+                      errorCode=error.code, errorMessage=error.message)
+        else:
+            _log.failure("run {runId} stopped on an unexpected error", failure, runId=runId)
+        return None
+
+    async def _idle(self, runId: str) -> None:
+        """Wait until this process drives C{runId} no more."""
+        while runId in self._busy:
+            waiter: Deferred[None] = Deferred()
+            self._idleWaiters.setdefault(runId, []).append(waiter)
+            await waiter
+
+    async def _exclusively(self, runId: str, work: Callable[[], Any]) -> Job:
+        if self._stopped:
+            raise BackupRemoteError(INTERNAL_ERROR, "the job runner is stopped")
+        await self._idle(runId)
+        release = self._locks.acquire(runId) if self._locks is not None else None
+        self._busy.add(runId)
+        try:
+            return await work()
+        finally:
+            self._busy.discard(runId)
+            if release is not None:
+                release()
+            for waiter in self._idleWaiters.pop(runId, []):
+                waiter.callback(None)
+
+    # Starting and resuming
+
+    async def _start(self, request: JobRequest, observer: JobObserver) -> Job:
+        async def work() -> Job:
+            if request.databaseConfigId is None and await self.jobs.get(request.runId) is None:
+                # a run started elsewhere: it must be one of this client's
+                await self._client(request.server).getExecutionStatus(request.runId)
+            job, created = await self.jobs.create(request, self.workFolder.path)
+            if created:
+                _log.info("run {runId}: job recorded (goal {goal})", runId=job.runId,
+                          goal=job.goal, scheduleId=job.scheduleId)
+            else:
+                job = await self._merge(job, request)
+            return await self._drive(job, observer)
+
+        return await self._exclusively(request.runId, work)
+
+    async def _resume(self, runId: str, observer: JobObserver) -> Job:
+        async def work() -> Job:
+            job = await self.jobs.get(runId)
+            if job is None:
+                raise BackupRemoteError(NOT_FOUND, f"this client has no job for run {runId}")
+            return await self._drive(job, observer)
+
+        return await self._exclusively(runId, work)
+
+    async def _merge(self, job: Job, request: JobRequest) -> Job:
+        """The same runId asked for again: go on, perhaps further, or try a failed step again."""
+        state = job.state
+        changes: dict[str, Any] = {}
+        if state in (FAILED, CANCELLED):
+            if job.failedStep not in RETRYABLE:
+                return job  # the run itself ended so on the server: nothing to try again
+            state = RETRYABLE[job.failedStep]
+            changes |= {"failedStep": None, "errorCode": None, "errorMessage": None}
+        goal = max(job.goal, request.goal, key=GOALS.index)
+        if goal != job.goal:
+            changes["goal"] = goal
+        folder = request.downloadFolder
+        if folder is not None and folder != job.downloadFolder:
+            if job.keepDownload or reached(state, "downloaded"):
+                raise BackupRemoteError(CONFLICT, (
+                    f"run {job.runId} is downloaded into {job.downloadFolder}; ask for that "
+                    "folder (or download it under another run)"))
+            changes |= {"downloadFolder": folder, "keepDownload": True}
+        added = tuple(d for d in request.destinations if d not in job.destinations)
+        if added:
+            if reached(state, "delivered"):
+                raise BackupRemoteError(CONFLICT, (
+                    f"run {job.runId} was delivered already; it is not delivered again"))
+            changes["destinations"] = job.destinations + added
+        if not changes and state == job.state:
+            return job
+        return await self.jobs.advance(job, state, detail="requested again", **changes)
+
+    # The steps
+
+    def _client(self, server: str) -> BackupRemoteClient:
+        return self._servers(server)
+
+    async def _drive(self, job: Job, observer: JobObserver) -> Job:
+        backoff = self._retry() if self._retry is not None else None
+        while not job.finished:
+            step = job.nextStep
+            assert step is not None
+            try:
+                job = await getattr(self, "_" + step)(job, observer)
+            except JobMoved:
+                raise
+            except BackupRemoteError as error:
+                if error.code not in NOT_THE_JOBS_FAULT:
+                    job = await self._failed(job, step, error)
+                elif backoff is not None and backoff.retries(error):
+                    _log.warn("run {runId}: {step} waits for the server: {errorCode}: "
+                              "{errorMessage}", runId=job.runId, step=step,
+                              errorCode=error.code, errorMessage=error.message)
+                    await backoff.wait(error)
+                    job = await self._fresh(job)
+                    continue
+                else:
+                    raise
+            except OSError as error:
+                job = await self._failed(job, step, BackupRemoteError(
+                    INTERNAL_ERROR, f"{step} failed on this machine: {error}"))
+            if backoff is not None:
+                backoff.succeeded()
+            observer.stepDone(job)
+        return job
+
+    async def _fresh(self, job: Job) -> Job:
+        fresh = await self.jobs.get(job.runId)
+        return fresh if fresh is not None else job
+
+    async def _failed(self, job: Job, step: str, error: BackupRemoteError) -> Job:
+        _log.error("run {runId}: {step} failed: {errorCode}: {errorMessage}", runId=job.runId,
+                   step=step, errorCode=error.code, errorMessage=error.message,
+                   scheduleId=job.scheduleId)
+        return await self.jobs.advance(job, FAILED, detail=step, failedStep=step,
+                                       errorCode=error.code, errorMessage=error.message)
+
+    async def _execute(self, job: Job, observer: JobObserver) -> Job:
+        assert job.databaseConfigId is not None
+        status = await self._client(job.server).executeBackup(
+            job.runId, job.databaseConfigId, job.options, job.scheduleId)
+        return await self.jobs.advance(
+            job, "running", status=status,
+            detail="executeBackup" + (" (the server knew the run already)"
+                                      if status.duplicate else ""))
+
+    async def _follow(self, job: Job, observer: JobObserver) -> Job:
+        final = await self._client(job.server).followRun(job.runId, observer.runEvent)
+        if final.state == "completed":
+            return await self.jobs.advance(job, "completed", status=final)
+        return await self.jobs.advance(
+            job, CANCELLED if final.state == "cancelled" else FAILED, detail="follow",
+            status=final, failedStep="follow", errorCode=final.errorCode,
+            errorMessage=final.errorMessage)
+
+    async def _download(self, job: Job, observer: JobObserver) -> Job:
+        assert job.downloadFolder is not None
+        client = self._client(job.server)
+        manifest = await client.listFiles(job.runId)
+        if not manifest.files:
+            raise BackupRemoteError(NOT_FOUND, f"run {job.runId} staged no file")
+        path = await client.download(job.runId, FilePath(job.downloadFolder),
+                                     observer.downloadProgress, **self._downloadOptions)
+        return await self.jobs.advance(job, "downloaded", artifact=manifest.files[0],
+                                       artifactPath=path.path)
+
+    async def _verify(self, job: Job, observer: JobObserver) -> Job:
+        assert job.artifact is not None and job.artifactPath is not None
+        path = FilePath(job.artifactPath)
+        if not path.exists():
+            raise BackupRemoteError(VERIFICATION_FAILED, (
+                f"the downloaded {path.path} is gone; start the job again to download it "
+                "anew"))
+        digest = await self._runInThread(fileSha256, path)
+        expected = {job.artifact.sha256}
+        artifact = job.status.artifact if job.status is not None else None
+        if artifact is not None and artifact.checksum == "sha256" and artifact.digest:
+            expected.add(artifact.digest)
+        if expected != {digest}:
+            await self._runInThread(path.remove)
+            raise BackupRemoteError(VERIFICATION_FAILED, (
+                f"{path.path} changed after its download (its SHA-256 no longer matches the "
+                "server's); it was removed: start the job again to download it anew"))
+        return await self.jobs.advance(job, "verified", detail=f"sha256 {digest}")
+
+    async def _deliver(self, job: Job, observer: JobObserver) -> Job:
+        assert job.artifactPath is not None
+        if not job.destinations:
+            return await self.jobs.advance(job, "delivered", detail="no destination")
+        receipts = await self._delivery.deliver(job, FilePath(job.artifactPath))
+        return await self.jobs.advance(job, "delivered", receipts=receipts,
+                                       detail=", ".join(r.destination for r in receipts))
+
+    async def _release(self, job: Job, observer: JobObserver) -> Job:
+        released = await self._client(job.server).releaseArtifact(job.runId)
+        if not job.keepDownload and job.receipts and job.downloadFolder is not None:
+            # delivered: the work copy is one copy too many
+            await self._runInThread(_removeWorkCopy, FilePath(job.downloadFolder))
+        return await self.jobs.advance(
+            job, "released", detail="staging released" if released else
+            "the server had nothing staged any more")
+
+
+def _removeWorkCopy(folder: FilePath) -> None:
+    if folder.exists():
+        folder.remove()
+
+
+def now(clock: IReactorTime) -> Callable[[], datetime]:
+    """The current time of C{clock}, as an aware UTC datetime."""
+    return lambda: datetime.fromtimestamp(clock.seconds(), timezone.utc)

@@ -1,0 +1,207 @@
+"""
+Jobs in the client's store (the tables of migration 1).
+
+L{JobStore} is typed access over any L{IClientStore}. Every method is one
+transaction, so a job's step is recorded whole or not at all. L{advance}
+moves a job from the state it was read in and no other (compare and set):
+two drivers of one job cannot both record the same step.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Callable, Iterable
+from datetime import datetime, timezone
+from typing import Any
+
+from attrs import evolve
+
+from backupremote.client.jobs.model import (
+    CANCELLED,
+    FAILED,
+    STATES,
+    Job,
+    JobRequest,
+    LocalFolder,
+    Receipt,
+)
+from backupremote.client.store import IClientStore
+from backupremote.protocol.errors import CONFLICT, BackupRemoteError
+from backupremote.protocol.options import BackupOptions
+from backupremote.protocol.runs import RunStatus
+from backupremote.protocol.structured import converter
+from backupremote.protocol.transfers import FileEntry
+
+_COLUMNS = ("runId, server, databaseConfigId, options, scheduleId, fireTime, goal, state, "
+            "downloadFolder, keepDownload, destinations, status, artifact, artifactPath, "
+            "failedStep, errorCode, errorMessage, createdAt, updatedAt")
+
+
+def _text(value: datetime | None) -> str | None:
+    """A UTC instant as fixed-width ISO 8601 (sortable as text)."""
+    if value is None:
+        return None
+    return value.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def _time(value: str | None) -> datetime | None:
+    return None if value is None else datetime.fromisoformat(value.replace("Z", "+00:00"))
+
+
+def _json(value: Any, kind: Any) -> str | None:
+    return None if value is None else json.dumps(converter.unstructure(value, kind),
+                                                  sort_keys=True)
+
+
+def _load(value: str | None, kind: Any) -> Any:
+    return None if value is None else converter.structure(json.loads(value), kind)
+
+
+def _destinations(destinations: Iterable[LocalFolder]) -> str:
+    return json.dumps([converter.unstructure(d, LocalFolder) for d in destinations])
+
+
+class JobMoved(BackupRemoteError):
+    """The job was not in the state it was read in: another driver moved it."""
+
+
+class JobStore:
+    """The C{jobs}, C{job_steps} and C{receipts} tables."""
+
+    def __init__(self, store: IClientStore, now: Callable[[], datetime]) -> None:
+        self.store = store
+        self._now = now
+
+    # Reading
+
+    def get(self, runId: str) -> Any:
+        """Fires with the L{Job} of C{runId}, or C{None}."""
+        return self.store.transact(lambda db: _get(db, runId))
+
+    def unfinished(self) -> Any:
+        """Fires with the jobs that have steps left to do, oldest first."""
+        return self.store.transact(_unfinished)
+
+    def steps(self, runId: str) -> Any:
+        """Fires with C{[(state, at, detail)]}: the job's history, oldest first."""
+        return self.store.transact(lambda db: [
+            (state, _time(at), detail) for state, at, detail in db.execute(
+                "SELECT state, at, detail FROM job_steps WHERE runId = ? ORDER BY seq",
+                (runId,))])
+
+    # Writing
+
+    def create(self, request: JobRequest, workFolder: str) -> Any:
+        """
+        Record a new job for C{request} (C{pending}, or C{running} for a run
+        started elsewhere), or fire with the job C{runId} has already
+        (C{(job, created)}).
+        """
+        now = _text(self._now())
+        state = "pending" if request.databaseConfigId is not None else "running"
+
+        def work(db: sqlite3.Connection) -> tuple[Job, bool]:
+            existing = _get(db, request.runId)
+            if existing is not None:
+                return existing, False
+            folder = request.downloadFolder
+            db.execute(
+                f"INSERT INTO jobs ({_COLUMNS}) VALUES "
+                "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL, NULL, NULL, NULL, NULL, NULL, ?, ?)",
+                (request.runId, request.server, request.databaseConfigId,
+                 _json(request.options, BackupOptions), request.scheduleId,
+                 _text(request.fireTime), request.goal, state,
+                 folder or f"{workFolder}/{request.runId}", 1 if folder else 0,
+                 _destinations(request.destinations), now, now))
+            _logStep(db, request.runId, state, now, "requested")
+            job = _get(db, request.runId)
+            assert job is not None
+            return job, True
+
+        return self.store.transact(work)
+
+    def advance(self, job: Job, state: str, detail: str | None = None,
+                receipts: Iterable[Receipt] = (), **changes: Any) -> Any:
+        """
+        Move C{job} from the state it was read in to C{state}, with
+        C{changes} (C{status}, C{artifact}, C{artifactPath}, C{failedStep},
+        C{errorCode}, C{errorMessage}, C{goal}, C{downloadFolder},
+        C{keepDownload}, C{destinations}) and C{receipts}; fires with the new L{Job}.
+
+        @raise JobMoved: (C{CONFLICT}) if the job is no longer in the state it
+            was read in (another driver moved it).
+        """
+        if state not in STATES and state not in (FAILED, CANCELLED):
+            raise ValueError(f"unknown state {state!r}")
+        now = self._now()
+        updated = evolve(job, state=state, updatedAt=now, **changes)
+        receipts = tuple(receipts)
+
+        def work(db: sqlite3.Connection) -> Job:
+            changed = db.execute(
+                "UPDATE jobs SET state = ?, goal = ?, downloadFolder = ?, keepDownload = ?, "
+                "destinations = ?, status = ?, artifact = ?, artifactPath = ?, failedStep = ?, "
+                "errorCode = ?, errorMessage = ?, updatedAt = ? WHERE runId = ? AND state = ?",
+                (updated.state, updated.goal, updated.downloadFolder, int(updated.keepDownload),
+                 _destinations(updated.destinations), _json(updated.status, RunStatus),
+                 _json(updated.artifact, FileEntry), updated.artifactPath, updated.failedStep,
+                 updated.errorCode, updated.errorMessage, _text(now), job.runId, job.state),
+            ).rowcount
+            if not changed:
+                raise JobMoved(CONFLICT, (
+                    f"run {job.runId} moved on while this client was at its step "
+                    f"{job.state!r}: another process drives it"))
+            for receipt in receipts:
+                db.execute(
+                    "INSERT OR REPLACE INTO receipts (runId, destination, name, size, sha256, "
+                    "method, verifiedAt) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    (job.runId, receipt.destination, receipt.name, receipt.size,
+                     receipt.sha256, receipt.method, _text(receipt.verifiedAt)))
+            _logStep(db, job.runId, state, _text(now), detail)
+            fresh = _get(db, job.runId)
+            assert fresh is not None
+            return fresh
+
+        return self.store.transact(work)
+
+
+def _logStep(db: sqlite3.Connection, runId: str, state: str, at: str | None,
+             detail: str | None) -> None:
+    db.execute(
+        "INSERT INTO job_steps (runId, seq, state, at, detail) VALUES (?, "
+        "(SELECT coalesce(max(seq), 0) + 1 FROM job_steps WHERE runId = ?), ?, ?, ?)",
+        (runId, runId, state, at, detail))
+
+
+def _job(db: sqlite3.Connection, row: tuple[Any, ...]) -> Job:
+    (runId, server, databaseConfigId, options, scheduleId, fireTime, goal, state,
+     downloadFolder, keepDownload, destinations, status, artifact, artifactPath,
+     failedStep, errorCode, errorMessage, createdAt, updatedAt) = row
+    receipts = tuple(
+        Receipt(destination, name, size, sha256, method, _time(verifiedAt))  # type: ignore[arg-type]
+        for destination, name, size, sha256, method, verifiedAt in db.execute(
+            "SELECT destination, name, size, sha256, method, verifiedAt FROM receipts "
+            "WHERE runId = ? ORDER BY destination", (runId,)))
+    return Job(
+        runId=runId, server=server, databaseConfigId=databaseConfigId,
+        options=_load(options, BackupOptions), scheduleId=scheduleId,
+        fireTime=_time(fireTime), goal=goal, state=state, downloadFolder=downloadFolder,
+        keepDownload=bool(keepDownload),
+        destinations=tuple(converter.structure(d, LocalFolder)
+                           for d in json.loads(destinations)),
+        createdAt=_time(createdAt), updatedAt=_time(updatedAt),  # type: ignore[arg-type]
+        status=_load(status, RunStatus), artifact=_load(artifact, FileEntry),
+        artifactPath=artifactPath, failedStep=failedStep, errorCode=errorCode,
+        errorMessage=errorMessage, receipts=receipts)
+
+
+def _get(db: sqlite3.Connection, runId: str) -> Job | None:
+    row = db.execute(f"SELECT {_COLUMNS} FROM jobs WHERE runId = ?", (runId,)).fetchone()
+    return _job(db, row) if row else None
+
+
+def _unfinished(db: sqlite3.Connection) -> list[Job]:
+    rows = db.execute(f"SELECT {_COLUMNS} FROM jobs WHERE state NOT IN (?, ?) "
+                      "ORDER BY createdAt, runId", (FAILED, CANCELLED)).fetchall()
+    return [job for job in (_job(db, row) for row in rows) if not job.finished]
