@@ -34,7 +34,7 @@ from backupremote.server.protocol import ServerProtocol
 from backupremote.server.secrethash import hashSecret
 from backupremote.server.service import buildCore
 from backupremote.server.staging import StagingArea
-from backupremote.server.transfers.expiry import StagingJanitor
+from backupremote.server.staging.expiry import StagingJanitor
 
 CLIENT_ID = "alice"
 SECRET = "correct-horse-battery-staple-" + "s3cr3t"

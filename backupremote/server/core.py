@@ -65,7 +65,7 @@ class ServerCore:
     engines: Mapping[str, IEngine]
     responderGroups: tuple[ResponderGroup, ...] = RESPONDER_GROUPS
     connections: set = field(factory=set)
-    #: L{backupremote.server.transfers.staged.StagedArtifacts}
+    #: L{backupremote.server.staging.artifacts.StagedArtifacts}
     artifacts: Any = None
     #: L{backupremote.server.transfers.registry.TransferRegistry}
     transfers: Any = None

@@ -39,9 +39,9 @@ from backupremote.server.ownership import Ownership
 from backupremote.server.revocation import RevocationSweep
 from backupremote.server.store import ServerStore
 from backupremote.server.throttle import PeerThrottle
-from backupremote.server.transfers.expiry import StagingJanitor
+from backupremote.server.staging.expiry import StagingJanitor
 from backupremote.server.transfers.registry import TransferRegistry
-from backupremote.server.transfers.staged import StagedArtifacts
+from backupremote.server.staging.artifacts import StagedArtifacts
 
 
 _log = Logger(namespace="backupremote.server")
@@ -96,7 +96,7 @@ def buildCore(config: ServerConfig, reactor: Any, runInThread: Any = None,
     )
     produce = produce or produceArtifact
     runStore = RunStore(store.connection)
-    artifacts = StagedArtifacts(reactor, staging, runStore, store.connection, runInThread,
+    artifacts = StagedArtifacts(reactor, staging, runStore, runInThread,
                                 config.artifactTtl, config.stagingMaxBytes, ownership=ownership)
     runs = RunManager(
         reactor, runStore, databases, produce, scripts, staging, engines,

@@ -51,6 +51,13 @@ class RunStore:
                                (runId,)).fetchone()
         return row[0] if row else None
 
+    def runOfFile(self, fileId: str) -> str | None:
+        """The run whose status names C{fileId} as its artifact (even once it is gone)."""
+        row = self._db.execute(
+            "SELECT runId FROM runs WHERE json_extract(status, '$.artifact.fileId') = ?",
+            (fileId,)).fetchone()
+        return row[0] if row else None
+
     def artifactRemoved(self, runId: str) -> None:
         """The run's artifact left staging (released, expired): its status says so."""
         status = self.get(runId)

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import sqlite3
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -67,24 +66,16 @@ class Staged:
         return self.folder.child(self.entry.name)
 
 
-def runOfFile(db: sqlite3.Connection, fileId: str) -> str | None:
-    """The run whose status names C{fileId} as its artifact (even once it is gone)."""
-    row = db.execute("SELECT runId FROM runs WHERE json_extract(status, '$.artifact.fileId') = ?",
-                     (fileId,)).fetchone()
-    return row[0] if row else None
-
-
 class StagedArtifacts:
     """Every staged artifact of the server (C{core.artifacts})."""
 
-    def __init__(self, clock: Any, staging: StagingArea, runs: RunStore, db: sqlite3.Connection,
+    def __init__(self, clock: Any, staging: StagingArea, runs: RunStore,
                  runInThread: Callable[..., Deferred[Any]], ttl: float,
                  maxBytes: int = 0, ownership: Ownership | None = None) -> None:
         self._clock = clock
         self.staging = staging
         self._ownership = ownership or Ownership()
         self._runs = runs
-        self._db = db
         self._runInThread = runInThread
         self.ttl = ttl
         self.maxBytes = maxBytes
@@ -156,7 +147,7 @@ class StagedArtifacts:
 
     async def byFile(self, clientId: str, fileId: str) -> Staged:
         """The live staged artifact holding C{fileId}; a foreign id is C{NOT_FOUND}."""
-        runId = self._byFile.get(fileId) or runOfFile(self._db, fileId)
+        runId = self._byFile.get(fileId) or self._runs.runOfFile(fileId)
         if runId is None:
             raise BackupRemoteError(NOT_FOUND, f"no file {fileId!r}")
         try:

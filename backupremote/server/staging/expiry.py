@@ -11,7 +11,7 @@ from twisted.application.service import Service
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 
-from backupremote.server.transfers.staged import StagedArtifacts
+from backupremote.server.staging.artifacts import StagedArtifacts
 
 _log = Logger(namespace="backupremote.server.staging")
 

@@ -27,7 +27,7 @@ from backupremote.protocol.errors import (
     BackupRemoteError,
 )
 from backupremote.server.transfers.sender import ChunkSender, ConnectionPump
-from backupremote.server.transfers.staged import StagedArtifacts
+from backupremote.server.staging.artifacts import StagedArtifacts
 
 _log = Logger(namespace="backupremote.server.transfers")
 

@@ -14,7 +14,7 @@ from backupremote.protocol.transfers import (
     ListFiles,
     ReleaseArtifact,
 )
-from backupremote.server.transfers.expiry import EXPIRY_INTERVAL
+from backupremote.server.staging.expiry import EXPIRY_INTERVAL
 from backupremote.server.transfers.manifest import DIGESTS, MANIFEST
 from tests.server.transfers.helpers import StagingMixin, folderNames
 
