@@ -1,6 +1,6 @@
-"""Signed licences: the token format, issuer keys, features and the verifier."""
+"""Signed licences: the token format, issuer keys and the verifier (feature names: L{backupremote.protocol.features})."""
 
-from backupremote.license.features import (
+from backupremote.protocol.features import (
     ALL_FEATURES,
     DEFAULT_FEATURES,
     DESTINATION_PREFIX,

@@ -8,7 +8,7 @@ from typing import Iterable
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from backupremote.license.features import DEFAULT_FEATURES
+from backupremote.protocol.features import DEFAULT_FEATURES
 from backupremote.license.token import License, signLicense
 
 

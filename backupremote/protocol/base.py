@@ -6,7 +6,7 @@ from typing import ClassVar
 
 from twisted.protocols import amp
 
-from backupremote.license.features import REMOTE_CONTROL
+from backupremote.protocol.features import REMOTE_CONTROL
 
 REQUEST_ID = b"requestId"
 

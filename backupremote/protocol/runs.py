@@ -11,7 +11,7 @@ from datetime import datetime
 from attrs import field, frozen
 from twisted.protocols import amp
 
-from backupremote.license.features import REMOTE_EXECUTE
+from backupremote.protocol.features import REMOTE_EXECUTE
 from backupremote.protocol.base import Request
 from backupremote.protocol.options import BackupOptions
 from backupremote.protocol.structured import Structured

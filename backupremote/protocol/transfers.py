@@ -14,7 +14,7 @@ from datetime import datetime
 from attrs import frozen
 from twisted.protocols import amp
 
-from backupremote.license.features import REMOTE_DOWNLOAD
+from backupremote.protocol.features import REMOTE_DOWNLOAD
 from backupremote.protocol.base import Request
 from backupremote.protocol.structured import Structured
 

@@ -15,7 +15,7 @@ from typing import Any, Callable, Mapping
 from twisted.internet.defer import Deferred
 
 from backupremote.license import License, LicenseVerifier
-from backupremote.license.features import REMOTE_CONTROL
+from backupremote.protocol.features import REMOTE_CONTROL
 from backupremote.protocol.errors import (
     AUTH_FAILED,
     AUTH_RATE_LIMITED,

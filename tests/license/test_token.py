@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 from twisted.python.filepath import FilePath
 from twisted.trial.unittest import SynchronousTestCase
 
-from backupremote.license.features import ALL_FEATURES, REMOTE_EXECUTE
+from backupremote.protocol.features import ALL_FEATURES, REMOTE_EXECUTE
 from backupremote.license.token import (
     MAX_TOKEN_LENGTH,
     License,

@@ -13,7 +13,7 @@ from twisted.internet.task import Clock
 from twisted.logger import Logger
 from twisted.trial.unittest import SynchronousTestCase
 
-from backupremote.license.features import REMOTE_EXECUTE, REMOTE_DOWNLOAD
+from backupremote.protocol.features import REMOTE_EXECUTE, REMOTE_DOWNLOAD
 from backupremote.license.token import parseToken, signLicense
 from backupremote.license.verifier import LicenseVerifier
 from backupremote.protocol.errors import (

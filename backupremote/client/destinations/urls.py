@@ -23,7 +23,7 @@ from urllib.parse import parse_qsl, quote, unquote, urlsplit
 
 from attrs import frozen
 
-from backupremote.license.features import destinationFeature
+from backupremote.protocol.features import destinationFeature
 from backupremote.protocol.errors import CONFIG_INVALID, BackupRemoteError
 
 TYPES: tuple[str, ...] = ("local", "sftp", "ftp", "ftps", "webdav", "s3", "rclone")

@@ -23,7 +23,7 @@ from backupremote.client.destinations import (
     temporaryName,
 )
 from backupremote.client.destinations.names import checkAnyName, finalNameOf
-from backupremote.license.features import ALL_FEATURES
+from backupremote.protocol.features import ALL_FEATURES
 from backupremote.protocol.errors import CONFIG_INVALID, BackupRemoteError
 
 EXAMPLES = {

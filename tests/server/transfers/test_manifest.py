@@ -6,7 +6,7 @@ import hashlib
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from backupremote.license.features import DEFAULT_FEATURES, REMOTE_DOWNLOAD
+from backupremote.protocol.features import DEFAULT_FEATURES, REMOTE_DOWNLOAD
 from backupremote.protocol import errors
 from backupremote.protocol.runs import ExecuteBackup
 from backupremote.protocol.transfers import (
