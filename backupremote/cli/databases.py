@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import difflib
 import sys
 from typing import Any
 
@@ -21,6 +22,7 @@ from backupremote.protocol.databases import (
     PreflightReport,
 )
 from backupremote.protocol.options import CHECKSUMS, COMPRESSIONS, VERIFICATIONS
+from backupremote.protocol.structured import converter
 
 _CONNECTION = ("host", "port", "database", "user", "path")
 _BACKUP = {"format": "format", "compression": "compression", "level": "level",
@@ -73,6 +75,8 @@ def register(commands: Any) -> None:
                          epilog="example: backupremote db add notes --engine sqlite "
                          "--path /srv/notes.sqlite3")
     add.add_argument("name")
+    add.add_argument("--no-test", action="store_true",
+                     help="store it without testing the connection from the server")
     _configArguments(add, engineRequired=True)
     add.set_defaults(onReactor=withClient(addCommand))
     listing = sub.add_parser("list", help="list the configurations",
@@ -129,8 +133,11 @@ async def configIdOf(client: BackupRemoteClient, idOrName: str) -> str:
                                 f"are named {idOrName!r}: {choices}; give the id")
     if named:
         return named[0].id
+    close = difflib.get_close_matches(idOrName, sorted({c.name for c in configs}), n=3)
+    guess = f"did you mean {' or '.join(f'`{name}`' for name in close)}? " if close else ""
     raise BackupRemoteError(NOT_FOUND, f"no database configuration has the id or name "
-                            f"{idOrName!r}; `backupremote db list` shows them")
+                            f"{idOrName!r}; {guess}`backupremote db list` shows them",
+                            details={"didYouMean": close} if close else {})
 
 
 def _options(pairs: list[str]) -> dict[str, str]:
@@ -189,7 +196,20 @@ def describe(config: DatabaseConfig) -> str:
 async def addCommand(client: BackupRemoteClient, args: argparse.Namespace, output: Output) -> int:
     base = DatabaseConfigInput(name=args.name, engine=args.engine)
     created = await client.createDatabaseConfig(_input(args, base))
-    output.result(created, f"stored on the server:\n{describe(created)}")
+    human = f"stored on the server:\n{describe(created)}"
+    if args.no_test:
+        output.result(created, human + f"\nnot tested: `backupremote db test {created.name}`")
+        return 0
+    try:
+        tested = await client.testDatabaseConnection(configId=created.id)
+    except BackupRemoteError as error:
+        # stored all the same: say why it was not tested, and how to test it
+        tested = ConnectionTestResult(ok=False, reason=error.code, message=error.message)
+    human += f"\ntest from the server: {describeTest(tested)}"
+    if not tested.ok:
+        human += (f"\nthe configuration is stored all the same: fix it with `backupremote db "
+                  f"update {created.name} ...`, then `backupremote db test {created.name}`")
+    output.result(converter.unstructure(created) | {"connectionTest": tested}, human)
     return 0
 
 
