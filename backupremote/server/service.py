@@ -131,6 +131,16 @@ class ListeningService(MultiService):
                       count=len(interrupted))
         self.core.refusals.start()
         self._listening = self._endpoint.listen(ServerFactory(self.core))
+        self._listening.addCallback(self._announce)
+
+    def _announce(self, port: Any) -> Any:
+        """The start-up line: where it listens, what clients pin, where its data is."""
+        address = port.getHost()
+        _log.info("listening on {host}:{port} (TLS), certificate SHA-256 fingerprint "
+                  "{fingerprint}, data folder {dataDir}", host=address.host,
+                  port=address.port, fingerprint=self._endpoint.fingerprint,
+                  dataDir=self.core.config.dataDir.path)
+        return port
 
     def whenListening(self) -> Deferred[Any]:
         """Fires with the listening port (its C{getHost()} tells the port)."""
