@@ -5,15 +5,16 @@ In a throwaway folder: an issuer key and a licence, a server folder with its
 certificate, a registered client, a SQLite database of some tens of MB.
 Then, as a real deployment would: start the server on 127.0.0.1, add the
 database from the client, test it, preflight it, back it up (zstd, sha256,
-full verification) with live progress, download the artifact (resumable,
-verified), deliver it to ``./backups/`` (read back and checked), release the
-server's staging, print a summary, stop the server and remove the folder.
+full verification) with live progress, then let the client's job runner
+(the one the daemon and the other commands use) download the artifact
+(resumable, verified), deliver it to ``./backups/`` (read back and checked)
+and release the server's staging; print a summary, stop the server and
+remove the folder.
 """
 
 from __future__ import annotations
 
 import argparse
-import hashlib
 import os
 import shutil
 import sqlite3
@@ -26,13 +27,14 @@ from twisted.internet.threads import deferToThread
 from twisted.python.filepath import FilePath
 
 from backupremote.cli.databases import describePreflight, describeTest
+from backupremote.cli.jobs import JobView, raiseIfStopped
 from backupremote.cli.output import EXIT_REFUSED, Output
-from backupremote.cli.progress import ProgressView, duration, size
-from backupremote.cli.transfers import DownloadView
+from backupremote.cli.progress import duration, size
 from backupremote.client.api import BackupRemoteClient
 from backupremote.client.config import loadClientConfig
 from backupremote.client.folder import createClientFolder
-from backupremote.protocol.errors import VERIFICATION_FAILED, BackupRemoteError
+from backupremote.client.jobs import Job, JobRequest, LocalFolder, jobRunnerIn, oneServer
+from backupremote.client.store import SQLiteClientStore
 from backupremote.license import generateIssuerKeyPair, issueLicense, loadIssuerKey
 from backupremote.protocol.databases import DatabaseConfigInput
 from backupremote.protocol.options import BackupOptions
@@ -88,24 +90,6 @@ def _step(output: Output, text: str) -> None:
         output.out.flush()
 
 
-def deliver(downloaded: FilePath, destination: FilePath, digest: str) -> FilePath:
-    """Copy into the destination folder, read it back, check it, then rename into place."""
-    destination.makedirs(ignoreExistingDirectory=True)
-    final = destination.child(downloaded.basename())
-    part = destination.child(f".{downloaded.basename()}.{os.getpid()}.part")
-    shutil.copyfile(downloaded.path, part.path)
-    os.chmod(part.path, 0o600)
-    with open(part.path, "rb") as handle:
-        os.fsync(handle.fileno())
-        check = hashlib.file_digest(handle, "sha256").hexdigest()
-    if check != digest:
-        part.remove()
-        raise BackupRemoteError(VERIFICATION_FAILED, f"the copy in {destination.path} does "
-                                "not match the artifact's hash; nothing was delivered")
-    os.replace(part.path, final.path)
-    return final
-
-
 async def runDemo(reactor: Any, args: argparse.Namespace, output: Output) -> int:
     started = time.monotonic()
     if args.keep:
@@ -113,7 +97,7 @@ async def runDemo(reactor: Any, args: argparse.Namespace, output: Output) -> int
         root.makedirs()
     else:
         root = FilePath(tempfile.mkdtemp(prefix="backupremote-demo-"))
-    service = client = None
+    service = client = store = None
     timings: dict[str, float] = {}
     try:
         _step(output, f"working in {root.path}")
@@ -155,29 +139,24 @@ async def runDemo(reactor: Any, args: argparse.Namespace, output: Output) -> int
             output.err.write(describePreflight(report) + "\n")
             return EXIT_REFUSED
 
-        view = None if output.asJSON else ProgressView(output.out, output.out.isatty())
-        runId = str(uuid.uuid4())
-        mark = time.monotonic()
-        await client.executeBackup(runId, config.id)
-        final = await client.followRun(runId, view)
-        timings["backup"] = time.monotonic() - mark
-        if final.state != "completed" or final.artifact is None:
+        store = SQLiteClientStore.inFolder(root.child("client"), reactor)
+        runner = jobRunnerIn(reactor, root.child("client"), store, oneServer(client))
+        view = _DemoView(output)
+        job = await runner.start(JobRequest(
+            str(uuid.uuid4()), config.id, downloadFolder=root.child("downloads").path,
+            destinations=(LocalFolder(os.path.abspath(args.backups)),)), view)
+        timings |= view.timings
+        final = job.status
+        assert final is not None
+        if job.failedStep == "follow" or final.artifact is None:
             output.err.write(f"the backup ended {final.state}: {final.errorCode}: "
                              f"{final.errorMessage}\n")
             return EXIT_REFUSED
+        raiseIfStopped(job)
         artifact = final.artifact
-        _step(output, f"backup staged on the server: {artifact.name} ({size(artifact.sizeBytes)})")
-
-        mark = time.monotonic()
-        downloadView = None if output.asJSON else DownloadView(output.out, output.out.isatty())
-        downloaded = await client.download(runId, root.child("downloads"), downloadView)
-        timings["download"] = time.monotonic() - mark
-        mark = time.monotonic()
-        delivered = deliver(downloaded, FilePath(os.path.abspath(args.backups)), artifact.digest
-                            if artifact.checksum == "sha256" else _sha256(downloaded))
-        timings["delivery"] = time.monotonic() - mark
-        await client.releaseArtifact(runId)
-        _step(output, f"delivered to {delivered.path}; server staging released")
+        delivered = FilePath(os.path.abspath(args.backups)).child(job.receipts[0].name)
+        _step(output, f"delivered to {delivered.path} (read back and checked); server staging "
+              "released")
 
         elapsed = time.monotonic() - started
         stages = {t.stage: (t.endedAt - t.startedAt).total_seconds()
@@ -206,12 +185,32 @@ async def runDemo(reactor: Any, args: argparse.Namespace, output: Output) -> int
     finally:
         if client is not None:
             await client.close()
+        if store is not None:
+            await store.close()
         if service is not None:
             await service.stopService()
         if not args.keep:
             shutil.rmtree(root.path, ignore_errors=True)
 
 
-def _sha256(path: FilePath) -> str:
-    with open(path.path, "rb") as handle:
-        return hashlib.file_digest(handle, "sha256").hexdigest()
+class _DemoView(JobView):
+    """The job's live progress, a line per step, and how long the client's steps took."""
+
+    _NAMES = {"running": "backup", "completed": "backup", "downloaded": "download",
+              "verified": "verify", "delivered": "delivery", "released": "release"}
+
+    def __init__(self, output: Output) -> None:
+        super().__init__(output)
+        self._output = output
+        self.timings: dict[str, float] = {}
+        self._mark = time.monotonic()
+
+    def stepDone(self, job: Job) -> None:
+        now = time.monotonic()
+        name = self._NAMES.get(job.state, job.state)
+        self.timings[name] = self.timings.get(name, 0.0) + now - self._mark
+        self._mark = now
+        if job.state == "completed" and job.status is not None and job.status.artifact:
+            artifact = job.status.artifact
+            _step(self._output, f"backup staged on the server: {artifact.name} "
+                  f"({size(artifact.sizeBytes)})")

@@ -9,11 +9,20 @@ from typing import Any
 from attrs import evolve
 
 from backupremote.cli.output import EXIT_REFUSED, Output
-from backupremote.cli.progress import ProgressView, duration, size
+from backupremote.cli.progress import duration, size
 from backupremote.cli.databases import ID_HELP, backupArguments, configIdOf
 from backupremote.cli.remote import withClient
-from backupremote.cli.transfers import describeFetched, fetch
+from backupremote.cli.jobs import (
+    JobView,
+    fetched,
+    folderPath,
+    raiseIfStopped,
+    resumeCommand,
+    withJobs,
+)
+from backupremote.cli.transfers import describeFetched
 from backupremote.client.api import BackupRemoteClient
+from backupremote.client.jobs import JobRequest, JobRunner
 from backupremote.configfile import configError
 from backupremote.protocol.errors import CONFLICT, BackupRemoteError
 from backupremote.protocol.runs import RunStatus
@@ -46,7 +55,7 @@ def register(commands: Any) -> None:
                      help="with --download, release the server's staging once the file is "
                      "verified")
     backupArguments(run.add_argument_group("backup options (default: the configuration's)"))
-    run.set_defaults(onReactor=withClient(runCommand))
+    run.set_defaults(onReactor=withJobs(runCommand))
     status = commands.add_parser("status", help="the status of a run",
                                  epilog="example: backupremote status 0b8e...")
     status.add_argument("run_id")
@@ -77,8 +86,8 @@ def describeStatus(status: RunStatus) -> str:
     return "\n".join(lines)
 
 
-async def runCommand(client: BackupRemoteClient, args: argparse.Namespace,
-                     output: Output) -> int:
+async def runCommand(client: BackupRemoteClient, runner: JobRunner,
+                     args: argparse.Namespace, output: Output) -> int:
     args.id = await configIdOf(client, args.id)
     changes = {field: getattr(args, name) for name, field in _OPTIONS.items()
                if getattr(args, name) is not None}
@@ -91,10 +100,16 @@ async def runCommand(client: BackupRemoteClient, args: argparse.Namespace,
     if args.release and not args.download:
         raise configError("--release needs --download DIR")
     runId = args.run_id or str(uuid.uuid4())
-    status = await client.executeBackup(runId, args.id, options)
+    folder = folderPath(args.download) if args.download else None
+    goal = ("released" if args.release else "delivered" if args.download
+            else "completed" if args.wait else "running")
+    request = JobRequest(runId, args.id, options, goal=goal, downloadFolder=folder)
     if not args.wait:
+        known = await runner.jobs.get(runId) is not None
+        status = (await runner.start(request)).status
+        assert status is not None
         output.result(status, describeStatus(status) + ("\n(this runId was already known: "
-                      "no second backup was started)" if status.duplicate else ""))
+                      "no second backup was started)" if known or status.duplicate else ""))
         return 0
     if not output.asJSON:
         output.out.write(f"run {runId} started; Ctrl-C detaches"
@@ -105,26 +120,33 @@ async def runCommand(client: BackupRemoteClient, args: argparse.Namespace,
         if args.cancel_on_interrupt:
             output.err.write(f"\ncancelling run {runId}...\n")
             return client.cancelBackup(runId).addErrback(lambda _: None)
-        output.err.write(f"\ndetached; the backup goes on: backupremote status {runId}\n")
+        if folder is not None:
+            output.err.write(f"\ndetached; the backup goes on, and this resumes it where it "
+                             f"stopped: {resumeCommand(args, runId, args.download, args.release)}"
+                             "\n")
+        else:
+            output.err.write(f"\ndetached; the backup goes on: backupremote status {runId}\n")
         return None
 
     trigger = reactor.addSystemEventTrigger("before", "shutdown", interrupted)
-    view = None if output.asJSON else ProgressView(output.out, output.out.isatty())
     try:
-        final = await client.followRun(runId, view)
+        job = await runner.start(request, JobView(output))
     finally:
         try:
             reactor.removeSystemEventTrigger(trigger)
         except ValueError:
             pass  # it already ran: the reactor is shutting down
-    if final.state != "completed" or not args.download:
+    final = job.status
+    assert final is not None
+    if job.failedStep == "follow" or not args.download:
         output.result(final, describeStatus(final))
         return 0 if final.state == "completed" else EXIT_REFUSED
+    raiseIfStopped(job)
     if not output.asJSON:
         output.out.write(describeStatus(final) + "\n")
-    fetched = await fetch(client, runId, args.download, output, args.release)
-    output.result({"status": converter.unstructure(final), "download": fetched},
-                  describeFetched(fetched))
+    result = fetched(job)
+    output.result({"status": converter.unstructure(final), "download": result},
+                  describeFetched(result))
     return 0
 
 

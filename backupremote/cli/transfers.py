@@ -6,12 +6,20 @@ import argparse
 import time
 from typing import Any, TextIO
 
-from twisted.python.filepath import FilePath
 
 from backupremote.cli.output import Output
 from backupremote.cli.progress import BAR, PLAIN_EVERY, duration, size
 from backupremote.cli.remote import withClient
+from backupremote.cli.jobs import (
+    JobView,
+    fetched,
+    folderPath,
+    raiseIfStopped,
+    resumeCommand,
+    withJobs,
+)
 from backupremote.client.api import BackupRemoteClient
+from backupremote.client.jobs import JobRequest, JobRunner
 from backupremote.client.download.fetch import DownloadProgress
 from backupremote.protocol.transfers import Manifest
 
@@ -33,7 +41,7 @@ def register(commands: Any) -> None:
     download.add_argument("directory", help="the folder to put the file in (made if need be)")
     download.add_argument("--release", action="store_true",
                           help="release the server's staging once the file is verified")
-    download.set_defaults(onReactor=withClient(downloadCommand))
+    download.set_defaults(onReactor=withJobs(downloadCommand))
     release = commands.add_parser(
         "release", help="let the server delete a run's staged artifact",
         epilog="example: backupremote --config client.toml release 0b8e...")
@@ -92,28 +100,6 @@ class DownloadView:
         self.out.flush()
 
 
-async def fetch(client: BackupRemoteClient, runId: str, directory: str, output: Output,
-                release: bool) -> dict[str, Any]:
-    """Download (then maybe release); what happened, for C{--json} or a sentence."""
-    from twisted.internet import reactor
-
-    view = None if output.asJSON else DownloadView(output.out, output.out.isatty())
-    manifest = await client.listFiles(runId)
-    trigger = reactor.addSystemEventTrigger("before", "shutdown", lambda: output.err.write(
-        "\ninterrupted; the part already fetched is kept: run the same command to resume\n"))
-    try:
-        path = await client.download(runId, FilePath(directory), view)
-    finally:
-        try:
-            reactor.removeSystemEventTrigger(trigger)
-        except ValueError:
-            pass  # it ran: the reactor is shutting down
-    entry = manifest.files[0]
-    released = bool(await client.releaseArtifact(runId)) if release else False
-    return {"runId": runId, "path": path.path, "sizeBytes": entry.sizeBytes,
-            "sha256": entry.sha256, "released": released}
-
-
 def describeFetched(result: dict[str, Any]) -> str:
     lines = [f"saved {result['path']} ({size(result['sizeBytes'])}, sha256 {result['sha256']})"]
     lines.append("the server's staging was released" if result["released"] else
@@ -129,9 +115,25 @@ async def filesCommand(client: BackupRemoteClient, args: argparse.Namespace,
     return 0
 
 
-async def downloadCommand(client: BackupRemoteClient, args: argparse.Namespace,
-                          output: Output) -> int:
-    result = await fetch(client, args.run_id, args.directory, output, args.release)
+async def downloadCommand(client: BackupRemoteClient, runner: JobRunner,
+                          args: argparse.Namespace, output: Output) -> int:
+    from twisted.internet import reactor
+
+    folder = folderPath(args.directory)
+    request = JobRequest(args.run_id, goal="released" if args.release else "delivered",
+                         downloadFolder=folder)
+    trigger = reactor.addSystemEventTrigger("before", "shutdown", lambda: output.err.write(
+        "\ninterrupted; the part already fetched is kept, and this resumes it: "
+        f"{resumeCommand(args, args.run_id, args.directory, args.release)}\n"))
+    try:
+        job = await runner.start(request, JobView(output))
+    finally:
+        try:
+            reactor.removeSystemEventTrigger(trigger)
+        except ValueError:
+            pass  # it ran: the reactor is shutting down
+    raiseIfStopped(job)
+    result = fetched(job)
     output.result(result, describeFetched(result))
     return 0
 

@@ -1,8 +1,15 @@
 """
 The client daemon as a Twisted service: read this file first.
 
-For now it keeps one authenticated connection to the server; the schedules
-and the delivery queue join it here.
+    ClientDaemon (MultiService)
+      the ClientService of the server connection (it owns and starts it)
+      the client's store (client.sqlite3 in [client] data_dir)
+      the job runner (backupremote.client.jobs) over both: at start it
+        takes up every unfinished job (resumeAll); at stop the jobs wait
+        where they are, to be taken up at the next start
+
+The schedules and the delivery queue join it here: the scheduler starts
+runs with C{daemon.jobs.submit(JobRequest(...))}.
 """
 
 from __future__ import annotations
@@ -10,29 +17,52 @@ from __future__ import annotations
 from typing import Any
 
 from twisted.application.service import IService, MultiService
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import Deferred, succeed
 from twisted.logger import Logger
 
 from backupremote.client.api import BackupRemoteClient
 from backupremote.client.config import ClientConfig
+from backupremote.client.jobs import JobRunner, daemonRetry, jobRunnerIn, oneServer
+from backupremote.client.store import IClientStore, SQLiteClientStore
 from backupremote.logfile import withLogFile
 from backupremote.protocol.errors import BackupRemoteError
-
 
 _log = Logger(namespace="backupremote.client")
 
 
 class ClientDaemon(MultiService):
-    """Holds the client library's connection open while running."""
+    """
+    Owns the connection to the server, the client's store and its job
+    runner (C{store} and C{jobs} may be left out by an embedding
+    application that only wants the connection).
+    """
 
-    def __init__(self, client: BackupRemoteClient) -> None:
+    def __init__(self, client: BackupRemoteClient, store: IClientStore | None = None,
+                 jobs: JobRunner | None = None) -> None:
         super().__init__()
         self.client = client
-        client.connection.service.setServiceParent(self)
+        self.store = store
+        self.jobs = jobs
+        client.connection.service.setServiceParent(self)  # type: ignore[attr-defined]
+        self.connected: Deferred[None] = succeed(None)
+        #: fires with the jobs taken up at start once they have ended or stopped
+        self.resumed: Deferred[Any] = succeed([])
 
     def startService(self) -> None:
         super().startService()
         self.connected = Deferred.fromCoroutine(self._connect())
+        if self.jobs is not None:
+            self.resumed = self.jobs.resumeAll()
+
+    def stopService(self) -> Deferred[None]:
+        return Deferred.fromCoroutine(self._stop())
+
+    async def _stop(self) -> None:
+        if self.jobs is not None:
+            await self.jobs.stop()
+        await super().stopService()
+        if self.store is not None:
+            await self.store.close()
 
     async def _connect(self) -> None:
         """Say at start whether the server accepts us, and why not."""
@@ -52,7 +82,13 @@ def makeService(config: ClientConfig, reactor: Any = None) -> IService:
         from twisted.internet import reactor as globalReactor
         reactor = globalReactor
     top = withLogFile(config.logFile)
-    daemon = ClientDaemon(BackupRemoteClient.fromConfig(reactor, config))
+    client = BackupRemoteClient.fromConfig(reactor, config)
+    store = jobs = None
+    if config.dataDir is not None:
+        store = SQLiteClientStore.inFolder(config.dataDir, reactor)
+        jobs = jobRunnerIn(reactor, config.dataDir, store, oneServer(client),
+                           retry=daemonRetry(reactor))
+    daemon = ClientDaemon(client, store, jobs)
     daemon.setName("client")
     daemon.setServiceParent(top)
     return top

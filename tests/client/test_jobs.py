@@ -8,7 +8,6 @@ with nothing done twice that a user would notice.
 
 from __future__ import annotations
 
-import os
 import sqlite3
 from typing import Any
 
@@ -24,7 +23,6 @@ from backupremote.client.jobs import (
     FAILED,
     STATES,
     JobLocks,
-    JobObserver,
     JobRequest,
     JobRunner,
     JobStore,
@@ -36,7 +34,6 @@ from backupremote.client.jobs import (
 from backupremote.client.jobs.runner import JobObserver as _Observer
 from backupremote.protocol import errors
 from backupremote.protocol.errors import BackupRemoteError
-from backupremote.protocol.runs import ExecuteBackup, GetExecutionStatus
 from backupremote.protocol.transfers import CHUNK_SIZE
 from backupremote.server.transfers.sender import ChunkSender
 from backupremote.testing import LoopbackConnection, MemoryClientStore

@@ -23,6 +23,8 @@ from twisted.trial.unittest import TestCase
 from backupremote.cli.output import Output
 from backupremote.cli.runs import runCommand
 from backupremote.cli.transfers import downloadCommand, filesCommand, releaseCommand
+from backupremote.client.jobs import jobRunnerIn, oneServer
+from backupremote.client.store import SQLiteClientStore
 from backupremote.protocol import errors
 from backupremote.protocol.databases import DatabaseConfigInput, PreflightReport
 from backupremote.protocol.errors import BackupRemoteError
@@ -160,6 +162,13 @@ class TransferTests(TestCase):
         artifacts.expire()
         self.assertEqual(folderNames(self.server.staging.runs), [])
 
+    def jobRunner(self) -> Any:
+        """The job runner a CLI command builds, over a client folder of this test's."""
+        folder = FilePath(self.mktemp())
+        store = SQLiteClientStore.inFolder(folder, reactor)
+        self.addCleanup(store.close)
+        return jobRunnerIn(reactor, folder, store, oneServer(self.client))
+
     async def test_cli(self) -> None:
         await self.setUpServer()
         await self.stage("c1", 3 * MB)
@@ -170,15 +179,18 @@ class TransferTests(TestCase):
         folder = self.mktemp()
         out = io.StringIO()
         output = Output(True, out, io.StringIO())
+        runner = self.jobRunner()
         self.assertEqual(await downloadCommand(
-            self.client, Namespace(run_id="c1", directory=folder, release=False), output), 0)
+            self.client, runner, Namespace(run_id="c1", directory=folder, release=False),
+            output), 0)
         result = json.loads(out.getvalue())
         self.assertEqual(FilePath(result["path"]).getContent(), self.producer.data["c1"])
         self.assertFalse(result["released"])
         out = io.StringIO()
         human = Output(False, out, io.StringIO())
         self.assertEqual(await downloadCommand(
-            self.client, Namespace(run_id="c1", directory=folder, release=True), human), 0)
+            self.client, runner, Namespace(run_id="c1", directory=folder, release=True),
+            human), 0)
         self.assertIn("released", out.getvalue())
         out = io.StringIO()
         self.assertEqual(await releaseCommand(self.client, Namespace(run_id="c1"),
@@ -193,7 +205,8 @@ class TransferTests(TestCase):
                                  "verification", "post_script", "timeout"])
         args = Namespace(id=self.configId, run_id="w1", wait=True, cancel_on_interrupt=False,
                          download=self.mktemp(), release=True, **options)
-        self.assertEqual(await runCommand(self.client, args, Output(True, out, io.StringIO())), 0)
+        self.assertEqual(await runCommand(self.client, self.jobRunner(), args,
+                                          Output(True, out, io.StringIO())), 0)
         result = json.loads(out.getvalue())
         self.assertEqual(result["status"]["state"], "completed")
         self.assertTrue(result["download"]["released"])

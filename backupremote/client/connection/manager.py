@@ -173,6 +173,8 @@ class ServerConnection:
         timeout = self.reactor.callLater(self._callTimeout, answer.cancel)
         try:
             result = await answer
+        except GeneratorExit:
+            raise  # the caller's coroutine is being closed: nothing to report
         except BaseException as reason:
             error = asBackupRemoteError(reason, self._creator)
             if error.requestId is None:

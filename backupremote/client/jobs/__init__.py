@@ -18,8 +18,13 @@ The public entry points:
         runId=slotRunId(schedule, fireTime), databaseConfigId=schedule.database,
         options=schedule.options, scheduleId=schedule.id, fireTime=fireTime,
         destinations=(LocalFolder("/backups"),)))
+    job = await runner.submit(request)       # the scheduler: fires once recorded
+    busy = await runner.hasActive(scheduleId)  # a job of that schedule has steps left
     jobs = await runner.resumeAll()          # at start: every unfinished job
     await runner.stop()                      # at stop: they wait where they are
+
+(C{jobRunnerIn(reactor, dataDir, store, servers, retry)} builds the runner
+of a client's data folder as the daemon and the CLI do.)
 
 L{JobRunner.start} fires with the L{Job} as it ended (C{job.state}: its
 goal, C{failed} or C{cancelled}, with C{job.failedStep}, C{errorCode} and
@@ -42,11 +47,19 @@ from backupremote.client.jobs.model import (
     LocalFolder,
     Receipt,
 )
-from backupremote.client.jobs.runner import JobObserver, JobRunner, now, oneServer
+from backupremote.client.jobs.runner import (
+    JobObserver,
+    JobRunner,
+    daemonRetry,
+    jobRunnerIn,
+    now,
+    oneServer,
+)
 from backupremote.client.jobs.store import JobMoved, JobStore
 
 __all__ = [
     "CANCELLED", "FAILED", "GOALS", "STATES",
     "IDelivery", "Job", "JobLocks", "JobMoved", "JobObserver", "JobRequest", "JobRunner",
-    "JobStore", "LocalFolder", "LocalFolderDelivery", "Receipt", "now", "oneServer",
+    "JobStore", "LocalFolder", "LocalFolderDelivery", "Receipt", "daemonRetry", "jobRunnerIn",
+    "now", "oneServer",
 ]

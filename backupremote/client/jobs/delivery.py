@@ -20,7 +20,7 @@ from twisted.internet.threads import deferToThreadPool
 from twisted.python.filepath import FilePath
 from zope.interface import Interface, implementer
 
-from backupremote.client.jobs.model import Job, LocalFolder, Receipt
+from backupremote.client.jobs.model import Job, Receipt
 from backupremote.newfile import fsyncFolder
 from backupremote.private import makePrivateFolder
 from backupremote.protocol.errors import (

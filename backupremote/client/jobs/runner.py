@@ -36,13 +36,14 @@ from twisted.internet.defer import CancelledError, Deferred, DeferredList, succe
 from twisted.internet.interfaces import IReactorTime
 from twisted.internet.threads import deferToThreadPool
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 from twisted.python.filepath import FilePath
 
 from backupremote.client.api import BackupRemoteClient
 from backupremote.client.backoff import TRANSIENT, Backoff
 from backupremote.client.connection import PERMANENT
 from backupremote.client.download import DownloadProgress, fileSha256
-from backupremote.client.jobs.delivery import IDelivery
+from backupremote.client.jobs.delivery import IDelivery, LocalFolderDelivery
 from backupremote.client.jobs.locks import JobLocks
 from backupremote.client.jobs.model import (
     CANCELLED,
@@ -142,6 +143,31 @@ class JobRunner:
         """
         return self._driving(request.runId, self._start(request, observer or JobObserver()))
 
+    def submit(self, request: JobRequest) -> Deferred[Job]:
+        """
+        L{start} the job, for callers that do not wait for its end (the
+        scheduler): fires with the job once it is recorded, while its drive
+        goes on (its end, or why it stopped, is logged).
+        """
+        recorded: Deferred[Job] = Deferred()
+        drive = self._driving(request.runId, self._start(request, JobObserver(), recorded))
+
+        def ended(result: Any) -> None:
+            if not recorded.called:
+                recorded.errback(result) if isinstance(result, Failure) else recorded.callback(
+                    result)
+            elif isinstance(result, Failure):
+                self._logStopped(result, request.runId)
+            else:
+                _logEnd(result)
+
+        drive.addBoth(ended)
+        return recorded
+
+    def hasActive(self, scheduleId: str) -> Deferred[bool]:
+        """Whether a job of C{scheduleId} is recorded and has steps left."""
+        return self.jobs.unfinished(scheduleId).addCallback(bool)
+
     def resume(self, runId: str, observer: JobObserver | None = None) -> Deferred[Job]:
         """Drive the stored job C{runId} on from where it is."""
         return self._driving(runId, self._resume(runId, observer or JobObserver()))
@@ -157,8 +183,8 @@ class JobRunner:
             jobs = await self.jobs.unfinished()
             if jobs:
                 _log.info("taking up {count} unfinished job(s)", count=len(jobs))
-            drives = [self.resume(job.runId).addErrback(self._logStopped, job.runId)
-                      for job in jobs]
+            drives = [self.resume(job.runId).addCallback(_logEnd).addErrback(
+                self._logStopped, job.runId) for job in jobs]
             results = await DeferredList(drives, consumeErrors=True)
             return [job for ok, job in results if ok and job is not None]
 
@@ -220,7 +246,8 @@ class JobRunner:
 
     # Starting and resuming
 
-    async def _start(self, request: JobRequest, observer: JobObserver) -> Job:
+    async def _start(self, request: JobRequest, observer: JobObserver,
+                     recorded: Deferred[Job] | None = None) -> Job:
         async def work() -> Job:
             if request.databaseConfigId is None and await self.jobs.get(request.runId) is None:
                 # a run started elsewhere: it must be one of this client's
@@ -231,6 +258,8 @@ class JobRunner:
                           goal=job.goal, scheduleId=job.scheduleId)
             else:
                 job = await self._merge(job, request)
+            if recorded is not None:
+                recorded.callback(job)
             return await self._drive(job, observer)
 
         return await self._exclusively(request.runId, work)
@@ -331,6 +360,13 @@ class JobRunner:
         final = await self._client(job.server).followRun(job.runId, observer.runEvent)
         if final.state == "completed":
             return await self.jobs.advance(job, "completed", status=final)
+        staged = final.artifact is not None and final.artifact.staged
+        if job.databaseConfigId is None and staged:
+            # a run asked for by its id only (``download RUNID``) whose
+            # post-script failed: its artifact is whole, and was asked for
+            return await self.jobs.advance(job, "completed", status=final,
+                                           detail=f"the run ended {final.state} "
+                                           f"({final.errorCode}); its artifact is staged")
         return await self.jobs.advance(
             job, CANCELLED if final.state == "cancelled" else FAILED, detail="follow",
             status=final, failedStep="follow", errorCode=final.errorCode,
@@ -384,6 +420,13 @@ class JobRunner:
             "the server had nothing staged any more")
 
 
+def _logEnd(job: Job) -> Job:
+    if job.succeeded:
+        _log.info("run {runId}: {state}", runId=job.runId, state=job.state,
+                  scheduleId=job.scheduleId)
+    return job
+
+
 def _removeWorkCopy(folder: FilePath) -> None:
     if folder.exists():
         folder.remove()
@@ -392,3 +435,19 @@ def _removeWorkCopy(folder: FilePath) -> None:
 def now(clock: IReactorTime) -> Callable[[], datetime]:
     """The current time of C{clock}, as an aware UTC datetime."""
     return lambda: datetime.fromtimestamp(clock.seconds(), timezone.utc)
+
+
+def daemonRetry(clock: IReactorTime) -> Callable[[], Backoff]:
+    """The daemon's patience with an unreachable server: forever, up to 5 minutes apart."""
+    return lambda: Backoff(clock, first=5.0, maximum=300.0, jitter=1.0, maxFailures=None)
+
+
+def jobRunnerIn(reactor: Any, dataDir: FilePath, store: Any, servers: Servers,
+                retry: Callable[[], Backoff] | None = None) -> JobRunner:
+    """
+    The job runner of a client's data folder (downloads in C{downloads/},
+    locks in C{locks/}), as the daemon and the CLI build it.
+    """
+    return JobRunner(reactor, JobStore(store, now(reactor)), servers,
+                     LocalFolderDelivery(reactor), dataDir.child("downloads"),
+                     locks=JobLocks(dataDir.child("locks")), retry=retry)

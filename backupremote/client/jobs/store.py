@@ -79,9 +79,9 @@ class JobStore:
         """Fires with the L{Job} of C{runId}, or C{None}."""
         return self.store.transact(lambda db: _get(db, runId))
 
-    def unfinished(self) -> Any:
-        """Fires with the jobs that have steps left to do, oldest first."""
-        return self.store.transact(_unfinished)
+    def unfinished(self, scheduleId: str | None = None) -> Any:
+        """Fires with the jobs (of C{scheduleId}) that have steps left to do, oldest first."""
+        return self.store.transact(lambda db: _unfinished(db, scheduleId))
 
     def steps(self, runId: str) -> Any:
         """Fires with C{[(state, at, detail)]}: the job's history, oldest first."""
@@ -201,7 +201,11 @@ def _get(db: sqlite3.Connection, runId: str) -> Job | None:
     return _job(db, row) if row else None
 
 
-def _unfinished(db: sqlite3.Connection) -> list[Job]:
-    rows = db.execute(f"SELECT {_COLUMNS} FROM jobs WHERE state NOT IN (?, ?) "
-                      "ORDER BY createdAt, runId", (FAILED, CANCELLED)).fetchall()
+def _unfinished(db: sqlite3.Connection, scheduleId: str | None) -> list[Job]:
+    where, values = "state NOT IN (?, ?)", [FAILED, CANCELLED]
+    if scheduleId is not None:
+        where += " AND scheduleId = ?"
+        values.append(scheduleId)
+    rows = db.execute(f"SELECT {_COLUMNS} FROM jobs WHERE {where} "
+                      "ORDER BY createdAt, runId", values).fetchall()
     return [job for job in (_job(db, row) for row in rows) if not job.finished]

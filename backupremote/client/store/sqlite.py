@@ -13,6 +13,7 @@ to L{BUSY_TIMEOUT} seconds for the other's to end.
 from __future__ import annotations
 
 import sqlite3
+import threading
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -82,7 +83,14 @@ class SQLiteClientStore:
         self.schemaVersion = 0
         self._openError: BaseException | None = None
         self._pool = ThreadPool(1, 1, name="backupremote-client-store")
+        # a transaction cut short by the end of the process is rolled back by
+        # SQLite; the thread must not hold the process up when it ends
+        self._pool.threadFactory = _daemonThread
         self._pool.start()
+        self._shutdown = None
+        if hasattr(reactor, "addSystemEventTrigger"):
+            # an interrupted command (Ctrl-C) stops the reactor without closing us
+            self._shutdown = reactor.addSystemEventTrigger("before", "shutdown", self.close)
         # the first task of the only thread: whatever is asked next waits for it
         self._inThread(self._open).addErrback(lambda failure: None)  # kept in _openError
 
@@ -142,6 +150,11 @@ class SQLiteClientStore:
         if self._closed:
             return succeed(None)
         self._closed = True
+        if self._shutdown is not None:
+            try:
+                self._reactor.removeSystemEventTrigger(self._shutdown)
+            except ValueError:
+                pass  # running now: this is the shutdown
         closing = self._inThread(self._close)
 
         def stopThread(result: Any) -> Any:
@@ -154,6 +167,10 @@ class SQLiteClientStore:
         if self._db is not None:
             self._db.close()
             self._db = None
+
+
+def _daemonThread(*args: Any, **kwargs: Any) -> threading.Thread:
+    return threading.Thread(*args, daemon=True, **kwargs)
 
 
 def _closedError(path: FilePath) -> Deferred[Any]:

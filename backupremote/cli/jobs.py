@@ -1,0 +1,105 @@
+"""
+The CLI's side of the job runner: commands that move a run (``run``,
+``download``, ``demo``) drive a L{JobRunner} over the client folder's store,
+as the daemon does; here is only what they show.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from typing import Any, Awaitable, Callable
+
+from twisted.python.filepath import FilePath
+
+from backupremote.cli.output import Output
+from backupremote.cli.progress import ProgressView
+from backupremote.client.api import BackupRemoteClient
+from backupremote.client.config import loadClientConfig
+from backupremote.client.download import DownloadProgress
+from backupremote.client.jobs import (
+    CANCELLED,
+    FAILED,
+    Job,
+    JobObserver,
+    JobRunner,
+    jobRunnerIn,
+    oneServer,
+)
+from backupremote.client.store import SQLiteClientStore
+from backupremote.configfile import configError
+from backupremote.protocol.errors import CONFLICT, BackupRemoteError
+from backupremote.protocol.runs import RunEvent
+
+JobCommand = Callable[[BackupRemoteClient, JobRunner, argparse.Namespace, Output],
+                      Awaitable[int]]
+
+
+def withJobs(command: JobCommand) -> Callable[..., Awaitable[int]]:
+    """
+    Run C{command} with a client of C{--config}'s server (this command owns
+    its connection) and a job runner over the client folder's store (shared
+    with the daemon: a job one of them drives, the other leaves alone).
+    """
+
+    async def run(reactor: Any, args: argparse.Namespace, output: Output) -> int:
+        if not args.config:
+            raise configError("this command needs --config CLIENT_DIR/client.toml")
+        config = loadClientConfig(FilePath(args.config))
+        assert config.dataDir is not None  # a loaded config always has one
+        client = BackupRemoteClient.fromConfig(reactor, config)
+        client.connection.service.startService()  # type: ignore[attr-defined]
+        store = SQLiteClientStore.inFolder(config.dataDir, reactor)
+        try:
+            runner = jobRunnerIn(reactor, config.dataDir, store, oneServer(client))
+            return await command(client, runner, args, output)
+        finally:
+            await client.close()
+            await store.close()
+
+    return run
+
+
+class JobView(JobObserver):
+    """Live progress of a job on the terminal (nothing with C{--json})."""
+
+    def __init__(self, output: Output) -> None:
+        from backupremote.cli.transfers import DownloadView  # it drives jobs too
+
+        interactive = output.out.isatty()
+        self._run = None if output.asJSON else ProgressView(output.out, interactive)
+        self._download = None if output.asJSON else DownloadView(output.out, interactive)
+
+    def runEvent(self, event: RunEvent) -> None:
+        if self._run is not None:
+            self._run(event)
+
+    def downloadProgress(self, progress: DownloadProgress) -> None:
+        if self._download is not None:
+            self._download(progress)
+
+
+def folderPath(folder: str) -> str:
+    """The absolute path the job records for a folder given on the command line."""
+    return os.path.abspath(folder)
+
+
+def raiseIfStopped(job: Job) -> None:
+    """A job that failed at a step of this client's: its error, as the command's."""
+    if job.state in (FAILED, CANCELLED):
+        raise BackupRemoteError(job.errorCode or CONFLICT, job.errorMessage or (
+            f"run {job.runId} ended {job.state}"))
+
+
+def fetched(job: Job) -> dict[str, Any]:
+    """What ``download`` (and ``run --download``) report of a downloaded job."""
+    assert job.artifact is not None and job.artifactPath is not None
+    return {"runId": job.runId, "path": job.artifactPath, "sizeBytes": job.artifact.sizeBytes,
+            "sha256": job.artifact.sha256, "released": job.state == "released"}
+
+
+def resumeCommand(args: argparse.Namespace, runId: str, folder: str, release: bool) -> str:
+    """The command that takes an interrupted download of C{runId} up again."""
+    config = f"--config {args.config} " if args.config else ""
+    return (f"backupremote {config}download {runId} {folder}"
+            + (" --release" if release else ""))
