@@ -343,8 +343,7 @@ DESTINATION_UNREACHABLE = _register(
 DESTINATION_AUTH_FAILED = _register(
     "DESTINATION_AUTH_FAILED",
     "The destination's server refused the user name, password or key.",
-    "Check the user in the destination's URL and its password or key file "
-    "(`backupremote dest update NAME`).",
+    "Check the user in the destination's URL and its password or key file.",
 )
 DESTINATION_IDENTITY_MISMATCH = _register(
     "DESTINATION_IDENTITY_MISMATCH",
@@ -362,14 +361,14 @@ DESTINATION_REFUSED = _register(
     "not writable by that user, or the name is not allowed; the message "
     "quotes its answer.",
     "Create the folder or grant the user write access to it, then test the "
-    "destination (`backupremote dest test NAME`).",
+    "destination again.",
 )
 DESTINATION_FULL = _register(
     "DESTINATION_FULL",
     "The destination ran out of space or quota while a file was being put; "
     "the partial copy was removed where the server still allowed it.",
-    "Free space on the destination or prune old backups (`backupremote dest "
-    "prune NAME`); the delivery is retried.",
+    "Free space on the destination or remove old backups from it; the "
+    "delivery is retried.",
 )
 DESTINATION_NOT_FOUND = _register(
     "DESTINATION_NOT_FOUND",

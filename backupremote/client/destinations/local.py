@@ -25,7 +25,6 @@ from datetime import datetime, timezone
 from typing import Any, TypeVar
 
 from twisted.internet.defer import CancelledError, Deferred, fail, succeed
-from twisted.internet.threads import deferToThreadPool
 from twisted.python.filepath import FilePath
 from zope.interface import implementer
 
@@ -47,6 +46,7 @@ from backupremote.client.destinations.names import (
     splitName,
     temporaryName,
 )
+from backupremote.client.destinations.pool import inPool
 from backupremote.newfile import writeAll
 from backupremote.protocol.errors import (
     DESTINATION_FULL,
@@ -106,27 +106,8 @@ class LocalFolderDestination:
         self.root = root
         self.location = f"local folder {root.path}"
 
-    # Threads
-
     def _inThread(self, function: Callable[..., T], *args: Any) -> Deferred[T]:
-        """
-        Run C{function(stop, *args)} in the reactor's pool; cancelling the
-        result sets C{stop}, which C{function} checks between buffers.
-        """
-        stop = threading.Event()
-        result: Deferred[T] = Deferred(lambda _: stop.set())
-        work = deferToThreadPool(self._reactor, self._reactor.getThreadPool(),
-                                 function, stop, *args)
-        work.addCallbacks(self._settle(result, True), self._settle(result, False))
-        return result
-
-    @staticmethod
-    def _settle(result: Deferred[Any], ok: bool) -> Callable[[Any], None]:
-        def settle(value: Any) -> None:
-            if result.called:  # cancelled: the thread cleaned up after itself
-                return
-            (result.callback if ok else result.errback)(value)
-        return settle
+        return inPool(self._reactor, function, *args)
 
     # Paths
 

@@ -19,6 +19,7 @@ That needs root, as the servers themselves do (CI runs as root).
 from __future__ import annotations
 
 import atexit
+import fcntl
 import os
 import pwd
 import secrets
@@ -51,25 +52,41 @@ def requireRoot() -> None:
 
 # --- the test account ------------------------------------------------------
 
-_password: str | None = None
+#: Where the account's password is kept (0600, root's), so that test
+#: processes running at the same time agree on it.
+PASSWORD_FILE = f"/var/lib/backupremote-tests/{USER}.password"
 
 
 def testAccount() -> tuple[str, str]:
-    """The user the servers log in (created once) and its password for this process."""
-    global _password
+    """
+    The user the servers log in (created once) and its random password
+    (set once per machine, kept in L{PASSWORD_FILE}).
+    """
     requireRoot()
+    os.makedirs(os.path.dirname(PASSWORD_FILE), mode=0o700, exist_ok=True)
+    lock = os.open(os.path.dirname(PASSWORD_FILE), os.O_RDONLY)
     try:
-        pwd.getpwnam(USER)
-    except KeyError:
-        subprocess.run(
-            [which("useradd"), "--create-home", "--home-dir", f"/home/{USER}",
-             "--shell", "/bin/sh", USER], check=True, capture_output=True)
-    if _password is None:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            pwd.getpwnam(USER)
+        except KeyError:
+            subprocess.run(
+                [which("useradd"), "--create-home", "--home-dir", f"/home/{USER}",
+                 "--shell", "/bin/sh", USER], check=True, capture_output=True)
+        try:
+            with open(PASSWORD_FILE) as handle:
+                return USER, handle.read().strip()
+        except FileNotFoundError:
+            pass
         password = "pw-" + secrets.token_urlsafe(18)
         subprocess.run([which("chpasswd")], input=f"{USER}:{password}\n".encode(),
                        check=True, capture_output=True)
-        _password = password
-    return USER, _password
+        with open(os.open(PASSWORD_FILE, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600),
+                  "w") as handle:
+            handle.write(password + "\n")
+        return USER, password
+    finally:
+        os.close(lock)
 
 
 def _makeFolder(prefix: str) -> str:
