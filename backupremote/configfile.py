@@ -70,6 +70,25 @@ class Section:
             raise configError(f"{self._name}.{key} must be an integer >= {minimum}")
         return value
 
+    def boolean(self, key: str, default: bool) -> bool:
+        value: bool = self._take(key, bool, default)
+        return value
+
+    def integers(self, key: str, minimum: int = 0) -> tuple[int, ...] | None:
+        """A list of integers >= C{minimum}, or C{None} when the key is absent."""
+        values = self._take(key, list, None)
+        if values is None:
+            return None
+        if not all(isinstance(v, int) and not isinstance(v, bool) and v >= minimum
+                   for v in values):
+            raise configError(f"{self._name}.{key} must be a list of integers >= {minimum}")
+        return tuple(values)
+
+    def table(self, key: str) -> dict[str, Any] | None:
+        """A table (C{key = {...}} or C{[SECTION.key]}), or C{None} when absent."""
+        value = self._take(key, dict, None)
+        return None if value is None else dict(value)
+
     def strings(self, key: str) -> tuple[str, ...] | None:
         """A list of non-empty strings, or C{None} when the key is absent."""
         values = self._take(key, list, None)

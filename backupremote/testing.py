@@ -8,6 +8,7 @@ passes with the twin says something true of the real one.
 
     store = MemoryClientStore()                # an IClientStore, synchronous
     destination = MemoryDestination()          # an IDestination, synchronous
+    channel = MemoryNotificationChannel()      # an INotificationChannel, synchronous
     connection = LoopbackConnection(           # an IServerConnection, in memory
         clock, credentials, lambda: ServerProtocol(core, "192.0.2.1:4000", "192.0.2.1"))
 """
@@ -33,6 +34,7 @@ from backupremote.client.store import MIGRATIONS, IClientStore, migrate
 from backupremote.client.store.sqlite import runTransaction
 from backupremote.client.destinations import interface as _destinations
 from backupremote.client.destinations import names as _names
+from backupremote.client.notify import interface as _notify
 from backupremote.protocol.errors import DESTINATION_NOT_FOUND as _DESTINATION_NOT_FOUND
 from backupremote.protocol.errors import CONNECTION_FAILED, INTERNAL_ERROR, BackupRemoteError
 
@@ -329,4 +331,39 @@ class LoopbackConnection(ServerConnection):
         return succeed(None)
 
 
-__all__ = ["LoopbackConnection", "MemoryClientStore", "MemoryDestination"]
+@implementer(_notify.INotificationChannel)
+class MemoryNotificationChannel:
+    """
+    A notification channel in memory, passing the same contract suite as
+    email and webhook (C{tests/client/notify/}). Each send answers at once
+    (a fired Deferred), so tests on a C{Clock} need no reactor turn.
+
+    C{sent} holds what was taken, in order; L{failNext} makes the next send
+    fail with a given error (as a real channel fails once its own retries
+    are used up); C{attempts} counts every send.
+    """
+
+    def __init__(self, name: str = "memory") -> None:
+        self.name = name
+        self.sent: list[Any] = []
+        self.failures: list[BaseException] = []
+        self.attempts = 0
+
+    def failNext(self, error: BaseException) -> None:
+        self.failures.append(error)
+
+    @property
+    def events(self) -> list[Any]:
+        """Every event of every notification taken, in order."""
+        return [event for notification in self.sent for event in notification.events]
+
+    def send(self, notification: Any) -> Deferred[None]:
+        self.attempts += 1
+        if self.failures:
+            return fail(self.failures.pop(0))
+        self.sent.append(notification)
+        return succeed(None)
+
+
+__all__ = ["LoopbackConnection", "MemoryClientStore", "MemoryDestination",
+           "MemoryNotificationChannel"]

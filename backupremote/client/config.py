@@ -5,6 +5,7 @@ from __future__ import annotations
 from attrs import frozen
 from twisted.python.filepath import FilePath
 
+from backupremote.client.notify.config import NotifyConfig, parseNotify
 from backupremote.configfile import (
     Section,
     configError,
@@ -60,6 +61,8 @@ class ClientConfig:
     keepaliveTimeout: float = 20.0
     connectAttempts: int = 3
     callTimeout: float = 60.0
+    #: who is told what, by email and webhook (C{[notify]})
+    notify: NotifyConfig = NotifyConfig()
 
     def readSecret(self) -> str:
         """The client secret; refused if anyone but the owner may read it."""
@@ -105,7 +108,7 @@ def loadClientConfig(path: FilePath) -> ClientConfig:
 def _loadClientConfig(path: FilePath) -> ClientConfig:
     """Read C{path}; any problem raises C{CONFIG_INVALID} naming the key."""
     data = readToml(path)
-    refuseUnknownSections(data, {"client", "server", "limits"})
+    refuseUnknownSections(data, {"client", "server", "limits", "notify"})
     base = path.parent()
     client = Section(data, "client", base)
     server = Section(data, "server", base)
@@ -127,6 +130,7 @@ def _loadClientConfig(path: FilePath) -> ClientConfig:
         keepaliveTimeout=limits.number("keepalive_timeout", 20.0, 1),
         connectAttempts=limits.integer("connect_attempts", 3, 1),
         callTimeout=limits.number("call_timeout", 60.0, 1),
+        notify=parseNotify(data.get("notify"), base),
     )
     for section in (client, server, limits):
         section.done()

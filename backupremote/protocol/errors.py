@@ -385,6 +385,17 @@ DESTINATION_VERIFY_FAILED = _register(
     "way (text-mode transfers, filters, antivirus).",
 )
 
+# Notifications (client side): email and webhook alerts
+NOTIFICATION_FAILED = _register(
+    "NOTIFICATION_FAILED",
+    "A notification could not be sent: the mail server or the webhook's "
+    "receiver could not be reached, refused the connection's security, the "
+    "login or the message; the message quotes its answer.",
+    "Check `[notify.email]` or `[notify.webhook]` in client.toml (host, port, "
+    "user, the password or secret file, the certificate to trust) against "
+    "the receiver; a refusal that may pass is retried before this is logged.",
+)
+
 
 def lookup(code: str) -> ErrorCode:
     """The registry entry for C{code}; unregistered codes read as internal."""
