@@ -15,6 +15,7 @@ import sys
 from typing import Any, Sequence
 
 from twisted.internet.defer import Deferred
+from twisted.logger import LogLevel, formatEvent, globalLogPublisher
 
 from backupremote import __version__
 from backupremote.cli import (
@@ -42,6 +43,11 @@ def buildParser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"backupremote {__version__}")
     parser.add_argument("--config", help="the client.toml (for commands that talk to a server)")
     parser.add_argument("--json", action="store_true", help="print JSON for scripts")
+    talk = parser.add_mutually_exclusive_group()
+    talk.add_argument("-v", "--verbose", action="store_true",
+                      help="also say what happens underneath: connections, retries, requests")
+    talk.add_argument("-q", "--quiet", action="store_true",
+                      help="no progress and no notes: only results and errors")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for module in (serveradmin, licensing, clientadmin, remote, databases, runs, transfers,
                    schedules, demo):
@@ -58,6 +64,12 @@ def _addJSONToEveryCommand(parser: argparse.ArgumentParser) -> None:
                 if "--json" not in sub._option_string_actions:
                     sub.add_argument("--json", action="store_true", default=argparse.SUPPRESS,
                                      help="print JSON for scripts")
+                if not {"-v", "--verbose", "-q", "--quiet"} & set(sub._option_string_actions):
+                    talk = sub.add_mutually_exclusive_group()
+                    talk.add_argument("-v", "--verbose", action="store_true",
+                                      default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+                    talk.add_argument("-q", "--quiet", action="store_true",
+                                      default=argparse.SUPPRESS, help=argparse.SUPPRESS)
                 _addJSONToEveryCommand(sub)
 
 
@@ -77,7 +89,13 @@ def _main(argv: Sequence[str] | None) -> int:
         args = parser.parse_args(list(sys.argv[1:] if argv is None else argv))
     except SystemExit as exit:
         return int(exit.code or 0) and EXIT_USAGE
-    output = Output(args.json)
+    if args.verbose and args.quiet:
+        parser.print_usage(sys.stderr)
+        sys.stderr.write("backupremote: error: --verbose and --quiet exclude each other\n")
+        return EXIT_USAGE
+    output = Output(args.json, quiet=args.quiet, verbose=args.verbose)
+    observer = _notesTo(output)
+    globalLogPublisher.addObserver(observer)
     try:
         if hasattr(args, "onReactor"):
             return _runOnReactor(args, output)
@@ -85,7 +103,33 @@ def _main(argv: Sequence[str] | None) -> int:
     except BackupRemoteError as error:
         return output.error(error)
     except KeyboardInterrupt:
-        return 130
+        output.interrupted()
+        return EXIT_INTERRUPTED
+    finally:
+        globalLogPublisher.removeObserver(observer)
+
+
+def _notesTo(output: Output) -> Any:
+    """
+    What the client library logs, for a person: its warnings (a server that
+    cannot be reached, and where) as notes, unless C{--quiet} or C{--json};
+    with C{--verbose}, everything it logs.
+    """
+
+    def observe(event: dict[str, Any]) -> None:
+        if not str(event.get("log_namespace", "")).startswith("backupremote"):
+            return
+        level = event.get("log_level")
+        if output.verbose:
+            prefix = f"[{level.name if level else 'info'}] "
+        elif output.quiet or output.asJSON or level != LogLevel.warn:
+            return
+        else:
+            prefix = "note: "
+        output.err.write(prefix + formatEvent(event) + "\n")
+        output.err.flush()
+
+    return observe
 
 
 def _runOnReactor(args: argparse.Namespace, output: Output) -> int:
@@ -108,8 +152,11 @@ def _runOnReactor(args: argparse.Namespace, output: Output) -> int:
         react(lambda reactor: Deferred.fromCoroutine(body(reactor)))
     except SystemExit:
         pass
+    if codes:
+        return codes[0]
     # no code: the reactor stopped before the command ended (Ctrl-C)
-    return codes[0] if codes else EXIT_INTERRUPTED
+    output.interrupted()
+    return EXIT_INTERRUPTED
 
 
 def run() -> None:

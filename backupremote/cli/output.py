@@ -44,10 +44,32 @@ def exitCodeFor(error: BackupRemoteError) -> int:
 class Output:
     """Writes results and errors in the chosen form."""
 
-    def __init__(self, asJSON: bool, out: TextIO | None = None, err: TextIO | None = None) -> None:
+    def __init__(self, asJSON: bool, out: TextIO | None = None, err: TextIO | None = None,
+                 quiet: bool = False, verbose: bool = False) -> None:
         self.asJSON = asJSON
         self.out = out or sys.stdout
         self.err = err or sys.stderr
+        #: no progress and no notes (C{--quiet})
+        self.quiet = quiet
+        #: what happens underneath too (C{--verbose})
+        self.verbose = verbose
+
+    @property
+    def showsProgress(self) -> bool:
+        """Whether progress is drawn: for people, unless C{--quiet}."""
+        return not (self.asJSON or self.quiet)
+
+    def note(self, text: str) -> None:
+        """A line for people on stderr (not with C{--json} or C{--quiet})."""
+        if self.showsProgress:
+            self.err.write(text.rstrip("\n") + "\n")
+            self.err.flush()
+
+    def interrupted(self) -> None:
+        """Say that Ctrl-C ended the command (exit code 130)."""
+        if not self.asJSON:
+            self.err.write("\ninterrupted\n")
+            self.err.flush()
 
     def result(self, value: Any, human: str) -> None:
         if self.asJSON:

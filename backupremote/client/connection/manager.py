@@ -20,7 +20,15 @@ from typing import Any
 from twisted.application.internet import ClientService, backoffPolicy
 from twisted.internet.defer import CancelledError, Deferred, succeed
 from twisted.internet.endpoints import HostnameEndpoint, wrapClientTLS
-from twisted.internet.error import ConnectError, ConnectionClosed
+from twisted.internet.error import (
+    ConnectError,
+    ConnectionClosed,
+    ConnectionRefusedError,
+    DNSLookupError,
+    TCPTimedOutError,
+    TimeoutError,
+)
+from twisted.internet.interfaces import IStreamClientEndpoint
 from twisted.internet.protocol import Factory
 from twisted.internet.task import deferLater
 from twisted.logger import Logger
@@ -71,6 +79,35 @@ def asBackupRemoteError(reason: Any, creator: Any = None) -> BackupRemoteError:
             CONNECTION_FAILED, f"the connection to the server failed: {error}"
         )
     return BackupRemoteError(CONNECTION_FAILED, f"the server could not be used: {error!r}")
+
+
+def describeConnectError(error: BaseException) -> str:
+    """Why a TCP connection could not be made, as a person reads it."""
+    if isinstance(error, ConnectionRefusedError):
+        return "connection refused (is the server running, and listening on that port?)"
+    if isinstance(error, DNSLookupError):
+        return "the name does not resolve"
+    if isinstance(error, (TCPTimedOutError, TimeoutError)):
+        return "no answer (timed out)"
+    return str(error) or type(error).__name__
+
+
+@implementer(IStreamClientEndpoint)
+class AttemptsEndpoint:
+    """An endpoint that reports each failed connection attempt, as it fails."""
+
+    def __init__(self, endpoint: Any, failed: Any) -> None:
+        self._endpoint = endpoint
+        self._failed = failed
+
+    def connect(self, factory: Any) -> Deferred[Any]:
+        attempt = self._endpoint.connect(factory)
+
+        def report(reason: Failure) -> Failure:
+            self._failed(reason.value)
+            return reason
+
+        return attempt.addErrback(report)
 
 
 def notRunning() -> BackupRemoteError:
@@ -225,8 +262,11 @@ class ConnectionManager(ServerConnection):
         super().__init__(reactor, credentials, config.keepaliveInterval,
                          config.keepaliveTimeout, config.callTimeout, creator)
         self.config = config
-        endpoint = wrapClientTLS(
-            creator, HostnameEndpoint(reactor, config.server.host, config.server.port))
+        self.address = f"{config.server.host}:{config.server.port}"
+        self._failedInARow = 0
+        endpoint = AttemptsEndpoint(wrapClientTLS(
+            creator, HostnameEndpoint(reactor, config.server.host, config.server.port)),
+            self._attemptFailed)
         self.service = ClientService(
             endpoint, Factory.forProtocol(self.buildProtocol),
             retryPolicy=retryPolicy or backoffPolicy(maxDelay=60),
@@ -237,8 +277,25 @@ class ConnectionManager(ServerConnection):
     def running(self) -> bool:
         return bool(self.service.running)
 
+    def _attemptFailed(self, error: BaseException) -> None:
+        """Say at once that the server cannot be reached, and where it was looked for."""
+        if isinstance(error, CancelledError):
+            return  # stopped while connecting
+        self._failedInARow += 1
+        _log.warn("cannot connect to the server at {address}: {reason} "
+                  "(failed attempt {failures} in a row; a call gives up after {attempts})",
+                  address=self.address, reason=describeConnectError(error),
+                  failures=self._failedInARow, attempts=self.config.connectAttempts)
+
     async def _connect(self) -> ClientProtocol:
-        return await self.service.whenConnected(failAfterFailures=self.config.connectAttempts)
+        try:
+            protocol = await self.service.whenConnected(
+                failAfterFailures=self.config.connectAttempts)
+        except ConnectError as error:
+            raise BackupRemoteError(CONNECTION_FAILED, f"cannot connect to the server at "
+                                    f"{self.address}: {describeConnectError(error)}") from None
+        self._failedInARow = 0
+        return protocol
 
     def _stopConnecting(self) -> Deferred[None]:
         return self.service.stopService() if self.service.running else succeed(None)

@@ -1,0 +1,67 @@
+"""
+The installed ``backupremote`` when its server is down: it says so at once,
+with the server's address, and Ctrl-C during its retries says it stopped.
+"""
+
+from __future__ import annotations
+
+import os
+import select
+import signal
+import subprocess
+import time
+
+from tests.integration.test_daemons import ProgramTestCase, program
+
+
+class ServerDownTests(ProgramTestCase):
+    def start(self, *args: str) -> subprocess.Popen[str]:
+        process = subprocess.Popen(
+            [program("backupremote"), "--config", "client/client.toml", *args],
+            cwd=self.folder.path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+        def stop() -> None:
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+            process.stdout.close()
+            process.stderr.close()
+
+        self.addCleanup(stop)
+        return process
+
+    def firstLine(self, process: subprocess.Popen[str], within: float) -> str:
+        ready, _, _ = select.select([process.stderr], [], [], within)
+        self.assertTrue(ready, f"nothing on stderr within {within} s")
+        return process.stderr.readline()
+
+    def test_refusedAtOnceWithTheAddress(self) -> None:
+        port, _ = self.setUpServerAndClient()  # no server started: nothing listens
+        started = time.monotonic()
+        process = self.start("capabilities")
+        line = self.firstLine(process, 3.0)
+        self.assertLess(time.monotonic() - started, 3.0)
+        self.assertIn(f"cannot connect to the server at 127.0.0.1:{port}", line)
+        self.assertIn("connection refused", line)
+        self.assertEqual(process.wait(timeout=60), 5)
+        rest = process.stderr.read()
+        self.assertIn(f"error CONNECTION_FAILED: cannot connect to the server at "
+                      f"127.0.0.1:{port}", rest)
+
+    def test_quietAndJSONKeepStderrClean(self) -> None:
+        self.setUpServerAndClient()
+        for flag in ("--quiet", "--json"):
+            done = subprocess.run(
+                [program("backupremote"), "--config", "client/client.toml", flag,
+                 "capabilities"], cwd=self.folder.path, capture_output=True, text=True,
+                timeout=60)
+            self.assertEqual(done.returncode, 5)
+            self.assertNotIn("note:", done.stderr, flag)
+
+    def test_interruptedWhileRetrying(self) -> None:
+        self.setUpServerAndClient()
+        process = self.start("capabilities")
+        self.firstLine(process, 3.0)
+        os.kill(process.pid, signal.SIGINT)
+        self.assertEqual(process.wait(timeout=30), 130)
+        self.assertEqual(process.stderr.read().strip().splitlines()[-1], "interrupted")
