@@ -305,6 +305,7 @@ class JobRunnerTests(StagingMixin, SynchronousTestCase):
                                   self.runner.start(self.request()))
         self.assertEqual(error.code, errors.CONFLICT)
         self.assertIn("another backupremote process", error.message)
+        self.assertIn("Let that process finish the run", error.action)
         self.assertIsNone(self.successResultOf(self.runner.jobs.get("r1")))
         release()
         self.assertDelivered(self.drive(self.runner.start(self.request())))

@@ -50,8 +50,10 @@ class JobLocks:
                 os.close(descriptor)
                 raise BackupRemoteError(CONFLICT, (
                     f"run {runId} is being handled by another backupremote process of this "
-                    "client (its daemon, or another command); let it finish, or stop it "
-                    "first")) from None
+                    "client (its daemon, or another command)"), hint=(
+                    "Let that process finish the run (the daemon's log says when), or stop it "
+                    "and run this command again: it continues where the run stopped.")
+                ) from None
             # the holder before us may have removed the file as it let go:
             # then this lock is on a file nobody else will find; try again
             try:

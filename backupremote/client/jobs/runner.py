@@ -424,6 +424,10 @@ def _logEnd(job: Job) -> Job:
     if job.succeeded:
         _log.info("run {runId}: {state}", runId=job.runId, state=job.state,
                   scheduleId=job.scheduleId)
+    elif job.failedStep == "follow":  # the other steps say so as they fail
+        _log.warn("run {runId} ended {state} on the server: {errorCode}: {errorMessage}",
+                  runId=job.runId, state=job.state, errorCode=job.errorCode,
+                  errorMessage=job.errorMessage, scheduleId=job.scheduleId)
     return job
 
 
