@@ -123,7 +123,18 @@ class _UserAuth(userauth.SSHUserAuthClient):
         return succeed(password.encode("utf-8")) if password is not None else None
 
 
+def _preferring(available: list[bytes], first: list[bytes]) -> list[bytes]:
+    return [a for a in first if a in available] + [a for a in available if a not in first]
+
+
 class _Transport(transport.SSHClientTransport):
+    # The fastest of Twisted's choices for bulk data (all of them sound):
+    # AES-128-CTR, and HMAC-SHA-256 (SHA extensions) over HMAC-SHA-512.
+    supportedCiphers = _preferring(transport.SSHClientTransport.supportedCiphers,
+                                   [b"aes128-ctr", b"aes256-ctr"])
+    supportedMACs = _preferring(transport.SSHClientTransport.supportedMACs,
+                                [b"hmac-sha2-256", b"hmac-sha2-512"])
+
     def __init__(self, session: SSHSession) -> None:
         self.session = session
         preferred = session.policy.preferredKeyTypes(session.host, session.port)
