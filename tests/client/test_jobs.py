@@ -281,6 +281,57 @@ class JobRunnerTests(StagingMixin, SynchronousTestCase):
         self.assertDelivered(job)
         self.assertGreaterEqual(self.clock.seconds() - started, 10 + 20 + 40 + 60 + 60)
 
+    def test_refusedClientLeavesTheJob(self) -> None:
+        """A wrong secret is the configuration's fault, not the job's: it waits."""
+        self.connection = LoopbackConnection(
+            self.clock, Credentials(CLIENT_ID, "not-the-secret", self.harness.license()),
+            self.harness.serverProtocol, keepaliveInterval=1e6, keepaliveTimeout=1e6)
+        runner = JobRunner(
+            self.clock, JobStore(self.store, now(self.clock)),
+            oneServer(BackupRemoteClient(self.connection)),
+            LocalFolderDelivery(self.clock, runInThread=synchronously), self.work,
+            retry=lambda: Backoff(self.clock, maxFailures=None), runInThread=synchronously)
+        error = self.assertRaises(BackupRemoteError, self.drive, runner.start(self.request()))
+        self.assertEqual(error.code, errors.AUTH_FAILED)
+        self.assertEqual(self.successResultOf(runner.jobs.get("r1")).state, "pending")
+        self.assertDelivered(self.drive(self.runner.resume("r1")))  # fixed: it goes on
+
+    def test_stopLeavesJobsToResume(self) -> None:
+        self.connection.refusals = 1_000
+        runner = self.newClient(retry=lambda: Backoff(self.clock, maxFailures=None))
+        self.connection.refusals = 1_000
+        started = runner.start(self.request())
+        self.clock.advance(5)
+        self.assertEqual(runner.active, ["r1"])
+        self.successResultOf(runner.stop())
+        self.clock.advance(0)
+        self.failureResultOf(started)
+        self.assertEqual(runner.active, [])
+        self.assertEqual(self.successResultOf(runner.jobs.get("r1")).state, "pending")
+        self.assertFalse(self.data.child("locks").child("r1.lock").exists())
+        self.assertDelivered(self.drive(self.newClient().resumeAll())[0])
+
+    def test_resumeAllLeavesAJobHeldElsewhere(self) -> None:
+        self.store.dieAt = 3
+        self.assertRaises(Killed, self.drive, self.runner.start(self.request()))
+        self.store.dieAt = None
+        release = JobLocks(self.data.child("locks")).acquire("r1")
+        runner = self.newClient()
+        self.assertEqual(self.drive(runner.resumeAll()), [])
+        self.assertEqual(self.successResultOf(runner.jobs.get("r1")).state, "running")
+        release()
+        self.assertDelivered(self.drive(runner.resumeAll())[0])
+
+    def test_submitFiresOnceRecorded(self) -> None:
+        recorded = self.runner.submit(self.request(scheduleId="s-1"))
+        job = self.drive(recorded)
+        self.assertEqual(job.state, "pending")
+        self.assertTrue(self.successResultOf(self.runner.hasActive("s-1")))
+        for _ in range(50):
+            self.clock.advance(0)
+        self.assertFalse(self.successResultOf(self.runner.hasActive("s-1")))
+        self.assertDelivered(self.successResultOf(self.runner.jobs.get("r1")))
+
     def test_changedDownloadIsFetchedAgain(self) -> None:
         self.store.dieAt = 5  # create, execute, follow, download; dies before verify
         self.assertRaises(Killed, self.drive, self.runner.start(self.request()))
