@@ -55,6 +55,7 @@ def requireRoot() -> None:
 #: Where the account's password is kept (0600, root's), so that test
 #: processes running at the same time agree on it.
 PASSWORD_FILE = f"/var/lib/backupremote-tests/{USER}.password"
+_password: str | None = None
 
 
 def testAccount() -> tuple[str, str]:
@@ -73,17 +74,22 @@ def testAccount() -> tuple[str, str]:
             subprocess.run(
                 [which("useradd"), "--create-home", "--home-dir", f"/home/{USER}",
                  "--shell", "/bin/sh", USER], check=True, capture_output=True)
+        global _password
+        if _password is not None:
+            return USER, _password
         try:
             with open(PASSWORD_FILE) as handle:
-                return USER, handle.read().strip()
+                password = handle.read().strip()
         except FileNotFoundError:
-            pass
-        password = "pw-" + secrets.token_urlsafe(18)
+            password = "pw-" + secrets.token_urlsafe(18)
+            with open(os.open(PASSWORD_FILE, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600),
+                      "w") as handle:
+                handle.write(password + "\n")
+        # Set it once per process even if the file existed: the account may
+        # come from another run (or an older version of these tests).
         subprocess.run([which("chpasswd")], input=f"{USER}:{password}\n".encode(),
                        check=True, capture_output=True)
-        with open(os.open(PASSWORD_FILE, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600),
-                  "w") as handle:
-            handle.write(password + "\n")
+        _password = password
         return USER, password
     finally:
         os.close(lock)
