@@ -58,8 +58,8 @@ def nextTierAt(expiresAt: datetime, now: datetime,
 
 
 def daysLeft(expiresAt: datetime, now: datetime) -> int:
-    """Whole days left (0 once expired)."""
-    return max(0, math.floor((expiresAt - now) / DAY))
+    """Days left, a part of a day counted as one; 0 once (and only once) expired."""
+    return max(0, math.ceil((expiresAt - now) / DAY))
 
 
 @define

@@ -34,7 +34,8 @@ import treq.client
 from twisted.internet.defer import CancelledError, Deferred
 from twisted.internet.error import ConnectError, ConnectingCancelledError, DNSLookupError
 from twisted.internet.interfaces import IReactorTime
-from twisted.web.client import Agent, HTTPConnectionPool, ResponseFailed
+from twisted.python.failure import Failure
+from twisted.web.client import Agent, HTTPConnectionPool
 from zope.interface import implementer
 
 from backupremote import __version__
@@ -174,29 +175,33 @@ class WebhookChannel:
         if isinstance(error, (CancelledError, ConnectingCancelledError)):
             return Retryable(BackupRemoteError(
                 TIMEOUT, f"{self.location} did not answer within {self.timeout:g} s"))
-        mismatch = self.verification.describe(_rootCause(error), self.location)
-        if mismatch is not None:
-            return BackupRemoteError(NOTIFICATION_FAILED, mismatch.message,
-                                     details=dict(mismatch.details))
-        if isinstance(error, (ConnectError, DNSLookupError, ResponseFailed)):
+        causes = _causes(error)
+        for cause in causes:
+            mismatch = self.verification.describe(cause, self.location)
+            if mismatch is not None:
+                return BackupRemoteError(NOTIFICATION_FAILED, mismatch.message,
+                                         details=dict(mismatch.details))
+        if any(isinstance(cause, (ConnectError, DNSLookupError)) for cause in causes):
             return Retryable(BackupRemoteError(
-                NOTIFICATION_FAILED, f"cannot reach {self.location}: {_short(error)}"))
+                NOTIFICATION_FAILED, f"cannot reach {self.location}: {_short(causes[-1])}"))
         return Retryable(BackupRemoteError(
-            NOTIFICATION_FAILED, f"sending to {self.location} failed: {_short(error)}"))
+            NOTIFICATION_FAILED, f"sending to {self.location} failed: {_short(causes[-1])}"))
 
     def close(self) -> Deferred[None]:
         return self._pool.closeCachedConnections()
 
 
-def _rootCause(error: BaseException) -> BaseException:
-    """The first reason inside a C{ResponseFailed} (a TLS failure shows up there)."""
-    if isinstance(error, ResponseFailed) and error.reasons:
-        return error.reasons[0].value
-    return error
+def _causes(error: BaseException) -> list[BaseException]:
+    """The low-level reasons inside Twisted's wrapper exceptions (C{ResponseFailed}...)."""
+    reasons = getattr(error, "reasons", None)
+    if not isinstance(reasons, list) or not reasons:
+        return [error]
+    found: list[BaseException] = []
+    for reason in reasons:
+        found.extend(_causes(reason.value if isinstance(reason, Failure) else reason))
+    return found
 
 
 def _short(error: BaseException) -> str:
-    if isinstance(error, ResponseFailed) and error.reasons:
-        error = error.reasons[0].value
     text = " ".join(str(error).split())[:300]
     return f"{type(error).__name__}: {text}" if text else type(error).__name__
