@@ -168,6 +168,13 @@ license_file = "client.license"
 [server]
 address = "127.0.0.1:7443"
 fingerprint = "%s"
+[notify.email]
+host = "smtp.example.org"
+from = "backups@example.org"
+to = ["ops@example.org"]
+[notify.webhook]
+url = "https://hooks.example.org/backupremote"
+secret_file = "webhook.secret"
 """ % ("AB" * 32)
 
 
@@ -195,8 +202,9 @@ class ConfigurationTests(SynchronousTestCase):
         body = section(read("configuration.md"), fileHeading)
         keys = set()
         for heading, table in sections(body, 3).items():
-            # one table per client, documented once: [clients.ID]
-            match = re.fullmatch(r"`\[([a-z_]+(?:\.ID)?)\]`", heading)
+            # one table per client, documented once: [clients.ID]; and
+            # tables of tables: [notify.email]
+            match = re.fullmatch(r"`\[([a-z_]+(?:\.ID|\.[a-z_]+)?)\]`", heading)
             self.assertIsNotNone(match, f"unexpected heading {heading!r} in {fileHeading}")
             assert match is not None
             for key in _CODE_ROW.findall(table):
