@@ -310,3 +310,17 @@ def _isCommandPath(parser: Any, words: list[str]) -> bool:
             return word.isupper() or word.startswith(("ID", "NAME", "RUNID", "..."))
         parser = subparsers[0].choices[word]
     return True
+
+
+class CLIDocsTests(SynchronousTestCase):
+    """docs/cli.md covers every command the parser has."""
+
+    def test_everyCommandDocumented(self) -> None:
+        from backupremote.cli.main import buildParser
+        from backupremote.cli.parsertree import commandTree
+
+        text = read("cli.md")
+        missing = [command.name for command in commandTree(buildParser()).subcommands
+                   if f"### `{command.name}" not in text
+                   and f"### `backupremote --config DIR/client.toml {command.path[0]}" not in text]
+        self.assertEqual(missing, [], "commands without a ### heading in docs/cli.md")

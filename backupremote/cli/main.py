@@ -20,9 +20,11 @@ from twisted.logger import LogLevel, formatEvent, globalLogPublisher
 from backupremote import __version__
 from backupremote.cli import (
     clientadmin,
+    completion,
     databases,
     demo,
     licensing,
+    manpage,
     remote,
     runs,
     schedules,
@@ -50,7 +52,7 @@ def buildParser() -> argparse.ArgumentParser:
                       help="no progress and no notes: only results and errors")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for module in (serveradmin, licensing, clientadmin, remote, databases, runs, transfers,
-                   schedules, demo):
+                   schedules, demo, completion, manpage):
         module.register(commands)
     _addJSONToEveryCommand(parser)
     return parser
