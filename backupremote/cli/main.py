@@ -30,6 +30,7 @@ from backupremote.cli import (
     schedules,
     serveradmin,
     transfers,
+    verify,
 )
 from backupremote.cli.output import EXIT_INTERRUPTED, EXIT_USAGE, Output
 from backupremote.private import usePrivateUmask
@@ -52,7 +53,7 @@ def buildParser() -> argparse.ArgumentParser:
                       help="no progress and no notes: only results and errors")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for module in (serveradmin, licensing, clientadmin, remote, databases, runs, transfers,
-                   schedules, demo, completion, manpage):
+                   schedules, demo, verify, completion, manpage):
         module.register(commands)
     _addJSONToEveryCommand(parser)
     return parser

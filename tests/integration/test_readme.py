@@ -28,6 +28,7 @@ from typing import Any
 from twisted.python.filepath import FilePath
 from twisted.trial.unittest import TestCase
 
+from backupremote.cli.verify import verifyFile
 from backupremote.server.engines.base import Target
 from tests.databases import servers
 from tests.databases.servers import TABLE, _baseEnv, checkProcess
@@ -84,6 +85,10 @@ class RestoreCommandsTests(TestCase):
         self.addCleanup(shutil.rmtree, self.work.path, True)
         copy = self.work.child(made.name)
         made.path.copyTo(copy)
+        verdict = verifyFile(copy.path, made.digest, made.sizeBytes)  # the README's first step
+        self.assertTrue(verdict.ok, verdict)
+        self.assertEqual([c.name for c in verdict.checks],
+                         ["size", "sha256", "decompression", "format"])
         return copy
 
     async def runLines(self, engine: str, artifact: FilePath, env: dict[str, str],
