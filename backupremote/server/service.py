@@ -44,7 +44,7 @@ from backupremote.server.transfers.registry import TransferRegistry
 from backupremote.server.staging.artifacts import StagedArtifacts
 
 
-_log = Logger(namespace="backupremote.server")
+_log = Logger(namespace="backupremote.server.service")
 
 
 def buildCore(config: ServerConfig, reactor: Any, runInThread: Any = None,
