@@ -7,6 +7,8 @@ The client daemon as a Twisted service: read this file first.
       the job runner (backupremote.client.jobs) over both: at start it
         takes up every unfinished job (resumeAll); at stop the jobs wait
         where they are, to be taken up at the next start
+      the notifier ([notify] of client.toml): told how each job ends, and
+        the licence-expiry watch, told the licence's expiry at login
 
 The schedules and the delivery queue join it here: the scheduler starts
 runs with C{daemon.jobs.submit(JobRequest(...))}.
@@ -14,6 +16,8 @@ runs with C{daemon.jobs.submit(JobRequest(...))}.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from datetime import datetime
 from typing import Any
 
 from twisted.application.service import IService, MultiService
@@ -23,6 +27,8 @@ from twisted.logger import Logger
 from backupremote.client.api import BackupRemoteClient
 from backupremote.client.config import ClientConfig
 from backupremote.client.jobs import JobRunner, daemonRetry, jobRunnerIn, oneServer
+from backupremote.client.notify import LICENSE_DAYS, LicenseExpiryWatch, Notifier
+from backupremote.client.schedules.store import ScheduleStore
 from backupremote.client.store import IClientStore, SQLiteClientStore
 from backupremote.logfile import withLogFile
 from backupremote.protocol.errors import BackupRemoteError
@@ -38,12 +44,21 @@ class ClientDaemon(MultiService):
     """
 
     def __init__(self, client: BackupRemoteClient, store: IClientStore | None = None,
-                 jobs: JobRunner | None = None) -> None:
+                 jobs: JobRunner | None = None, notifier: Notifier | None = None,
+                 licenseDays: Sequence[int] = LICENSE_DAYS) -> None:
         super().__init__()
         self.client = client
         self.store = store
         self.jobs = jobs
         client.connection.service.setServiceParent(self)  # type: ignore[attr-defined]
+        #: the notifier and the licence watch (C{None} without a notifier)
+        self.notifier = notifier
+        self.licenseWatch: LicenseExpiryWatch | None = None
+        if notifier is not None:
+            notifier.setServiceParent(self)
+            self.licenseWatch = LicenseExpiryWatch(notifier.clock, notifier.notify,
+                                                   licenseDays)
+            self.licenseWatch.setServiceParent(self)
         self.connected: Deferred[None] = succeed(None)
         #: fires with the jobs taken up at start once they have ended or stopped
         self.resumed: Deferred[Any] = succeed([])
@@ -74,6 +89,10 @@ class ClientDaemon(MultiService):
             return
         _log.info("connected to the server, which grants: {features}",
                   features=", ".join(session["features"]))
+        expiresAt = session.get("licenseExpiresAt")
+        if expiresAt and self.licenseWatch is not None:
+            self.licenseWatch.observe("default", datetime.fromisoformat(
+                expiresAt.replace("Z", "+00:00")))
 
 
 def makeService(config: ClientConfig, reactor: Any = None) -> IService:
@@ -83,12 +102,19 @@ def makeService(config: ClientConfig, reactor: Any = None) -> IService:
         reactor = globalReactor
     top = withLogFile(config.logFile)
     client = BackupRemoteClient.fromConfig(reactor, config)
+    notifier = config.notify.notifier(reactor)
     store = jobs = None
     if config.dataDir is not None:
         store = SQLiteClientStore.inFolder(config.dataDir, reactor)
+        notifier.scheduleNames = _scheduleNames(ScheduleStore(store))
         jobs = jobRunnerIn(reactor, config.dataDir, store, oneServer(client),
-                           retry=daemonRetry(reactor))
-    daemon = ClientDaemon(client, store, jobs)
+                           retry=daemonRetry(reactor), notify=notifier.notify)
+    daemon = ClientDaemon(client, store, jobs, notifier, config.notify.licenseDays)
     daemon.setName("client")
     daemon.setServiceParent(top)
     return top
+
+
+def _scheduleNames(schedules: ScheduleStore) -> Any:
+    """A schedule's name from its id, for the notifier's rules by name."""
+    return lambda scheduleId: schedules.get(scheduleId).addCallback(lambda s: s.name)

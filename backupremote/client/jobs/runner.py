@@ -55,6 +55,8 @@ from backupremote.client.jobs.model import (
     reached,
 )
 from backupremote.client.jobs.store import JobMoved, JobStore
+from backupremote.client.notify.events import RunFailed, RunSucceeded
+from backupremote.client.notify.notifier import EventSink
 from backupremote.protocol.errors import (
     CONFIG_INVALID,
     CONFLICT,
@@ -109,14 +111,18 @@ class JobRunner:
         process only, as in tests).
     @param retry: makes the backoff of a job whose server is unreachable
         (C{None}: raise at once).
+    @param notify: told how each job it drives ends (failed, or delivered):
+        the daemon's L{backupremote.client.notify.Notifier.notify}.
     """
 
     def __init__(self, clock: IReactorTime, jobs: JobStore, servers: Servers,
                  delivery: IDelivery, workFolder: FilePath, locks: JobLocks | None = None,
                  retry: Callable[[], Backoff] | None = None,
                  runInThread: Callable[..., Deferred[Any]] | None = None,
-                 downloadOptions: dict[str, Any] | None = None) -> None:
+                 downloadOptions: dict[str, Any] | None = None,
+                 notify: EventSink | None = None) -> None:
         self._clock = clock
+        self._notify = notify
         self.jobs = jobs
         self._servers = servers
         self._delivery = delivery
@@ -309,6 +315,7 @@ class JobRunner:
 
     async def _drive(self, job: Job, observer: JobObserver) -> Job:
         backoff = self._retry() if self._retry is not None else None
+        started = job.state
         while not job.finished:
             step = job.nextStep
             assert step is not None
@@ -334,7 +341,24 @@ class JobRunner:
             if backoff is not None:
                 backoff.succeeded()
             observer.stepDone(job)
+        if job.state != started:
+            self._tellEnd(job, started)
         return job
+
+    def _tellEnd(self, job: Job, started: str) -> None:
+        """Tell the notifier a job this drive moved failed, or got delivered."""
+        if self._notify is None:
+            return
+        database = job.databaseConfigId or "(a run started elsewhere)"
+        if job.state == FAILED:
+            self._notify(RunFailed(job.runId, job.scheduleId, job.server, database,
+                                   job.errorCode or INTERNAL_ERROR, job.errorMessage or "",
+                                   step=job.failedStep))
+        elif reached(job.state, "delivered") and not reached(started, "delivered"):
+            self._notify(RunSucceeded(
+                job.runId, job.scheduleId, job.server, database,
+                tuple(r.destination for r in job.receipts),
+                job.artifact.sizeBytes if job.artifact is not None else None))
 
     async def _fresh(self, job: Job) -> Job:
         fresh = await self.jobs.get(job.runId)
@@ -447,11 +471,12 @@ def daemonRetry(clock: IReactorTime) -> Callable[[], Backoff]:
 
 
 def jobRunnerIn(reactor: Any, dataDir: FilePath, store: Any, servers: Servers,
-                retry: Callable[[], Backoff] | None = None) -> JobRunner:
+                retry: Callable[[], Backoff] | None = None,
+                notify: EventSink | None = None) -> JobRunner:
     """
     The job runner of a client's data folder (downloads in C{downloads/},
     locks in C{locks/}), as the daemon and the CLI build it.
     """
     return JobRunner(reactor, JobStore(store, now(reactor)), servers,
                      LocalFolderDelivery(reactor), dataDir.child("downloads"),
-                     locks=JobLocks(dataDir.child("locks")), retry=retry)
+                     locks=JobLocks(dataDir.child("locks")), retry=retry, notify=notify)

@@ -48,6 +48,7 @@ from backupremote.client.notify.events import (
     ServerUnreachable,
     conditionOf,
     isRecovery,
+    scheduleOf,
 )
 from backupremote.client.notify.interface import INotificationChannel
 from backupremote.client.notify.messages import Notification
@@ -142,8 +143,10 @@ class Notifier(Service):
     def __init__(self, clock: IReactorTime, routes: Sequence[Route] = (), *,
                  unreachableAfter: float = UNREACHABLE_AFTER,
                  recoveryAfter: float = RECOVERY_AFTER,
-                 digestAfter: float = DIGEST_AFTER) -> None:
+                 digestAfter: float = DIGEST_AFTER,
+                 scheduleNames: ScheduleNames | None = None) -> None:
         self.clock = clock
+        self.scheduleNames = scheduleNames
         self.routes = tuple(routes)
         self.unreachableAfter = unreachableAfter
         self.recoveryAfter = recoveryAfter
@@ -156,7 +159,21 @@ class Notifier(Service):
         return datetime.fromtimestamp(self.clock.seconds(), timezone.utc)
 
     def notify(self, event: Event) -> None:
-        """Take C{event}; never raises (a bad event is logged and dropped)."""
+        """
+        Take C{event}; never raises (a bad event is logged and dropped). An
+        event of a schedule given by id only (the job runner knows no name)
+        is named through C{scheduleNames} first, so rules by name apply.
+        """
+        scheduleId, scheduleName = scheduleOf(event)
+        if self.scheduleNames is not None and scheduleId is not None and scheduleName is None:
+            naming = maybeDeferred(self.scheduleNames, scheduleId)
+            naming.addCallbacks(
+                lambda name: self._take(evolve(event, scheduleName=name) if name else event),
+                lambda _: self._take(event))
+            return
+        self._take(event)
+
+    def _take(self, event: Event) -> None:
         try:
             condition = conditionOf(event)
             if condition is None:
@@ -248,3 +265,5 @@ class Notifier(Service):
 
 #: What a producer of events is given: C{notifier.notify}.
 EventSink = Callable[[Event], None]
+#: A schedule's id -> its name (or a Deferred of it; C{None} or a failure: unknown).
+ScheduleNames = Callable[[str], "Deferred[str | None] | str | None"]

@@ -40,6 +40,8 @@ from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 
+from backupremote.client.notify.events import ScheduleMissed, ScheduleSkipped
+from backupremote.client.notify.notifier import EventSink
 from backupremote.client.schedules.model import Schedule
 from backupremote.client.schedules.nextfire import nextFire
 from backupremote.client.schedules.runids import slotRunId
@@ -162,8 +164,11 @@ class Scheduler(Service):
     """Fires the schedules of a L{ScheduleStore} through a L{JobStarter}."""
 
     def __init__(self, schedules: ScheduleStore, starter: JobStarter, clock: IReactorTime,
-                 reconcileInterval: float = RECONCILE_INTERVAL) -> None:
+                 reconcileInterval: float = RECONCILE_INTERVAL,
+                 notify: EventSink | None = None) -> None:
         self._schedules = schedules
+        #: told of each slot recorded missed or skipped (the daemon's notifier)
+        self._notify = notify
         self._starter = starter
         self._clock = clock
         self._interval = reconcileInterval
@@ -248,6 +253,7 @@ class Scheduler(Service):
             state = self._fresh(schedule, state, now, records)
             if not await self._schedules.save(state, records, now):
                 return  # edited again meanwhile: the next pass sees it
+            self._tell(schedule, records)
             records = []
         original = state
         if not schedule.enabled:
@@ -300,6 +306,7 @@ class Scheduler(Service):
         if (records or state != original) and not await self._schedules.save(
                 state, records, now):
             return
+        self._tell(schedule, records)
         if state.nextFire is not None and dueAt(schedule, state.nextFire) <= now:
             self._disarm(schedule.id)
         else:
@@ -333,6 +340,16 @@ class Scheduler(Service):
                   scheduleId=schedule.id, runId=request.runId, fireTime=_iso(slot))
         records.append(self._record(schedule, slot, STARTED, why))
         return True
+
+    def _tell(self, schedule: Schedule, records: list[FireRecord]) -> None:
+        """Tell the notifier of the slots just recorded missed or skipped."""
+        if self._notify is None:
+            return
+        for record in records:
+            if record.outcome in (MISSED, SKIPPED):
+                kind = ScheduleMissed if record.outcome == MISSED else ScheduleSkipped
+                self._notify(kind(schedule.id, record.fireTime, record.detail or record.outcome,
+                                  schedule.name))
 
     def _record(self, schedule: Schedule, slot: datetime, outcome: str,
                 detail: str | None) -> FireRecord:
