@@ -74,6 +74,14 @@ class LoopbackConnections(LoopbackConnection):
         return super().step()
 
 
+class _SlowLoopback(LoopbackConnections):
+    """Each step takes 50 ms on the clock: time passes while bytes move."""
+
+    def step(self) -> bool:
+        self.reactor.advance(0.05)
+        return super().step()
+
+
 def drive(connections: LoopbackConnections, deferred: Deferred[Any],
           cutAt: list[int] | None = None, partial: int = 0, idle: float = 1.0) -> Any:
     """Run until C{deferred} fires, cutting when the client has received C{cutAt[0]} chunks."""
@@ -203,6 +211,29 @@ class DownloadTests(StagingMixin, SynchronousTestCase):
         path = drive(again, self.download("f", again))
         self.assertOnlyTarget(path, data)
         self.assertEqual(sum(self.sent), 40 - 7)  # resumed from the damaged chunk
+
+    def test_resumedSpeedCountsOnlyNewBytes(self) -> None:
+        """After a resume, the rate is the bytes moved now over the time taken now."""
+        self.stage("s", 40 * CHUNK_SIZE)
+        first = self.download("s")
+        for _ in range(200):
+            if self.connections.chunksReceived >= 20:
+                break
+            self.connections.step()
+        first.cancel()
+        self.failureResultOf(first)
+        again = _SlowLoopback(self)
+        seen: list[tuple[float, DownloadProgress]] = []
+        drive(again, self.download("s", again, onProgress=lambda p: seen.append(
+            (again.reactor.seconds(), p))))
+        (started,) = [t for t, p in seen if p.phase == "checking"]
+        moving = [(t, p) for t, p in seen if t > started]
+        self.assertTrue(moving)
+        resumed = moving[0][1].resumedFrom
+        self.assertGreaterEqual(resumed, 20)
+        for t, progress in moving:
+            newBytes = (progress.chunksDone - resumed) * CHUNK_SIZE
+            self.assertAlmostEqual(progress.rate, newBytes / (t - started))
 
     def test_badChunkFromTheServerIsFetchedAgain(self) -> None:
         self.stage("c", 20 * CHUNK_SIZE)

@@ -165,6 +165,8 @@ class FileDownload:
             self._report("checking", force=True)
             good, whole = await self._runInThread(part.recheck, digests)
             self.nextChunk = self.resumedFrom = good
+            # the speed counts what moves from now on, not what the part had
+            self._session = (self._reactor.seconds(), good)
             writer = self._writer = ChunkWriter(
                 part, digests, good, whole,
                 self._reactor.callFromThread if self._threaded else None, self._badChunk,
