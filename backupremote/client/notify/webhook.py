@@ -142,13 +142,15 @@ class WebhookChannel:
 
     async def _attempt(self, notificationId: str, body: bytes) -> None:
         timestamp = str(int(self.clock.seconds()))
-        headers = {
+        # bytes, as Twisted's headers keep them (str names mixed with bytes
+        # ones trip its name cache's comparisons)
+        headers = {name.encode("ascii"): [value.encode("ascii")] for name, value in {
             "Content-Type": "application/json",
             "User-Agent": f"backupremote/{__version__}",
             ID_HEADER: notificationId,
             TIMESTAMP_HEADER: timestamp,
             SIGNATURE_HEADER: signature(self.__secret, timestamp, body),
-        }
+        }.items()}
         async def exchange() -> tuple[int, bytes]:
             response = await self._http.post(self.url, data=body, headers=headers,
                                              allow_redirects=False, reactor=self.reactor)

@@ -196,3 +196,16 @@ schedules = { hourly = [] }
             for text in shown:
                 self.assertNotIn(PASSWORD, text)
                 self.assertNotIn("hook-secret", text)
+
+
+class NoCommandLineTests(SynchronousTestCase):
+    def test_noChildProcess(self) -> None:
+        """Notifications run no program: no secret can reach a command line."""
+        package = FilePath(__file__).parent().parent().parent().parent().child(
+            "backupremote").child("client").child("notify")
+        sources = package.globChildren("*.py")
+        self.assertGreater(len(sources), 5)
+        for source in sources:
+            text = source.getContent().decode("utf-8")
+            for call in ("spawnProcess", "subprocess", "os.system", "os.exec", "Popen"):
+                self.assertNotIn(call, text, source.basename())

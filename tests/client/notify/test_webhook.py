@@ -37,7 +37,9 @@ async def webhookFixture(case: TestCase) -> ChannelFixture:
     receiver, url, _ = startReceiver(case)
     channel = WebhookChannel(reactor, url, SECRET, timeout=10, retryDelays=())
     case.addCleanup(channel.close)
-    return ChannelFixture(channel, receiver.received, receiver.refuseNext, secrets=(SECRET,))
+    # the URL's token too: messages and logs name the receiver by scheme, host and port
+    return ChannelFixture(channel, receiver.received, receiver.refuseNext,
+                          secrets=(SECRET, b"token=t0k"))
 
 
 class WebhookChannelContractTests(makeChannelTests(webhookFixture)):  # type: ignore[misc]
