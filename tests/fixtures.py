@@ -29,7 +29,7 @@ from backupremote.protocol.runs import BackupComplete, BackupFailed, BackupProgr
 from backupremote.protocol.session import Auth, Ping
 from backupremote.protocol.versions import CURRENT_API_VERSION
 from backupremote.server.config import ServerConfig
-from backupremote.server.core import RESPONDER_GROUPS
+from backupremote.server.responders.groups import RESPONDER_GROUPS
 from backupremote.server.protocol import ServerProtocol
 from backupremote.server.secrethash import hashSecret
 from backupremote.server.service import buildCore
@@ -81,7 +81,8 @@ class ServerHarness:
         self.core = buildCore(self.config, self.clock, runInThread,
                               produce or unavailableProducer,
                               trustedKeys=(self.issuerKey.public_key(),),
-                              responderGroups=responderGroups, staging=self.staging)
+                              staging=self.staging)
+        self.responderGroups = responderGroups
         self.store = self.core.store
         testCase.addCleanup(self.store.close)
         self.store.addClient(CLIENT_ID, _SECRET_HASH)
@@ -132,7 +133,7 @@ class ServerHarness:
 
     def serverProtocol(self, peerHost: str = "192.0.2.10", port: int = 40000) -> ServerProtocol:
         """The server's end of a new connection from C{peerHost}."""
-        return ServerProtocol(self.core, f"{peerHost}:{port}", peerHost)
+        return ServerProtocol(self.core, f"{peerHost}:{port}", peerHost, self.responderGroups)
 
     def connect(self, peerHost: str = "192.0.2.10", port: int = 40000,
                 client: amp.AMP | None = None) -> Loopback:

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import Any, Callable, ClassVar, TypeVar
 
 from twisted.protocols import amp
 
 from backupremote.protocol.features import REMOTE_CONTROL
 
 REQUEST_ID = b"requestId"
+
+_Responder = TypeVar("_Responder", bound=Callable[..., Any])
 
 
 def _withRequestId(
@@ -41,3 +43,19 @@ class Request(amp.Command):
         super().__init_subclass__(**kwargs)
         cls.arguments = _withRequestId(cls.arguments)
         cls.response = _withRequestId(cls.response)
+
+    @classmethod
+    def responder(cls, methodfunc: _Responder) -> _Responder:
+        """
+        AMP's responder decorator, which also marks the function with the
+        command it answers (C{answers}), so a dispatcher can find responders
+        without AMP's private tables.
+        """
+        methodfunc.answers = cls  # type: ignore[attr-defined]
+        return super().responder(methodfunc)
+
+
+def answeredBy(function: Any) -> type[Request] | None:
+    """The command C{function} was declared to answer with C{Command.responder}, if any."""
+    command = getattr(function, "answers", None)
+    return command if isinstance(command, type) and issubclass(command, Request) else None

@@ -1,13 +1,18 @@
-"""Builds one L{ServerProtocol} per accepted connection."""
+"""
+Builds one L{ServerProtocol} per accepted connection, with the responder
+groups it answers with; each group gets only the collaborators it uses.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from twisted.internet.protocol import Factory
 
 from backupremote.server.core import ServerCore
 from backupremote.server.protocol import ServerProtocol
+from backupremote.server.responders.groups import RESPONDER_GROUPS, ResponderGroup
 
 
 def describePeer(address: Any) -> tuple[str, str]:
@@ -20,11 +25,13 @@ def describePeer(address: Any) -> tuple[str, str]:
 class ServerFactory(Factory):
     """Connections of one server core."""
 
-    def __init__(self, core: ServerCore) -> None:
+    def __init__(self, core: ServerCore,
+                 responderGroups: Sequence[ResponderGroup] = RESPONDER_GROUPS) -> None:
         self.core = core
+        self.responderGroups = tuple(responderGroups)
 
     def buildProtocol(self, addr: Any) -> ServerProtocol:
         peer, host = describePeer(addr)
-        protocol = ServerProtocol(self.core, peer, host)
+        protocol = ServerProtocol(self.core, peer, host, self.responderGroups)
         protocol.factory = self
         return protocol

@@ -10,7 +10,9 @@ from backupremote.protocol.metrics import TimingSummary
 class Metrics:
     """Named monotonic counters, and summaries of named durations."""
 
-    def __init__(self) -> None:
+    def __init__(self, startedAt: float = 0.0) -> None:
+        #: when the server started (its clock's seconds), for C{getMetrics}
+        self.startedAt = startedAt
         self.counters: Counter[str] = Counter()
         self.timings: dict[str, TimingSummary] = {}
 

@@ -21,7 +21,8 @@ from __future__ import annotations
 import re
 import uuid
 from inspect import isawaitable
-from typing import Any
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
 from twisted.internet.defer import Deferred
 from twisted.protocols import amp
@@ -29,7 +30,7 @@ from twisted.python.failure import Failure
 
 from backupremote.keepalive import Heartbeat
 from backupremote.protocol.boxlimits import PRE_AUTH, BoundedBoxes, BoxLimit
-from backupremote.protocol.base import REQUEST_ID, Request
+from backupremote.protocol.base import REQUEST_ID, Request, answeredBy
 from backupremote.protocol.errors import (
     AUTH_FAILED,
     AUTH_RATE_LIMITED,
@@ -46,6 +47,11 @@ from backupremote.server.requestlog import RequestLog
 from backupremote.server.revocation import REVOKED
 from backupremote.server.session import RequestContext, Session
 
+from backupremote.server.responders.groups import RESPONDER_GROUPS, ResponderGroup
+
+if TYPE_CHECKING:
+    from backupremote.server.core import ServerCore
+
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 _COMMAND_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]{0,63}")
 
@@ -60,26 +66,33 @@ MAX_PRE_AUTH_BOXES = 32
 
 
 def responderTable(groups: list[amp.CommandLocator]) -> dict[bytes, tuple[type[Request], Any]]:
-    """Command name -> (command class, bound responder) over all groups."""
+    """
+    Command name -> (command class, bound responder) over all groups: every
+    method a group declared with C{SomeRequest.responder}.
+    """
     table: dict[bytes, tuple[type[Request], Any]] = {}
     for group in groups:
-        for name, (command, function) in type(group)._commandDispatch.items():
+        for attribute in dir(type(group)):
+            function = getattr(type(group), attribute, None)
+            command = answeredBy(function)
+            if command is None:
+                continue
+            name = command.commandName
             if name in table:
                 raise ValueError(f"two responders for {name!r}")
-            table[name] = (command, function.__get__(group, type(group)))
+            table[name] = (command, getattr(group, attribute))
     return table
 
 
 class ServerProtocol(BoundedBoxes, amp.AMP):
     """AMP for one client connection, gated, bounded, with keep-alive."""
 
-    def __init__(self, core: Any, peer: str, peerHost: str) -> None:
+    def __init__(self, core: ServerCore, peer: str, peerHost: str,
+                 responderGroups: Sequence[ResponderGroup] = RESPONDER_GROUPS) -> None:
         super().__init__()
         self.core = core
         self.session = Session(peer=peer, peerHost=peerHost)
-        self.responders = responderTable(
-            [group(core, self) for group in core.responderGroups]
-        )
+        self.responders = responderTable([group(core, self) for group in responderGroups])
         self._heartbeat: Heartbeat | None = None
         self._authDeadline: Any = None
         self._preAuthBoxes = 0

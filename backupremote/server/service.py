@@ -20,7 +20,7 @@ from backupremote.license import LicenseVerifier, loadTrustedKey
 from backupremote.logfile import withLogFile
 from backupremote.server.authenticator import Authenticator
 from backupremote.server.config import ServerConfig
-from backupremote.server.core import RESPONDER_GROUPS, ServerCore
+from backupremote.server.core import ServerCore
 from backupremote.server.databases.service import DatabaseConfigs
 from backupremote.server.databases.store import DatabaseConfigStore
 from backupremote.server.secretbox import SecretBox
@@ -36,6 +36,7 @@ from backupremote.server.factory import ServerFactory
 from backupremote.server.listener import TLSEndpoint
 from backupremote.server.metrics import Metrics
 from backupremote.server.ownership import Ownership
+from backupremote.server.responders.session import ServerOffers
 from backupremote.server.revocation import RevocationSweep
 from backupremote.server.store import ServerStore
 from backupremote.server.throttle import PeerThrottle
@@ -49,7 +50,6 @@ _log = Logger(namespace="backupremote.server.service")
 
 def buildCore(config: ServerConfig, reactor: Any, runInThread: Any = None,
               produce: Any = None, trustedKeys: tuple[Any, ...] | None = None,
-              responderGroups: tuple[Any, ...] = RESPONDER_GROUPS,
               staging: StagingArea | None = None,
               engines: Mapping[str, IEngine] | None = None) -> ServerCore:
     """
@@ -63,7 +63,7 @@ def buildCore(config: ServerConfig, reactor: Any, runInThread: Any = None,
         runs folder in the OS temp folder).
     @param engines: the database engines by name (default: every engine).
     """
-    metrics = Metrics()
+    metrics = Metrics(startedAt=reactor.seconds())
     if staging is None:
         staging = StagingArea.forDataDir(config.dataDir)
     if engines is None:
@@ -106,8 +106,9 @@ def buildCore(config: ServerConfig, reactor: Any, runInThread: Any = None,
     )
     return ServerCore(
         config=config, clock=reactor, store=store, authenticator=authenticator,
-        metrics=metrics, tools=tools, databases=databases, runs=runs, engines=engines,
-        artifacts=artifacts, responderGroups=responderGroups, scripts=scripts,
+        metrics=metrics, tools=tools, databases=databases, runs=runs,
+        artifacts=artifacts, scripts=scripts,
+        offers=ServerOffers(engines, tools, mutualTLS=config.clientCA is not None),
         transfers=TransferRegistry(reactor, artifacts, config.maxConcurrentTransfers, metrics,
                                    maxPerClient=config.maxTransfersPerClient,
                                    stallTimeout=config.transferStallTimeout),

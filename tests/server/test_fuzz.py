@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from twisted.trial.unittest import SynchronousTestCase
 
 from backupremote.protocol.session import Capabilities, Ping
-from backupremote.server.core import RESPONDER_GROUPS
+from backupremote.server.responders.groups import RESPONDER_GROUPS
 from tests import strategies
 from tests.fixtures import ServerHarness
 from tests.server.test_gate import ExplodeResponders, instrument

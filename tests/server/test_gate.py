@@ -13,9 +13,10 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from backupremote.protocol import errors
 from backupremote.protocol.base import Request
+from backupremote.protocol.commands import COMMANDS
 from backupremote.protocol.session import Auth, Capabilities, Ping
 from backupremote.protocol.versions import SOFTWARE_VERSION, SUPPORTED_API_VERSIONS
-from backupremote.server.core import RESPONDER_GROUPS
+from backupremote.server.responders.groups import RESPONDER_GROUPS
 from tests.fixtures import CLIENT_ID, SECRET, ServerHarness, errorBody
 
 
@@ -88,6 +89,13 @@ class PreAuthGateTests(SynchronousTestCase):
                 )
             self.assertEqual(ran, [])
         self.assertEqual(ExplodeResponders.calls, [])
+
+    def test_serverAnswersTheContract(self) -> None:
+        """A connection answers every command of the protocol's table, and no other."""
+        server = ServerHarness(self).connect().server
+        self.assertEqual(
+            {name: command for name, (command, _) in server.responders.items()},
+            {name.encode("ascii"): command for name, command in COMMANDS.items()})
 
     def test_preAuthCommandsAnswer(self) -> None:
         """auth and capabilities are the commands answered before auth."""

@@ -14,7 +14,7 @@ from backupremote.protocol.boxlimits import MAX_PAIR_BYTES, PRE_AUTH, BoxLimit
 from backupremote.protocol.errors import AUTH_FAILED, AUTH_RATE_LIMITED
 from backupremote.protocol.session import Auth, Capabilities, Ping
 from backupremote.server.admission import PreAuthAdmission
-from backupremote.server.core import RESPONDER_GROUPS, commandsOf
+from backupremote.protocol.commands import COMMANDS
 from backupremote.server.protocol import MAX_PRE_AUTH_BOXES
 from tests.fixtures import ServerHarness
 from tests.strategies import encodeBox
@@ -84,7 +84,7 @@ class BoxLimitTests(SynchronousTestCase):
 
     def test_largestLegitimateBoxAfterAuthPasses(self) -> None:
         """An authenticated client may fill every value of the widest command."""
-        widest = max(commandsOf(RESPONDER_GROUPS), key=lambda c: len(c.arguments))
+        widest = max(COMMANDS.values(), key=lambda c: len(c.arguments))
         box = {b"_command": widest.commandName, b"_ask": b"1"}
         for name, _ in widest.arguments:
             box[name] = FULL_VALUE
@@ -103,8 +103,8 @@ class BoxLimitTests(SynchronousTestCase):
         self.bystander.call(Ping)
 
     def test_limitFollowsTheContract(self) -> None:
-        limit = BoxLimit.forCommands(commandsOf(RESPONDER_GROUPS))
-        widest = max(len(c.arguments) for c in commandsOf(RESPONDER_GROUPS))
+        limit = BoxLimit.forCommands(COMMANDS.values())
+        widest = max(len(c.arguments) for c in COMMANDS.values())
         self.assertEqual(limit.maxKeys, widest + 2 + 4)
         self.assertEqual(limit.maxBytes, limit.maxKeys * MAX_PAIR_BYTES)
         self.assertEqual(self.harness.core.boxLimit, limit)

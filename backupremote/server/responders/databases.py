@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from twisted.protocols.amp import CommandLocator
 
@@ -17,10 +17,9 @@ from backupremote.protocol.databases import (
     ValidateServerBackupPrerequisites,
 )
 from backupremote.protocol.options import BackupOptions
+from backupremote.server.databases.service import DatabaseConfigs
 from backupremote.server.session import RequestContext
-
-if TYPE_CHECKING:
-    from backupremote.server.core import ServerCore
+from backupremote.server.store import ServerStore
 
 
 class DatabaseResponders(CommandLocator):
@@ -29,49 +28,50 @@ class DatabaseResponders(CommandLocator):
     own (an admin: all of them; see L{backupremote.server.ownership}).
     """
 
-    def __init__(self, core: ServerCore, connection: Any) -> None:
-        self.core = core
+    def __init__(self, databases: DatabaseConfigs, audit: ServerStore) -> None:
+        self.databases = databases
+        self._audit = audit
 
     @CreateDatabaseConfig.responder
     def create(self, request: RequestContext, config: DatabaseConfigInput) -> dict[str, Any]:
-        created = self.core.databases.create(request.session.clientId, config)
+        created = self.databases.create(request.session.clientId, config)
         request.log.info("created database config {configId} ({engine})",
                          configId=created.id, engine=created.engine)
-        self.core.audit(f"db.create {created.id}", "ok", request.session.clientId,
+        self._audit.audit(f"db.create {created.id}", "ok", request.session.clientId,
                         request.session.peer, request.requestId)
         return {"config": created}
 
     @UpdateDatabaseConfig.responder
     def update(self, request: RequestContext, id: str, version: int,
                config: DatabaseConfigInput) -> dict[str, Any]:
-        updated = self.core.databases.update(request.session.clientId, id, version, config)
+        updated = self.databases.update(request.session.clientId, id, version, config)
         request.log.info("updated database config {configId} to version {version}",
                          configId=id, version=updated.version)
-        self.core.audit(f"db.update {id}", "ok", request.session.clientId,
+        self._audit.audit(f"db.update {id}", "ok", request.session.clientId,
                         request.session.peer, request.requestId)
         return {"config": updated}
 
     @DeleteDatabaseConfig.responder
     def delete(self, request: RequestContext, id: str, version: int | None) -> dict[str, Any]:
-        self.core.databases.delete(request.session.clientId, id, version)
+        self.databases.delete(request.session.clientId, id, version)
         request.log.info("deleted database config {configId}", configId=id)
-        self.core.audit(f"db.delete {id}", "ok", request.session.clientId,
+        self._audit.audit(f"db.delete {id}", "ok", request.session.clientId,
                         request.session.peer, request.requestId)
         return {"id": id}
 
     @ListDatabaseConfigs.responder
     def list(self, request: RequestContext, offset: int | None, limit: int | None
              ) -> dict[str, Any]:
-        return {"page": self.core.databases.page(request.session.clientId, offset, limit)}
+        return {"page": self.databases.page(request.session.clientId, offset, limit)}
 
     @GetDatabaseConfigById.responder
     def get(self, request: RequestContext, id: str) -> dict[str, Any]:
-        return {"config": self.core.databases.get(request.session.clientId, id)}
+        return {"config": self.databases.get(request.session.clientId, id)}
 
     @TestDatabaseConnection.responder
     async def test(self, request: RequestContext, id: str | None,
                    config: DatabaseConfigInput | None) -> dict[str, Any]:
-        result = await self.core.databases.test(request.session.clientId, id, config)
+        result = await self.databases.test(request.session.clientId, id, config)
         request.log.info("connection test of {target}: {outcome}",
                          target=id or "an unsaved config",
                          outcome="ok" if result.ok else result.reason)
@@ -80,8 +80,8 @@ class DatabaseResponders(CommandLocator):
     @ValidateServerBackupPrerequisites.responder
     async def preflight(self, request: RequestContext, id: str,
                         options: BackupOptions | None) -> dict[str, Any]:
-        self.core.databases.owned(request.session.clientId, id)
-        report = await self.core.databases.preflight(id, options)
+        self.databases.owned(request.session.clientId, id)
+        report = await self.databases.preflight(id, options)
         request.log.info("preflight of {configId}: {blockers} blocker(s), {warnings} warning(s)",
                          configId=id, blockers=len(report.blockers),
                          warnings=len(report.warnings))

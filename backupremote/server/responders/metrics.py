@@ -3,37 +3,43 @@
 from __future__ import annotations
 
 from datetime import datetime, timezone
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from twisted.internet.interfaces import IReactorTime
 from twisted.protocols.amp import CommandLocator
 
 from backupremote.protocol.metrics import GetMetrics, ServerMetrics
+from backupremote.server.metrics import Metrics
+from backupremote.server.runs.manager import RunManager
 from backupremote.server.session import RequestContext
+from backupremote.server.staging.artifacts import StagedArtifacts
+from backupremote.server.transfers.registry import TransferRegistry
 from backupremote.protocol.versions import SOFTWARE_VERSION
-
-if TYPE_CHECKING:
-    from backupremote.server.core import ServerCore
 
 
 class MetricsResponders(CommandLocator):
     """Server-wide aggregates only: no run, file or client ids, no names."""
 
-    def __init__(self, core: ServerCore, connection: Any) -> None:
-        self.core = core
-        self.connection = connection
+    def __init__(self, metrics: Metrics, clock: IReactorTime, runs: RunManager,
+                 artifacts: StagedArtifacts, transfers: TransferRegistry) -> None:
+        self.metrics = metrics
+        self.clock = clock
+        self.runs = runs
+        self.artifacts = artifacts
+        self.transfers = transfers
 
     @GetMetrics.responder
     def getMetrics(self, request: RequestContext) -> dict[str, Any]:
-        core = self.core
+        metrics = self.metrics
         return {"metrics": ServerMetrics(
             serverVersion=SOFTWARE_VERSION,
-            startedAt=datetime.fromtimestamp(core.startedAt, timezone.utc),
-            uptimeSeconds=round(core.clock.seconds() - core.startedAt, 3),
-            runsRunning=core.runs.runningCount,
-            runsQueued=core.runs.queuedCount,
-            transfersActive=len(core.transfers.active) if core.transfers is not None else 0,
-            artifactsStaged=core.artifacts.stagedCount if core.artifacts is not None else 0,
-            stagedBytes=core.artifacts.staging.stagedBytes() if core.artifacts is not None else 0,
-            counters=core.metrics.snapshot(),
-            timings=dict(core.metrics.timings),
+            startedAt=datetime.fromtimestamp(metrics.startedAt, timezone.utc),
+            uptimeSeconds=round(self.clock.seconds() - metrics.startedAt, 3),
+            runsRunning=self.runs.runningCount,
+            runsQueued=self.runs.queuedCount,
+            transfersActive=len(self.transfers.active),
+            artifactsStaged=self.artifacts.stagedCount,
+            stagedBytes=self.artifacts.staging.stagedBytes(),
+            counters=metrics.snapshot(),
+            timings=dict(metrics.timings),
         )}

@@ -2,29 +2,27 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from twisted.protocols.amp import CommandLocator
 
 from backupremote.protocol.options import BackupOptions
 from backupremote.protocol.runs import CancelBackup, ExecuteBackup, GetExecutionStatus, SubscribeRun
+from backupremote.server.runs.manager import RunManager
 from backupremote.server.session import RequestContext
-
-if TYPE_CHECKING:
-    from backupremote.server.core import ServerCore
 
 
 class RunResponders(CommandLocator):
     """Runs start only here, on a client's command."""
 
-    def __init__(self, core: ServerCore, connection: Any) -> None:
-        self.core = core
+    def __init__(self, runs: RunManager, connection: Any) -> None:
+        self.runs = runs
         self.connection = connection
 
     @ExecuteBackup.responder
     async def execute(self, request: RequestContext, runId: str, databaseConfigId: str,
                       options: BackupOptions | None, scheduleId: str | None) -> dict[str, Any]:
-        status = await self.core.runs.execute(
+        status = await self.runs.execute(
             request.session.clientId, request.requestId, runId, databaseConfigId,
             options, scheduleId, self.connection)
         request.log.info("executeBackup {runId}: {state}{duplicate}", runId=runId,
@@ -33,14 +31,14 @@ class RunResponders(CommandLocator):
 
     @CancelBackup.responder
     def cancel(self, request: RequestContext, runId: str) -> dict[str, Any]:
-        return {"status": self.core.runs.cancel(request.session.clientId, runId)}
+        return {"status": self.runs.cancel(request.session.clientId, runId)}
 
     @GetExecutionStatus.responder
     def status(self, request: RequestContext, runId: str) -> dict[str, Any]:
-        return {"status": self.core.runs.status(request.session.clientId, runId)}
+        return {"status": self.runs.status(request.session.clientId, runId)}
 
     @SubscribeRun.responder
     def subscribe(self, request: RequestContext, runId: str, afterSeq: int | None
                   ) -> dict[str, Any]:
-        return {"status": self.core.runs.subscribe(
+        return {"status": self.runs.subscribe(
             request.session.clientId, runId, afterSeq or 0, self.connection)}

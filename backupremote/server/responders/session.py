@@ -1,10 +1,12 @@
-"""Responders for ``auth``, ``capabilities`` and ``ping``."""
+"""Responders for ``auth``, ``capabilities`` and ``ping``, and what a session is offered."""
 
 from __future__ import annotations
 
 import uuid
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
+from attrs import frozen
 from twisted.protocols.amp import CommandLocator
 
 from backupremote.license import formatDate
@@ -15,21 +17,64 @@ from backupremote.protocol.errors import (
     BackupRemoteError,
 )
 from backupremote.protocol.models import Capabilities as CapabilitiesModel
+from backupremote.protocol.models import EngineCapability, ServerOffer
+from backupremote.protocol.options import CHECKSUMS
 from backupremote.protocol.session import Auth, Capabilities, Ping
 from backupremote.protocol.versions import SOFTWARE_VERSION, SUPPORTED_API_VERSIONS
+from backupremote.server.authenticator import Authenticator
+from backupremote.server.compressors import availableCompressions
+from backupremote.server.engines.base import IEngine
 from backupremote.server.requestlog import RequestLog
-from backupremote.server.session import RequestContext
+from backupremote.server.session import RequestContext, Session
+from backupremote.server.store import ServerStore
+from backupremote.server.tools import ToolFinder
 
 if TYPE_CHECKING:
-    from backupremote.server.core import ServerCore
     from backupremote.server.protocol import ServerProtocol
+
+
+@frozen
+class ServerOffers:
+    """What this server offers: how to authenticate, and, after ``auth``, what to use."""
+
+    engines: Mapping[str, IEngine]
+    tools: ToolFinder
+    #: whether a client may also prove itself with a TLS client certificate
+    mutualTLS: bool = False
+
+    def authMethods(self) -> list[str]:
+        """How a client proves itself: always the secret, plus mTLS if set."""
+        methods = ["secret+license"]
+        if self.mutualTLS:
+            methods.append("tls-client-certificate")
+        return methods
+
+    async def offer(self, session: Session) -> ServerOffer:
+        """What an authenticated session may use: engines with their tools, compressions."""
+        assert session.license is not None
+        engines = []
+        for name, engine in sorted(self.engines.items()):
+            try:
+                choice = await engine.chooseDumpTool(self.tools, None)
+            except BackupRemoteError:
+                continue
+            engines.append(EngineCapability(name, choice.path, choice.version))
+        return ServerOffer(
+            engines=engines,
+            compressions=await availableCompressions(self.tools),
+            checksums=list(CHECKSUMS),
+            features=sorted(session.license.features),
+        )
 
 
 class SessionResponders(CommandLocator):
     """Opening a session and keeping it."""
 
-    def __init__(self, core: ServerCore, connection: ServerProtocol) -> None:
-        self.core = core
+    def __init__(self, authenticator: Authenticator, audit: ServerStore,
+                 offers: ServerOffers, connection: ServerProtocol) -> None:
+        self.authenticator = authenticator
+        self._audit = audit
+        self.offers = offers
         self.connection = connection
 
     @Auth.responder
@@ -53,17 +98,17 @@ class SessionResponders(CommandLocator):
                     f"supports: {supported}",
                     details={"supported": list(SUPPORTED_API_VERSIONS)},
                 )
-            stamp = self.core.authenticator.credentialStamp(clientId)
-            granted = await self.core.authenticator.authenticate(
+            stamp = self.authenticator.credentialStamp(clientId)
+            granted = await self.authenticator.authenticate(
                 session.peerHost, clientId, secret, license, request.log.fields()
             )
         except BackupRemoteError as error:
             session.failedAuths += 1
             # a refusal during a lockout is summarised, not audited: the lockout itself is
             if error.code != AUTH_RATE_LIMITED:
-                self.core.audit("auth", error.code, None, session.peer, request.requestId)
-                if self.core.authenticator.lockedOut(session.peerHost):
-                    self.core.audit("auth.lockout", "locked out", None, session.peer,
+                self._audit.audit("auth", error.code, None, session.peer, request.requestId)
+                if self.authenticator.lockedOut(session.peerHost):
+                    self._audit.audit("auth.lockout", "locked out", None, session.peer,
                                     request.requestId)
             raise
         finally:
@@ -73,7 +118,7 @@ class SessionResponders(CommandLocator):
         session.credentialStamp = stamp
         session.sessionId = str(uuid.uuid4())
         self.connection.authenticated()
-        self.core.audit("auth", "ok", clientId, session.peer, request.requestId)
+        self._audit.audit("auth", "ok", clientId, session.peer, request.requestId)
         RequestLog(request.requestId, clientId, session.peer).info("authenticated")
         return {
             "sessionId": session.sessionId,
@@ -85,12 +130,13 @@ class SessionResponders(CommandLocator):
 
     @Capabilities.responder
     async def capabilities(self, request: RequestContext) -> dict[str, Any]:
-        offer = await self.core.offer(request.session) if request.session.authenticated else None
+        offer = (await self.offers.offer(request.session) if request.session.authenticated
+                 else None)
         return {
             "capabilities": CapabilitiesModel(
                 apiVersions=list(SUPPORTED_API_VERSIONS),
                 serverVersion=SOFTWARE_VERSION,
-                authMethods=self.core.authMethods(),
+                authMethods=self.offers.authMethods(),
                 offer=offer,
             )
         }

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from twisted.protocols.amp import CommandLocator
 
@@ -14,33 +14,34 @@ from backupremote.protocol.transfers import (
     ReleaseArtifact,
 )
 from backupremote.server.session import RequestContext
-
-if TYPE_CHECKING:
-    from backupremote.server.core import ServerCore
+from backupremote.server.staging.artifacts import StagedArtifacts
+from backupremote.server.transfers.registry import TransferRegistry
 
 
 class TransferResponders(CommandLocator):
     """Files are named by runId and fileId only; a client sees only its own."""
 
-    def __init__(self, core: ServerCore, connection: Any) -> None:
-        self.core = core
+    def __init__(self, artifacts: StagedArtifacts, transfers: TransferRegistry,
+                 connection: Any) -> None:
+        self.artifacts = artifacts
+        self.transfers = transfers
         self.connection = connection
 
     @ListFiles.responder
     async def listFiles(self, request: RequestContext, runId: str) -> dict[str, Any]:
-        staged = await self.core.artifacts.staged(request.session.clientId, runId)
+        staged = await self.artifacts.staged(request.session.clientId, runId)
         return {"manifest": staged.manifest}
 
     @FileChunkHashes.responder
     async def fileChunkHashes(self, request: RequestContext, fileId: str,
                               start: int) -> dict[str, Any]:
-        staged = await self.core.artifacts.byFile(request.session.clientId, fileId)
-        return {"hashes": self.core.artifacts.digests(staged, start)}
+        staged = await self.artifacts.byFile(request.session.clientId, fileId)
+        return {"hashes": self.artifacts.digests(staged, start)}
 
     @FileTransferStart.responder
     async def fileTransferStart(self, request: RequestContext, fileId: str,
                                 startChunk: int) -> dict[str, Any]:
-        transferId, chunkCount = await self.core.transfers.start(
+        transferId, chunkCount = await self.transfers.start(
             self.connection, request.session.clientId, fileId, startChunk)
         request.log.info("fileTransferStart {fileId} from chunk {start}: {transferId}",
                          fileId=fileId, start=startChunk, transferId=transferId)
@@ -48,12 +49,12 @@ class TransferResponders(CommandLocator):
 
     @FileTransferStop.responder
     def fileTransferStop(self, request: RequestContext, transferId: str) -> dict[str, Any]:
-        self.core.transfers.stop(self.connection, transferId)
+        self.transfers.stop(self.connection, transferId)
         return {}
 
     @ReleaseArtifact.responder
     def releaseArtifact(self, request: RequestContext, runId: str) -> dict[str, Any]:
-        released = self.core.artifacts.release(request.session.clientId, runId)
+        released = self.artifacts.release(request.session.clientId, runId)
         request.log.info("releaseArtifact {runId}: {what}", runId=runId,
                          what="released" if released else "nothing left to release")
         return {"released": released}

@@ -1,0 +1,51 @@
+"""
+The responder groups a connection answers with, each built with only the
+collaborators it uses (the core is the composition root's record of them).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Callable
+
+from twisted.protocols.amp import CommandLocator
+
+from backupremote.server.responders.databases import DatabaseResponders
+from backupremote.server.responders.metrics import MetricsResponders
+from backupremote.server.responders.runs import RunResponders
+from backupremote.server.responders.session import SessionResponders
+from backupremote.server.responders.transfers import TransferResponders
+
+if TYPE_CHECKING:
+    from backupremote.server.core import ServerCore
+    from backupremote.server.protocol import ServerProtocol
+
+#: Builds one connection's responders from the server's core and the connection.
+ResponderGroup = Callable[["ServerCore", "ServerProtocol"], CommandLocator]
+
+
+def sessionResponders(core: ServerCore, connection: ServerProtocol) -> CommandLocator:
+    return SessionResponders(core.authenticator, core.store, core.offers, connection)
+
+
+def databaseResponders(core: ServerCore, connection: ServerProtocol) -> CommandLocator:
+    return DatabaseResponders(core.databases, core.store)
+
+
+def runResponders(core: ServerCore, connection: ServerProtocol) -> CommandLocator:
+    return RunResponders(core.runs, connection)
+
+
+def transferResponders(core: ServerCore, connection: ServerProtocol) -> CommandLocator:
+    return TransferResponders(core.artifacts, core.transfers, connection)
+
+
+def metricsResponders(core: ServerCore, connection: ServerProtocol) -> CommandLocator:
+    return MetricsResponders(core.metrics, core.clock, core.runs, core.artifacts,
+                             core.transfers)
+
+
+#: Every responder group a connection answers with; later areas add theirs.
+RESPONDER_GROUPS: tuple[ResponderGroup, ...] = (
+    sessionResponders, databaseResponders, runResponders, transferResponders,
+    metricsResponders,
+)
