@@ -35,6 +35,7 @@ from backupremote.client.store.sqlite import runTransaction
 from backupremote.client.destinations import interface as _destinations
 from backupremote.client.destinations import names as _names
 from backupremote.client.notify import interface as _notify
+from backupremote.client.notify import messages as _messages
 from backupremote.protocol.errors import DESTINATION_NOT_FOUND as _DESTINATION_NOT_FOUND
 from backupremote.protocol.errors import CONNECTION_FAILED, INTERNAL_ERROR, BackupRemoteError
 
@@ -345,7 +346,7 @@ class MemoryNotificationChannel:
 
     def __init__(self, name: str = "memory") -> None:
         self.name = name
-        self.sent: list[Any] = []
+        self.sent: list[_messages.Notification] = []
         self.failures: list[BaseException] = []
         self.attempts = 0
 
@@ -357,7 +358,7 @@ class MemoryNotificationChannel:
         """Every event of every notification taken, in order."""
         return [event for notification in self.sent for event in notification.events]
 
-    def send(self, notification: Any) -> Deferred[None]:
+    def send(self, notification: _messages.Notification) -> Deferred[None]:
         self.attempts += 1
         if self.failures:
             return fail(self.failures.pop(0))

@@ -28,6 +28,7 @@ from backupremote.client.api import BackupRemoteClient
 from backupremote.client.config import ClientConfig
 from backupremote.client.jobs import JobRunner, daemonRetry, jobRunnerIn, oneServer
 from backupremote.client.notify import LICENSE_DAYS, LicenseExpiryWatch, Notifier
+from backupremote.client.notify.notifier import ScheduleNames
 from backupremote.client.schedules.store import ScheduleStore
 from backupremote.client.store import IClientStore, SQLiteClientStore
 from backupremote.logfile import withLogFile
@@ -115,6 +116,10 @@ def makeService(config: ClientConfig, reactor: Any = None) -> IService:
     return top
 
 
-def _scheduleNames(schedules: ScheduleStore) -> Any:
+def _scheduleNames(schedules: ScheduleStore) -> ScheduleNames:
     """A schedule's name from its id, for the notifier's rules by name."""
-    return lambda scheduleId: schedules.get(scheduleId).addCallback(lambda s: s.name)
+
+    def name(scheduleId: str) -> Deferred[str | None]:
+        return schedules.get(scheduleId).addCallback(lambda schedule: schedule.name)
+
+    return name
