@@ -6,6 +6,7 @@ destinations, the request that starts one, and the receipts it keeps.
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Union
 
 from attrs import field, frozen
 
@@ -53,6 +54,26 @@ class LocalFolder:
 
 
 @frozen
+class NamedDestination:
+    """
+    A destination of the client's store (``backupremote dest add``), by its
+    id: delivered through the delivery queue (L{backupremote.client.delivery}).
+    L{backupremote.client.destinations.registry.DestinationRegistry.references}
+    makes them from names.
+
+    @ivar name: its name when the job was asked for (receipts and messages).
+    """
+
+    id: str
+    name: str
+    type: str
+
+
+#: What a job delivers to.
+Destination = Union[LocalFolder, NamedDestination]
+
+
+@frozen
 class Receipt:
     """One delivered copy: where, under which name, and what it was checked to be."""
 
@@ -86,7 +107,7 @@ class JobRequest:
     server: str = "default"
     goal: str = "released"
     downloadFolder: str | None = None
-    destinations: tuple[LocalFolder, ...] = ()
+    destinations: tuple[Destination, ...] = ()
 
     def __attrs_post_init__(self) -> None:
         if self.goal not in GOALS:
@@ -108,7 +129,7 @@ class Job:
     downloadFolder: str | None
     #: whether the downloaded file stays where it is once delivered
     keepDownload: bool
-    destinations: tuple[LocalFolder, ...]
+    destinations: tuple[Destination, ...]
     createdAt: datetime
     updatedAt: datetime
     #: the server's last word on the run

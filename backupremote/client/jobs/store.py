@@ -21,9 +21,11 @@ from backupremote.client.jobs.model import (
     CANCELLED,
     FAILED,
     STATES,
+    Destination,
     Job,
     JobRequest,
     LocalFolder,
+    NamedDestination,
     Receipt,
 )
 from backupremote.client.store import IClientStore
@@ -58,8 +60,13 @@ def _load(value: str | None, kind: Any) -> Any:
     return None if value is None else converter.structure(json.loads(value), kind)
 
 
-def _destinations(destinations: Iterable[LocalFolder]) -> str:
-    return json.dumps([converter.unstructure(d, LocalFolder) for d in destinations])
+def _destinations(destinations: Iterable[Destination]) -> str:
+    return json.dumps([converter.unstructure(d, type(d)) for d in destinations])
+
+
+def _destination(data: dict[str, Any]) -> Destination:
+    """A stored destination: a named one has an id, a local folder a path."""
+    return converter.structure(data, NamedDestination if "id" in data else LocalFolder)
 
 
 class JobMoved(BackupRemoteError):
@@ -188,8 +195,7 @@ def _job(db: sqlite3.Connection, row: tuple[Any, ...]) -> Job:
         options=_load(options, BackupOptions), scheduleId=scheduleId,
         fireTime=_time(fireTime), goal=goal, state=state, downloadFolder=downloadFolder,
         keepDownload=bool(keepDownload),
-        destinations=tuple(converter.structure(d, LocalFolder)
-                           for d in json.loads(destinations)),
+        destinations=tuple(_destination(d) for d in json.loads(destinations)),
         createdAt=_time(createdAt), updatedAt=_time(updatedAt),  # type: ignore[arg-type]
         status=_load(status, RunStatus), artifact=_load(artifact, FileEntry),
         artifactPath=artifactPath, failedStep=failedStep, errorCode=errorCode,

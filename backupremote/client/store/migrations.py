@@ -87,4 +87,45 @@ MIGRATIONS: list[str] = [
     );
     CREATE INDEX schedule_fires_run ON schedule_fires (runId);
     """,
+    # Version 3: named destinations (backupremote.client.destinations.registry),
+    # each with its secret sealed by the client's secrets.key, and the
+    # delivery queue (backupremote.client.delivery): one item per run and
+    # destination, moved one step per transaction.
+    """
+    CREATE TABLE destinations (
+        id TEXT PRIMARY KEY,
+        name TEXT NOT NULL UNIQUE,
+        type TEXT NOT NULL,
+        revision INTEGER NOT NULL,
+        definition TEXT NOT NULL,
+        secret TEXT,
+        createdAt TEXT NOT NULL,
+        updatedAt TEXT NOT NULL
+    );
+    CREATE TABLE deliveries (
+        id TEXT PRIMARY KEY,
+        runId TEXT NOT NULL,
+        destinationId TEXT NOT NULL,
+        destination TEXT NOT NULL,
+        scheduleId TEXT,
+        name TEXT NOT NULL,
+        source TEXT NOT NULL,
+        size INTEGER NOT NULL,
+        sha256 TEXT NOT NULL,
+        state TEXT NOT NULL,
+        attempts INTEGER NOT NULL,
+        upload TEXT,
+        errorCode TEXT,
+        reason TEXT,
+        nextAttemptAt TEXT,
+        method TEXT,
+        verifiedAt TEXT,
+        prunedAt TEXT,
+        createdAt TEXT NOT NULL,
+        updatedAt TEXT NOT NULL,
+        UNIQUE (runId, destinationId)
+    );
+    CREATE INDEX deliveries_state ON deliveries (state, nextAttemptAt);
+    CREATE INDEX deliveries_destination ON deliveries (destinationId, state);
+    """,
 ]
