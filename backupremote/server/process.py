@@ -48,11 +48,6 @@ class Completed:
     def ok(self) -> bool:
         return self.exitCode == 0 and not self.timedOut
 
-    def lastLines(self, count: int = 5) -> str:
-        """The end of stderr, decoded, for messages."""
-        lines = self.stderr.decode("utf-8", "replace").strip().splitlines()
-        return "\n".join(lines[-count:])
-
 
 class _Collector(ProcessProtocol):
     def __init__(self, stdin: bytes | None) -> None:

@@ -105,3 +105,12 @@ def scrub(text: str, *secrets: str | None) -> str:
         if secret:
             text = text.replace(secret, "***")
     return text
+
+
+def lastLines(text: str, count: int, *secrets: str | None, separator: str = " ") -> str:
+    """
+    What a program said, for an error message: the last C{count} non-empty
+    lines of C{text}, stripped and joined by C{separator}, secrets scrubbed.
+    """
+    lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
+    return scrub(separator.join(lines[-count:]), *secrets)

@@ -48,6 +48,7 @@ from backupremote.server.engines.base import (
     Target,
     classify,
     failed,
+    lastLines,
     scrub,
 )
 from backupremote.server.process import baseEnvironment, runProcess
@@ -198,8 +199,7 @@ def distribVersion(text: str) -> str:
 
 
 def _toolMessage(text: str, password: str | None) -> str:
-    lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
-    return scrub(" ".join(lines[-3:]), password)
+    return lastLines(text, 3, password)
 
 
 @implementer(IEngine)

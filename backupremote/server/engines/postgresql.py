@@ -40,6 +40,7 @@ from backupremote.server.engines.base import (
     Target,
     classify,
     failed,
+    lastLines,
     scrub,
 )
 from backupremote.server.process import baseEnvironment, runProcess
@@ -165,8 +166,7 @@ def probeArgv(psql: str, target: Target) -> list[str]:
 
 def _toolMessage(text: str, password: str | None) -> str:
     """What a tool wrote, as one scrubbed line without the program's prefix."""
-    lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
-    joined = " ".join(lines[-4:])
+    joined = lastLines(text, 4)
     joined = re.sub(r"^(psql|pg_dump|pg_restore): (error: )?", "", joined)
     return scrub(joined, password)
 

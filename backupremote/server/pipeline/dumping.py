@@ -34,6 +34,7 @@ from backupremote.protocol.errors import (
     BackupRemoteError,
 )
 from backupremote.server.engines import sqlite as sqliteEngine
+from backupremote.server.engines.base import lastLines
 from backupremote.server.pipeline.artifact import PARTIAL_SUFFIX
 from backupremote.server.pipeline.children import Child, Exit
 from backupremote.server.pipeline.chunkdigests import CHUNKS_SUFFIX, ChunkDigests
@@ -150,11 +151,6 @@ def _exitText(exit: Exit) -> str:
     return f"failed with exit code {exit.exitCode}"
 
 
-def _lastLines(text: str, count: int = 3) -> str:
-    lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
-    return " ".join(lines[-count:])
-
-
 def judgeSink(ctx: RunContext, job: Outcome[str]) -> None:
     """Raise the error of a failed sink: disk full, zip failure, disk error."""
     failure = job.failure
@@ -191,7 +187,7 @@ def judgeCompression(ctx: RunContext, compression: CompressionPlan,
         exit = compressor.ended.value
         raise BackupRemoteError(
             COMPRESSION_FAILED, f"{compression.compression} {_exitText(exit)}: "
-            + (_lastLines(exit.stderr) or "no message"))
+            + (lastLines(exit.stderr, 3) or "no message"))
     if dumpExit is not None and not dumpExit.ok:
         raise _dumpFailed(plan, dumpExit)
     judgeSink(ctx, running.job)

@@ -32,6 +32,7 @@ from backupremote.protocol.errors import (
     BackupRemoteError,
 )
 from backupremote.server.engines import sqlite as sqliteEngine
+from backupremote.server.engines.base import lastLines
 from backupremote.server.pipeline.children import Child, Exit
 from backupremote.server.pipeline.compression import CompressionPlan
 from backupremote.server.pipeline.context import RunContext
@@ -73,11 +74,8 @@ class _Message:
         self._ctx = ctx
 
     def __call__(self, text: str, count: int = 4) -> str:
-        lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
-        joined = "; ".join(lines[-count:]) or "no message"
-        joined = joined.replace(self._ctx.files.runDir.path, "[run folder]")
-        password = self._ctx.target.password
-        return joined.replace(password, "***") if password else joined
+        joined = lastLines(text, count, self._ctx.target.password, separator="; ")
+        return (joined or "no message").replace(self._ctx.files.runDir.path, "[run folder]")
 
 
 async def verifyStage(ctx: RunContext, plan: DumpPlan, compression: CompressionPlan,
