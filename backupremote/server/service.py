@@ -68,7 +68,7 @@ def buildCore(config: ServerConfig, reactor: Any, runInThread: Any = None,
         staging = StagingArea.forDataDir(config.dataDir)
     if engines is None:
         engines = defaultEngines()
-    store = ServerStore.inDataDir(config.dataDir)
+    store = ServerStore.inDataDir(config.dataDir, reactor)
     if trustedKeys is None:
         trustedKeys = tuple(loadTrustedKey(path) for path in config.trustedIssuers)
     verifier = LicenseVerifier(

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import sqlite3
 from datetime import datetime, timezone
-from typing import Callable
 
+from twisted.internet.interfaces import IReactorTime
 from twisted.python.filepath import FilePath
 
 from backupremote.private import makePrivateFolder, privateFile
@@ -94,8 +94,11 @@ MIGRATIONS: list[str] = [
 ]
 
 
-def _now() -> str:
-    return datetime.now(timezone.utc).isoformat()
+def _stamp(clock: IReactorTime | None) -> str:
+    """Now on C{clock} (the system's clock when C{None}), as stored."""
+    if clock is None:
+        return datetime.now(timezone.utc).isoformat()
+    return datetime.fromtimestamp(clock.seconds(), timezone.utc).isoformat()
 
 
 class ClientExists(Exception):
@@ -105,10 +108,12 @@ class ClientExists(Exception):
 class ServerStore:
     """Typed access to the server database; one instance per process."""
 
-    def __init__(
-        self, path: FilePath, now: Callable[[], str] = _now
-    ) -> None:
-        self._now = now
+    def __init__(self, path: FilePath, clock: IReactorTime | None = None) -> None:
+        """
+        @param clock: what stamps are taken from (a server's reactor); the
+            system's clock for the operator's commands that run without one.
+        """
+        self._clock = clock
         # 0600 before SQLite opens it, so its -wal and -shm are 0600 too;
         # those an earlier version left 0644 are tightened
         privateFile(path)
@@ -122,11 +127,14 @@ class ServerStore:
         self._migrate()
 
     @classmethod
-    def inDataDir(cls, dataDir: FilePath) -> ServerStore:
+    def inDataDir(cls, dataDir: FilePath, clock: IReactorTime | None = None) -> ServerStore:
         """Open (creating it and the folder, mode 0700) the store of a data folder."""
         makePrivateFolder(dataDir)
         dataDir.chmod(0o700)
-        return cls(dataDir.child("server.sqlite3"))
+        return cls(dataDir.child("server.sqlite3"), clock)
+
+    def _now(self) -> str:
+        return _stamp(self._clock)
 
     def _migrate(self) -> None:
         version = self._db.execute("PRAGMA user_version").fetchone()[0]
@@ -142,10 +150,6 @@ class ServerStore:
     def connection(self) -> sqlite3.Connection:
         """The database, for the typed stores of each area."""
         return self._db
-
-    @property
-    def schemaVersion(self) -> int:
-        return self._db.execute("PRAGMA user_version").fetchone()[0]
 
     def close(self) -> None:
         self._db.close()

@@ -19,6 +19,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from twisted.internet.interfaces import IReactorTime
 
 from backupremote.newfile import writePrivateFile  # noqa: F401 (re-exported)
 from backupremote.protocol.errors import CONFIG_INVALID, BackupRemoteError
@@ -67,14 +68,22 @@ def serverNames(hostnames: list[str]) -> list[str]:
     return names
 
 
+def _now(clock: IReactorTime | None) -> datetime.datetime:
+    """The time on C{clock} (the system's clock when C{None})."""
+    if clock is None:
+        return datetime.datetime.now(datetime.timezone.utc)
+    return datetime.datetime.fromtimestamp(clock.seconds(), datetime.timezone.utc)
+
+
 def _builder(
     subject: x509.Name,
     issuer: x509.Name,
     publicKey: ec.EllipticCurvePublicKey,
     issuerKey: ec.EllipticCurvePrivateKey,
     days: int,
+    clock: IReactorTime | None,
 ) -> x509.CertificateBuilder:
-    now = datetime.datetime.now(datetime.timezone.utc)
+    now = _now(clock)
     return (
         x509.CertificateBuilder()
         .subject_name(subject)
@@ -109,10 +118,11 @@ def _serverBuilder(
     issuer: x509.Name | None,
     issuerKey: ec.EllipticCurvePrivateKey,
     days: int,
+    clock: IReactorTime | None,
 ) -> x509.CertificateBuilder:
     names = serverNames(hostnames)
     subject = _name(names[0])
-    builder = _builder(subject, issuer or subject, publicKey, issuerKey, days)
+    builder = _builder(subject, issuer or subject, publicKey, issuerKey, days, clock)
     builder = builder.add_extension(
         x509.SubjectAlternativeName([_generalName(n) for n in names]),
         critical=False,
@@ -121,7 +131,7 @@ def _serverBuilder(
 
 
 def generateServerCertificate(
-    hostnames: list[str], days: int = 825
+    hostnames: list[str], days: int = 825, clock: IReactorTime | None = None
 ) -> tuple[bytes, bytes]:
     """
     A new key and a self-signed server certificate, as C{(keyPem, certPem)}.
@@ -131,18 +141,18 @@ def generateServerCertificate(
     addresses).  Valid from an hour ago, for C{days} days.
     """
     key = _newKey()
-    builder = _serverBuilder(hostnames, key.public_key(), None, key, days)
+    builder = _serverBuilder(hostnames, key.public_key(), None, key, days, clock)
     return _keyPem(key), _certPem(builder.sign(key, hashes.SHA256()))
 
 
 def generateCertificateAuthority(
-    commonName: str, days: int = 3650
+    commonName: str, days: int = 3650, clock: IReactorTime | None = None
 ) -> tuple[bytes, bytes]:
     """A new certificate authority, as C{(keyPem, certPem)}."""
     key = _newKey()
     name = _name(commonName)
     builder = (
-        _builder(name, name, key.public_key(), key, days)
+        _builder(name, name, key.public_key(), key, days, clock)
         .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
         .add_extension(
             x509.KeyUsage(
@@ -217,7 +227,8 @@ def _loadAuthority(
 
 
 def issueServerCertificate(
-    caKeyPem: bytes, caCertPem: bytes, hostnames: list[str], days: int = 825
+    caKeyPem: bytes, caCertPem: bytes, hostnames: list[str], days: int = 825,
+    clock: IReactorTime | None = None,
 ) -> tuple[bytes, bytes]:
     """
     A new key and a server certificate signed by a CA, as C{(keyPem,
@@ -226,13 +237,14 @@ def issueServerCertificate(
     caKey, caCert = _loadAuthority(caKeyPem, caCertPem)
     key = _newKey()
     builder = _serverBuilder(
-        hostnames, key.public_key(), caCert.subject, caKey, days
+        hostnames, key.public_key(), caCert.subject, caKey, days, clock
     )
     return _keyPem(key), _certPem(builder.sign(caKey, hashes.SHA256()))
 
 
 def issueClientCertificate(
-    caKeyPem: bytes, caCertPem: bytes, clientId: str, days: int = 825
+    caKeyPem: bytes, caCertPem: bytes, clientId: str, days: int = 825,
+    clock: IReactorTime | None = None,
 ) -> tuple[bytes, bytes]:
     """
     A new key and a client certificate (CN = C{clientId}, clientAuth) signed
@@ -241,7 +253,7 @@ def issueClientCertificate(
     caKey, caCert = _loadAuthority(caKeyPem, caCertPem)
     key = _newKey()
     builder = _leafBuilder(
-        _builder(_name(clientId), caCert.subject, key.public_key(), caKey, days),
+        _builder(_name(clientId), caCert.subject, key.public_key(), caKey, days, clock),
         ExtendedKeyUsageOID.CLIENT_AUTH,
     )
     return _keyPem(key), _certPem(builder.sign(caKey, hashes.SHA256()))

@@ -17,7 +17,7 @@ from backupremote.protocol.commands import COMMANDS
 from backupremote.protocol.session import Auth, Capabilities, Ping
 from backupremote.protocol.versions import SOFTWARE_VERSION, SUPPORTED_API_VERSIONS
 from backupremote.server.responders.groups import RESPONDER_GROUPS
-from tests.fixtures import CLIENT_ID, SECRET, ServerHarness, errorBody
+from tests.fixtures import CLIENT_ID, SECRET, START, ServerHarness, errorBody
 
 
 class Explode(Request):
@@ -230,6 +230,9 @@ class AuthTests(SynchronousTestCase):
             [(c, a, o) for c, _, a, o in self.harness.store.auditTrail()],
             [(CLIENT_ID, "auth", "ok"), (None, "auth", "AUTH_FAILED")],
         )
+        # stamped by the server's clock, as the runs are
+        stamps = [at for (at,) in self.harness.store.connection.execute("SELECT at FROM audit")]
+        self.assertEqual(set(stamps), {START.isoformat()})
 
 
 class LicenseAtAuthTests(SynchronousTestCase):

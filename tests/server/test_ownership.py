@@ -323,7 +323,7 @@ class MigrationTests(SynchronousTestCase):
     def owners(self) -> dict[str, str | None]:
         store = ServerStore(self.path)
         self.addCleanup(store.close)
-        self.assertEqual(store.schemaVersion, 4)
+        self.assertEqual(store.connection.execute("PRAGMA user_version").fetchone()[0], 4)
         return dict(store.connection.execute("SELECT id, owner FROM database_configs"))
 
     def test_migratesToTheFirstClientThatRanABackup(self) -> None:

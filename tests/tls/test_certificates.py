@@ -15,6 +15,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from twisted.internet.task import Clock
 from twisted.trial.unittest import TestCase
 
 from backupremote.protocol.errors import CONFIG_INVALID, BackupRemoteError
@@ -135,6 +136,17 @@ class ServerCertificateTests(TestCase):
         other = load(generateServerCertificate(["backup.example.com"])[1])
         self.assertNotEqual(other.public_key(), self.cert.public_key())
         self.assertNotEqual(other.serial_number, self.cert.serial_number)
+
+
+class CertificateClockTests(TestCase):
+    def test_validityFromTheInjectedClock(self) -> None:
+        """Certificates are dated by the clock they are given."""
+        clock = Clock()
+        clock.advance(datetime.datetime(2031, 5, 1, tzinfo=datetime.timezone.utc).timestamp())
+        _, certPem = generateServerCertificate(["db1.example.net"], days=10, clock=clock)
+        cert = x509.load_pem_x509_certificate(certPem)
+        self.assertEqual(cert.not_valid_after_utc,
+                         datetime.datetime(2031, 5, 11, tzinfo=datetime.timezone.utc))
 
 
 class AuthorityTests(TestCase):
