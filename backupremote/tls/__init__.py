@@ -9,6 +9,7 @@ L{describeTLSFailure}.  L{certificates} makes keys, certificates and
 fingerprints.
 """
 
+from backupremote.newfile import writePrivateFile
 from backupremote.tls.certificates import (
     fingerprintOfDer,
     fingerprintOfPem,
@@ -17,7 +18,6 @@ from backupremote.tls.certificates import (
     issueClientCertificate,
     issueServerCertificate,
     normalizeFingerprint,
-    writePrivateFile,
 )
 from backupremote.tls.client import (
     PinnedCertificateCreator,

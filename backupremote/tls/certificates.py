@@ -21,7 +21,6 @@ from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from twisted.internet.interfaces import IReactorTime
 
-from backupremote.newfile import writePrivateFile  # noqa: F401 (re-exported)
 from backupremote.protocol.errors import CONFIG_INVALID, BackupRemoteError
 
 #: Names every server certificate carries, so that loopback always works.

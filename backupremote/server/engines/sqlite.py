@@ -43,7 +43,7 @@ from backupremote.server.engines.base import (
 from backupremote.server.tools import ToolFinder
 
 #: How the probe runs a blocking function: C{runInThread(f, *args)} -> Deferred.
-ThreadRunner = Callable[..., "Deferred[Any]"]
+ThreadRunner = Callable[..., Deferred[Any]]
 
 #: SQLite error names and messages, first match wins. The error name
 #: (C{SQLITE_NOTADB}...) comes from Python 3.11's C{sqlite_errorname}.

@@ -22,6 +22,7 @@ from __future__ import annotations
 import os
 import signal
 import sqlite3
+from collections.abc import Callable
 from typing import Any
 
 from attrs import frozen
@@ -110,12 +111,14 @@ def _startCompression(ctx: RunContext, compression: CompressionPlan, source: int
             os.close(source)
         meter.pid = compressor.pid
         source = sinkRead
-    makeTransform = None
+    makeTransform: Callable[[Any], ZipTransform] | None = None
     if compression.compression == "zip":
         level = compression.level
 
-        def makeTransform(emit: Any) -> ZipTransform:
+        def zipTransform(emit: Any) -> ZipTransform:
             return ZipTransform(memberName, level, emit)
+
+        makeTransform = zipTransform
 
     try:
         sink = ArtifactSink(source, artifactPath, ctx.options.checksum, ctx.stop,
