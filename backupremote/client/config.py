@@ -6,6 +6,7 @@ from attrs import frozen
 from twisted.python.filepath import FilePath
 
 from backupremote.client.notify.config import NotifyConfig, parseNotify
+from backupremote.metrics.config import MetricsConfig, parseMetrics
 from backupremote.configfile import (
     Section,
     configError,
@@ -63,6 +64,8 @@ class ClientConfig:
     callTimeout: float = 60.0
     #: who is told what, by email and webhook (C{[notify]})
     notify: NotifyConfig = NotifyConfig()
+    #: where Prometheus scrapes the daemon (C{[metrics]}; off by default)
+    metrics: MetricsConfig = MetricsConfig()
 
     def readSecret(self) -> str:
         """The client secret; refused if anyone but the owner may read it."""
@@ -108,7 +111,7 @@ def loadClientConfig(path: FilePath) -> ClientConfig:
 def _loadClientConfig(path: FilePath) -> ClientConfig:
     """Read C{path}; any problem raises C{CONFIG_INVALID} naming the key."""
     data = readToml(path)
-    refuseUnknownSections(data, {"client", "server", "limits", "notify"})
+    refuseUnknownSections(data, {"client", "server", "limits", "notify", "metrics"})
     base = path.parent()
     client = Section(data, "client", base)
     server = Section(data, "server", base)
@@ -131,6 +134,7 @@ def _loadClientConfig(path: FilePath) -> ClientConfig:
         connectAttempts=limits.integer("connect_attempts", 3, 1),
         callTimeout=limits.number("call_timeout", 60.0, 1),
         notify=parseNotify(data.get("notify"), base),
+        metrics=parseMetrics(data, base),
     )
     for section in (client, server, limits):
         section.done()

@@ -14,6 +14,7 @@ from backupremote.configfile import (
     readToml,
     refuseUnknownSections,
 )
+from backupremote.metrics.config import MetricsConfig, parseMetrics
 from backupremote.server.ownership import ROLES
 from backupremote.server.tools import defaultToolPath
 
@@ -80,6 +81,8 @@ class ServerConfig:
     #: seconds a transfer may go without an acknowledged box before the
     #: server aborts it (``[limits] transfer_stall_timeout``)
     transferStallTimeout: float = 60.0
+    #: where Prometheus scrapes the server (C{[metrics]}; off by default)
+    metrics: MetricsConfig = MetricsConfig()
 
 
 def loadServerConfig(path: FilePath) -> ServerConfig:
@@ -91,7 +94,7 @@ def _loadServerConfig(path: FilePath) -> ServerConfig:
     """Read C{path}; any problem raises C{CONFIG_INVALID} naming the key."""
     data = readToml(path)
     refuseUnknownSections(data, {"server", "tls", "limits", "databases", "runs", "staging",
-                                 "clients"})
+                                 "clients", "metrics"})
     base = path.parent()
     server = Section(data, "server", base)
     tls = Section(data, "tls", base)
@@ -139,6 +142,7 @@ def _loadServerConfig(path: FilePath) -> ServerConfig:
         maxTransfersPerClient=limits.integer("max_transfers_per_client",
                                              defaultTransfersPerClient(maxTransfers), 1),
         transferStallTimeout=limits.number("transfer_stall_timeout", 60.0, 1),
+        metrics=parseMetrics(data, base),
     )
     for section in (server, tls, limits, databases, runs, staging):
         section.done()

@@ -18,6 +18,7 @@ from twisted.logger import Logger
 
 from backupremote.license import LicenseVerifier, loadTrustedKey
 from backupremote.logfile import withLogFile
+from backupremote.metrics import MetricsService, ServerCollector
 from backupremote.server.authenticator import Authenticator
 from backupremote.server.config import ServerConfig
 from backupremote.server.core import ServerCore
@@ -198,4 +199,8 @@ def makeService(config: ServerConfig, reactor: Any = None, produce: Any = None,
     revocations = RevocationSweep(core, reactor)
     revocations.setName("revocations")
     revocations.setServiceParent(top)
+    if config.metrics.enabled:
+        metrics = MetricsService(reactor, config.metrics, ServerCollector.registryFor(core, reactor))
+        metrics.setName("metrics")
+        metrics.setServiceParent(top)
     return top

@@ -14,7 +14,6 @@ starts and stops it, as L{ClientService.running} says.
 
 from __future__ import annotations
 
-import uuid
 from typing import Any
 
 from twisted.application.internet import ClientService, backoffPolicy
@@ -42,6 +41,7 @@ from backupremote.client.connection.followers import RunFollowers
 from backupremote.client.connection.interfaces import IServerConnection
 from backupremote.client.connection.protocol import ClientProtocol
 from backupremote.client.connection.receivers import TransferReceivers
+from backupremote.logcontext import newRequestId
 from backupremote.protocol.errors import (
     API_VERSION_UNSUPPORTED,
     AUTH_FAILED,
@@ -205,7 +205,7 @@ class ServerConnection:
         return protocol
 
     async def _callOn(self, protocol: amp.AMP, command: Any, **arguments: Any) -> dict[str, Any]:
-        requestId = arguments.pop("requestId", None) or str(uuid.uuid4())
+        requestId = arguments.pop("requestId", None) or newRequestId()
         answer = protocol.callRemote(command, requestId=requestId, **arguments)
         timeout = self.reactor.callLater(self._callTimeout, answer.cancel)
         try:

@@ -14,13 +14,13 @@ from collections.abc import Callable
 from datetime import datetime, timezone
 from typing import Any
 
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import Deferred, succeed
 from twisted.internet.interfaces import IReactorTime
 from twisted.internet.threads import deferToThreadPool
 from twisted.python.filepath import FilePath
 from zope.interface import Interface, implementer
 
-from backupremote.client.jobs.model import Job, Receipt
+from backupremote.client.jobs.model import Job, LocalFolder, Receipt
 from backupremote.newfile import fsyncFolder
 from backupremote.private import makePrivateFolder
 from backupremote.protocol.errors import (
@@ -47,6 +47,17 @@ class IDelivery(Interface):
         is overwritten.
         """
 
+    def stop() -> Deferred[None]:
+        """Stop what runs in the background (the job runner stops); it resumes when used again."""
+
+
+class DeliveryFailed(BackupRemoteError):
+    """
+    A delivery that ended badly for good (its attempts used up, or refused,
+    a licence included): the job fails at its deliver step with this code,
+    whatever it is, rather than wait as it does for its server.
+    """
+
 
 @implementer(IDelivery)
 class LocalFolderDelivery:
@@ -58,12 +69,15 @@ class LocalFolderDelivery:
         self._runInThread = runInThread or (
             lambda f, *a: deferToThreadPool(clock, clock.getThreadPool(), f, *a))  # type: ignore[attr-defined]
 
+    def stop(self) -> Deferred[None]:
+        return succeed(None)
+
     def deliver(self, job: Job, artifact: FilePath) -> Deferred[list[Receipt]]:
         async def deliverAll() -> list[Receipt]:
             assert job.artifact is not None
             receipts = []
             for destination in job.destinations:
-                if destination.type != "local":
+                if not isinstance(destination, LocalFolder):
                     raise BackupRemoteError(INTERNAL_ERROR, (
                         f"this client cannot deliver to {destination.type!r} destinations yet"))
                 size, digest = await self._runInThread(

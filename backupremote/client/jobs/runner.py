@@ -43,7 +43,7 @@ from backupremote.client.api import BackupRemoteClient
 from backupremote.client.backoff import TRANSIENT, Backoff
 from backupremote.client.connection import PERMANENT
 from backupremote.client.download import DownloadProgress, fileSha256
-from backupremote.client.jobs.delivery import IDelivery, LocalFolderDelivery
+from backupremote.client.jobs.delivery import DeliveryFailed, IDelivery, LocalFolderDelivery
 from backupremote.client.jobs.locks import JobLocks
 from backupremote.client.jobs.model import (
     CANCELLED,
@@ -57,6 +57,7 @@ from backupremote.client.jobs.model import (
 from backupremote.client.jobs.store import JobMoved, JobStore
 from backupremote.client.notify.events import RunFailed, RunSucceeded
 from backupremote.client.notify.notifier import EventSink
+from backupremote.logcontext import bindLogContext, logContext, runRequestId
 from backupremote.protocol.errors import (
     CONFIG_INVALID,
     CONFLICT,
@@ -201,7 +202,7 @@ class JobRunner:
         self._stopped = True
         for drive in list(self._drives):
             drive.cancel()
-        return succeed(None)
+        return self._delivery.stop()
 
     @property
     def active(self) -> list[str]:
@@ -220,6 +221,11 @@ class JobRunner:
     def _logStopped(self, failure: Any, runId: str) -> None:
         if failure.check(CancelledError):
             return None
+        with logContext(runId=runId, requestId=getattr(failure.value, "requestId", None)):
+            self._logStoppedHere(failure, runId)
+        return None
+
+    def _logStoppedHere(self, failure: Any, runId: str) -> None:
         error = failure.value
         if isinstance(error, BackupRemoteError):
             _log.warn("run {runId} waits: {errorCode}: {errorMessage}", runId=runId,
@@ -239,6 +245,7 @@ class JobRunner:
         if self._stopped:
             raise BackupRemoteError(INTERNAL_ERROR, "the job runner is stopped")
         await self._idle(runId)
+        bindLogContext(runId=runId, requestId=runRequestId(runId))
         release = self._locks.acquire(runId) if self._locks is not None else None
         self._busy.add(runId)
         try:
@@ -314,6 +321,8 @@ class JobRunner:
         return self._servers(server)
 
     async def _drive(self, job: Job, observer: JobObserver) -> Job:
+        # every line of this drive (and the request ids of its calls) names the run
+        bindLogContext(runId=job.runId, scheduleId=job.scheduleId or "-", server=job.server)
         backoff = self._retry() if self._retry is not None else None
         started = job.state
         while not job.finished:
@@ -324,7 +333,7 @@ class JobRunner:
             except JobMoved:
                 raise
             except BackupRemoteError as error:
-                if error.code not in NOT_THE_JOBS_FAULT:
+                if error.code not in NOT_THE_JOBS_FAULT or isinstance(error, DeliveryFailed):
                     job = await self._failed(job, step, error)
                 elif backoff is not None and backoff.retries(error):
                     _log.warn("run {runId}: {step} waits for the server: {errorCode}: "
@@ -340,6 +349,8 @@ class JobRunner:
                     INTERNAL_ERROR, f"{step} failed on this machine: {error}"))
             if backoff is not None:
                 backoff.succeeded()
+            _log.info("run {runId}: {step} done, {state}", runId=job.runId, step=step,
+                      state=job.state)
             observer.stepDone(job)
         if job.state != started:
             self._tellEnd(job, started)
@@ -445,6 +456,14 @@ class JobRunner:
 
 
 def _logEnd(job: Job) -> Job:
+    requestId = job.status.requestId if job.status is not None else None
+    with logContext(runId=job.runId, scheduleId=job.scheduleId or "-", server=job.server,
+                    requestId=requestId or job.runId):
+        _logEndHere(job)
+    return job
+
+
+def _logEndHere(job: Job) -> None:
     if job.succeeded:
         _log.info("run {runId}: {state}", runId=job.runId, state=job.state,
                   scheduleId=job.scheduleId)
@@ -452,7 +471,6 @@ def _logEnd(job: Job) -> Job:
         _log.warn("run {runId} ended {state} on the server: {errorCode}: {errorMessage}",
                   runId=job.runId, state=job.state, errorCode=job.errorCode,
                   errorMessage=job.errorMessage, scheduleId=job.scheduleId)
-    return job
 
 
 def _removeWorkCopy(folder: FilePath) -> None:
@@ -472,11 +490,19 @@ def daemonRetry(clock: IReactorTime) -> Callable[[], Backoff]:
 
 def jobRunnerIn(reactor: Any, dataDir: FilePath, store: Any, servers: Servers,
                 retry: Callable[[], Backoff] | None = None,
-                notify: EventSink | None = None) -> JobRunner:
+                notify: EventSink | None = None, licenses: Any = None) -> JobRunner:
     """
     The job runner of a client's data folder (downloads in C{downloads/},
-    locks in C{locks/}), as the daemon and the CLI build it.
+    locks in C{locks/}), as the daemon and the CLI build it. It delivers to
+    local folders by copy and to named destinations through the delivery
+    queue (L{backupremote.client.delivery}), as far as C{licenses} (the
+    licence of each server, by name: C{licensesOf(config, now(reactor))})
+    allow; without them, no named destination is delivered to.
     """
+    from backupremote.client.delivery import FeatureSet, queueDeliveryIn
+
+    delivery = queueDeliveryIn(reactor, dataDir, store, licenses or (
+        lambda server: FeatureSet(set())))
     return JobRunner(reactor, JobStore(store, now(reactor)), servers,
-                     LocalFolderDelivery(reactor), dataDir.child("downloads"),
+                     delivery, dataDir.child("downloads"),
                      locks=JobLocks(dataDir.child("locks")), retry=retry, notify=notify)

@@ -105,6 +105,7 @@ MIGRATIONS: list[str] = [
     CREATE TABLE deliveries (
         id TEXT PRIMARY KEY,
         runId TEXT NOT NULL,
+        server TEXT NOT NULL,
         destinationId TEXT NOT NULL,
         destination TEXT NOT NULL,
         scheduleId TEXT,

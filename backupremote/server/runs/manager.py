@@ -385,7 +385,15 @@ class RunManager:
                 self._metrics.observe(f"stage.{timing.stage}",
                                       (timing.endedAt - timing.startedAt).total_seconds())
         if status.startedAt is not None and status.endedAt is not None:
-            self._metrics.observe("run", (status.endedAt - status.startedAt).total_seconds())
+            self._metrics.observe("run", (status.endedAt - status.startedAt).total_seconds(),
+                                  engine=self._engineOf(status), state=status.state)
+
+    def _engineOf(self, status: RunStatus) -> str:
+        """The run's engine, for its metrics (C{unknown} once its configuration is gone)."""
+        try:
+            return self._databases.stored(status.databaseConfigId).engine
+        except BackupRemoteError:
+            return "unknown"
 
     @property
     def runningCount(self) -> int:

@@ -97,6 +97,8 @@ class TransferRegistry:
         pump.add(sender)
         if self._metrics is not None:
             self._metrics.increment("transfers.started")
+            if startChunk > 0:
+                self._metrics.increment("transfers.resumed")
         _log.info("transfer {transferId} of run {runId} from chunk {start} of {count}",
                   transferId=transferId, runId=staged.runId, start=startChunk,
                   count=entry.chunkCount)
@@ -121,6 +123,7 @@ class TransferRegistry:
             if not pump.senders:
                 del self._pumps[sender.connection]
         if self._metrics is not None:
+            self._metrics.increment("transfers.bytes", sender.bytesAcknowledged)
             self._metrics.increment("transfers.complete" if why == "complete"
                                     else "transfers.stalled" if sender.stalled
                                     else "transfers.ended")

@@ -73,6 +73,13 @@ class ChunkSender:
         self.stallTimeout = stallTimeout
         self._stallCall: IDelayedCall | None = None
 
+    @property
+    def bytesAcknowledged(self) -> int:
+        """The file's bytes the client acknowledged in this transfer (for metrics)."""
+        entry = self.entry
+        end = min(self.ackedChunks * entry.chunkSize, entry.sizeBytes)
+        return max(0, end - self.startChunk * entry.chunkSize)
+
     # Flow
 
     def start(self) -> None:

@@ -1,0 +1,111 @@
+"""
+What the delivery queue holds: one L{QueueItem} per run and named
+destination, and the L{DeliveryPolicy} it follows.
+
+    pending -> uploading -> verifying -> delivered
+       ^          |             |
+       +-- retrying <-----------+        (next attempt at, reason)
+                  |
+                failed                   (reason: attempts used up, or a
+                                          refusal another try cannot mend)
+
+Each arrow is one transaction (L{backupremote.client.delivery.store}).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from attrs import frozen
+
+from backupremote.client.destinations.interface import PendingUpload
+from backupremote.client.jobs.model import Receipt
+
+PENDING = "pending"
+UPLOADING = "uploading"
+VERIFYING = "verifying"
+DELIVERED = "delivered"
+RETRYING = "retrying"
+FAILED = "failed"
+#: Every state, in the order C{backupremote queue} lists them.
+STATES = (UPLOADING, VERIFYING, PENDING, RETRYING, FAILED, DELIVERED)
+#: An item in one of these has nothing more to do.
+SETTLED = (DELIVERED, FAILED)
+#: An item in one of these waits for its turn (its C{nextAttemptAt}).
+WAITING = (PENDING, RETRYING)
+
+
+@frozen
+class DeliveryPolicy:
+    """
+    How hard the queue tries, and how much it does at once.
+
+    @ivar maxAttempts: attempts per item before it is C{failed}.
+    @ivar first: seconds before the first retry (the ceiling of its full
+        jitter); it doubles with each failure up to C{maximum}.
+    @ivar breakerFailures: consecutive failures of one destination that
+        open its circuit breaker: no attempt to it until C{breakerDelay}
+        seconds have passed, then one probe (half-open).
+    @ivar parallel: uploads in flight at once, all destinations together;
+        C{parallelPerDestination}: to one destination.
+    """
+
+    maxAttempts: int = 6
+    first: float = 30.0
+    maximum: float = 3600.0
+    breakerFailures: int = 3
+    breakerDelay: float = 300.0
+    parallel: int = 4
+    parallelPerDestination: int = 2
+
+
+@frozen
+class QueueItem:
+    """
+    One delivery of one run's artifact to one named destination.
+
+    @ivar server: the run's server (whose licence allows the destination's type).
+    @ivar destination: the destination's name when it was queued.
+    @ivar name: the file's name at the destination (C{YYYY-MM-DD/FILE}).
+    @ivar source: the local artifact (only read).
+    @ivar size: @ivar sha256: what the artifact is (the server's manifest,
+        checked on download); the copy read back must be the same.
+    @ivar attempts: attempts started so far.
+    @ivar upload: the temporary file of the attempt in progress, once put.
+    @ivar reason: why it waits or failed (C{CODE: message}), for people.
+    @ivar method: @ivar verifiedAt: how and when the delivered copy was
+        checked (its receipt).
+    @ivar prunedAt: when retention removed the delivered copy.
+    """
+
+    id: str
+    runId: str
+    server: str
+    destinationId: str
+    destination: str
+    scheduleId: str | None
+    name: str
+    source: str
+    size: int
+    sha256: str
+    state: str
+    attempts: int
+    createdAt: datetime
+    updatedAt: datetime
+    upload: PendingUpload | None = None
+    errorCode: str | None = None
+    reason: str | None = None
+    nextAttemptAt: datetime | None = None
+    method: str | None = None
+    verifiedAt: datetime | None = None
+    prunedAt: datetime | None = None
+
+    @property
+    def settled(self) -> bool:
+        return self.state in SETTLED
+
+    def receipt(self) -> Receipt:
+        """The receipt of a delivered item."""
+        assert self.state == DELIVERED and self.method and self.verifiedAt
+        return Receipt(self.destination, self.name, self.size, self.sha256, self.method,
+                       self.verifiedAt)
