@@ -66,6 +66,8 @@ class ClientConfig:
     notify: NotifyConfig = NotifyConfig()
     #: where Prometheus scrapes the daemon (C{[metrics]}; off by default)
     metrics: MetricsConfig = MetricsConfig()
+    #: the dashboard's endpoint string (C{[web] listen}); C{None}: no dashboard
+    webListen: str | None = None
 
     def readSecret(self) -> str:
         """The client secret; refused if anyone but the owner may read it."""
@@ -111,11 +113,13 @@ def loadClientConfig(path: FilePath) -> ClientConfig:
 def _loadClientConfig(path: FilePath) -> ClientConfig:
     """Read C{path}; any problem raises C{CONFIG_INVALID} naming the key."""
     data = readToml(path)
-    refuseUnknownSections(data, {"client", "server", "limits", "notify", "metrics"})
+    refuseUnknownSections(data, {"client", "server", "limits", "notify", "metrics",
+                                 "web"})
     base = path.parent()
     client = Section(data, "client", base)
     server = Section(data, "server", base)
     limits = Section(data, "limits", base)
+    web = Section(data, "web", base)
     fingerprints = _pins(server)
     config = ClientConfig(
         clientId=client.string("id") or _raise(client.missing("id")),
@@ -135,8 +139,9 @@ def _loadClientConfig(path: FilePath) -> ClientConfig:
         callTimeout=limits.number("call_timeout", 60.0, 1),
         notify=parseNotify(data.get("notify"), base),
         metrics=parseMetrics(data, base),
+        webListen=_endpoint(web.string("listen"), "web.listen"),
     )
-    for section in (client, server, limits):
+    for section in (client, server, limits, web):
         section.done()
     if bool(config.fingerprints) == bool(config.caFile):
         raise configError("set exactly one of server.fingerprints and server.ca_file")
@@ -155,6 +160,20 @@ def _pins(server: Section) -> tuple[str, ...]:
         raise configError("server.fingerprints must list at least one fingerprint")
     given = many if many is not None else (one,) if one is not None else ()
     return pinList(given) if given else ()
+
+
+def _endpoint(text: str | None, key: str) -> str | None:
+    """A server endpoint string, checked now rather than at the daemon's start."""
+    if text is None:
+        return None
+    from twisted.internet.endpoints import serverFromString
+
+    try:
+        serverFromString(None, text)  # parsed (and its TLS files read), not listened on
+    except (ValueError, TypeError, KeyError) as error:
+        raise configError(f"{key} {text!r} is not an endpoint string like "
+                          f"'tcp:8470:interface=127.0.0.1': {error}") from None
+    return text
 
 
 def _raise(error: Exception) -> str:

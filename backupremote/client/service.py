@@ -9,6 +9,8 @@ The client daemon as a Twisted service: read this file first.
         where they are, to be taken up at the next start
       the notifier ([notify] of client.toml): told how each job ends, and
         the licence-expiry watch, told the licence's expiry at login
+      the dashboard ([web] listen, backupremote.client.web): pages over
+        the store, live progress from the job runner's drives
 
 The schedules and the delivery queue join it here: the scheduler starts
 runs with C{daemon.jobs.submit(JobRequest(...))}.
@@ -31,6 +33,7 @@ from backupremote.client.notify import LICENSE_DAYS, LicenseExpiryWatch, Notifie
 from backupremote.client.notify.notifier import ScheduleNames
 from backupremote.client.schedules.store import ScheduleStore
 from backupremote.client.store import IClientStore, SQLiteClientStore
+from backupremote.client.web import addDashboard
 from backupremote.logfile import withLogFile
 from backupremote.protocol.errors import BackupRemoteError
 
@@ -113,6 +116,8 @@ def makeService(config: ClientConfig, reactor: Any = None) -> IService:
     daemon = ClientDaemon(client, store, jobs, notifier, config.notify.licenseDays)
     daemon.setName("client")
     daemon.setServiceParent(top)
+    if config.webListen is not None and config.dataDir is not None:
+        addDashboard(daemon, reactor, config.webListen, config.dataDir)
     return top
 
 

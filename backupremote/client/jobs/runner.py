@@ -138,6 +138,10 @@ class JobRunner:
         self._drives: set[Deferred[Job]] = set()
         self._idleWaiters: dict[str, list[Deferred[None]]] = {}
         self._stopped = False
+        #: called with the runId of each job as its drive starts, whoever
+        #: started it; each returns one more observer of that drive (the
+        #: dashboard's live view, L{backupremote.client.web})
+        self.watchers: list[Callable[[str], JobObserver]] = []
 
     # The public entry points
 
@@ -324,6 +328,8 @@ class JobRunner:
         # every line of this drive (and the request ids of its calls) names the run
         bindLogContext(runId=job.runId, scheduleId=job.scheduleId or "-", server=job.server)
         backoff = self._retry() if self._retry is not None else None
+        if self.watchers:
+            observer = _Observers([observer] + [watch(job.runId) for watch in self.watchers])
         started = job.state
         while not job.finished:
             step = job.nextStep
@@ -453,6 +459,25 @@ class JobRunner:
         return await self.jobs.advance(
             job, "released", detail="staging released" if released else
             "the server had nothing staged any more")
+
+
+class _Observers(JobObserver):
+    """Tells each of several observers."""
+
+    def __init__(self, observers: list[JobObserver]) -> None:
+        self._observers = observers
+
+    def runEvent(self, event: RunEvent) -> None:
+        for observer in self._observers:
+            observer.runEvent(event)
+
+    def downloadProgress(self, progress: DownloadProgress) -> None:
+        for observer in self._observers:
+            observer.downloadProgress(progress)
+
+    def stepDone(self, job: Job) -> None:
+        for observer in self._observers:
+            observer.stepDone(job)
 
 
 def _logEnd(job: Job) -> Job:

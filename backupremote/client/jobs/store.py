@@ -90,6 +90,12 @@ class JobStore:
         """Fires with the jobs (of C{scheduleId}) that have steps left to do, oldest first."""
         return self.store.transact(lambda db: _unfinished(db, scheduleId))
 
+    def recent(self, limit: int = 50) -> Any:
+        """Fires with the last C{limit} jobs recorded, newest first."""
+        return self.store.transact(lambda db: [_job(db, row) for row in db.execute(
+            f"SELECT {_COLUMNS} FROM jobs ORDER BY createdAt DESC, runId LIMIT ?",
+            (limit,)).fetchall()])
+
     def steps(self, runId: str) -> Any:
         """Fires with C{[(state, at, detail)]}: the job's history, oldest first."""
         return self.store.transact(lambda db: [
