@@ -24,8 +24,8 @@ from backupremote.client.jobs import (
     JobObserver,
     JobRunner,
     jobRunnerIn,
-    oneServer,
 )
+from backupremote.client.servers import ClientServers
 from backupremote.client.store import SQLiteClientStore
 from backupremote.configfile import configError
 from backupremote.protocol.errors import CONFLICT, BackupRemoteError
@@ -37,9 +37,10 @@ JobCommand = Callable[[BackupRemoteClient, JobRunner, argparse.Namespace, Output
 
 def withJobs(command: JobCommand) -> Callable[..., Awaitable[int]]:
     """
-    Run C{command} with a client of C{--config}'s server (this command owns
-    its connection) and a job runner over the client folder's store (shared
-    with the daemon: a job one of them drives, the other leaves alone).
+    Run C{command} with a client of the server C{--server} picks (this
+    command owns its connections; C{args.serverName} names it) and a job
+    runner over the client folder's store (shared with the daemon: a job
+    one of them drives, the other leaves alone).
     """
 
     async def run(reactor: Any, args: argparse.Namespace, output: Output) -> int:
@@ -47,14 +48,15 @@ def withJobs(command: JobCommand) -> Callable[..., Awaitable[int]]:
             raise configError("this command needs --config CLIENT_DIR/client.toml")
         config = loadClientConfig(FilePath(args.config))
         assert config.dataDir is not None  # a loaded config always has one
-        client = BackupRemoteClient.fromConfig(reactor, config)
-        client.connection.service.startService()  # type: ignore[attr-defined]
+        servers = ClientServers(reactor, config, ownConnections=True)
+        args.serverName = config.pickServer(getattr(args, "server", None))
+        client = servers(args.serverName)
         store = SQLiteClientStore.inFolder(config.dataDir, reactor)
         try:
-            runner = jobRunnerIn(reactor, config.dataDir, store, oneServer(client))
+            runner = jobRunnerIn(reactor, config.dataDir, store, servers)
             return await command(client, runner, args, output)
         finally:
-            await client.close()
+            await servers.close()
             await store.close()
 
     return run

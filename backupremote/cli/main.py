@@ -23,12 +23,16 @@ from backupremote.cli import (
     completion,
     databases,
     demo,
+    destinations,
+    history,
     licensing,
     manpage,
+    queue,
     remote,
     runs,
     schedules,
     serveradmin,
+    servers,
     transfers,
     verify,
 )
@@ -44,7 +48,10 @@ def buildParser() -> argparse.ArgumentParser:
         epilog="example: backupremote --config ~/.backupremote/client.toml capabilities",
     )
     parser.add_argument("--version", action="version", version=f"backupremote {__version__}")
-    parser.add_argument("--config", help="the client.toml (for commands that talk to a server)")
+    parser.add_argument("--config", help="the client.toml (default: $BACKUPREMOTE_CONFIG, else "
+                        "~/.backupremote/client.toml); anywhere on the line")
+    parser.add_argument("--server", metavar="NAME",
+                        help="which server of client.toml (default: the only one)")
     parser.add_argument("--json", action="store_true", help="print JSON for scripts")
     talk = parser.add_mutually_exclusive_group()
     talk.add_argument("-v", "--verbose", action="store_true",
@@ -53,7 +60,7 @@ def buildParser() -> argparse.ArgumentParser:
                       help="no progress and no notes: only results and errors")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for module in (serveradmin, licensing, clientadmin, remote, databases, runs, transfers,
-                   schedules, demo, verify, completion, manpage):
+                   schedules, destinations, queue, history, servers, demo, verify, completion, manpage):
         module.register(commands)
     _addJSONToEveryCommand(parser)
     return parser
@@ -64,6 +71,11 @@ def _addJSONToEveryCommand(parser: argparse.ArgumentParser) -> None:
     for action in parser._actions:
         if isinstance(action, argparse._SubParsersAction):
             for sub in set(action.choices.values()):
+                for flag in ("--config", "--server"):  # anywhere on the line
+                    if flag not in sub._option_string_actions:
+                        sub.add_argument(flag, default=argparse.SUPPRESS,
+                                         metavar="NAME" if flag == "--server" else None,
+                                         help=argparse.SUPPRESS)
                 if "--json" not in sub._option_string_actions:
                     sub.add_argument("--json", action="store_true", default=argparse.SUPPRESS,
                                      help="print JSON for scripts")
@@ -96,6 +108,8 @@ def _main(argv: Sequence[str] | None) -> int:
         parser.print_usage(sys.stderr)
         sys.stderr.write("backupremote: error: --verbose and --quiet exclude each other\n")
         return EXIT_USAGE
+    if not getattr(args, "config", None):
+        args.config = defaultClientConfig()
     output = Output(args.json, quiet=args.quiet, verbose=args.verbose)
     observer = _notesTo(output)
     globalLogPublisher.addObserver(observer)
@@ -110,6 +124,15 @@ def _main(argv: Sequence[str] | None) -> int:
         return EXIT_INTERRUPTED
     finally:
         globalLogPublisher.removeObserver(observer)
+
+
+def defaultClientConfig() -> str | None:
+    """C{$BACKUPREMOTE_CONFIG}, else C{~/.backupremote/client.toml} if it exists."""
+    named = os.environ.get("BACKUPREMOTE_CONFIG")
+    if named:
+        return named
+    home = os.path.join(os.path.expanduser("~"), ".backupremote", "client.toml")
+    return home if os.path.exists(home) else None
 
 
 def _notesTo(output: Output) -> Any:

@@ -37,7 +37,9 @@ def withClient(command: RemoteCommand) -> Callable[..., Awaitable[int]]:
     async def run(reactor: Any, args: argparse.Namespace, output: Output) -> int:
         if not args.config:
             raise configError("this command needs --config CLIENT_DIR/client.toml")
-        client = BackupRemoteClient.fromConfig(reactor, loadClientConfig(FilePath(args.config)))
+        config = loadClientConfig(FilePath(args.config))
+        config = config.forServer(config.pickServer(getattr(args, "server", None)))
+        client = BackupRemoteClient.fromConfig(reactor, config)
         client.connection.service.startService()  # this one-shot command owns the connection
         try:
             return await command(client, args, output)

@@ -103,7 +103,8 @@ async def runCommand(client: BackupRemoteClient, runner: JobRunner,
     folder = folderPath(args.download) if args.download else None
     goal = ("released" if args.release else "delivered" if args.download
             else "completed" if args.wait else "running")
-    request = JobRequest(runId, args.id, options, goal=goal, downloadFolder=folder)
+    request = JobRequest(runId, args.id, options, goal=goal, downloadFolder=folder,
+                         server=args.serverName)
     if not args.wait:
         known = await runner.jobs.get(runId) is not None
         status = (await runner.start(request)).status

@@ -17,11 +17,13 @@ from datetime import date, datetime, timedelta, timezone
 from typing import Any, Awaitable, Callable
 
 from attrs import evolve
+from twisted.internet.task import deferLater
 from twisted.python.filepath import FilePath
 
 from backupremote.cli.databases import backupArguments, configIdOf
 from backupremote.cli.output import EXIT_REFUSED, Output
-from backupremote.cli.runs import describeStatus
+from backupremote.cli.history import describeJob, runJSON
+from backupremote.cli.jobs import JobView
 from backupremote.client.api import BackupRemoteClient
 from backupremote.client.config import ClientConfig, loadClientConfig
 from backupremote.client.schedules.model import (
@@ -39,7 +41,12 @@ from backupremote.client.schedules.model import (
     scheduleConverter,
 )
 from backupremote.client.schedules.nextfire import nextFire, zoneNamed
+from backupremote.client.destinations.registry import DestinationRegistry
+from backupremote.client.jobs import JobObserver, JobRequest, JobStore, jobRunnerIn, now
+from backupremote.client.jobs.locks import DaemonLock
 from backupremote.client.schedules.scheduler import runNowRequest
+from backupremote.client.schedules.starter import jobRequest
+from backupremote.client.servers import ClientServers
 from backupremote.client.schedules.store import FireRecord, ScheduleStore
 from backupremote.client.schedules.validation import Problems, validateSchedule
 from backupremote.client.store import SQLiteClientStore
@@ -47,6 +54,8 @@ from backupremote.configfile import configError
 from backupremote.protocol.errors import CONFLICT, BackupRemoteError
 
 UTC = timezone.utc
+#: Seconds between two looks at a job the daemon drives (C{run-now --wait}).
+WAIT_POLL = 0.5
 _OPTIONS = {"format": "format", "compression": "compression", "level": "level",
             "threads": "threads", "checksum": "checksum", "verification": "verification",
             "post_script": "postScript", "timeout": "timeoutSeconds"}
@@ -118,7 +127,10 @@ def register(commands: Any) -> None:
         epilog="example: backupremote schedule run-now nightly --wait",
     )
     runNow.add_argument("name", help=NAME_HELP)
-    runNow.add_argument("--wait", action="store_true", help="follow the run until it ends")
+    runNow.add_argument("--wait", action="store_true",
+                        help="follow the run until it is delivered (or fails); without a "
+                        "running client daemon this command drives the run to its end "
+                        "either way")
     runNow.set_defaults(onReactor=_withSchedules(runNowCommand))
 
 
@@ -145,7 +157,7 @@ def _scheduleArguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dest", action="append", default=[], metavar="NAME",
                         help="a destination to deliver to (repeatable)")
     parser.add_argument("--server", dest="schedule_server", metavar="NAME",
-                        help="the server of client.toml to run on (default: default)")
+                        help="the server of client.toml to run on (default: the only one)")
     parser.add_argument("--start", metavar="TIME",
                         help="no fire before this date or time (in the schedule's zone)")
     parser.add_argument("--end", metavar="TIME",
@@ -183,9 +195,9 @@ def _withSchedules(command: Command) -> Callable[..., Awaitable[int]]:
     return run
 
 
-async def _withClient(config: ClientConfig, reactor: Any,
+async def _withClient(config: ClientConfig, reactor: Any, server: str,
                       work: Callable[[BackupRemoteClient], Awaitable[Any]]) -> Any:
-    client = BackupRemoteClient.fromConfig(reactor, config)
+    client = BackupRemoteClient.fromConfig(reactor, config.forServer(server))
     client.connection.service.startService()  # this one-shot command owns the connection
     try:
         return await work(client)
@@ -194,8 +206,8 @@ async def _withClient(config: ClientConfig, reactor: Any,
 
 
 def serverNames(config: ClientConfig) -> set[str]:
-    """The servers of client.toml by name (one today: C{default})."""
-    return {"default"}
+    """The servers of client.toml by name."""
+    return set(config.serverNames)
 
 
 # -- parsing the flags
@@ -326,7 +338,7 @@ def _changes(args: argparse.Namespace) -> dict[str, Any]:
             if getattr(args, name) is not None}
 
 
-async def _databaseAndEngine(config: ClientConfig, reactor: Any, db: str,
+async def _databaseAndEngine(config: ClientConfig, reactor: Any, server: str, db: str,
                              options: dict[str, Any], base: Any) -> tuple[str, str, Any]:
     """The configuration's id and engine, and the options (given ones over C{base})."""
 
@@ -338,7 +350,7 @@ async def _databaseAndEngine(config: ClientConfig, reactor: Any, db: str,
             merged = evolve(base if base is not None else current.backup, **options)
         return configId, current.engine, merged
 
-    return await _withClient(config, reactor, work)
+    return await _withClient(config, reactor, server, work)
 
 
 def _common(args: argparse.Namespace, schedule: Schedule, problems: Problems,
@@ -376,13 +388,14 @@ async def addCommand(config: ClientConfig, schedules: ScheduleStore,
     problems = Problems()
     draft = Schedule(id=str(uuid.uuid4()), name=args.name, rule=Cron("0 0 * * *"),
                      zone=localZoneName(), database=args.db, destinations=tuple(args.dest),
-                     enabled=not args.disabled)
+                     enabled=not args.disabled,
+                     server=config.pickServer(args.schedule_server or getattr(args, "server", None)))
     draft = _common(args, draft, problems, now)
     problems.raiseIfAny("schedule")
     # everything that can be checked here is, before asking the server
     validateSchedule(draft, serverNames(config))
     configId, engine, options = await _databaseAndEngine(
-        config, reactor, args.db, _changes(args), None)
+        config, reactor, draft.server, args.db, _changes(args), None)
     schedule = validateSchedule(evolve(draft, database=configId, options=options),
                                 serverNames(config), engine)
     added = await schedules.add(schedule, now)
@@ -409,7 +422,8 @@ async def updateCommand(config: ClientConfig, schedules: ScheduleStore,
     options = _changes(args)
     if args.db is not None or options:
         configId, engine, merged = await _databaseAndEngine(
-            config, reactor, args.db or changed.database, options, changed.options)
+            config, reactor, changed.server, args.db or changed.database, options,
+            changed.options)
         changed = evolve(changed, database=configId, options=merged)
     validateSchedule(changed, serverNames(config), engine)
     stored = await schedules.update(changed, now)
@@ -470,24 +484,58 @@ def _enabling(enabled: bool) -> Command:
 
 async def runNowCommand(config: ClientConfig, schedules: ScheduleStore,
                         args: argparse.Namespace, output: Output, reactor: Any) -> int:
+    """
+    A run of the schedule now, with a fresh runId, as a job of the one
+    runner: recorded for the daemon to drive if one runs on this data
+    folder, else driven by this command to its end.
+    """
+    assert config.dataDir is not None
     schedule = await schedules.get(args.name)
-    request = runNowRequest(schedule)
-    # Until the job runner (backupremote.client.jobs) drives it, the run is
-    # commanded directly: the server makes, verifies and stages the artifact.
-    async def work(client: BackupRemoteClient) -> int:
-        status = await client.executeBackup(request.runId, request.databaseConfigId,
-                                            request.options, scheduleId=schedule.id)
-        if not args.wait:
-            output.result(status, f"run {request.runId} of schedule {schedule.name} "
-                          f"started\n{describeStatus(status)}")
-            return 0
-        if not output.asJSON:
-            output.out.write(f"run {request.runId} of schedule {schedule.name} started\n")
-        final = await client.followRun(request.runId)
-        output.result(final, describeStatus(final))
-        return 0 if final.state == "completed" else EXIT_REFUSED
+    store = schedules.clientStore
+    request = await jobRequest(runNowRequest(schedule), DestinationRegistry.inFolder(
+        reactor, store, config.dataDir).references)
+    if DaemonLock(config.dataDir.child("locks")).running():
+        return await _handToDaemon(config, store, request, schedule, args, output, reactor)
+    servers = ClientServers(reactor, config, ownConnections=True)
+    try:
+        runner = jobRunnerIn(reactor, config.dataDir, store, servers)
+        if output.showsProgress:
+            output.out.write(f"run {request.runId} of schedule {schedule.name} started (no "
+                             "client daemon runs: this command drives it to its end)\n")
+        job = await runner.start(request, JobView(output) if args.wait else JobObserver())
+    finally:
+        await servers.close()
+    output.result(runJSON(job, schedule.name), describeJob(job, schedule.name))
+    return 0 if job.succeeded else EXIT_REFUSED
 
-    return await _withClient(config, reactor, work)
+
+async def _handToDaemon(config: ClientConfig, store: Any, request: JobRequest,
+                        schedule: Schedule, args: argparse.Namespace, output: Output,
+                        reactor: Any) -> int:
+    """Record the job; the daemon's pickup drives it. C{--wait}: follow it in the store."""
+    assert config.dataDir is not None
+    jobs = JobStore(store, now(reactor))
+    job, _ = await jobs.create(request, config.dataDir.child("downloads").path)
+    if not args.wait:
+        output.result(runJSON(job, schedule.name),
+                      f"run {job.runId} of schedule {schedule.name} recorded; the client "
+                      "daemon drives it (see `backupremote runs show "
+                      f"{job.runId}`)")
+        return 0
+    if output.showsProgress:
+        output.out.write(f"run {job.runId} of schedule {schedule.name} recorded; the client "
+                         "daemon drives it\n")
+    seen = job.state
+    while not job.finished:
+        await deferLater(reactor, WAIT_POLL, lambda: None)
+        fresh = await jobs.get(job.runId)
+        job = fresh if fresh is not None else job
+        if job.state != seen and output.showsProgress:
+            output.out.write(f"  {job.state}\n")
+            output.out.flush()
+        seen = job.state
+    output.result(runJSON(job, schedule.name), describeJob(job, schedule.name))
+    return 0 if job.succeeded else EXIT_REFUSED
 
 
 # -- showing

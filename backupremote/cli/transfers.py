@@ -121,7 +121,7 @@ async def downloadCommand(client: BackupRemoteClient, runner: JobRunner,
 
     folder = folderPath(args.directory)
     request = JobRequest(args.run_id, goal="released" if args.release else "delivered",
-                         downloadFolder=folder)
+                         downloadFolder=folder, server=args.serverName)
     trigger = reactor.addSystemEventTrigger("before", "shutdown", lambda: output.err.write(
         "\ninterrupted; the part already fetched is kept, and this resumes it: "
         f"{resumeCommand(args, args.run_id, args.directory, args.release)}\n"))

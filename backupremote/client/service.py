@@ -2,7 +2,9 @@
 The client daemon as a Twisted service: read this file first.
 
     ClientDaemon (MultiService)
-      the ClientService of the server connection (it owns and starts it)
+      the ClientService of each server's connection (it owns and starts
+        them: one per [servers.NAME] of client.toml), each server checked
+        every minute (connected, licence expiry, last error: servers)
       the client's store (client.sqlite3 in [client] data_dir)
       the job runner (backupremote.client.jobs) over both: at start it
         takes up every unfinished job (resumeAll); at stop the jobs wait
@@ -12,8 +14,17 @@ The client daemon as a Twisted service: read this file first.
       the dashboard ([web] listen, backupremote.client.web): pages over
         the store, live progress from the job runner's drives
 
-The schedules and the delivery queue join it here: the scheduler starts
-runs with C{daemon.jobs.submit(JobRequest(...))}.
+      the scheduler (backupremote.client.schedules): it starts each due
+        slot through a RunnerStarter, which submits a job to the runner
+      the job pickup: jobs another process records (``schedule run-now``
+        while the daemon runs) are driven here
+      the daemon lock (locks/.daemon): one daemon per data folder, and how
+        the CLI knows one runs
+
+A schedule's destination names become what its job delivers to in
+L{backupremote.client.schedules.starter.destinationsFor}: the client's
+named destinations (C{backupremote dest add}) unless the embedding
+application passes its own C{destinations} lookup.
 """
 
 from __future__ import annotations
@@ -24,17 +35,25 @@ from typing import Any
 
 from twisted.application.service import IService, MultiService
 from twisted.internet.defer import Deferred, succeed
+from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 
 from backupremote.client.api import BackupRemoteClient
 from backupremote.client.config import ClientConfig
-from backupremote.client.jobs import JobRunner, daemonRetry, jobRunnerIn, oneServer
+from backupremote.client.jobs import JobRunner, daemonRetry, jobRunnerIn
+from backupremote.client.jobs.locks import DaemonLock, JobLocks
+from backupremote.client.jobs.pickup import JobPickup
 from backupremote.client.notify import LICENSE_DAYS, LicenseExpiryWatch, Notifier
 from backupremote.client.notify.notifier import ScheduleNames
+from backupremote.client.schedules.scheduler import Scheduler
+from backupremote.client.destinations.registry import DestinationRegistry
+from backupremote.client.schedules.starter import DestinationNames, RunnerStarter
 from backupremote.client.schedules.store import ScheduleStore
+from backupremote.client.servers import CHECK_INTERVAL, ClientServers
 from backupremote.client.store import IClientStore, SQLiteClientStore
 from backupremote.client.web import addDashboard
 from backupremote.logfile import withLogFile
+from backupremote.metrics import addClientMetrics
 from backupremote.protocol.errors import BackupRemoteError
 
 _log = Logger(namespace="backupremote.client")
@@ -49,12 +68,22 @@ class ClientDaemon(MultiService):
 
     def __init__(self, client: BackupRemoteClient, store: IClientStore | None = None,
                  jobs: JobRunner | None = None, notifier: Notifier | None = None,
-                 licenseDays: Sequence[int] = LICENSE_DAYS) -> None:
+                 licenseDays: Sequence[int] = LICENSE_DAYS,
+                 servers: ClientServers | None = None, scheduler: Scheduler | None = None,
+                 pickup: JobPickup | None = None, lock: DaemonLock | None = None) -> None:
         super().__init__()
         self.client = client
         self.store = store
         self.jobs = jobs
-        client.connection.service.setServiceParent(self)  # type: ignore[attr-defined]
+        #: every server's client by name (C{client} alone is C{default})
+        self.servers = servers
+        self.clients = servers.all() if servers is not None else {"default": client}
+        self.scheduler = scheduler
+        self.pickup = pickup
+        self.lock = lock
+        for each in self.clients.values():
+            each.connection.service.setServiceParent(self)  # type: ignore[attr-defined]
+        self._checks: LoopingCall | None = None
         #: the notifier and the licence watch (C{None} without a notifier)
         self.notifier = notifier
         self.licenseWatch: LicenseExpiryWatch | None = None
@@ -68,23 +97,63 @@ class ClientDaemon(MultiService):
         self.resumed: Deferred[Any] = succeed([])
 
     def startService(self) -> None:
+        if self.lock is not None:
+            self.lock.acquire()  # CONFLICT: another daemon has this data folder
         super().startService()
         self.connected = Deferred.fromCoroutine(self._connect())
         if self.jobs is not None:
             self.resumed = self.jobs.resumeAll()
+        if self.servers is not None:
+            self._checks = LoopingCall(self._recheck)
+            self._checks.clock = self.servers.reactor
+            self._checks.start(CHECK_INTERVAL, now=False)
+        for service in (self.scheduler, self.pickup):
+            if service is not None:
+                service.startService()
 
     def stopService(self) -> Deferred[None]:
         return Deferred.fromCoroutine(self._stop())
 
     async def _stop(self) -> None:
+        if self._checks is not None and self._checks.running:
+            self._checks.stop()
+        for service in (self.pickup, self.scheduler):
+            if service is not None and service.running:
+                await service.stopService()
         if self.jobs is not None:
             await self.jobs.stop()
         await super().stopService()
         if self.store is not None:
             await self.store.close()
+        if self.lock is not None:
+            self.lock.release()
+
+    def _recheck(self) -> Deferred[Any]:
+        """Check every server again (quietly: the connections log their own troubles)."""
+        assert self.servers is not None
+        return self.servers.checkAll().addCallback(self._observeLicenses)
+
+    def _observeLicenses(self, statuses: Any) -> None:
+        if self.licenseWatch is None:
+            return
+        for status in statuses:
+            if status.licenseExpiresAt is not None:
+                self.licenseWatch.observe(status.name, status.licenseExpiresAt)
 
     async def _connect(self) -> None:
-        """Say at start whether the server accepts us, and why not."""
+        """Say at start whether each server accepts us, and why not."""
+        if self.servers is not None:
+            for status in await self.servers.checkAll():
+                if status.lastError is not None:
+                    _log.error("cannot use server {server} ({address}): {error}. {action}",
+                               server=status.name, address=status.address,
+                               error=str(status.lastError), action=status.lastError.action)
+                else:
+                    _log.info("connected to server {server} ({address}), which grants: "
+                              "{features}", server=status.name, address=status.address,
+                              features=", ".join(status.features))
+            self._observeLicenses(self.servers.status(name) for name in self.servers.names)
+            return
         try:
             session = await self.client.session()
         except BackupRemoteError as error:
@@ -99,23 +168,40 @@ class ClientDaemon(MultiService):
                 expiresAt.replace("Z", "+00:00")))
 
 
-def makeService(config: ClientConfig, reactor: Any = None) -> IService:
-    """The client daemon, ready to be started or embedded in an application."""
+def makeService(config: ClientConfig, reactor: Any = None,
+                destinations: DestinationNames | None = None) -> IService:
+    """
+    The client daemon, ready to be started or embedded in an application.
+
+    @param destinations: a schedule's destination names -> what its runs
+        are delivered to (default: the client's named destinations).
+    """
     if reactor is None:
         from twisted.internet import reactor as globalReactor
         reactor = globalReactor
-    top = withLogFile(config.logFile)
-    client = BackupRemoteClient.fromConfig(reactor, config)
+    top = withLogFile(config.logFile, defaults={"clientId": config.clientId})
+    servers = ClientServers(reactor, config)
+    client = servers("default" if "default" in servers.names else servers.names[0])
     notifier = config.notify.notifier(reactor)
-    store = jobs = None
+    store = jobs = scheduler = pickup = lock = None
     if config.dataDir is not None:
         store = SQLiteClientStore.inFolder(config.dataDir, reactor)
-        notifier.scheduleNames = _scheduleNames(ScheduleStore(store))
-        jobs = jobRunnerIn(reactor, config.dataDir, store, oneServer(client),
+        schedules = ScheduleStore(store)
+        notifier.scheduleNames = _scheduleNames(schedules)
+        jobs = jobRunnerIn(reactor, config.dataDir, store, servers,
                            retry=daemonRetry(reactor), notify=notifier.notify)
-    daemon = ClientDaemon(client, store, jobs, notifier, config.notify.licenseDays)
+        if destinations is None:
+            destinations = DestinationRegistry.inFolder(
+                reactor, store, config.dataDir).references
+        scheduler = Scheduler(schedules, RunnerStarter(jobs, destinations), reactor,
+                              notify=notifier.notify)
+        pickup = JobPickup(jobs, reactor, JobLocks(config.dataDir.child("locks")))
+        lock = DaemonLock(config.dataDir.child("locks"))
+    daemon = ClientDaemon(client, store, jobs, notifier, config.notify.licenseDays,
+                          servers=servers, scheduler=scheduler, pickup=pickup, lock=lock)
     daemon.setName("client")
     daemon.setServiceParent(top)
+    addClientMetrics(top, reactor, config, jobs, servers)
     if config.webListen is not None and config.dataDir is not None:
         addDashboard(daemon, reactor, config.webListen, config.dataDir)
     return top

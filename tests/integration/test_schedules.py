@@ -1,118 +1,123 @@
 """
-A schedule fires on the real reactor against the real server: two slots of a
-1-minute interval (about 61 s of wall time), each a verified artifact on the
-server under the slot's own runId.
-
-The scheduler starts runs through a L{JobStarter}; until the client daemon
-owns the job runner of C{backupremote/client/jobs/}, this test's starter
-commands each run and follows it to its end (the server verifies the
-artifact fully: C{verification=full}), which is what the scheduler needs
-of a runner: record, start, say whether a run of the schedule is active.
+A schedule fires through the real client daemon (its service, in this
+process, on the real reactor) against the real server: two slots of a
+1-minute interval (about 61 s of wall time), each a job of the slot's own
+runId that is commanded, downloaded, verified, delivered to a local folder
+(read back) and released, the server's staging removed.
 """
 
 from __future__ import annotations
 
+import hashlib
 import uuid
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from twisted.internet import reactor
-from twisted.internet.defer import Deferred, succeed
+from twisted.internet.defer import Deferred
+from twisted.internet.task import deferLater
 from twisted.python.filepath import FilePath
 from twisted.trial.unittest import TestCase
 
-from backupremote.client.api import BackupRemoteClient
+from backupremote.client.config import loadClientConfig
+from backupremote.client.folder import createClientFolder
+from backupremote.client.jobs import STATES, JobStore, LocalFolder
 from backupremote.client.schedules.model import Interval, Schedule
 from backupremote.client.schedules.runids import slotRunId
-from backupremote.client.schedules.scheduler import RunRequest, Scheduler
 from backupremote.client.schedules.store import STARTED, ScheduleStore
-from backupremote.client.store import STATE_FILE, SQLiteClientStore
+from backupremote.client.service import makeService
+from backupremote.client.store import SQLiteClientStore
 from backupremote.protocol.databases import DatabaseConfigInput
 from backupremote.protocol.options import BackupOptions
-from backupremote.protocol.runs import RunStatus
 from tests.databases import servers
-from tests.integration.servers import startServer
+from tests.integration.servers import CLIENT_ID, RunningServer, startServer
 
 UTC = timezone.utc
 
 
-class CommandingStarter:
-    """Commands each run on the server and follows it to its end."""
-
-    def __init__(self, client: BackupRemoteClient) -> None:
-        self.client = client
-        self.finals: dict[str, Deferred[RunStatus]] = {}
-        self.activeRuns: dict[str, str] = {}
-
-    def start(self, request: RunRequest) -> Deferred[Any]:
-        async def commandAndFollow() -> RunStatus:
-            await self.client.executeBackup(request.runId, request.databaseConfigId,
-                                            request.options, request.scheduleId)
-            try:
-                return await self.client.followRun(request.runId)
-            finally:
-                self.activeRuns.pop(request.scheduleId, None)
-
-        self.activeRuns[request.scheduleId] = request.runId
-        self.finals[request.runId] = Deferred.fromCoroutine(commandAndFollow())
-        return succeed(None)
-
-    def active(self, scheduleId: str) -> Deferred[bool]:
-        return succeed(scheduleId in self.activeRuns)
+async def clientFolder(testCase: TestCase, server: RunningServer) -> FilePath:
+    """A client folder (client.toml, secret, licence) for C{server}."""
+    folder = FilePath(testCase.mktemp())
+    folder.makedirs()
+    return createClientFolder(
+        folder.child("client"), f"127.0.0.1:{server.port}", CLIENT_ID,
+        server.secret.encode("ascii"), server.token, fingerprints=[server.fingerprint])
 
 
-class ScheduleFiresTests(TestCase):
-    timeout = 240
+def sleep(seconds: float) -> Deferred[None]:
+    return deferLater(reactor, seconds, lambda: None)
 
-    async def test_firesTwiceOnTheRealReactor(self) -> None:
+
+class DaemonScheduleTests(TestCase):
+    timeout = 300
+
+    async def test_firesTwiceThroughTheDaemon(self) -> None:
         db = await servers.startSQLite(self)
         server = await startServer(self, sqliteRoots=(FilePath(db.folder),))
         client = server.client(self)
-        config = await client.createDatabaseConfig(DatabaseConfigInput(
+        database = await client.createDatabaseConfig(DatabaseConfigInput(
             name="notes", engine="sqlite", path=db.path))
+        config = loadClientConfig(await clientFolder(self, server))
+        assert config.dataDir is not None
+        nas = config.dataDir.sibling("nas")
+        nas.makedirs()
 
-        folder = FilePath(self.mktemp())
-        folder.makedirs()
-        store = SQLiteClientStore(folder.child(STATE_FILE), reactor)
+        # the schedule is stored as the CLI stores it, before the daemon starts
+        store = SQLiteClientStore.inFolder(config.dataDir, reactor)
+        start = datetime.now(UTC)
+        schedule = await ScheduleStore(store).add(Schedule(
+            id=str(uuid.uuid4()), name="every-minute",
+            rule=Interval(1, start + timedelta(seconds=3)), zone="Europe/Berlin",
+            database=database.id, destinations=("nas",),
+            options=BackupOptions(compression="zstd", verification="full")), start)
+        await store.close()
+
+        async def localFolders(names: Any) -> tuple[LocalFolder, ...]:
+            return tuple(LocalFolder(config.dataDir.sibling(name).path) for name in names)
+
+        service = makeService(config, reactor, destinations=localFolders)
+        service.startService()
+        self.addCleanup(service.stopService)
+        daemon = service.getServiceNamed("client")
+        jobs: JobStore = daemon.jobs.jobs
+        slots = [schedule.rule.anchor, schedule.rule.anchor + timedelta(minutes=1)]
+        runIds = [slotRunId(schedule.id, slot) for slot in slots]
+
+        async def released() -> list[Any]:
+            found = [await jobs.get(runId) for runId in runIds]
+            return found if all(j is not None and j.state == "released" for j in found) \
+                else []
+
+        for _ in range(int(150 / 0.5)):
+            if done := await released():
+                break
+            await sleep(0.5)
+        else:
+            self.fail(f"not released: {[await jobs.get(r) for r in runIds]}")
+        await service.stopService()
+
+        delivered = sorted(nas.children(), key=lambda f: f.basename())
+        self.assertEqual(len(delivered), 2, [f.basename() for f in delivered])
+        for job, slot in zip(done, slots):
+            self.assertEqual(job.scheduleId, schedule.id)
+            self.assertEqual(job.fireTime, slot)
+            self.assertEqual([state for state, _, _ in await jobs.steps(job.runId)],
+                             list(STATES))
+            (receipt,) = job.receipts
+            copy = nas.child(receipt.name)
+            self.assertEqual(hashlib.sha256(copy.getContent()).hexdigest(), receipt.sha256)
+            self.assertEqual(receipt.sha256, job.artifact.sha256)
+            self.assertEqual(job.status.scheduleId, schedule.id)
+            self.assertIn("verification", {t.stage for t in job.status.stageTimings})
+            # started on time: the server recorded it within a second of its slot
+            self.assertLess(abs((job.status.createdAt - slot).total_seconds()), 1.0)
+            self.assertFalse(server.staging.runFolder(job.runId).exists())
+            # the work copy is gone once delivered
+            self.assertFalse(config.dataDir.descendant(["downloads", job.runId]).exists())
+
+        store = SQLiteClientStore.inFolder(config.dataDir, reactor)
         self.addCleanup(store.close)
         schedules = ScheduleStore(store)
-        now = datetime.now(UTC)
-        # every minute, the first slot 2 s from now
-        schedule = await schedules.add(Schedule(
-            id=str(uuid.uuid4()), name="every-minute",
-            rule=Interval(1, now + timedelta(seconds=2)), zone="Europe/Berlin",
-            database=config.id, options=BackupOptions(compression="zstd",
-                                                      verification="full")), now)
-        starter = CommandingStarter(client)
-        scheduler = Scheduler(schedules, starter, reactor)
-        scheduler.startService()
-        self.addCleanup(scheduler.stopService)
-
-        while len(starter.finals) < 2:
-            await _sleep(0.5)
-        await scheduler.stopService()
-        finals = [await final for final in list(starter.finals.values())[:2]]
-
-        slots = [schedule.rule.anchor, schedule.rule.anchor + timedelta(minutes=1)]
-        self.assertEqual(list(starter.finals)[:2],
-                         [slotRunId(schedule.id, slot) for slot in slots])
-        for final in finals:
-            self.assertEqual(final.state, "completed", final)
-            self.assertEqual(final.scheduleId, schedule.id)
-            self.assertIsNotNone(final.artifact)
-            self.assertTrue(final.artifact.staged)
-            self.assertIn("verification", {t.stage for t in final.stageTimings})
-        self.assertNotEqual(finals[0].artifact.fileId, finals[1].artifact.fileId)
         records = await schedules.fires(schedule.id)
         self.assertEqual([(r.fireTime, r.outcome) for r in reversed(records)][:2],
                          [(slot, STARTED) for slot in slots])
-        state = (await schedules.states())[schedule.id]
-        self.assertEqual(state.nextFire, slots[1] + timedelta(minutes=1))
-        # each started on time: within a second of its slot
-        for final, slot in zip(finals, slots):
-            self.assertLess(abs((final.createdAt - slot).total_seconds()), 1.0)
-
-
-def _sleep(seconds: float) -> Deferred[None]:
-    from twisted.internet.task import deferLater
-    return deferLater(reactor, seconds, lambda: None)

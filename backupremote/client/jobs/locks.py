@@ -72,3 +72,61 @@ class JobLocks:
             os.close(descriptor)
 
         return release
+
+    def held(self, runId: str) -> bool:
+        """Whether another process holds C{runId}'s lock now (this one holds none)."""
+        return isLocked(self._path(runId))
+
+
+def isLocked(path: FilePath) -> bool:
+    """Whether some process holds an C{flock} on C{path} now."""
+    try:
+        descriptor = os.open(path.path, os.O_RDONLY | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return False
+    try:
+        fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(descriptor)  # closing lets go of a lock taken just now
+    return False
+
+
+class DaemonLock:
+    """
+    The client daemon's C{flock} on C{.daemon} in the locks folder, held
+    while it runs: a CLI command asks L{running} whether a daemon will take
+    up the jobs it records, and a second daemon on one data folder is refused.
+    """
+
+    def __init__(self, folder: FilePath) -> None:
+        self.path = folder.child(".daemon")
+        self._descriptor: int | None = None
+
+    def running(self) -> bool:
+        """Whether a client daemon holds the lock (this process does not)."""
+        return self._descriptor is None and isLocked(self.path)
+
+    def acquire(self) -> None:
+        """
+        Take the lock for this process.
+
+        @raise BackupRemoteError: C{CONFLICT} if another daemon holds it.
+        """
+        makePrivateFolder(self.path.parent())
+        descriptor = os.open(self.path.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(descriptor)
+            raise BackupRemoteError(CONFLICT, (
+                f"another client daemon runs on the data folder of {self.path.parent().path}"
+                ), hint="Stop the other daemon, or give this one its own [client] data_dir."
+            ) from None
+        self._descriptor = descriptor
+
+    def release(self) -> None:
+        if self._descriptor is not None:
+            os.close(self._descriptor)
+            self._descriptor = None

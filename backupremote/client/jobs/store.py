@@ -96,6 +96,50 @@ class JobStore:
             f"SELECT {_COLUMNS} FROM jobs ORDER BY createdAt DESC, runId LIMIT ?",
             (limit,)).fetchall()])
 
+    def history(self, scheduleId: str | None = None, databaseConfigId: str | None = None,
+                server: str | None = None, states: Iterable[str] = (),
+                since: datetime | None = None, limit: int | None = None) -> Any:
+        """
+        Fires with the jobs that match every filter given, newest first
+        (C{states}: any of these stored states; C{since}: created at or after).
+        """
+        where, values = ["1"], []  # type: ignore[var-annotated]
+        for column, value in (("scheduleId", scheduleId), ("databaseConfigId", databaseConfigId),
+                              ("server", server)):
+            if value is not None:
+                where.append(f"{column} = ?")
+                values.append(value)
+        states = tuple(states)
+        if states:
+            where.append(f"state IN ({', '.join('?' for _ in states)})")
+            values += states
+        if since is not None:
+            where.append("createdAt >= ?")
+            values.append(_text(since))
+        sql = (f"SELECT {_COLUMNS} FROM jobs WHERE {' AND '.join(where)} "
+               "ORDER BY createdAt DESC, runId")
+        if limit is not None:
+            sql += f" LIMIT {int(limit)}"
+        return self.store.transact(lambda db: [_job(db, row) for row in
+                                               db.execute(sql, values).fetchall()])
+
+    def lastPerDatabase(self, server: str | None = None) -> Any:
+        """Fires with C{{databaseConfigId: Job}}: the newest job of each configuration."""
+
+        def work(db: sqlite3.Connection) -> dict[str, Job]:
+            where, values = "databaseConfigId IS NOT NULL", []
+            if server is not None:
+                where += " AND server = ?"
+                values.append(server)
+            rows = db.execute(
+                f"SELECT {_COLUMNS} FROM jobs AS j WHERE {where} AND createdAt = "
+                "(SELECT max(createdAt) FROM jobs WHERE databaseConfigId = j.databaseConfigId"
+                " AND server = j.server)", values).fetchall()
+            return {job.databaseConfigId: job for job in (_job(db, row) for row in rows)
+                    if job.databaseConfigId is not None}
+
+        return self.store.transact(work)
+
     def steps(self, runId: str) -> Any:
         """Fires with C{[(state, at, detail)]}: the job's history, oldest first."""
         return self.store.transact(lambda db: [

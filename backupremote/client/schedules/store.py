@@ -81,6 +81,11 @@ class ScheduleStore:
     def __init__(self, store: IClientStore) -> None:
         self._store = store
 
+    @property
+    def clientStore(self) -> IClientStore:
+        """The client's store these schedules live in (its jobs live there too)."""
+        return self._store
+
     # -- the schedules
 
     def add(self, schedule: Schedule, now: datetime) -> Deferred[Schedule]:
