@@ -17,7 +17,7 @@ takes an unbounded value (no run, file or request ids). docs/operations.md
 lists them all.
 """
 
-from backupremote.metrics.client import ClientMetrics
+from backupremote.metrics.client import ClientMetrics, addClientMetrics
 from backupremote.metrics.config import MetricsConfig, parseMetrics
 from backupremote.metrics.distribution import DURATION_BUCKETS, Distribution
 from backupremote.metrics.endpoint import MetricsService
@@ -25,5 +25,5 @@ from backupremote.metrics.server import ServerCollector
 
 __all__ = [
     "DURATION_BUCKETS", "ClientMetrics", "Distribution", "MetricsConfig", "MetricsService",
-    "ServerCollector", "parseMetrics",
+    "ServerCollector", "addClientMetrics", "parseMetrics",
 ]

@@ -272,3 +272,26 @@ class _Samplers(Collector):
         for state in sorted(set(QUEUE_STATES) | set(depths)):
             queue.add_metric([state], depths.get(state, 0))
         return [connected, expiry, queue]
+
+
+def addClientMetrics(top: Any, reactor: Any, config: Any, jobs: Any = None,
+                     servers: Any = None) -> ClientMetrics | None:
+    """
+    The client daemon's metrics, when C{config.metrics} (C{[metrics]}) has
+    a C{listen}: a L{ClientMetrics} watching every drive of C{jobs} and
+    sampling C{servers}, served by a C{MetricsService} named C{metrics}
+    under C{top}. C{None} when metrics are off.
+    """
+    if not config.metrics.enabled:
+        return None
+    from backupremote.metrics.endpoint import MetricsService
+
+    metrics = ClientMetrics(reactor)
+    if jobs is not None:
+        jobs.watchers.append(metrics.watchJob)
+    if servers is not None:
+        metrics.sampleServers(servers)
+    service = MetricsService(reactor, config.metrics, metrics.registry)
+    service.setName("metrics")
+    service.setServiceParent(top)
+    return metrics
