@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shlex
 from typing import Any, Awaitable, Callable
 
 from twisted.python.filepath import FilePath
@@ -16,6 +17,7 @@ from backupremote.cli.output import Output
 from backupremote.cli.progress import ProgressView
 from backupremote.client.api import BackupRemoteClient
 from backupremote.client.config import loadClientConfig
+from backupremote.client.delivery import licensesOf
 from backupremote.client.download import DownloadProgress
 from backupremote.client.jobs import (
     CANCELLED,
@@ -24,12 +26,14 @@ from backupremote.client.jobs import (
     JobObserver,
     JobRunner,
     jobRunnerIn,
+    now,
 )
 from backupremote.client.servers import ClientServers
 from backupremote.client.store import SQLiteClientStore
 from backupremote.configfile import configError
 from backupremote.protocol.errors import CONFLICT, BackupRemoteError
 from backupremote.protocol.runs import RunEvent
+from backupremote.protocol.structured import converter
 
 JobCommand = Callable[[BackupRemoteClient, JobRunner, argparse.Namespace, Output],
                       Awaitable[int]]
@@ -53,7 +57,8 @@ def withJobs(command: JobCommand) -> Callable[..., Awaitable[int]]:
         client = servers(args.serverName)
         store = SQLiteClientStore.inFolder(config.dataDir, reactor)
         try:
-            runner = jobRunnerIn(reactor, config.dataDir, store, servers)
+            runner = jobRunnerIn(reactor, config.dataDir, store, servers,
+                                 licenses=licensesOf(config, now(reactor)))
             return await command(client, runner, args, output)
         finally:
             await servers.close()
@@ -63,22 +68,33 @@ def withJobs(command: JobCommand) -> Callable[..., Awaitable[int]]:
 
 
 class JobView(JobObserver):
-    """Live progress of a job on the terminal (nothing with C{--json})."""
+    """
+    Live progress of a job on the terminal; nothing with C{--quiet}; with
+    C{--json} in lines mode (C{run --wait}), each run event and download
+    progress as a JSON line (C{"type": "runEvent"} or C{"downloadProgress"}).
+    """
 
     def __init__(self, output: Output) -> None:
         from backupremote.cli.transfers import DownloadView  # it drives jobs too
 
         interactive = output.out.isatty()
-        self._run = None if output.asJSON else ProgressView(output.out, interactive)
-        self._download = None if output.asJSON else DownloadView(output.out, interactive)
+        self._output = output
+        shown = output.showsProgress
+        self._run = ProgressView(output.out, interactive) if shown else None
+        self._download = DownloadView(output.out, interactive) if shown else None
 
     def runEvent(self, event: RunEvent) -> None:
         if self._run is not None:
             self._run(event)
+        elif self._output.asJSON and self._output.jsonLines:
+            self._output.jsonLine({"type": "runEvent"} | converter.unstructure(event))
 
     def downloadProgress(self, progress: DownloadProgress) -> None:
         if self._download is not None:
             self._download(progress)
+        elif self._output.asJSON and self._output.jsonLines:
+            self._output.jsonLine({"type": "downloadProgress"}
+                                  | converter.unstructure(progress))
 
 
 def folderPath(folder: str) -> str:
@@ -100,8 +116,12 @@ def fetched(job: Job) -> dict[str, Any]:
             "sha256": job.artifact.sha256, "released": job.state == "released"}
 
 
+def commandLine(args: argparse.Namespace, *words: str) -> str:
+    """C{backupremote --config THE_SAME WORDS...}, quoted for a shell: a hint to copy."""
+    config = ["--config", args.config] if getattr(args, "config", None) else []
+    return shlex.join(["backupremote", *config, *words])
+
+
 def resumeCommand(args: argparse.Namespace, runId: str, folder: str, release: bool) -> str:
     """The command that takes an interrupted download of C{runId} up again."""
-    config = f"--config {args.config} " if args.config else ""
-    return (f"backupremote {config}download {runId} {folder}"
-            + (" --release" if release else ""))
+    return commandLine(args, "download", runId, folder, *(["--release"] if release else []))

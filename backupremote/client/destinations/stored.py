@@ -145,7 +145,7 @@ def validateDestination(destination: StoredDestination) -> StoredDestination:
     else:
         url = parsed.url
         if destination.type in TYPES and parsed.type != destination.type:
-            fields["type"] = (f"is {destination.type}, but the URL is a {parsed.type} URL "
+            fields["type"] = (f"is {destination.type}, but the URL is of type {parsed.type} "
                               f"({url.split(':', 1)[0]}:...)")
     kind = destination.type
     if destination.hostKeys and kind != "sftp":
