@@ -379,6 +379,20 @@ def _common(args: argparse.Namespace, schedule: Schedule, problems: Problems,
     return evolve(schedule, **changes)
 
 
+async def _destinationsChecked(config: ClientConfig, schedules: ScheduleStore,
+                               schedule: Schedule, reactor: Any) -> Schedule:
+    """The hook of issue 12: each destination exists and its type is licensed."""
+    from backupremote.client.delivery import licensesOf
+    from backupremote.client.delivery.checks import checkScheduleDestinations
+    from backupremote.client.destinations.registry import DestinationRegistry
+    from backupremote.client.jobs.runner import now
+
+    assert config.dataDir is not None
+    registry = DestinationRegistry.inFolder(reactor, schedules._store, config.dataDir)
+    return await checkScheduleDestinations(registry, licensesOf(config, now(reactor)),
+                                           schedule)
+
+
 # -- the commands
 
 
@@ -394,6 +408,7 @@ async def addCommand(config: ClientConfig, schedules: ScheduleStore,
     problems.raiseIfAny("schedule")
     # everything that can be checked here is, before asking the server
     validateSchedule(draft, serverNames(config))
+    draft = await _destinationsChecked(config, schedules, draft, reactor)
     configId, engine, options = await _databaseAndEngine(
         config, reactor, draft.server, args.db, _changes(args), None)
     schedule = validateSchedule(evolve(draft, database=configId, options=options),
@@ -419,6 +434,7 @@ async def updateCommand(config: ClientConfig, schedules: ScheduleStore,
                      options=None if args.config_options else changed.options)
     engine = None
     validateSchedule(changed, serverNames(config))
+    changed = await _destinationsChecked(config, schedules, changed, reactor)
     options = _changes(args)
     if args.db is not None or options:
         configId, engine, merged = await _databaseAndEngine(

@@ -40,7 +40,8 @@ from twisted.logger import Logger
 
 from backupremote.client.api import BackupRemoteClient
 from backupremote.client.config import ClientConfig
-from backupremote.client.jobs import JobRunner, daemonRetry, jobRunnerIn
+from backupremote.client.delivery import licensesOf
+from backupremote.client.jobs import JobRunner, daemonRetry, jobRunnerIn, now
 from backupremote.client.jobs.locks import DaemonLock, JobLocks
 from backupremote.client.jobs.pickup import JobPickup
 from backupremote.client.notify import LICENSE_DAYS, LicenseExpiryWatch, Notifier
@@ -189,7 +190,8 @@ def makeService(config: ClientConfig, reactor: Any = None,
         schedules = ScheduleStore(store)
         notifier.scheduleNames = _scheduleNames(schedules)
         jobs = jobRunnerIn(reactor, config.dataDir, store, servers,
-                           retry=daemonRetry(reactor), notify=notifier.notify)
+                           retry=daemonRetry(reactor), notify=notifier.notify,
+                           licenses=licensesOf(config, now(reactor)))
         if destinations is None:
             destinations = DestinationRegistry.inFolder(
                 reactor, store, config.dataDir).references
