@@ -338,12 +338,15 @@ DESTINATION_UNREACHABLE = _register(
     "The destination's server could not be reached, or the connection to it "
     "was lost during the operation; no file was put under its final name.",
     "Check that the destination's server runs and that the destination's URL "
-    "names its host and port; the delivery is retried.",
+    "names its host and port (`backupremote dest test NAME`); the delivery is "
+    "retried (`backupremote queue` says when).",
 )
 DESTINATION_AUTH_FAILED = _register(
     "DESTINATION_AUTH_FAILED",
     "The destination's server refused the user name, password or key.",
-    "Check the user in the destination's URL and its password or key file.",
+    "Check the user in the destination's URL and its password or key file; "
+    "change them with `backupremote dest update NAME --password-stdin` or "
+    "`--key-file`, then `backupremote dest test NAME`.",
 )
 DESTINATION_IDENTITY_MISMATCH = _register(
     "DESTINATION_IDENTITY_MISMATCH",
@@ -351,9 +354,9 @@ DESTINATION_IDENTITY_MISMATCH = _register(
     "key or its TLS certificate is not the pinned or trusted one (or none is "
     "pinned).",
     "Get the server's host key fingerprint or certificate from its operator "
-    "over a channel you trust and pin it (`--host-key SHA256:...`, "
-    "`--ca-file`); otherwise you may be talking to another machine: do not "
-    "proceed.",
+    "over a channel you trust and pin it (`backupremote dest update NAME "
+    "--host-key SHA256:...` or `--ca-file`); otherwise you may be talking to "
+    "another machine: do not proceed.",
 )
 DESTINATION_REFUSED = _register(
     "DESTINATION_REFUSED",
@@ -361,13 +364,14 @@ DESTINATION_REFUSED = _register(
     "not writable by that user, or the name is not allowed; the message "
     "quotes its answer.",
     "Create the folder or grant the user write access to it, then test the "
-    "destination again.",
+    "destination again (`backupremote dest test NAME`).",
 )
 DESTINATION_FULL = _register(
     "DESTINATION_FULL",
     "The destination ran out of space or quota while a file was being put; "
     "the partial copy was removed where the server still allowed it.",
-    "Free space on the destination or remove old backups from it; the "
+    "Free space on the destination or remove old backups from it (`backupremote "
+    "dest prune NAME --dry-run` shows what its retention would remove); the "
     "delivery is retried.",
 )
 DESTINATION_NOT_FOUND = _register(
@@ -380,9 +384,10 @@ DESTINATION_VERIFY_FAILED = _register(
     "DESTINATION_VERIFY_FAILED",
     "The copy read back from the destination differs in size or SHA-256 from "
     "the local artifact; it was removed and never put under its final name.",
-    "Nothing to do for a one-off (the delivery is retried); if it repeats, "
-    "check the destination's storage and anything that rewrites files on the "
-    "way (text-mode transfers, filters, antivirus).",
+    "Nothing to do for a one-off (the delivery is retried; `backupremote "
+    "queue` shows it); if it repeats, check the destination's storage and "
+    "anything that rewrites files on the way (text-mode transfers, filters, "
+    "antivirus).",
 )
 
 # Notifications (client side): email and webhook alerts
