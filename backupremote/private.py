@@ -15,10 +15,12 @@ from __future__ import annotations
 
 import os
 import stat
-
-from twisted.python.filepath import FilePath
+from typing import TYPE_CHECKING
 
 from backupremote.protocol.errors import CONFIG_INVALID, BackupRemoteError
+
+if TYPE_CHECKING:  # only named in annotations: the CLI starts without it
+    from twisted.python.filepath import FilePath
 
 #: group and others get no permission at all
 PRIVATE_UMASK = 0o077

@@ -12,36 +12,25 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from typing import Any, Sequence
-
-from twisted.internet.defer import Deferred
-from twisted.logger import LogLevel, formatEvent, globalLogPublisher
+from typing import Any, Sequence, cast
 
 from backupremote import __version__
-from backupremote.cli import (
-    clientadmin,
-    completion,
-    databases,
-    demo,
-    destinations,
-    history,
-    licensing,
-    manpage,
-    queue,
-    remote,
-    runs,
-    schedules,
-    serveradmin,
-    servers,
-    transfers,
-    verify,
-)
+from backupremote.cli.commands import COMMANDS, LazyCommands
 from backupremote.cli.output import EXIT_INTERRUPTED, EXIT_USAGE, Output
 from backupremote.private import usePrivateUmask
 from backupremote.protocol.errors import INTERNAL_ERROR, BackupRemoteError
 
+# Start-up time matters here (``--help`` and ``--version`` answer at once): no
+# module of a command and nothing of the reactor's is imported at the top;
+# a command is added in backupremote.cli.commands.COMMANDS, and
+# tests/cli/test_startup.py checks what ``--help`` imports.
 
-def buildParser() -> argparse.ArgumentParser:
+
+def buildParser(whole: bool = True) -> argparse.ArgumentParser:
+    """
+    The parser of the command line; with C{whole=False}, a command's module
+    is imported only when the command is parsed (what L{main} does).
+    """
     parser = argparse.ArgumentParser(
         prog="backupremote",
         description="Remote-orchestrated database backups.",
@@ -58,10 +47,13 @@ def buildParser() -> argparse.ArgumentParser:
                       help="also say what happens underneath: connections, retries, requests")
     talk.add_argument("-q", "--quiet", action="store_true",
                       help="no progress and no notes: only results and errors")
-    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for module in (serveradmin, licensing, clientadmin, remote, databases, runs, transfers,
-                   schedules, destinations, queue, history, servers, demo, verify, completion, manpage):
-        module.register(commands)
+    commands = cast(LazyCommands, parser.add_subparsers(
+        dest="command", required=True, metavar="COMMAND", action=LazyCommands))
+    for name, module, help in COMMANDS:
+        commands.addLazy(name, module, help)
+    commands.onLoad = lambda: _addJSONToEveryCommand(parser)
+    if whole:
+        commands.loadAll()
     _addJSONToEveryCommand(parser)
     return parser
 
@@ -99,7 +91,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _main(argv: Sequence[str] | None) -> int:
-    parser = buildParser()
+    parser = buildParser(whole=False)
     try:
         args = parser.parse_args(list(sys.argv[1:] if argv is None else argv))
     except SystemExit as exit:
@@ -110,6 +102,8 @@ def _main(argv: Sequence[str] | None) -> int:
         return EXIT_USAGE
     if not getattr(args, "config", None):
         args.config = defaultClientConfig()
+    from twisted.logger import globalLogPublisher
+
     output = Output(args.json, quiet=args.quiet, verbose=args.verbose)
     observer = _notesTo(output)
     globalLogPublisher.addObserver(observer)
@@ -142,6 +136,8 @@ def _notesTo(output: Output) -> Any:
     with C{--verbose}, everything it logs.
     """
 
+    from twisted.logger import LogLevel, formatEvent
+
     def observe(event: dict[str, Any]) -> None:
         if not str(event.get("log_namespace", "")).startswith("backupremote"):
             return
@@ -160,6 +156,7 @@ def _notesTo(output: Output) -> Any:
 
 def _runOnReactor(args: argparse.Namespace, output: Output) -> int:
     """Run the command's coroutine on the reactor; errors become exit codes."""
+    from twisted.internet.defer import Deferred
     from twisted.internet.task import react
 
     codes: list[int] = []

@@ -15,7 +15,6 @@ from backupremote.protocol.errors import (
     TIMEOUT,
     BackupRemoteError,
 )
-from backupremote.protocol.structured import converter
 
 #: Exit codes by error class (documented in docs/cli.md).
 EXIT_OK = 0
@@ -26,6 +25,21 @@ EXIT_AUTH = 4
 EXIT_CONNECTION = 5
 EXIT_REFUSED = 6
 EXIT_INTERRUPTED = 130
+
+
+class _Converter:
+    """
+    The wire converter, imported when first used: it brings AMP and the
+    reactor's modules, which C{--help} and the local commands do without.
+    """
+
+    def unstructure(self, value: Any) -> Any:
+        from backupremote.protocol.structured import converter
+
+        return converter.unstructure(value)
+
+
+converter = _Converter()
 
 
 def exitCodeFor(error: BackupRemoteError) -> int:

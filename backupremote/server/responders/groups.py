@@ -24,8 +24,7 @@ ResponderGroup = Callable[["ServerCore", "ServerProtocol"], CommandLocator]
 
 
 def sessionResponders(core: ServerCore, connection: ServerProtocol) -> CommandLocator:
-    return SessionResponders(core.authenticator, core.store, core.offers, connection,
-                             core.clock)
+    return SessionResponders(core.authenticator, core.store, core.offers, connection)
 
 
 def databaseResponders(core: ServerCore, connection: ServerProtocol) -> CommandLocator:

@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Mapping
-from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
 from attrs import frozen
-from twisted.internet.interfaces import IReactorTime
 from twisted.protocols.amp import CommandLocator
 
 from backupremote.license import formatDate
@@ -73,13 +71,11 @@ class SessionResponders(CommandLocator):
     """Opening a session and keeping it."""
 
     def __init__(self, authenticator: Authenticator, audit: ServerStore,
-                 offers: ServerOffers, connection: ServerProtocol,
-                 clock: IReactorTime) -> None:
+                 offers: ServerOffers, connection: ServerProtocol) -> None:
         self.authenticator = authenticator
         self._audit = audit
         self.offers = offers
         self.connection = connection
-        self.clock = clock
 
     @Auth.responder
     async def auth(
@@ -134,17 +130,14 @@ class SessionResponders(CommandLocator):
 
     @Capabilities.responder
     async def capabilities(self, request: RequestContext) -> dict[str, Any]:
-        authenticated = request.session.authenticated
-        offer = await self.offers.offer(request.session) if authenticated else None
+        offer = (await self.offers.offer(request.session) if request.session.authenticated
+                 else None)
         return {
             "capabilities": CapabilitiesModel(
                 apiVersions=list(SUPPORTED_API_VERSIONS),
                 serverVersion=SOFTWARE_VERSION,
                 authMethods=self.offers.authMethods(),
                 offer=offer,
-                # after auth only, as the offer: a stranger learns nothing more
-                serverTime=(datetime.fromtimestamp(self.clock.seconds(), timezone.utc)
-                            if authenticated else None),
             )
         }
 

@@ -1,0 +1,166 @@
+"""
+The CLI starts fast because it imports only what a command uses: what
+C{backupremote --help}, C{--version} and a parsed command import, checked
+in a fresh interpreter (timings are for benchmarks/cli_startup.py, not for a
+test), and the table of commands that makes it possible.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import types
+
+from twisted.trial.unittest import SynchronousTestCase
+
+from backupremote.cli.commands import COMMANDS, LazyCommands
+from backupremote.cli.main import buildParser
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+#: what no command needs to print its help (each costs tens of milliseconds or more)
+HEAVY = (
+    "twisted.internet.reactor",
+    "twisted.internet.defer",
+    "twisted.protocols.amp",
+    "twisted.conch",
+    "twisted.web",
+    "twisted.mail",
+    "OpenSSL",
+    "cryptography",
+    "sqlite3",
+    "treq",
+    "cattrs",
+    "prometheus_client",
+    "asyncio",
+)
+
+def modulesAfter(code: str) -> set[str]:
+    """The modules a fresh interpreter holds after running C{code}."""
+    env = {name: value for name, value in os.environ.items()
+           if not name.startswith("COVERAGE_")}  # coverage itself imports sqlite3
+    env["PYTHONPATH"] = ROOT
+    done = subprocess.run(
+        [sys.executable, "-c", code + "\nimport json, sys\n"
+         "sys.__stdout__.write('\\n' + json.dumps(sorted(sys.modules)))"],
+        capture_output=True, text=True, env=env, cwd=ROOT,
+    )
+    if done.returncode != 0:
+        raise AssertionError(done.stderr)
+    return set(json.loads(done.stdout.splitlines()[-1]))
+
+
+def loaded(modules: set[str], names: tuple[str, ...]) -> list[str]:
+    """Those of C{names} (or their submodules) that are in C{modules}."""
+    return sorted(name for name in names
+                  if any(module == name or module.startswith(name + ".") for module in modules))
+
+
+def runMain(*argv: str) -> str:
+    return ("import contextlib, io\n"
+            "from backupremote.cli.main import main\n"
+            "with contextlib.redirect_stdout(io.StringIO()):\n"
+            f"    main({list(argv)!r})\n")
+
+
+class StartupImportsTests(SynchronousTestCase):
+    """What the CLI imports before it does anything."""
+
+    def test_help(self) -> None:
+        """C{backupremote --help} imports no command's module and nothing heavy."""
+        modules = modulesAfter(runMain("--help"))
+        self.assertEqual(loaded(modules, HEAVY), [])
+        self.assertEqual(sorted(f"backupremote.cli.{module}" for _, module, _ in COMMANDS
+                                if f"backupremote.cli.{module}" in modules), [])
+
+    def test_version(self) -> None:
+        modules = modulesAfter(runMain("--version"))
+        self.assertEqual(loaded(modules, HEAVY), [])
+
+    def test_commandHelp(self) -> None:
+        """C{backupremote db --help} imports the module of C{db} and no other command's."""
+        modules = modulesAfter(runMain("db", "--help"))
+        self.assertIn("backupremote.cli.databases", modules)
+        others = {f"backupremote.cli.{module}" for _, module, _ in COMMANDS} - {
+            "backupremote.cli.databases", "backupremote.cli.remote"}
+        self.assertEqual(sorted(others & modules), [])
+
+
+class CommandTableTests(SynchronousTestCase):
+    """L{COMMANDS} says what the modules register."""
+
+    def test_tableMatchesModules(self) -> None:
+        """
+        Every top-level command a module registers is in the table, with the
+        module that registers it and the same help, in the table's order.
+        """
+        parser = buildParser()
+        [commands] = [action for action in parser._actions
+                      if isinstance(action, argparse._SubParsersAction)]
+        registered = [(choice.dest, choice.help) for choice in commands._choices_actions]
+        self.assertEqual(registered, [(name, help) for name, _, help in COMMANDS])
+        self.assertEqual(list(commands.choices), [name for name, _, _ in COMMANDS])
+        self.assertEqual(commands._pending, {})
+
+    def test_lazyTreeIsTheWholeTree(self) -> None:
+        """
+        A command parsed through the lazy parser gets the same options as in
+        the whole tree (C{--json} after the command included).
+        """
+        lazy = buildParser(whole=False).parse_args(["db", "list", "--json"])
+        whole = buildParser().parse_args(["db", "list", "--json"])
+        self.assertEqual(sorted(vars(lazy)), sorted(vars(whole)))
+        self.assertTrue(lazy.json)
+
+
+def lazyCommands() -> tuple[argparse.ArgumentParser, LazyCommands]:
+    parser = argparse.ArgumentParser(prog="p")
+    commands = parser.add_subparsers(dest="command", action=LazyCommands)
+    assert isinstance(commands, LazyCommands)
+    return parser, commands
+
+
+class LazyCommandsTests(SynchronousTestCase):
+    def setUp(self) -> None:
+        self.imported: list[str] = []
+        self.patch(sys, "modules", dict(sys.modules))
+
+    def fakeModule(self, name: str, commands: tuple[str, ...]) -> None:
+        module = types.ModuleType(f"backupremote.cli.{name}")
+
+        def register(subparsers: LazyCommands) -> None:
+            self.imported.append(name)
+            for command in commands:
+                subparsers.add_parser(command, help=f"real {command}").add_argument("--x")
+
+        module.register = register  # type: ignore[attr-defined]
+        sys.modules[module.__name__] = module
+
+    def test_loadedWhenParsed(self) -> None:
+        """A command's module is imported when its command is parsed, and only then."""
+        self.fakeModule("fakeone", ("one", "uno"))
+        self.fakeModule("faketwo", ("two",))
+        parser, commands = lazyCommands()
+        commands.addLazy("one", "fakeone", "real one")
+        commands.addLazy("two", "faketwo", "real two")
+        commands.addLazy("uno", "fakeone", "real uno")
+        self.assertEqual(self.imported, [])
+        parsed = parser.parse_args(["uno", "--x", "1"])
+        self.assertEqual((self.imported, parsed.command, parsed.x), (["fakeone"], "uno", "1"))
+        self.assertEqual(list(commands.choices), ["one", "two", "uno"])
+        self.assertEqual([action.dest for action in commands._choices_actions],
+                         ["one", "two", "uno"])
+        commands.loadAll()
+        self.assertEqual(self.imported, ["fakeone", "faketwo"])
+
+    def test_moduleMustRegisterItsCommands(self) -> None:
+        """A table line naming a command its module does not register is an error at load."""
+        self.fakeModule("fakeone", ("one",))
+        _, commands = lazyCommands()
+        commands.addLazy("one", "fakeone", "real one")
+        commands.addLazy("eins", "fakeone", "real eins")
+        error = self.assertRaises(RuntimeError, commands.load, "one")
+        self.assertIn("eins", str(error))
