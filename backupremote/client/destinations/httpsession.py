@@ -14,6 +14,7 @@ L{BackupRemoteError}s with C{DESTINATION_*} codes.
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
@@ -98,6 +99,7 @@ class FileSliceProducer:
         self._blockSize = blockSize
         self._task: Any = None
         self._file: Any = None
+        self._stopped = False
 
     def startProducing(self, consumer: IConsumer) -> Deferred[None]:
         self._file = open(self.path, "rb")
@@ -116,15 +118,27 @@ class FileSliceProducer:
         return done.addBoth(ended)
 
     def _blocks(self, consumer: IConsumer) -> Iterator[None]:
+        # When stopProducing comes from within this step (onBlock cancelled the
+        # request, or the write failed it), the task is already gone from
+        # the cooperator: the step must end with a yield, never by returning
+        # or raising, which would make the cooperator remove it twice.
         remaining = self.length
-        while remaining > 0:
+        while remaining > 0 and not self._stopped:
             block = self._file.read(min(self._blockSize, remaining))
             if not block:
                 raise OSError(f"{self.path} is shorter than expected")
             remaining -= len(block)
             if self._onBlock is not None:
                 self._onBlock(block)
-            consumer.write(block)
+            if self._stopped:
+                break
+            try:
+                consumer.write(block)
+            except Exception:
+                if not self._stopped:
+                    raise
+            yield None
+        if self._stopped:
             yield None
 
     def _close(self) -> None:
@@ -139,6 +153,7 @@ class FileSliceProducer:
         self._task.resume()
 
     def stopProducing(self) -> None:
+        self._stopped = True
         self._close()
         try:
             self._task.stop()
@@ -174,7 +189,7 @@ class _BodyReader(Protocol):
     def __init__(self, sink: Sink, stall: Stall | None) -> None:
         self.sink = sink
         self.stall = stall
-        self.done: Deferred[None] = Deferred()
+        self.done: Deferred[None] = Deferred(lambda _: self.abort())
         self.error: BaseException | None = None
 
     def dataReceived(self, data: bytes) -> None:
@@ -193,6 +208,8 @@ class _BodyReader(Protocol):
             self.transport.stopProducing()
 
     def connectionLost(self, reason: Failure) -> None:  # type: ignore[override]
+        if self.done.called:  # cancelled
+            return
         if self.error is not None:
             self.done.errback(Failure(self.error))
         elif reason.check(ResponseDone, PotentialDataLoss):
@@ -258,7 +275,7 @@ class HTTPSession:
         self.verification = verification or PeerVerification()
         self.cooperator = cooperator
         self._auth = auth
-        self._pool = HTTPConnectionPool(reactor, persistent=True)
+        self._pool = _TrackingPool(reactor, persistent=True)
         self._pool.maxPersistentPerHost = 8
         self._pool.retryAutomatically = False
         agent = Agent(reactor, contextFactory=self.verification,
@@ -337,6 +354,8 @@ class HTTPSession:
                     f"during {method}; the server may be down or overloaded") from None
             if reader is not None and reader.error is not None:
                 raise reader.error from None
+            if any(isinstance(cause, CancelledError) for cause in _causes(e)):
+                raise CancelledError() from None
             raise self.transportError(e, method) from None
         finally:
             stall.stop()
@@ -381,7 +400,39 @@ class HTTPSession:
             DESTINATION_REFUSED, f"{self.location} refused {what}: {status}{said}")
 
     async def close(self) -> None:
+        """Close the idle connections, and abort any still busy (an interrupted upload)."""
         await self._pool.closeCachedConnections()
+        await self._pool.abortAll()
+
+
+class _TrackingPool(HTTPConnectionPool):
+    """
+    A pool that also knows its busy connections, so that L{HTTPSession.close}
+    leaves none open: after an early error answer to an upload, Twisted keeps
+    sending the body on a connection the server no longer reads.
+    """
+
+    def __init__(self, reactor: Any, persistent: bool = True) -> None:
+        super().__init__(reactor, persistent)
+        self._made: weakref.WeakSet[Any] = weakref.WeakSet()
+
+    def _newConnection(self, key: Any, endpoint: Any) -> Deferred[Any]:
+        made = super()._newConnection(key, endpoint)
+
+        def track(protocol: Any) -> Any:
+            self._made.add(protocol)
+            return protocol
+        return made.addCallback(track)
+
+    async def abortAll(self) -> None:
+        made, self._made = list(self._made), weakref.WeakSet()
+        for protocol in made:
+            if protocol.state != "CONNECTION_LOST":
+                lost = protocol.abort()
+                protocol.transport.abortConnection()
+                # a connection lost while its TLS was failing may never report it
+                lost.addTimeout(1.0, self._reactor).addErrback(lambda _: None)
+                await lost
 
 
 @implementer(IBodyProducer)

@@ -331,10 +331,7 @@ class S3Server:
 
     def newBucket(self) -> str:
         name = "b" + secrets.token_hex(6)
-        if self.data is not None:
-            os.mkdir(os.path.join(self.data, name))
-        else:
-            self.client().create_bucket(Bucket=name)
+        self.client().create_bucket(Bucket=name)
         return name
 
 
@@ -347,7 +344,9 @@ def startRcloneS3(case: Any | None = None, tls: bool = False) -> S3Server:
     accessKey = "AK" + secrets.token_hex(6).upper()
     secretKey = secrets.token_urlsafe(24)
     argv = [which("rclone"), "serve", "s3", "--addr", f"{HOST}:{port}",
-            "--config", os.path.join(folder, "rclone.conf"), "--log-level", "NOTICE"]
+            "--config", os.path.join(folder, "rclone.conf"), "--log-level", "NOTICE",
+            # what the tests change on disk (a corrupted copy) is seen at once
+            "--dir-cache-time", "0s"]
     if files is not None:
         argv += ["--cert", files.certFile, "--key", files.keyFile]
     argv.append(data)
