@@ -9,6 +9,7 @@ passes with the twin says something true of the real one.
     store = MemoryClientStore()                # an IClientStore, synchronous
     destination = MemoryDestination()          # an IDestination, synchronous
     channel = MemoryNotificationChannel()      # an INotificationChannel, synchronous
+    engine = MemoryEngine()                    # an IEngine: a whole run, no database
     connection = LoopbackConnection(           # an IServerConnection, in memory
         clock, credentials, lambda: ServerProtocol(core, "192.0.2.1:4000", "192.0.2.1"))
 """
@@ -20,6 +21,7 @@ from collections.abc import Callable, Sequence
 from datetime import datetime, timezone
 from typing import Any
 
+from attrs import define
 from twisted.internet.defer import Deferred, fail, succeed
 from twisted.internet.error import ConnectionLost
 from twisted.protocols import amp
@@ -36,6 +38,9 @@ from backupremote.client.destinations import interface as _destinations
 from backupremote.client.destinations import names as _names
 from backupremote.client.notify import interface as _notify
 from backupremote.client.notify import messages as _messages
+from backupremote.server.engines import base as _engines
+from backupremote.server.engines import dumps as _dumps
+from backupremote.protocol import databases as _databases
 from backupremote.protocol.errors import DESTINATION_NOT_FOUND as _DESTINATION_NOT_FOUND
 from backupremote.protocol.errors import CONNECTION_FAILED, INTERNAL_ERROR, BackupRemoteError
 
@@ -366,5 +371,96 @@ class MemoryNotificationChannel:
         return succeed(None)
 
 
-__all__ = ["LoopbackConnection", "MemoryClientStore", "MemoryDestination",
+#: What a L{MemoryEngine} holds unless told otherwise: a recognisable header
+#: and enough bytes for several dump steps.
+MEMORY_DATABASE = b"BACKUPREMOTE MEMORY DATABASE\n" + bytes(range(256)) * 1024
+
+
+@implementer(_engines.IEngine)
+@define
+class MemoryEngine:
+    """
+    A database engine in memory (an C{IEngine}): its database is the bytes
+    C{content}, which its dump plan writes in-process, in the pipeline's
+    own thread and in steps of C{step} bytes (as SQLite's online backup
+    does), so a whole run goes through the real pipeline (compression,
+    hashing, verification, staging) with no program and no database. Its
+    check: the decompressed backup starts like C{content} ("stream") and is
+    exactly C{content} ("full").
+
+    Faults for tests: C{result} is what a connection test answers (default:
+    ok, C{content}'s size); C{dumpError} is raised by L{chooseDumpTool}
+    (C{TOOL_MISSING}, say); C{failDump} is raised by the dump after its
+    first step; C{damageAt} makes the dump write the byte at that offset
+    wrong (verification then fails: "stream" at offset 0, "full" anywhere).
+    """
+
+    content: bytes = MEMORY_DATABASE
+    result: _databases.ConnectionTestResult | None = None
+    dumpError: BackupRemoteError | None = None
+    failDump: BaseException | None = None
+    damageAt: int | None = None
+    step: int = 64 * 1024
+    name: str = "memory"
+    defaultPort: int | None = None
+    formats: tuple[str, ...] = ("raw",)
+    optionNames: frozenset[str] = frozenset()
+    optionsKeepingPassword: frozenset[str] = frozenset()
+
+    def validate(self, config: _databases.DatabaseConfigInput,
+                 problems: _engines.FieldProblems) -> None:
+        pass
+
+    async def probe(self, target: _engines.Target, tools: Any, reactor: Any,
+                    timeout: float) -> _databases.ConnectionTestResult:
+        if self.result is not None:
+            return self.result
+        return _databases.ConnectionTestResult(
+            ok=True, reason=None, message="the memory database answers", serverVersion="1.0",
+            latencyMs=0.001, sizeBytes=len(self.content), tool="memory")
+
+    async def chooseDumpTool(self, tools: Any,
+                             serverVersion: str | None) -> _databases.ToolChoice:
+        if self.dumpError is not None:
+            raise self.dumpError
+        return _databases.ToolChoice("memdump", "(in-process)", "1.0", "the only one")
+
+    async def dumpPlan(self, target: _engines.Target, format: str, tools: Any,
+                       serverVersion: str | None) -> _dumps.DumpPlan:
+        choice = await self.chooseDumpTool(tools, serverVersion)
+        content = self.content
+        check = _dumps.EngineCheck(
+            description="the memory check", head=lambda head: content.startswith(head),
+            fileCheck=self._checkFile, fullScratchSuffix=".raw")
+        return _dumps.DumpPlan(
+            format=format, extension=".raw", toolName=f"{choice.name} {choice.version}",
+            check=check, inProcess=_dumps.InProcessDump(
+                "backupremote-memory-dump", self._dump,
+                lambda error: error if isinstance(error, BackupRemoteError) else None))
+
+    def _dump(self, path: str, shouldStop: Callable[[], bool],
+              onProgress: Callable[[int, int], None]) -> int:
+        written = self.content
+        if self.damageAt is not None:
+            wrong = bytes([written[self.damageAt] ^ 0xFF])
+            written = written[:self.damageAt] + wrong + written[self.damageAt + 1:]
+        with open(path, "xb") as output:
+            for start in range(0, len(written), self.step):
+                if shouldStop():
+                    raise _dumps.BackupStopped()
+                output.write(written[start:start + self.step])
+                onProgress(min(start + self.step, len(written)), len(written))
+                if self.failDump is not None:
+                    raise self.failDump
+        return len(written)
+
+    def _checkFile(self, path: str, shouldStop: Callable[[], bool]) -> str | None:
+        with open(path, "rb") as stream:
+            found = stream.read()
+        if found != self.content:
+            return f"{len(found)} bytes that are not the database's {len(self.content)}"
+        return None
+
+
+__all__ = ["LoopbackConnection", "MemoryClientStore", "MemoryDestination", "MemoryEngine",
            "MemoryNotificationChannel"]

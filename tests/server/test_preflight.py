@@ -1,51 +1,25 @@
-"""Preflight decisions, with an in-memory engine twin and no programs."""
+"""Preflight decisions, with the in-memory engine twin and no programs."""
 
 from __future__ import annotations
 
 import os
 from typing import Any
 
-from attrs import define
 from twisted.internet.defer import Deferred
 from twisted.internet.task import Clock
 from twisted.python.filepath import FilePath
 from twisted.trial.unittest import SynchronousTestCase
-from zope.interface import implementer
 from zope.interface.verify import verifyObject
 
 from backupremote.protocol import errors
-from backupremote.protocol.databases import ConnectionTestResult, ToolChoice
+from backupremote.protocol.databases import ConnectionTestResult
 from backupremote.protocol.errors import BackupRemoteError
 from backupremote.protocol.options import BackupOptions
 from backupremote.server.databases.preflight import preflight
 from backupremote.server.engines.base import IEngine, Target
 from backupremote.server.staging import StagingArea
 from backupremote.server.tools import ToolFinder
-
-
-@implementer(IEngine)
-@define
-class MemoryEngine:
-    """An engine whose answers the test sets."""
-
-    result: ConnectionTestResult
-    dumpError: BackupRemoteError | None = None
-    name: str = "memory"
-    defaultPort: int | None = None
-    optionNames: frozenset[str] = frozenset()
-    optionsKeepingPassword: frozenset[str] = frozenset()
-
-    def validate(self, config: Any, problems: Any) -> None:
-        pass
-
-    async def probe(self, target: Target, tools: Any, reactor: Any, timeout: float
-                    ) -> ConnectionTestResult:
-        return self.result
-
-    async def chooseDumpTool(self, tools: Any, serverVersion: str | None) -> ToolChoice:
-        if self.dumpError is not None:
-            raise self.dumpError
-        return ToolChoice("memdump", "/bin/memdump", "1.0", "the only one")
+from backupremote.testing import MemoryEngine
 
 
 OK = ConnectionTestResult(ok=True, reason=None, message="ok", serverVersion="1.0",
@@ -67,7 +41,7 @@ class PreflightTests(SynchronousTestCase):
                       self.staging)))
 
     def test_ready(self) -> None:
-        report = self.preflight(MemoryEngine(OK), BackupOptions(compression="zip"))
+        report = self.preflight(MemoryEngine(result=OK), BackupOptions(compression="zip"))
         self.assertTrue(report.ok)
         self.assertEqual((report.blockers, report.warnings), ([], []))
         self.assertEqual(report.dumpTool.name, "memdump")
@@ -77,7 +51,7 @@ class PreflightTests(SynchronousTestCase):
 
     def test_everyBlockerReported(self) -> None:
         engine = MemoryEngine(
-            ConnectionTestResult(ok=False, reason="DB_AUTH_FAILED", message="no"),
+            result=ConnectionTestResult(ok=False, reason="DB_AUTH_FAILED", message="no"),
             dumpError=BackupRemoteError(errors.TOOL_MISSING, "no dump tool"))
         report = self.preflight(engine, BackupOptions(compression="zstd"))
         self.assertFalse(report.ok)
@@ -89,7 +63,7 @@ class PreflightTests(SynchronousTestCase):
         elsewhere = FilePath(self.mktemp())
         elsewhere.makedirs()
         os.symlink(elsewhere.path, self.temp.child(f"backupremote-{os.getuid()}").path)
-        report = self.preflight(MemoryEngine(OK), BackupOptions(compression="none"))
+        report = self.preflight(MemoryEngine(result=OK), BackupOptions(compression="none"))
         self.assertEqual([f.code for f in report.blockers], [errors.TEMP_NOT_WRITABLE])
 
     def test_diskSpace(self) -> None:
@@ -97,10 +71,10 @@ class PreflightTests(SynchronousTestCase):
         freeBytes = free.f_bavail * free.f_frsize
         tooBig = ConnectionTestResult(ok=True, reason=None, message="ok",
                                       sizeBytes=freeBytes * 10)
-        report = self.preflight(MemoryEngine(tooBig), BackupOptions(compression="none"))
+        report = self.preflight(MemoryEngine(result=tooBig), BackupOptions(compression="none"))
         self.assertEqual([f.code for f in report.blockers], [errors.DISK_SPACE_LOW])
         tight = ConnectionTestResult(ok=True, reason=None, message="ok",
                                      sizeBytes=int(freeBytes * 0.7))
-        report = self.preflight(MemoryEngine(tight), BackupOptions(compression="none"))
+        report = self.preflight(MemoryEngine(result=tight), BackupOptions(compression="none"))
         self.assertTrue(report.ok)
         self.assertEqual([f.code for f in report.warnings], [errors.DISK_SPACE_LOW])

@@ -242,6 +242,16 @@ class DatabaseConfigs:
         return await engine.probe(target, self.tools, self._reactor,
                                   self._config.connectionTimeout)
 
+    def checkOptions(self, stored: StoredConfig, options: BackupOptions) -> None:
+        """Raise C{VALIDATION_FAILED} naming every problem of C{options} for C{stored}."""
+        problems = FieldProblems()
+        checkBackupOptions(options, self.engines[stored.engine], problems, prefix="")
+        if problems:
+            raise BackupRemoteError(
+                VALIDATION_FAILED, "invalid options: " + "; ".join(
+                    f"{k} {v}" for k, v in sorted(problems.fields.items())),
+                details={"fields": problems.fields})
+
     async def preflight(self, configId: str, options: BackupOptions | None) -> PreflightReport:
         """
         Blockers and warnings for a backup of C{configId}, whoever owns it:
@@ -249,13 +259,7 @@ class DatabaseConfigs:
         """
         stored = self._store.require(configId)
         options = options or stored.backup
-        problems = FieldProblems()
-        checkBackupOptions(options, stored.engine, problems, prefix="")
-        if problems:
-            raise BackupRemoteError(
-                VALIDATION_FAILED, "invalid options: " + "; ".join(
-                    f"{k} {v}" for k, v in sorted(problems.fields.items())),
-                details={"fields": problems.fields})
+        self.checkOptions(stored, options)
         try:
             target = self.target(stored)
         except BackupRemoteError as error:

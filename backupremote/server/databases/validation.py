@@ -17,13 +17,12 @@ from collections.abc import Mapping, Sequence
 from attrs import evolve
 from twisted.python.filepath import FilePath
 
-from backupremote.protocol.databases import ENGINES, DatabaseConfigInput
+from backupremote.protocol.databases import DatabaseConfigInput
 from backupremote.protocol.errors import VALIDATION_FAILED, BackupRemoteError
 from backupremote.protocol.options import (
     CHECKSUMS,
     COMPRESSION_LEVELS,
     COMPRESSIONS,
-    FORMATS,
     VERIFICATIONS,
     BackupOptions,
 )
@@ -63,11 +62,11 @@ def _checkText(value: str | None, pattern: re.Pattern[str], name: str, what: str
         problems.add(name, what)
 
 
-def checkBackupOptions(options: BackupOptions, engine: str, problems: FieldProblems,
+def checkBackupOptions(options: BackupOptions, engine: IEngine, problems: FieldProblems,
                        prefix: str = "backup.") -> None:
     """The problems of C{options} for a database of C{engine}."""
-    if options.format is not None and options.format not in FORMATS.get(engine, ()):
-        allowed = ", ".join(FORMATS.get(engine, ())) or "none"
+    if options.format is not None and options.format not in engine.formats:
+        allowed = ", ".join(engine.formats) or "none"
         problems.add(prefix + "format", f"must be one of: {allowed}")
     if options.compression not in COMPRESSIONS:
         problems.add(prefix + "compression", f"must be one of: {', '.join(COMPRESSIONS)}")
@@ -119,8 +118,8 @@ def validateConfig(
                "must be 1-64 letters, digits, spaces, '.', '_' or '-', starting "
                "with a letter or digit", problems)
     engine = engines.get(config.engine)
-    if config.engine not in ENGINES or engine is None:
-        problems.add("engine", f"must be one of: {', '.join(ENGINES)}")
+    if engine is None:
+        problems.add("engine", f"must be one of: {', '.join(engines)}")
         raise _failed(problems)
     _checkHost(config.host, problems)
     if config.port is not None and not 1 <= config.port <= 65535:
@@ -140,7 +139,7 @@ def validateConfig(
         elif len(value) > 256 or "\x00" in value:
             problems.add(f"options.{key}", "must be at most 256 characters")
     engine.validate(config, problems)
-    checkBackupOptions(config.backup, config.engine, problems)
+    checkBackupOptions(config.backup, engine, problems)
     if config.path is not None and (not config.path or len(config.path) > MAX_PATH
                                     or CONTROL.search(config.path)):
         problems.add("path", f"must be 1 to {MAX_PATH} characters, without control "

@@ -2,7 +2,9 @@
 What every database engine provides, behind one interface.
 
 Adding an engine (SQL Server, say) means one module implementing
-L{IEngine} and one line in L{backupremote.server.engines.ENGINES}.
+L{IEngine} (its connection test, its dump plan and its checks) and one line
+in L{backupremote.server.engines.defaultEngines}; the pipeline runs any
+engine's L{backupremote.server.engines.dumps.DumpPlan} the same way.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from attrs import field, frozen
 from zope.interface import Attribute, Interface
 
 from backupremote.protocol.databases import ConnectionTestResult, DatabaseConfigInput, ToolChoice
+from backupremote.server.engines.dumps import DumpPlan
 from backupremote.server.tools import ToolFinder
 
 
@@ -55,9 +58,11 @@ class FieldProblems:
 
 
 class IEngine(Interface):
-    """A database engine the server can test, preflight and (later) dump."""
+    """A database engine the server can test, preflight, dump and verify."""
 
     name = Attribute("The engine's name in configurations, e.g. 'postgresql'.")
+    formats = Attribute("The backup formats it makes (a tuple of names); the first is "
+                        "the default.")
     defaultPort = Attribute("The port used when a config gives none, or None.")
     optionNames = Attribute("The engine option keys a configuration may set.")
     optionsKeepingPassword = Attribute(
@@ -81,6 +86,17 @@ class IEngine(Interface):
         """
         The dump program to use for a server of C{serverVersion}; raise
         L{BackupRemoteError} C{TOOL_MISSING} or C{TOOL_TOO_OLD} if none fits.
+        """
+
+    # (mypy reads an Interface's methods as a class's: no self, no body)
+    async def dumpPlan(target: Target, format: str, tools: ToolFinder,  # type: ignore[empty-body]
+                       serverVersion: str | None) -> DumpPlan:
+        """
+        How to dump C{target} in C{format} (one of L{formats}) and check
+        the result: the dump tool chosen as L{chooseDumpTool} does, its
+        command line and environment (the password never on the command
+        line), or an in-process dump. The caller closes the plan's
+        C{resources} when the dump has ended.
         """
 
 

@@ -49,6 +49,7 @@ from backupremote.protocol.errors import (
     TOOL_TOO_OLD,
     BackupRemoteError,
 )
+from backupremote.server.engines.dumps import DumpPlan, EngineCheck
 from backupremote.server.engines.base import (
     FieldProblems,
     IEngine,
@@ -252,6 +253,7 @@ class FirebirdEngine:
 
     name = "firebird"
     defaultPort = DEFAULT_PORT
+    formats = ("fbk",)
     optionNames = frozenset({"charset", "role"})
     #: wire encryption is the server account's firebird.conf (WireCrypt), no option of ours
     optionsKeepingPassword = frozenset({"charset", "role"})
@@ -333,10 +335,25 @@ class FirebirdEngine:
                                  "the server's" if serverVersion else
                                  "Firebird's own backup tool")
 
+    async def dumpPlan(self, target: Target, format: str, tools: ToolFinder,
+                       serverVersion: str | None) -> DumpPlan:
+        gbak = await self.chooseDumpTool(tools, serverVersion)
+        # The restore check is embedded (a scratch file in the run folder): the
+        # user is SYSDBA, no password; the operator's Firebird settings apply.
+        check = EngineCheck(
+            description="a gbak restore", head=looksLikeGbakBackup,
+            fullArgv=lambda scratch: restoreCheckArgv(gbak.path, scratch),
+            fullScratchSuffix=".fdb",
+            env=firebirdEnvironment(Target(engine="firebird", path="/")))
+        return DumpPlan(
+            format=format, extension=".fbk", toolName=f"gbak {gbak.version}", check=check,
+            messageOf=lambda text: dumpFailureMessage(text, target),
+            argv=dumpArgv(gbak.path, target), env=firebirdEnvironment(target))
 
 
 
-# --- Dumps and their checks (used by backupremote.server.pipeline) ----------
+
+# --- Dumps and their checks (the parts of FirebirdEngine.dumpPlan) ----------
 
 #: gbak's file name for its standard output (and input, on restore).
 GBAK_STDIO_OUT = "stdout"

@@ -21,7 +21,7 @@ import re
 import shutil
 import tempfile
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from typing import Any
 
 from attrs import frozen
@@ -42,6 +42,7 @@ from backupremote.protocol.errors import (
     TOOL_MISSING,
     BackupRemoteError,
 )
+from backupremote.server.engines.dumps import DumpPlan, EngineCheck
 from backupremote.server.engines.base import (
     FieldProblems,
     IEngine,
@@ -209,6 +210,7 @@ class MariaDBEngine:
 
     name: str = NAME
     defaultPort: int = DEFAULT_PORT
+    formats: tuple[str, ...] = ("sql",)
     optionNames: tuple[str, ...] = OPTION_NAMES
     #: ssl decides whether the password may travel in clear: changing it asks for it again
     optionsKeepingPassword: frozenset[str] = frozenset({"connect_timeout"})
@@ -304,10 +306,22 @@ class MariaDBEngine:
         raise BackupRemoteError(TOOL_MISSING, "neither mariadb-dump nor mysqldump is installed "
                                 "in the server's tool path (install the MariaDB client programs)")
 
+    async def dumpPlan(self, target: Target, format: str, tools: ToolFinder,
+                       serverVersion: str | None) -> DumpPlan:
+        choice = await self.chooseDumpTool(tools, serverVersion)
+        resources = ExitStack()
+        optionsPath = resources.enter_context(optionsFile(target.password))
+        return DumpPlan(
+            format=format, extension=".sql", toolName=f"{choice.name} {choice.version}",
+            check=EngineCheck(description="the dump's trailer", trailer=DUMP_TRAILER),
+            messageOf=lambda text: dumpFailureMessage(text, target),
+            argv=dumpArgv(choice.path, optionsPath, target),
+            env=clientEnvironment(optionsPath), resources=resources)
 
 
 
-# --- Dumps and their checks (used by backupremote.server.pipeline) ----------
+
+# --- Dumps and their checks (the parts of MariaDBEngine.dumpPlan) -----------
 
 #: The comment C{mariadb-dump} (and C{mysqldump}) writes last, only when the
 #: dump completed.

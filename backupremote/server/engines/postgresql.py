@@ -34,6 +34,7 @@ from backupremote.protocol.errors import (
     TOOL_TOO_OLD,
     BackupRemoteError,
 )
+from backupremote.server.engines.dumps import DumpPlan, EngineCheck
 from backupremote.server.engines.base import (
     FieldProblems,
     IEngine,
@@ -192,6 +193,8 @@ class PostgreSQLEngine:
 
     name: str = NAME
     defaultPort: int = DEFAULT_PORT
+    #: custom (pg_restore reads it) first: the default
+    formats: tuple[str, ...] = ("custom", "plain")
     optionNames: tuple[str, ...] = OPTION_NAMES
     #: sslmode decides whether the password may travel in clear: changing it asks for it again
     optionsKeepingPassword: frozenset[str] = frozenset({"connect_timeout"})
@@ -307,6 +310,25 @@ class PostgreSQLEngine:
                   f"verification with pg_restore {_shortVersion(restore.version)}")
         return ToolChoice("pg_dump", chosen.path, _shortVersion(chosen.version), reason)
 
+    async def dumpPlan(self, target: Target, format: str, tools: ToolFinder,
+                       serverVersion: str | None) -> DumpPlan:
+        choice = await self.chooseDumpTool(tools, serverVersion)
+        restore = await chooseRestoreTool(tools, Tool("pg_dump", choice.path, choice.version))
+        if format == "custom":
+            check = EngineCheck(
+                description="pg_restore", head=lambda head: head.startswith(b"PGDMP"),
+                streamArgv=restoreCheckArgv(restore.path, full=False),
+                fullArgv=lambda scratch: restoreCheckArgv(restore.path, full=True),
+                env=toolEnvironment())
+        else:
+            check = EngineCheck(description="the plain dump's trailer",
+                                trailer=PLAIN_DUMP_TRAILER)
+        return DumpPlan(
+            format=format, extension=DUMP_EXTENSIONS[format],
+            toolName=f"pg_dump {choice.version}", check=check,
+            messageOf=lambda text: dumpFailureMessage(text, target),
+            argv=dumpArgv(choice.path, target, format), env=dumpEnvironment(target))
+
 
 async def chooseRestoreTool(tools: ToolFinder, dump: Tool) -> Tool:
     """
@@ -334,7 +356,7 @@ async def chooseRestoreTool(tools: ToolFinder, dump: Tool) -> Tool:
 
 
 
-# --- Dumps and their checks (used by backupremote.server.pipeline) ----------
+# --- Dumps and their checks (the parts of PostgreSQLEngine.dumpPlan) --------
 
 #: The comment that ends a complete plain-format dump. pg_dump 15.14 and
 #: newer print a C{\unrestrict} line after it, so look for it near the end

@@ -30,8 +30,18 @@ from backupremote.protocol.databases import (
 from backupremote.protocol.errors import (
     DATABASE_NOT_FOUND,
     DB_ERROR,
+    DISK_FULL,
+    DUMP_FAILED,
     PERMISSION_DENIED,
     TIMEOUT,
+    VALIDATION_FAILED,
+    BackupRemoteError,
+)
+from backupremote.server.engines.dumps import (
+    BackupStopped,
+    DumpPlan,
+    EngineCheck,
+    InProcessDump,
 )
 from backupremote.server.engines.base import (
     FieldProblems,
@@ -168,6 +178,7 @@ class SQLiteEngine:
 
     name = "sqlite"
     defaultPort = None
+    formats = ("file",)
     optionNames: frozenset[str] = frozenset()
     optionsKeepingPassword: frozenset[str] = frozenset()
 
@@ -197,10 +208,26 @@ class SQLiteEngine:
                    "snapshot while the database stays in use; no external program needed",
         )
 
+    async def dumpPlan(self, target: Target, format: str, tools: ToolFinder,
+                       serverVersion: str | None) -> DumpPlan:
+        if not target.path:
+            raise BackupRemoteError(VALIDATION_FAILED, "the configuration names no database file")
+        source = target.path
+
+        def backup(destinationPath: str, shouldStop: Callable[[], bool],
+                   onProgress: Callable[[int, int], None]) -> int:
+            return backupInto(source, destinationPath, shouldStop, onProgress)
+
+        check = EngineCheck(description="SQLite's integrity check",
+                            head=lambda head: head.startswith(SQLITE_HEADER),
+                            fileCheck=integrityCheck, fullScratchSuffix=".sqlite")
+        return DumpPlan(
+            format=format, extension=".sqlite",
+            toolName=f"sqlite3 backup API {sqlite3.sqlite_version}", check=check,
+            inProcess=InProcessDump("backupremote-sqlite-backup", backup, dumpFailure))
 
 
-
-# --- Dumps and their checks (used by backupremote.server.pipeline) ----------
+# --- Dumps and their checks (the parts of SQLiteEngine.dumpPlan) ------------
 
 #: The first 16 bytes of every SQLite database file.
 SQLITE_HEADER = b"SQLite format 3\x00"
@@ -214,10 +241,6 @@ BACKUP_STEP_BYTES = 4 << 20
 def stepPages(pageSize: int) -> int:
     """Pages per backup step for databases with C{pageSize}-byte pages."""
     return max(1, BACKUP_STEP_BYTES // pageSize)
-
-
-class BackupStopped(Exception):
-    """The backup or check was stopped from outside (cancel, timeout)."""
 
 
 def backupInto(sourcePath: str, destinationPath: str, shouldStop: Callable[[], bool],
@@ -273,3 +296,14 @@ def integrityCheck(path: str, shouldStop: Callable[[], bool]) -> str | None:
         connection.close()
     found = [str(row[0]) for row in rows]
     return None if found == ["ok"] else "; ".join(found[:5])
+
+
+def dumpFailure(error: BaseException) -> BackupRemoteError | None:
+    """What a failed L{backupInto} means for the client (C{None}: not a database error)."""
+    if not isinstance(error, (sqlite3.Error, OSError)):
+        return None
+    diskFull = isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EDQUOT)
+    if diskFull or getattr(error, "sqlite_errorname", "") == "SQLITE_FULL":
+        return BackupRemoteError(DISK_FULL, "the server's temp folder is full: the SQLite "
+                                 "backup could not be written; its partial files were removed")
+    return BackupRemoteError(DUMP_FAILED, describe(classifySQLiteError(error), error))

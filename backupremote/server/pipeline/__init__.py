@@ -6,10 +6,12 @@ stream on its way (an external multi-threaded compressor joined by an OS
 pipe, or in-process for zip), hashes and writes it in one thread that reads
 the final pipe directly (the kernel's pipe buffers are the only queues, so
 a slow disk slows the dump and memory stays flat), then reads the artifact
-back to verify it, and returns an L{Artifact}. Modules, one idea each:
+back to verify it, and returns an L{Artifact}. What dumps and how its
+result is checked is the engine's own C{DumpPlan}
+(L{backupremote.server.engines.dumps}); the pipeline runs any plan the same
+way. Modules, one idea each:
 
   - C{produce}: the stages, the timeout, the cleanup on failure or cancel;
-  - C{plans}: what dumps and what checks each engine;
   - C{dumping}: the dump stage (children wired by OS pipes, the sink);
   - C{sink}: the thread that reads, hashes and writes the artifact;
   - C{compression}: compressor command lines, in-process zip;

@@ -10,18 +10,17 @@ compressor::
 Both children lead their own process group; the parent closes its copies
 of the pipe ends once both are started, so each end-of-stream is seen as
 soon as the writer exits. Without an external compressor the sink reads
-the dump's stdout itself (C{zip} compresses there, in-process). SQLite has
-no dump program: the online backup API copies the database into a scratch
-file in the run folder (the one intermediate file of any engine: it is the
-backup itself, not an uncompressed dump), which is then streamed through the
-same compression into the artifact, and removed.
+the dump's stdout itself (C{zip} compresses there, in-process). An
+in-process dump (SQLite's online backup API) writes the backup into a
+scratch file in the run folder in a thread (the one intermediate file of
+any engine: it is the backup itself, not an uncompressed dump), which is
+then streamed through the same compression into the artifact, and removed.
 """
 
 from __future__ import annotations
 
 import os
 import signal
-import sqlite3
 from collections.abc import Callable
 from typing import Any
 
@@ -34,15 +33,14 @@ from backupremote.protocol.errors import (
     TEMP_NOT_WRITABLE,
     BackupRemoteError,
 )
-from backupremote.server.engines import sqlite as sqliteEngine
 from backupremote.server.engines.base import lastLines
+from backupremote.server.engines.dumps import BackupStopped, DumpPlan, InProcessDump
 from backupremote.server.pipeline.artifact import PARTIAL_SUFFIX
 from backupremote.server.pipeline.children import Child, Exit
 from backupremote.server.pipeline.chunkdigests import CHUNKS_SUFFIX, ChunkDigests
 from backupremote.server.pipeline.compression import CompressionPlan, ZipTransform
 from backupremote.server.pipeline.context import RunContext
 from backupremote.server.pipeline.outcome import Outcome
-from backupremote.server.pipeline.plans import DumpPlan
 from backupremote.server.pipeline.progress import IOMeter
 from backupremote.server.pipeline.sink import (
     ArtifactSink,
@@ -204,8 +202,9 @@ def _dumpFailed(plan: DumpPlan, exit: Exit) -> BackupRemoteError:
 async def dumpStage(ctx: RunContext, plan: DumpPlan, compression: CompressionPlan,
                     partialPath: str, memberName: str) -> Written:
     """Dump, compress, hash and write the artifact at C{partialPath}."""
-    if plan.sqlitePath is not None:
-        return await _sqliteDump(ctx, plan, compression, partialPath, memberName)
+    if plan.inProcess is not None:
+        return await _inProcessDump(ctx, plan, plan.inProcess, compression, partialPath,
+                                    memberName)
     return await _processDump(ctx, plan, compression, partialPath, memberName)
 
 
@@ -274,7 +273,7 @@ async def _processDump(ctx: RunContext, plan: DumpPlan, compression: Compression
 
 
 class _BackupProgress:
-    """The online backup's progress, written by its thread, read by the reactor."""
+    """An in-process dump's progress, written by its thread, read by the reactor."""
 
     def __init__(self) -> None:
         self.done = 0
@@ -284,9 +283,9 @@ class _BackupProgress:
         self.done, self.total = done, total
 
 
-async def _sqliteDump(ctx: RunContext, plan: DumpPlan, compression: CompressionPlan,
-                      partialPath: str, memberName: str) -> Written:
-    assert plan.sqlitePath is not None
+async def _inProcessDump(ctx: RunContext, plan: DumpPlan, dump: InProcessDump,
+                         compression: CompressionPlan, partialPath: str,
+                         memberName: str) -> Written:
     ctx.clock.start("dump")
     uncompressed = compression.compression == "none"
     # Without compression the backup file is the artifact: no copy.
@@ -294,14 +293,16 @@ async def _sqliteDump(ctx: RunContext, plan: DumpPlan, compression: CompressionP
         os.path.basename(partialPath) + ".backup")
     state = _BackupProgress()
     ctx.ticker.follow("dump", lambda: (state.done, state.total or ctx.sizeEstimate))
-    job = ctx.thread("backupremote-sqlite-backup", sqliteEngine.backupInto, plan.sqlitePath,
-                     backupPath, ctx.stop, state)
+    job = ctx.thread(dump.threadName, dump.run, backupPath, ctx.stop, state)
     try:
         size = await job.when()
-    except sqliteEngine.BackupStopped:
+    except BackupStopped:
         raise Stopped() from None
-    except (sqlite3.Error, OSError) as error:
-        raise _sqliteFailed(error) from None
+    except Exception as error:
+        meaning = dump.failure(error)
+        if meaning is None:
+            raise
+        raise meaning from None
     source = os.open(backupPath, os.O_RDONLY | os.O_CLOEXEC)
     if uncompressed:
         # The backup is done; what remains is hashing it.
@@ -325,11 +326,3 @@ async def _sqliteDump(ctx: RunContext, plan: DumpPlan, compression: CompressionP
     ctx.files.remove(backupPath)
     ctx.clock.end("compression", size)
     return Written(running.job.value, running.sink.bytesOut, size, running.sink.chunkDigests)
-
-
-def _sqliteFailed(error: BaseException) -> BackupRemoteError:
-    if isDiskFull(error) or getattr(error, "sqlite_errorname", "") == "SQLITE_FULL":
-        return BackupRemoteError(DISK_FULL, "the server's temp folder is full: the SQLite "
-                                 "backup could not be written; its partial files were removed")
-    reason = sqliteEngine.classifySQLiteError(error)
-    return BackupRemoteError(DUMP_FAILED, sqliteEngine.describe(reason, error))

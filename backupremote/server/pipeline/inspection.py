@@ -27,7 +27,7 @@ import zstandard
 
 from backupremote.newfile import writeAll
 from backupremote.server.pipeline.compression import zipMember
-from backupremote.server.pipeline.plans import HEAD_BYTES, TAIL_BYTES
+from backupremote.server.engines.dumps import HEAD_BYTES, TAIL_BYTES
 from backupremote.server.pipeline.sink import CHUNK_SIZE, ChunkReader, Stopped
 from backupremote.server.pipeline.threads import StopFlag
 from backupremote.server.pipeline.zstdframes import FrameWalker

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import inspect
 import os
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from twisted.internet.defer import CancelledError, Deferred
@@ -21,12 +22,12 @@ from twisted.python.filepath import FilePath
 from backupremote.protocol.errors import TIMEOUT, VALIDATION_FAILED, BackupRemoteError
 from backupremote.protocol.options import CHECKSUMS, VERIFICATIONS, BackupOptions
 from backupremote.server.engines.base import IEngine, Target
+from backupremote.server.engines.dumps import DumpPlan, chooseFormat
 from backupremote.server.pipeline.artifact import PARTIAL_SUFFIX, Artifact, artifactName
 from backupremote.server.pipeline.compression import planCompression
 from backupremote.server.pipeline.context import RunContext, RunFiles
 from backupremote.server.pipeline.dumping import dumpStage
 from backupremote.server.pipeline.hooks import PipelineHooks
-from backupremote.server.pipeline.plans import dumpPlan
 from backupremote.server.pipeline.progress import ProgressCallback, ProgressTicker
 from backupremote.server.pipeline.verification import verifyStage
 from backupremote.server.pipeline.waiting import waitQuietly
@@ -95,7 +96,10 @@ async def _stages(ctx: RunContext, engine: IEngine, tools: ToolFinder, baseName:
                   serverVersion: str | None) -> Artifact:
     try:
         compression = await planCompression(tools, ctx.options)
-        plan = await dumpPlan(engine, ctx.target, ctx.options, tools, serverVersion)
+        format = chooseFormat(engine.name, engine.formats, ctx.options)
+        # mypy reads an Interface's methods as a class's (the first argument as self)
+        makePlan: Callable[..., Awaitable[DumpPlan]] = engine.dumpPlan
+        plan = await makePlan(ctx.target, format, tools, serverVersion)
         with plan.resources:
             name = artifactName(baseName, plan.extension, compression.extension)
             partial = ctx.files.claim(name + PARTIAL_SUFFIX)

@@ -31,8 +31,8 @@ from backupremote.protocol.errors import (
     VERIFICATION_FAILED,
     BackupRemoteError,
 )
-from backupremote.server.engines import sqlite as sqliteEngine
 from backupremote.server.engines.base import lastLines
+from backupremote.server.engines.dumps import BackupStopped, DumpPlan, EngineCheck
 from backupremote.server.pipeline.children import Child, Exit
 from backupremote.server.pipeline.compression import CompressionPlan
 from backupremote.server.pipeline.context import RunContext
@@ -43,7 +43,6 @@ from backupremote.server.pipeline.inspection import (
     StreamInspector,
 )
 from backupremote.server.pipeline.outcome import Outcome
-from backupremote.server.pipeline.plans import DumpPlan, EngineCheck
 from backupremote.server.pipeline.sink import Stopped, enlargePipe, isDiskFull
 from backupremote.server.pipeline.waiting import waitForAll
 from backupremote.server.process import baseEnvironment
@@ -98,13 +97,14 @@ async def verifyStage(ctx: RunContext, plan: DumpPlan, compression: CompressionP
     try:
         inspected = await _inspect(ctx, plan.check, compression, reader, path, written,
                                    mode == "full", scratch)
-        if plan.check.integrity and mode == "full":
+        fileCheck = plan.check.fileCheck
+        if fileCheck is not None and mode == "full":
             target = scratch[0] if scratch else path
-            problem = await ctx.thread("backupremote-integrity", sqliteEngine.integrityCheck,
+            problem = await ctx.thread("backupremote-file-check", fileCheck,
                                        target, ctx.stop).when()
             if problem is not None:
-                raise _failed(f"SQLite's integrity check of the backup failed: {problem}")
-    except sqliteEngine.BackupStopped:
+                raise _failed(f"{plan.check.description} of the backup failed: {problem}")
+    except BackupStopped:
         raise Stopped() from None
     finally:
         for scratchPath in scratch:
@@ -184,8 +184,8 @@ async def _inspect(ctx: RunContext, check: EngineCheck, compression: Compression
     base = os.path.basename(path)
     checker, forward = _startChecker(ctx, check, full, base, scratch)
     copyPath = None
-    if full and check.integrity and compression.compression != "none":
-        copyPath = ctx.files.claim(base + ".verify.sqlite")
+    if full and check.fileCheck is not None and compression.compression != "none":
+        copyPath = ctx.files.claim(base + ".verify" + check.fullScratchSuffix)
         scratch.append(copyPath)
     try:
         inspector = StreamInspector(forward, copyPath)

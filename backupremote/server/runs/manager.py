@@ -36,8 +36,7 @@ from backupremote.protocol.errors import (
 from backupremote.protocol.options import BackupOptions
 from backupremote.protocol.runs import TERMINAL, ArtifactInfo, RunStatus, StageTiming
 from backupremote.server.databases.service import DatabaseConfigs
-from backupremote.server.databases.validation import checkBackupOptions
-from backupremote.server.engines.base import FieldProblems, IEngine
+from backupremote.server.engines.base import IEngine
 from backupremote.server.metrics import Metrics
 from backupremote.server.runs.events import RunEventStream, push
 from backupremote.server.runs.runlog import RunLog
@@ -177,12 +176,7 @@ class RunManager:
                      connection: Any) -> RunStatus:
         stored = self._databases.owned(clientId, configId)
         effective = options or stored.backup
-        problems = FieldProblems()
-        checkBackupOptions(effective, stored.engine, problems, prefix="")
-        if problems:
-            raise BackupRemoteError(VALIDATION_FAILED, "invalid options: " + "; ".join(
-                f"{k} {v}" for k, v in sorted(problems.fields.items())),
-                details={"fields": problems.fields})
+        self._databases.checkOptions(stored, effective)
         if effective.postScript is not None:
             self._scripts.find(effective.postScript)
         self._checkCapacity()

@@ -39,7 +39,7 @@ from backupremote.server.pipeline.compression import (
 from backupremote.server.pipeline.context import RunFiles, StageClock
 from backupremote.server.pipeline.inspection import ArtifactReader, StreamInspector
 from backupremote.server.pipeline.outcome import Outcome
-from backupremote.server.pipeline.plans import TAIL_BYTES, chooseFormat, dumpPlan
+from backupremote.server.engines.dumps import TAIL_BYTES, chooseFormat
 from backupremote.server.pipeline.progress import ProgressTicker, ioCounters
 from backupremote.server.pipeline.sink import ArtifactSink, ChunkReader, Stopped
 from backupremote.server.pipeline.threads import StopFlag
@@ -67,9 +67,12 @@ class NameTests(SynchronousTestCase):
             self.assertRaises(ValueError, artifactName, bad, ".sql", "")
 
     def test_formats(self) -> None:
-        self.assertEqual(chooseFormat("postgresql", BackupOptions()), "custom")
-        self.assertEqual(chooseFormat("postgresql", BackupOptions(format="plain")), "plain")
+        formats = defaultEngines()["postgresql"].formats
+        self.assertEqual(chooseFormat("postgresql", formats, BackupOptions()), "custom")
+        self.assertEqual(chooseFormat("postgresql", formats, BackupOptions(format="plain")),
+                         "plain")
         error = self.assertRaises(BackupRemoteError, chooseFormat, "mariadb",
+                                  defaultEngines()["mariadb"].formats,
                                   BackupOptions(format="custom"))
         self.assertEqual(error.code, VALIDATION_FAILED)
 
@@ -387,8 +390,7 @@ class PlanTests(TestCase):
         """pg_dump and the pg_restore next to it; the password only in the environment."""
         target = Target(engine="postgresql", host="127.0.0.1", port=5432, database="shop",
                         user="u", password=SECRET)
-        plan = await dumpPlan(defaultEngines()["postgresql"], target, BackupOptions(), realTools(),
-                              None)
+        plan = await defaultEngines()["postgresql"].dumpPlan(target, "custom", realTools(), None)
         self.assertEqual(os.path.basename(plan.argv[0]), "pg_dump")
         self.assertEqual(os.path.dirname(plan.check.streamArgv[0]),
                          os.path.dirname(plan.argv[0]))
@@ -400,7 +402,7 @@ class PlanTests(TestCase):
     async def test_mariadbOptionFileLivesWithTheDump(self) -> None:
         target = Target(engine="mariadb", host="127.0.0.1", database="shop", user="u",
                         password=SECRET)
-        plan = await dumpPlan(defaultEngines()["mariadb"], target, BackupOptions(), realTools(), None)
+        plan = await defaultEngines()["mariadb"].dumpPlan(target, "sql", realTools(), None)
         optionsPath = plan.argv[1].split("=", 1)[1]
         with plan.resources:
             self.assertEqual(os.stat(optionsPath).st_mode & 0o777, 0o600)
@@ -412,7 +414,7 @@ class PlanTests(TestCase):
     async def test_firebirdServer(self) -> None:
         target = Target(engine="firebird", host="fb", database="app", user="APP",
                         password=SECRET)
-        plan = await dumpPlan(defaultEngines()["firebird"], target, BackupOptions(), realTools(), None)
+        plan = await defaultEngines()["firebird"].dumpPlan(target, "fbk", realTools(), None)
         self.assertEqual(plan.env["ISC_PASSWORD"], SECRET)
         self.assertNotIn(SECRET, " ".join(plan.argv))
         self.assertNotIn("ISC_PASSWORD", plan.check.env)
