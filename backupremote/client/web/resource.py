@@ -133,7 +133,10 @@ class Dashboard(Resource):
     # Pages
 
     def _view(self, request: Request, session: Session, segments: list[str]) -> Any:
-        flash = self._flash.pop(session.id, None)
+        # the script's reload of a page's main part leaves the message of the
+        # last action to the page the browser is loading
+        partial = request.getHeader(b"x-dashboard-partial") is not None
+        flash = None if partial else self._flash.pop(session.id, None)
         backend = self.backend
         csrf = session.csrf
 
@@ -308,7 +311,8 @@ def _finish(request: Request, result: Deferred[Any]) -> Any:
 def _headers(request: Request) -> None:
     request.setHeader(b"content-security-policy", CSP.encode("ascii"))
     request.setHeader(b"x-content-type-options", b"nosniff")
-    request.setHeader(b"referrer-policy", b"no-referrer")
+    # not no-referrer: with it, browsers send "Origin: null" on a form post
+    request.setHeader(b"referrer-policy", b"same-origin")
     request.setHeader(b"x-frame-options", b"DENY")
     request.setHeader(b"cache-control", b"no-store")
     if request.isSecure():

@@ -38,7 +38,7 @@
   function reloadMain() {
     if (reloading) { again = true; return; }
     reloading = true;
-    fetch(window.location.href, { credentials: "same-origin", headers: { "Accept": "text/html" } })
+    fetch(window.location.href, { credentials: "same-origin", headers: { "Accept": "text/html", "X-Dashboard-Partial": "1" } })
       .then(function (response) {
         if (response.redirected || !response.ok) { return null; }
         return response.text();
