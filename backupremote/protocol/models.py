@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from attrs import field, frozen
 
 
@@ -40,9 +42,13 @@ class Capabilities:
 
     Before ``auth`` only the versions and auth methods are filled in; C{offer}
     is C{None} so an unauthenticated peer learns nothing of the configuration.
+    C{serverTime} is the server's clock as it answered, after ``auth`` only
+    (C{None} before, and from servers older than the field): how
+    C{backupremote check} measures the clock skew.
     """
 
     apiVersions: list[int]
     serverVersion: str
     authMethods: list[str]
     offer: ServerOffer | None = None
+    serverTime: datetime | None = None

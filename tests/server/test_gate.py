@@ -109,10 +109,12 @@ class PreAuthGateTests(SynchronousTestCase):
         loopback = self.harness.connect()
         before = loopback.call(Capabilities)["capabilities"]
         self.assertIsNone(before.offer)
+        self.assertIsNone(before.serverTime, "the server's clock is told after auth only")
         self.assertEqual(before.authMethods, ["secret+license"])
         loopback.auth(self.harness)
         after = loopback.call(Capabilities)["capabilities"]
         self.assertIn("remote.control", after.offer.features)
+        self.assertEqual(after.serverTime.timestamp(), self.harness.clock.seconds())
 
     def test_unknownCommand(self) -> None:
         """Unknown names: AUTH_REQUIRED before auth, UNKNOWN_COMMAND after; no crash."""

@@ -24,7 +24,8 @@ ResponderGroup = Callable[["ServerCore", "ServerProtocol"], CommandLocator]
 
 
 def sessionResponders(core: ServerCore, connection: ServerProtocol) -> CommandLocator:
-    return SessionResponders(core.authenticator, core.store, core.offers, connection)
+    return SessionResponders(core.authenticator, core.store, core.offers, connection,
+                             core.clock)
 
 
 def databaseResponders(core: ServerCore, connection: ServerProtocol) -> CommandLocator:

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Mapping
+from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
 from attrs import frozen
+from twisted.internet.interfaces import IReactorTime
 from twisted.protocols.amp import CommandLocator
 
 from backupremote.license import formatDate
@@ -71,11 +73,13 @@ class SessionResponders(CommandLocator):
     """Opening a session and keeping it."""
 
     def __init__(self, authenticator: Authenticator, audit: ServerStore,
-                 offers: ServerOffers, connection: ServerProtocol) -> None:
+                 offers: ServerOffers, connection: ServerProtocol,
+                 clock: IReactorTime) -> None:
         self.authenticator = authenticator
         self._audit = audit
         self.offers = offers
         self.connection = connection
+        self.clock = clock
 
     @Auth.responder
     async def auth(
@@ -130,14 +134,17 @@ class SessionResponders(CommandLocator):
 
     @Capabilities.responder
     async def capabilities(self, request: RequestContext) -> dict[str, Any]:
-        offer = (await self.offers.offer(request.session) if request.session.authenticated
-                 else None)
+        authenticated = request.session.authenticated
+        offer = await self.offers.offer(request.session) if authenticated else None
         return {
             "capabilities": CapabilitiesModel(
                 apiVersions=list(SUPPORTED_API_VERSIONS),
                 serverVersion=SOFTWARE_VERSION,
                 authMethods=self.offers.authMethods(),
                 offer=offer,
+                # after auth only, as the offer: a stranger learns nothing more
+                serverTime=(datetime.fromtimestamp(self.clock.seconds(), timezone.utc)
+                            if authenticated else None),
             )
         }
 
