@@ -215,12 +215,56 @@ async def addCommand(client: BackupRemoteClient, args: argparse.Namespace, outpu
 
 async def listCommand(client: BackupRemoteClient, args: argparse.Namespace, output: Output) -> int:
     configs = await client.allDatabaseConfigs()
+    last = await lastBackups(client, args)
     owners = {c.owner for c in configs}  # more than one: an admin's list
     lines = [f"{c.id}  {c.engine:<10}  {c.name}"
-             + (f"  (owner {c.owner or 'none'})" if len(owners) > 1 else "") for c in configs]
-    output.result(configs, "\n".join(lines) if lines else "no database configurations yet "
+             + (f"  (owner {c.owner or 'none'})" if len(owners) > 1 else "")
+             + f"  {describeLast(last.get(c.id))}" for c in configs]
+    data = [converter.unstructure(c) | {"lastBackup": lastJSON(last.get(c.id))}
+            for c in configs]
+    output.result(data, "\n".join(lines) if lines else "no database configurations yet "
                   "(add one with `backupremote db add`)")
     return 0
+
+
+async def lastBackups(client: BackupRemoteClient, args: argparse.Namespace) -> dict[str, Any]:
+    """The newest job of each configuration on this server, from the client's store."""
+    from twisted.python.filepath import FilePath
+
+    from backupremote.client.config import loadClientConfig
+    from backupremote.client.jobs import JobStore, now
+    from backupremote.client.store import SQLiteClientStore
+
+    config = loadClientConfig(FilePath(args.config))
+    if config.dataDir is None or not config.dataDir.exists():
+        return {}
+    reactor = client.connection.reactor
+    store: Any = SQLiteClientStore.inFolder(config.dataDir, reactor)
+    try:
+        found: dict[str, Any] = await JobStore(store, now(reactor)).lastPerDatabase(
+            config.pickServer(getattr(args, "server", None)))
+        return found
+    finally:
+        await store.close()
+
+
+def lastJSON(job: Any) -> dict[str, Any] | None:
+    """A configuration's last backup as ``db list --json`` shows it."""
+    if job is None:
+        return None
+    from backupremote.cli.history import runJSON
+
+    run = runJSON(job)
+    return {key: run[key] for key in ("runId", "state", "startedAt", "endedAt", "sizeBytes",
+                                      "scheduleId", "errorCode")}
+
+
+def describeLast(job: Any) -> str:
+    if job is None:
+        return "no backup by this client yet"
+    from backupremote.cli.history import shownState
+
+    return f"last backup {job.createdAt.astimezone():%Y-%m-%d %H:%M} {shownState(job)}"
 
 
 async def showCommand(client: BackupRemoteClient, args: argparse.Namespace, output: Output) -> int:

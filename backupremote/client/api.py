@@ -35,6 +35,7 @@ from backupremote.protocol.databases import (
     UpdateDatabaseConfig,
     ValidateServerBackupPrerequisites,
 )
+from backupremote.protocol.errors import NOT_FOUND, BackupRemoteError
 from backupremote.protocol.metrics import GetMetrics, ServerMetrics
 from backupremote.protocol.models import Capabilities as CapabilitiesModel
 from backupremote.protocol.options import BackupOptions
@@ -47,6 +48,19 @@ from backupremote.protocol.runs import (
 )
 from backupremote.protocol.session import Capabilities
 from backupremote.protocol.transfers import FileChunkHashes, ListFiles, Manifest, ReleaseArtifact
+
+
+#: What to do about a run the server does not know (or that is another client's).
+RUN_NOT_FOUND_HINT = ("List the runs this client drove (`backupremote runs list`) and use a "
+                      "current runId; a run another client started is not yours to see.")
+
+
+def runNotFound(error: BackupRemoteError) -> BackupRemoteError:
+    """C{error}, with the action for a run when it is C{NOT_FOUND}."""
+    if error.code != NOT_FOUND or error.hint is not None:
+        return error
+    return BackupRemoteError(error.code, error.message, error.requestId, error.details,
+                             hint=RUN_NOT_FOUND_HINT)
 
 
 class BackupRemoteClient:
@@ -70,6 +84,17 @@ class BackupRemoteClient:
 
         async def ask() -> Any:
             return (await self.connection.call(command, **arguments))[key]
+
+        return Deferred.fromCoroutine(ask())
+
+    def _askRun(self, command: Any, key: str, **arguments: Any) -> Deferred[Any]:
+        """L{_ask} about a run: C{NOT_FOUND} points at this client's run history."""
+
+        async def ask() -> Any:
+            try:
+                return (await self.connection.call(command, **arguments))[key]
+            except BackupRemoteError as error:
+                raise runNotFound(error) from None
 
         return Deferred.fromCoroutine(ask())
 
@@ -138,10 +163,10 @@ class BackupRemoteClient:
                          scheduleId=scheduleId)
 
     def cancelBackup(self, runId: str) -> Deferred[RunStatus]:
-        return self._ask(CancelBackup, "status", runId=runId)
+        return self._askRun(CancelBackup, "status", runId=runId)
 
     def getExecutionStatus(self, runId: str) -> Deferred[RunStatus]:
-        return self._ask(GetExecutionStatus, "status", runId=runId)
+        return self._askRun(GetExecutionStatus, "status", runId=runId)
 
     def getMetrics(self) -> Deferred[ServerMetrics]:
         """The server's counters, timings and current load (server-wide aggregates)."""
@@ -159,8 +184,10 @@ class BackupRemoteClient:
             try:
                 await self.connection.call(SubscribeRun, runId=runId,
                                            afterSeq=follower.lastSeq)
-            except BaseException:
+            except BaseException as error:
                 self.connection.followers.unfollow(runId)
+                if isinstance(error, BackupRemoteError):
+                    raise runNotFound(error) from None
                 raise
             await follower.ended
             return await self.getExecutionStatus(runId)
@@ -171,7 +198,7 @@ class BackupRemoteClient:
 
     def listFiles(self, runId: str) -> Deferred[Manifest]:
         """The manifest of a finished run's staged artifact."""
-        return self._ask(ListFiles, "manifest", runId=runId)
+        return self._askRun(ListFiles, "manifest", runId=runId)
 
     def fileChunkHashes(self, fileId: str, start: int = 0) -> Deferred[bytes]:
         """Raw SHA-256 digests (32 bytes each) of chunks C{start}.. (up to 2,000)."""
@@ -191,7 +218,7 @@ class BackupRemoteClient:
 
     def releaseArtifact(self, runId: str) -> Deferred[bool]:
         """Let the server delete the run's staging (C{False}: nothing was left)."""
-        return self._ask(ReleaseArtifact, "released", runId=runId)
+        return self._askRun(ReleaseArtifact, "released", runId=runId)
 
     def session(self) -> Deferred[dict[str, Any]]:
         """The ``auth`` answer of the current connection (connecting if need be)."""

@@ -19,7 +19,7 @@ from zope.interface import implementer
 
 from backupremote.client.delivery.model import FAILED
 from backupremote.client.delivery.queue import DeliveryQueue
-from backupremote.client.jobs.delivery import DeliveryFailed, IDelivery, LocalFolderDelivery
+from backupremote.client.jobs.delivery import DeliveryFailed, IDelivery
 from backupremote.client.jobs.model import Job, LocalFolder, NamedDestination, Receipt
 
 

@@ -15,7 +15,6 @@ it is stored, every problem at once.
 from __future__ import annotations
 
 import json
-import re
 import sqlite3
 from datetime import datetime, timezone
 from typing import Any
