@@ -46,6 +46,8 @@ COMMANDS: tuple[tuple[str, str, str], ...] = (
     ("schedule", "schedules", "the client's schedules (fired by the client daemon)"),
     ("runs", "history", "the history of this client's runs, from its own store"),
     ("servers", "servers", "the servers of client.toml: connected, licence expiry, last error"),
+    ("check", "check", "configuration, servers, licences (days left), databases, destinations, "
+     "clock skew"),
     ("demo", "demo", "run the whole job on loopback with an embedded SQLite database"),
     ("verify", "verify", "check a downloaded artifact offline: sha256, decompression, format"),
     ("completion", "completion", "print a shell completion script (bash, zsh or fish)"),

@@ -401,6 +401,24 @@ NOTIFICATION_FAILED = _register(
     "the receiver; a refusal that may pass is retried before this is logged.",
 )
 
+# Checks (client side): what `backupremote check` finds besides the errors above
+LICENSE_EXPIRING = _register(
+    "LICENSE_EXPIRING",
+    "The licence is valid but expires soon: within 30 days (the message "
+    "gives the date and the days left).",
+    "Issue a new licence before that date (`backupremote license issue`) "
+    "and put it in the client's `license_file` (client.toml); the server "
+    "reads it at the next login.",
+)
+CLOCK_SKEW = _register(
+    "CLOCK_SKEW",
+    "The client's clock and the server's differ: by more than 2 seconds (a "
+    "warning) or more than 5 minutes (a blocker: licence dates, schedule "
+    "slots and the times in both daemons' logs stop agreeing).",
+    "Synchronise both machines' clocks with NTP (chrony, systemd-timesyncd: "
+    "`timedatectl set-ntp true`), then run `backupremote check` again.",
+)
+
 
 def lookup(code: str) -> ErrorCode:
     """The registry entry for C{code}; unregistered codes read as internal."""

@@ -143,8 +143,9 @@ class SessionResponders(CommandLocator):
                 authMethods=self.offers.authMethods(),
                 offer=offer,
                 # after auth only, as the offer: a stranger learns nothing more
-                serverTime=(datetime.fromtimestamp(self.clock.seconds(), timezone.utc)
-                            if authenticated else None),
+                serverTime=(datetime.fromtimestamp(
+                    self.clock.seconds(), timezone.utc)  # type: ignore[misc]
+                    if authenticated else None),
             )
         }
 
