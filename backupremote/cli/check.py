@@ -110,9 +110,9 @@ async def runChecks(reactor: Any, path: str | None, server: str | None = None,
         config = loadClientConfig(FilePath(path))
         names = (config.pickServer(server),) if server else config.serverNames
     except BackupRemoteError as error:
-        return CheckReport((Finding.fromError(CONFIG, path, error),))
-    said = f"valid: server{'' if len(names) == 1 else 's'} {', '.join(names)}"
-    findings = [Finding(CONFIG, path, OK, said + (
+        return CheckReport((Finding.fromError(CONFIG, "client.toml", error),))
+    said = f"{path}: valid, server{'' if len(names) == 1 else 's'} {', '.join(names)}"
+    findings = [Finding(CONFIG, "client.toml", OK, said + (
         f"; data folder {config.dataDir.path}" if config.dataDir else ""))]
     report = await _check(reactor, config, names, databases)
     return CheckReport(tuple(findings) + report.findings)

@@ -272,7 +272,7 @@ class Checker:
         findings += [Finding(PREFLIGHT, subject, WARNING, f.message, f.code)
                      for f in report.warnings]
         if report.ok and not report.warnings:
-            tool = f" with {report.dumpTool.path} {report.dumpTool.version}" \
+            tool = f" with {report.dumpTool.path.strip('()')} {report.dumpTool.version}" \
                 if report.dumpTool else ""
             findings.append(Finding(PREFLIGHT, subject, OK, f"ready to back up{tool}"))
         return findings
