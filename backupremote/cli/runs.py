@@ -11,7 +11,7 @@ from attrs import evolve
 from backupremote.cli.output import EXIT_REFUSED, Output
 from backupremote.cli.progress import duration, size
 from backupremote.cli.databases import ID_HELP, backupArguments, configIdOf
-from backupremote.cli.remote import withClient
+from backupremote.cli.remote import withClient, withLicenceExpiry
 from backupremote.cli.jobs import (
     JobView,
     fetched,
@@ -154,7 +154,8 @@ async def runCommand(client: BackupRemoteClient, runner: JobRunner,
 async def statusCommand(client: BackupRemoteClient, args: argparse.Namespace,
                         output: Output) -> int:
     status = await client.getExecutionStatus(args.run_id)
-    output.result(status, describeStatus(status))
+    output.result(*await withLicenceExpiry(client, status, describeStatus(status),
+                                           label="  licence: "))
     return 0
 
 
