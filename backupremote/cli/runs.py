@@ -8,7 +8,7 @@ from typing import Any
 
 from attrs import evolve
 
-from backupremote.cli.output import EXIT_REFUSED, Output
+from backupremote.cli.output import EXIT_REFUSED, Output, whatToDo
 from backupremote.cli.progress import duration, size
 from backupremote.cli.databases import ID_HELP, backupArguments, configIdOf
 from backupremote.cli.remote import withClient, withLicenceExpiry
@@ -71,7 +71,8 @@ def describeStatus(status: RunStatus) -> str:
              + (f" (stage {status.stage})" if status.state == "running" else "")
              + (f", position {status.queuePosition} in the queue" if status.queuePosition else "")]
     if status.errorCode:
-        lines.append(f"  error {status.errorCode}: {status.errorMessage}")
+        lines.append(f"  error {status.errorCode}: {status.errorMessage}"
+                     + whatToDo(status.errorCode, "    "))
     if status.artifact:
         a = status.artifact
         lines.append(f"  artifact: {a.name}, {size(a.sizeBytes)}, {a.checksum} {a.digest}"
