@@ -515,19 +515,22 @@ def daemonRetry(clock: IReactorTime) -> Callable[[], Backoff]:
 
 def jobRunnerIn(reactor: Any, dataDir: FilePath, store: Any, servers: Servers,
                 retry: Callable[[], Backoff] | None = None,
-                notify: EventSink | None = None, licenses: Any = None) -> JobRunner:
+                notify: EventSink | None = None, licenses: Any = None,
+                policy: Any = None, delivery: IDelivery | None = None) -> JobRunner:
     """
     The job runner of a client's data folder (downloads in C{downloads/},
     locks in C{locks/}), as the daemon and the CLI build it. It delivers to
     local folders by copy and to named destinations through the delivery
-    queue (L{backupremote.client.delivery}), as far as C{licenses} (the
-    licence of each server, by name: C{licensesOf(config, now(reactor))})
-    allow; without them, no named destination is delivered to.
+    queue (L{backupremote.client.delivery}, with C{policy}: client.toml's
+    C{[delivery]}), as far as C{licenses} (the licence of each server, by
+    name: C{licensesOf(config, now(reactor))}) allow; without them, no named
+    destination is delivered to. The daemon passes its own C{delivery} (a
+    queue it starts itself, and observes).
     """
-    from backupremote.client.delivery import FeatureSet, queueDeliveryIn
+    from backupremote.client.delivery import DeliveryPolicy, FeatureSet, queueDeliveryIn
 
-    delivery = queueDeliveryIn(reactor, dataDir, store, licenses or (
-        lambda server: FeatureSet(set())))
+    deliver: Any = delivery or queueDeliveryIn(reactor, dataDir, store, licenses or (
+        lambda server: FeatureSet(set())), policy or DeliveryPolicy())
     return JobRunner(reactor, JobStore(store, now(reactor)), servers,
-                     delivery, dataDir.child("downloads"),
+                     deliver, dataDir.child("downloads"),
                      locks=JobLocks(dataDir.child("locks")), retry=retry, notify=notify)
