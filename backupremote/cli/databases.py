@@ -232,12 +232,13 @@ async def lastBackups(client: BackupRemoteClient, args: argparse.Namespace) -> d
     from twisted.python.filepath import FilePath
 
     from backupremote.client.config import loadClientConfig
-    from backupremote.client.jobs import JobStore, now
-    from backupremote.client.store import SQLiteClientStore
 
     config = loadClientConfig(FilePath(args.config))
     if config.dataDir is None or not config.dataDir.exists():
         return {}
+    from backupremote.client.jobs.store import JobStore, now
+    from backupremote.client.store import SQLiteClientStore
+
     reactor = client.connection.reactor
     store: Any = SQLiteClientStore.inFolder(config.dataDir, reactor)
     try:

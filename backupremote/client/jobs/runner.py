@@ -29,7 +29,6 @@ How a step ends:
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import datetime, timezone
 from typing import Any
 
 from twisted.internet.defer import CancelledError, Deferred, DeferredList, succeed
@@ -55,6 +54,7 @@ from backupremote.client.jobs.model import (
     reached,
 )
 from backupremote.client.jobs.store import JobMoved, JobStore
+from backupremote.client.jobs.store import now as now  # it lived here: importers keep working
 from backupremote.client.notify.events import RunFailed, RunSucceeded
 from backupremote.client.notify.notifier import EventSink
 from backupremote.logcontext import bindLogContext, logContext, runRequestId
@@ -501,11 +501,6 @@ def _logEndHere(job: Job) -> None:
 def _removeWorkCopy(folder: FilePath) -> None:
     if folder.exists():
         folder.remove()
-
-
-def now(clock: IReactorTime) -> Callable[[], datetime]:
-    """The current time of C{clock}, as an aware UTC datetime."""
-    return lambda: datetime.fromtimestamp(clock.seconds(), timezone.utc)
 
 
 def daemonRetry(clock: IReactorTime) -> Callable[[], Backoff]:
