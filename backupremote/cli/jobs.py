@@ -58,8 +58,7 @@ def withJobs(command: JobCommand) -> Callable[..., Awaitable[int]]:
         store = SQLiteClientStore.inFolder(config.dataDir, reactor)
         try:
             runner = jobRunnerIn(reactor, config.dataDir, store, servers,
-                                 licenses=licensesOf(config, now(reactor)),
-                                 policy=config.delivery)
+                                 licenses=licensesOf(config, now(reactor)))
             return await command(client, runner, args, output)
         finally:
             await servers.close()

@@ -30,17 +30,17 @@ application passes its own C{destinations} lookup.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import datetime
 from typing import Any
 
 from twisted.application.service import IService, MultiService
-from twisted.internet.defer import Deferred, succeed
+from twisted.internet.defer import Deferred, maybeDeferred, succeed
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 
 from backupremote.client.api import BackupRemoteClient
 from backupremote.client.config import ClientConfig
 from backupremote.client.delivery import licensesOf
-from backupremote.client.expiry import describeExpiry, expiryJSON, expiryOf
 from backupremote.client.jobs import JobRunner, daemonRetry, jobRunnerIn, now
 from backupremote.client.jobs.locks import DaemonLock, JobLocks
 from backupremote.client.jobs.pickup import JobPickup
@@ -120,7 +120,7 @@ class ClientDaemon(MultiService):
             self._checks.stop()
         for service in (self.pickup, self.scheduler):
             if service is not None and service.running:
-                await service.stopService()
+                await maybeDeferred(service.stopService)
         if self.jobs is not None:
             await self.jobs.stop()
         await super().stopService()
@@ -151,12 +151,8 @@ class ClientDaemon(MultiService):
                                error=str(status.lastError), action=status.lastError.action)
                 else:
                     _log.info("connected to server {server} ({address}), which grants: "
-                              "{features}; licence {licenseExpiry}", server=status.name,
-                              address=status.address, features=", ".join(status.features),
-                              licenseExpiry=describeExpiry(status.licenseExpiresAt,
-                                                           now(self.servers.reactor)()),
-                              licenseExpiresAt=expiryJSON(status.licenseExpiresAt, now(
-                                  self.servers.reactor)())["licenseExpiresAt"])
+                              "{features}", server=status.name, address=status.address,
+                              features=", ".join(status.features))
             self._observeLicenses(self.servers.status(name) for name in self.servers.names)
             return
         try:
@@ -165,13 +161,12 @@ class ClientDaemon(MultiService):
             _log.error("cannot use the server: {error}. {action}",
                        error=str(error), action=error.action)
             return
-        expiresAt = expiryOf(session)
-        _log.info("connected to the server, which grants: {features}; licence "
-                  "{licenseExpiry}", features=", ".join(session["features"]),
-                  licenseExpiry=describeExpiry(expiresAt, now(self.client.connection.reactor)()),
-                  licenseExpiresAt=session.get("licenseExpiresAt"))
+        _log.info("connected to the server, which grants: {features}",
+                  features=", ".join(session["features"]))
+        expiresAt = session.get("licenseExpiresAt")
         if expiresAt and self.licenseWatch is not None:
-            self.licenseWatch.observe("default", expiresAt)
+            self.licenseWatch.observe("default", datetime.fromisoformat(
+                expiresAt.replace("Z", "+00:00")))
 
 
 def makeService(config: ClientConfig, reactor: Any = None,

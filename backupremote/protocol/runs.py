@@ -16,8 +16,10 @@ from backupremote.protocol.base import Request
 from backupremote.protocol.options import BackupOptions
 from backupremote.protocol.structured import Structured
 
-#: The states a run ends in (before: queued, running); stages and states are
-#: documented in docs/protocol.md.
+#: Stages, in order; ``script`` only with a post-script.
+STAGES = ("queued", "starting", "dump", "compression", "verification", "script", "finalizing")
+#: States; the last three are terminal.
+STATES = ("queued", "running", "completed", "failed", "cancelled")
 TERMINAL = frozenset({"completed", "failed", "cancelled"})
 
 

@@ -94,6 +94,8 @@ class DaemonScheduleTests(TestCase):
             await sleep(0.5)
         else:
             self.fail(f"not released: {[await jobs.get(r) for r in runIds]}")
+        steps = {job.runId: [state for state, _, _ in await jobs.steps(job.runId)]
+                 for job in done}
         await service.stopService()
 
         delivered = sorted(nas.children(), key=lambda f: f.basename())
@@ -101,8 +103,7 @@ class DaemonScheduleTests(TestCase):
         for job, slot in zip(done, slots):
             self.assertEqual(job.scheduleId, schedule.id)
             self.assertEqual(job.fireTime, slot)
-            self.assertEqual([state for state, _, _ in await jobs.steps(job.runId)],
-                             list(STATES))
+            self.assertEqual(steps[job.runId], list(STATES))
             (receipt,) = job.receipts
             copy = nas.child(receipt.name)
             self.assertEqual(hashlib.sha256(copy.getContent()).hexdigest(), receipt.sha256)

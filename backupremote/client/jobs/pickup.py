@@ -14,7 +14,7 @@ from __future__ import annotations
 from typing import Any
 
 from twisted.application.service import Service
-from twisted.internet.defer import CancelledError, Deferred
+from twisted.internet.defer import CancelledError, Deferred, succeed
 from twisted.internet.interfaces import IReactorTime
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
@@ -53,10 +53,11 @@ class JobPickup(Service):
         self._loop.start(self._interval, now=True).addErrback(
             lambda failure: _log.failure("the job pickup stopped", failure))
 
-    def stopService(self) -> Any:
+    def stopService(self) -> Deferred[None]:
         super().stopService()
         if self._loop is not None and self._loop.running:
             self._loop.stop()
+        return succeed(None)
 
     def look(self) -> Deferred[None]:
         """One look at the store; never fails."""

@@ -16,7 +16,6 @@ from datetime import datetime, timezone
 from typing import Any
 
 from attrs import evolve
-from twisted.internet.interfaces import IReactorTime
 
 from backupremote.client.jobs.model import (
     CANCELLED,
@@ -72,11 +71,6 @@ def _destination(data: dict[str, Any]) -> Destination:
 
 class JobMoved(BackupRemoteError):
     """The job was not in the state it was read in: another driver moved it."""
-
-
-def now(clock: IReactorTime) -> Callable[[], datetime]:
-    """The current time of C{clock}, as an aware UTC datetime."""
-    return lambda: datetime.fromtimestamp(clock.seconds(), timezone.utc)
 
 
 class JobStore:

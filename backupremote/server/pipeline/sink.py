@@ -22,8 +22,10 @@ import os
 import select
 import stat
 import time
+from collections.abc import Callable
+from typing import Protocol
+
 from backupremote.newfile import Writer, writeAll
-from backupremote.server.compressors import MakeTransform
 from backupremote.server.pipeline.chunkdigests import ChunkDigester, ChunkDigests
 from backupremote.server.pipeline.threads import StopFlag
 
@@ -48,6 +50,14 @@ POLL_MILLISECONDS = 200
 
 class Stopped(Exception):
     """The run stopped the thread (cancel, timeout, another part failed)."""
+
+
+class Transform(Protocol):
+    """In-process compression between reading and writing."""
+
+    def feed(self, data: bytes) -> None: ...
+
+    def finish(self) -> None: ...
 
 
 def enlargePipe(fd: int, size: int = PIPE_SIZE) -> None:
@@ -109,7 +119,7 @@ class ArtifactSink:
     """
 
     def __init__(self, source: int, path: str | None, checksum: str, stop: StopFlag,
-                 makeTransform: MakeTransform | None = None,
+                 makeTransform: Callable[[Callable[[bytes], None]], Transform] | None = None,
                  chunkSize: int = CHUNK_SIZE, write: Writer = os.write,
                  digestsPath: str | None = None) -> None:
         self._source = source
