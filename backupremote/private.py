@@ -17,8 +17,6 @@ import os
 import stat
 from typing import TYPE_CHECKING
 
-from backupremote.protocol.errors import CONFIG_INVALID, BackupRemoteError
-
 if TYPE_CHECKING:  # only named in annotations: the CLI starts without it
     from twisted.python.filepath import FilePath
 
@@ -77,6 +75,8 @@ def refuseShared(path: FilePath, what: str) -> None:
     except OSError:
         return
     if mode & 0o077:
+        from backupremote.protocol.errors import CONFIG_INVALID, BackupRemoteError
+
         raise BackupRemoteError(
             CONFIG_INVALID,
             f"the {what} {path.path} is open to group or others (mode {mode:04o}); "

@@ -284,6 +284,7 @@ class ServerProcess:
     def client(self, workspace: Workspace) -> BackupRemoteClient:
         client = BackupRemoteClient.fromConfig(
             reactor, loadClientConfig(FilePath(str(self.clientConfig))))
+        client.connection.service.startService()  # the benchmark owns the connection
         workspace.addCleanup(client.close)
         return client
 
@@ -313,7 +314,7 @@ async def startServer(workspace: Workspace, extraToml: str = "") -> ServerProces
     _, token = issueLicense(loadIssuerKey(keyPath), CLIENT_ID, days=1)
     clientConfig = createClientFolder(
         FilePath(str(base / "client")), f"127.0.0.1:{port}", CLIENT_ID,
-        secret.encode("ascii"), token, fingerprint=folder.fingerprint)
+        secret.encode("ascii"), token, fingerprints=[folder.fingerprint])
     # The benchmark's connection idles for minutes between uses: no client
     # keep-alive pings (the server's own keep-alive still runs).
     clientConfig.setContent(clientConfig.getContent()

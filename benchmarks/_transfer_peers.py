@@ -64,6 +64,7 @@ async def download(_: object, args: argparse.Namespace) -> None:
     from backupremote.client.config import loadClientConfig
 
     client = BackupRemoteClient.fromConfig(reactor, loadClientConfig(FilePath(args.config)))
+    client.connection.service.startService()  # this one-shot peer owns the connection
     try:
         started, cpuStarted = time.monotonic(), cpu()
         await client.session()

@@ -44,6 +44,8 @@ COMMANDS: tuple[tuple[str, str, str], ...] = (
     ("download", "transfers", "fetch a run's artifact into a folder, verified and resumable"),
     ("release", "transfers", "let the server delete a run's staged artifact"),
     ("schedule", "schedules", "the client's schedules (fired by the client daemon)"),
+    ("dest", "destinations", "the client's destinations (where runs are delivered)"),
+    ("queue", "queue", "downloads and deliveries: in flight, waiting to retry (why), failed (why)"),
     ("runs", "history", "the history of this client's runs, from its own store"),
     ("servers", "servers", "the servers of client.toml: connected, licence expiry, last error"),
     ("check", "check", "configuration, servers, licences (days left), databases, destinations, "

@@ -9,7 +9,7 @@ from typing import Any
 
 from attrs import asdict, evolve
 
-from backupremote.cli.output import EXIT_REFUSED, Output
+from backupremote.cli.output import EXIT_REFUSED, Output, whatToDo
 from backupremote.cli.remote import withClient
 from backupremote.client.api import BackupRemoteClient
 from backupremote.configfile import configError
@@ -232,12 +232,13 @@ async def lastBackups(client: BackupRemoteClient, args: argparse.Namespace) -> d
     from twisted.python.filepath import FilePath
 
     from backupremote.client.config import loadClientConfig
-    from backupremote.client.jobs import JobStore, now
-    from backupremote.client.store import SQLiteClientStore
 
     config = loadClientConfig(FilePath(args.config))
     if config.dataDir is None or not config.dataDir.exists():
         return {}
+    from backupremote.client.jobs.store import JobStore, now
+    from backupremote.client.store import SQLiteClientStore
+
     reactor = client.connection.reactor
     store: Any = SQLiteClientStore.inFolder(config.dataDir, reactor)
     try:
@@ -298,7 +299,7 @@ async def removeCommand(client: BackupRemoteClient, args: argparse.Namespace, ou
 
 def describeTest(result: ConnectionTestResult) -> str:
     if not result.ok:
-        return f"connection failed: {result.reason}: {result.message}"
+        return f"connection failed: {result.reason}: {result.message}" + whatToDo(result.reason)
     parts = [f"connection ok: {result.serverVersion or 'unknown version'}"]
     if result.latencyMs is not None:
         parts.append(f"{result.latencyMs:.0f} ms")
@@ -325,8 +326,10 @@ async def testCommand(client: BackupRemoteClient, args: argparse.Namespace, outp
 
 def describePreflight(report: PreflightReport) -> str:
     lines = ["ready to back up" if report.ok else "not ready:"]
-    lines += [f"  blocker {f.code}: {f.message}" for f in report.blockers]
-    lines += [f"  warning {f.code}: {f.message}" for f in report.warnings]
+    lines += [f"  blocker {f.code}: {f.message}" + whatToDo(f.code, "    ")
+              for f in report.blockers]
+    lines += [f"  warning {f.code}: {f.message}" + whatToDo(f.code, "    ")
+              for f in report.warnings]
     if report.dumpTool:
         lines.append(f"  dump tool: {report.dumpTool.path} ({report.dumpTool.reason})")
     if report.compressionTool:

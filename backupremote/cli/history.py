@@ -18,7 +18,8 @@ from typing import Any
 
 from twisted.python.filepath import FilePath
 
-from backupremote.cli.output import Output
+from backupremote.cli.output import Output, whatToDo
+from backupremote.client.api import RUN_NOT_FOUND_HINT
 from backupremote.cli.progress import duration, size
 from backupremote.client.config import loadClientConfig
 from backupremote.client.jobs import CANCELLED, FAILED, STATES, Job, JobStore, now
@@ -129,7 +130,8 @@ def describeJob(job: Job, scheduleName: str | None = None,
              + (" (staging released)" if data["released"] else "")
              + (f", failed at {job.failedStep}" if job.failedStep else "")]
     if job.errorCode:
-        lines.append(f"  error {job.errorCode}: {job.errorMessage}")
+        lines.append(f"  error {job.errorCode}: {job.errorMessage}"
+                     + whatToDo(job.errorCode, "    "))
     lines.append(f"  schedule:     {scheduleName or job.scheduleId or '- (started by hand)'}"
                  + (f", slot {_iso(job.fireTime)}" if job.fireTime else ""))
     lines.append(f"  database:     {job.databaseConfigId or '-'} on server {job.server}")
@@ -230,9 +232,8 @@ async def showCommand(config: Any, jobs: JobStore, schedules: ScheduleStore,
                       args: argparse.Namespace, output: Output, reactor: Any) -> int:
     job = await jobs.get(args.run_id)
     if job is None:
-        raise BackupRemoteError(NOT_FOUND, f"this client has no run {args.run_id}", hint=(
-            "List the runs this client drove: `backupremote runs list` (a run started by "
-            "another client is not in its store)."))
+        raise BackupRemoteError(NOT_FOUND, f"this client has no run {args.run_id}",
+                                hint=RUN_NOT_FOUND_HINT)
     names = await _scheduleNames(schedules)
     steps = await jobs.steps(job.runId)
     data = runJSON(job, names.get(job.scheduleId or ""))

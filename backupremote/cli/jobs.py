@@ -58,7 +58,8 @@ def withJobs(command: JobCommand) -> Callable[..., Awaitable[int]]:
         store = SQLiteClientStore.inFolder(config.dataDir, reactor)
         try:
             runner = jobRunnerIn(reactor, config.dataDir, store, servers,
-                                 licenses=licensesOf(config, now(reactor)))
+                                 licenses=licensesOf(config, now(reactor)),
+                                 policy=config.delivery)
             return await command(client, runner, args, output)
         finally:
             await servers.close()

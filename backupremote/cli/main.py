@@ -12,17 +12,18 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from typing import Any, Sequence, cast
+from typing import TYPE_CHECKING, Any, Sequence, cast
 
 from backupremote import __version__
 from backupremote.cli.commands import COMMANDS, LazyCommands
-from backupremote.cli.output import EXIT_INTERRUPTED, EXIT_USAGE, Output
 from backupremote.private import usePrivateUmask
-from backupremote.protocol.errors import INTERNAL_ERROR, BackupRemoteError
 
-# Start-up time matters here (``--help`` and ``--version`` answer at once): no
-# module of a command and nothing of the reactor's is imported at the top;
-# a command is added in backupremote.cli.commands.COMMANDS, and
+if TYPE_CHECKING:
+    from backupremote.cli.output import Output
+
+# Start-up time matters here (``--help`` and ``--version`` answer at once):
+# nothing is imported at the top but argparse and the table of commands (not
+# even attrs); a command is added in backupremote.cli.commands.COMMANDS, and
 # tests/cli/test_startup.py checks what ``--help`` imports.
 
 
@@ -95,7 +96,14 @@ def _main(argv: Sequence[str] | None) -> int:
     try:
         args = parser.parse_args(list(sys.argv[1:] if argv is None else argv))
     except SystemExit as exit:
-        return int(exit.code or 0) and EXIT_USAGE
+        if not exit.code:
+            return 0
+        from backupremote.cli.output import EXIT_USAGE
+
+        return EXIT_USAGE
+    from backupremote.cli.output import EXIT_INTERRUPTED, EXIT_USAGE, Output
+    from backupremote.protocol.errors import BackupRemoteError
+
     if args.verbose and args.quiet:
         parser.print_usage(sys.stderr)
         sys.stderr.write("backupremote: error: --verbose and --quiet exclude each other\n")
@@ -158,6 +166,9 @@ def _runOnReactor(args: argparse.Namespace, output: Output) -> int:
     """Run the command's coroutine on the reactor; errors become exit codes."""
     from twisted.internet.defer import Deferred
     from twisted.internet.task import react
+
+    from backupremote.cli.output import EXIT_INTERRUPTED
+    from backupremote.protocol.errors import INTERNAL_ERROR, BackupRemoteError
 
     codes: list[int] = []
 

@@ -14,6 +14,7 @@ from backupremote.protocol.errors import (
     INTERNAL_ERROR,
     TIMEOUT,
     BackupRemoteError,
+    lookup,
 )
 
 #: Exit codes by error class (documented in docs/cli.md).
@@ -40,6 +41,17 @@ class _Converter:
 
 
 converter = _Converter()
+
+
+def whatToDo(code: str | None, indent: str = "  ") -> str:
+    """
+    The line that follows an error code a result prints (a run's error, a
+    failed connection test, a preflight finding, a delivery's failure): the
+    registry's action for it, as errors print theirs; nothing without a code.
+    """
+    if not code:
+        return ""
+    return f"\n{indent}what to do: {lookup(code).action}"
 
 
 def exitCodeFor(error: BackupRemoteError) -> int:

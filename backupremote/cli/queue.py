@@ -17,7 +17,7 @@ from typing import Any
 from twisted.python.filepath import FilePath
 
 from backupremote.cli.jobs import withJobs
-from backupremote.cli.output import Output
+from backupremote.cli.output import Output, whatToDo
 from backupremote.client.config import loadClientConfig
 from backupremote.client.delivery.model import DELIVERED, FAILED, QueueItem
 from backupremote.client.delivery.store import DeliveryStore
@@ -82,7 +82,8 @@ async def listCommand(reactor: Any, args: argparse.Namespace, output: Output) ->
         if row["state"] == "retrying":
             line += f"  next attempt {row['nextAttemptAt']}"
         if row["reason"]:
-            line += f"\n          why: {row['reason']}"
+            line += f"\n          why: {row['reason']}" + whatToDo(row.get("errorCode"),
+                                                                " " * 10)
         lines.append(line)
     failed = [r for r in rows if r["state"] == FAILED]
     if failed:

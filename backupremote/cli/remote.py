@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import argparse
+from datetime import datetime, timezone
 from typing import Any, Awaitable, Callable
 
 from twisted.python.filepath import FilePath
 
-from backupremote.cli.output import Output
+from backupremote.cli.output import Output, converter
 from backupremote.client.api import BackupRemoteClient
 from backupremote.client.config import loadClientConfig
+from backupremote.client.expiry import describeExpiry, expiryJSON, expiryOf
 from backupremote.configfile import configError
 from backupremote.protocol.metrics import ServerMetrics
 from backupremote.protocol.models import Capabilities, EngineCapability
@@ -74,11 +76,25 @@ def describeCapabilities(capabilities: Capabilities) -> str:
     return "\n".join(lines)
 
 
+async def withLicenceExpiry(client: BackupRemoteClient, value: Any, human: str,
+                            label: str = "licence:        ") -> tuple[dict[str, Any], str]:
+    """
+    C{value}'s JSON with C{licenseExpiresAt} and C{licenseDaysLeft}, and
+    C{human} with a C{licence:} line: the expiry the server granted at this
+    connection's login.
+    """
+    expiresAt = expiryOf(await client.session())
+    now = datetime.fromtimestamp(client.connection.reactor.seconds(), timezone.utc)
+    return (converter.unstructure(value) | expiryJSON(expiresAt, now),
+            human + f"\n{label}{describeExpiry(expiresAt, now)}")
+
+
 async def capabilitiesCommand(
     client: BackupRemoteClient, args: argparse.Namespace, output: Output
 ) -> int:
     capabilities = await client.capabilities()
-    output.result(capabilities, describeCapabilities(capabilities))
+    output.result(*await withLicenceExpiry(client, capabilities,
+                                           describeCapabilities(capabilities)))
     return 0
 
 

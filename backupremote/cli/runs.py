@@ -8,10 +8,10 @@ from typing import Any
 
 from attrs import evolve
 
-from backupremote.cli.output import EXIT_REFUSED, Output
+from backupremote.cli.output import EXIT_REFUSED, Output, whatToDo
 from backupremote.cli.progress import duration, size
 from backupremote.cli.databases import ID_HELP, backupArguments, configIdOf
-from backupremote.cli.remote import withClient
+from backupremote.cli.remote import withClient, withLicenceExpiry
 from backupremote.cli.jobs import (
     JobView,
     fetched,
@@ -71,7 +71,8 @@ def describeStatus(status: RunStatus) -> str:
              + (f" (stage {status.stage})" if status.state == "running" else "")
              + (f", position {status.queuePosition} in the queue" if status.queuePosition else "")]
     if status.errorCode:
-        lines.append(f"  error {status.errorCode}: {status.errorMessage}")
+        lines.append(f"  error {status.errorCode}: {status.errorMessage}"
+                     + whatToDo(status.errorCode, "    "))
     if status.artifact:
         a = status.artifact
         lines.append(f"  artifact: {a.name}, {size(a.sizeBytes)}, {a.checksum} {a.digest}"
@@ -154,7 +155,8 @@ async def runCommand(client: BackupRemoteClient, runner: JobRunner,
 async def statusCommand(client: BackupRemoteClient, args: argparse.Namespace,
                         output: Output) -> int:
     status = await client.getExecutionStatus(args.run_id)
-    output.result(status, describeStatus(status))
+    output.result(*await withLicenceExpiry(client, status, describeStatus(status),
+                                           label="  licence: "))
     return 0
 
 

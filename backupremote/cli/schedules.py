@@ -514,7 +514,10 @@ async def runNowCommand(config: ClientConfig, schedules: ScheduleStore,
         return await _handToDaemon(config, store, request, schedule, args, output, reactor)
     servers = ClientServers(reactor, config, ownConnections=True)
     try:
-        runner = jobRunnerIn(reactor, config.dataDir, store, servers)
+        from backupremote.client.delivery import licensesOf
+
+        runner = jobRunnerIn(reactor, config.dataDir, store, servers,
+                             licenses=licensesOf(config, now(reactor)), policy=config.delivery)
         if output.showsProgress:
             output.out.write(f"run {request.runId} of schedule {schedule.name} started (no "
                              "client daemon runs: this command drives it to its end)\n")

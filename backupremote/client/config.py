@@ -7,6 +7,7 @@ import re
 from attrs import evolve, frozen
 from twisted.python.filepath import FilePath
 
+from backupremote.client.delivery.policy import DeliveryPolicy, parseDelivery
 from backupremote.client.notify.config import NotifyConfig, parseNotify
 from backupremote.metrics.config import MetricsConfig, parseMetrics
 from backupremote.configfile import (
@@ -103,6 +104,8 @@ class ClientConfig:
     metrics: MetricsConfig = MetricsConfig()
     #: the dashboard's endpoint string (C{[web] listen}); C{None}: no dashboard
     webListen: str | None = None
+    #: the delivery queue's retries, breaker and caps (C{[delivery]})
+    delivery: DeliveryPolicy = DeliveryPolicy()
     #: every server of client.toml (empty in a config made in code: then
     #: the top-level fields are the one server, C{default})
     servers: tuple[ServerEntry, ...] = ()
@@ -193,7 +196,7 @@ def _loadClientConfig(path: FilePath) -> ClientConfig:
     """Read C{path}; any problem raises C{CONFIG_INVALID} naming the key."""
     data = readToml(path)
     refuseUnknownSections(data, {"client", "server", "servers", "limits", "notify",
-                                 "metrics", "web"})
+                                 "metrics", "web", "delivery"})
     base = path.parent()
     client = Section(data, "client", base)
     limits = Section(data, "limits", base)
@@ -239,6 +242,7 @@ def _loadClientConfig(path: FilePath) -> ClientConfig:
         metrics=parseMetrics(data, base),
         servers=tuple(entries),
         webListen=_endpoint(web.string("listen"), "web.listen"),
+        delivery=parseDelivery(data, base),
     )
     for section in (client, limits, web):
         section.done()

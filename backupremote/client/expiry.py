@@ -1,18 +1,25 @@
 """
 The licence's expiry as a server grants it at login (the ``auth`` answer's
 C{licenseExpiresAt}), said one way wherever it is shown: ``capabilities``,
-``status``, ``servers``, ``check`` and the client daemon's start-up line.
+``status``, ``check``, the client daemon's start-up line and its licence
+watch (L{backupremote.client.notify.license}). Light on purpose: a remote
+command imports it.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
-from backupremote.client.notify.license import daysLeft
-
 UTC = timezone.utc
+DAY = timedelta(days=1)
+
+
+def daysLeft(expiresAt: datetime, now: datetime) -> int:
+    """Days left, a part of a day counted as one; 0 once (and only once) expired."""
+    return max(0, math.ceil((expiresAt - now) / DAY))
 
 
 def expiryOf(session: Mapping[str, Any]) -> datetime | None:

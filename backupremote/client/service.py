@@ -30,7 +30,6 @@ application passes its own C{destinations} lookup.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime
 from typing import Any
 
 from twisted.application.service import IService, MultiService
@@ -41,6 +40,7 @@ from twisted.logger import Logger
 from backupremote.client.api import BackupRemoteClient
 from backupremote.client.config import ClientConfig
 from backupremote.client.delivery import licensesOf
+from backupremote.client.expiry import describeExpiry, expiryJSON, expiryOf
 from backupremote.client.jobs import JobRunner, daemonRetry, jobRunnerIn, now
 from backupremote.client.jobs.locks import DaemonLock, JobLocks
 from backupremote.client.jobs.pickup import JobPickup
@@ -151,8 +151,12 @@ class ClientDaemon(MultiService):
                                error=str(status.lastError), action=status.lastError.action)
                 else:
                     _log.info("connected to server {server} ({address}), which grants: "
-                              "{features}", server=status.name, address=status.address,
-                              features=", ".join(status.features))
+                              "{features}; licence {licenseExpiry}", server=status.name,
+                              address=status.address, features=", ".join(status.features),
+                              licenseExpiry=describeExpiry(status.licenseExpiresAt,
+                                                           now(self.servers.reactor)()),
+                              licenseExpiresAt=expiryJSON(status.licenseExpiresAt, now(
+                                  self.servers.reactor)())["licenseExpiresAt"])
             self._observeLicenses(self.servers.status(name) for name in self.servers.names)
             return
         try:
@@ -161,12 +165,13 @@ class ClientDaemon(MultiService):
             _log.error("cannot use the server: {error}. {action}",
                        error=str(error), action=error.action)
             return
-        _log.info("connected to the server, which grants: {features}",
-                  features=", ".join(session["features"]))
-        expiresAt = session.get("licenseExpiresAt")
+        expiresAt = expiryOf(session)
+        _log.info("connected to the server, which grants: {features}; licence "
+                  "{licenseExpiry}", features=", ".join(session["features"]),
+                  licenseExpiry=describeExpiry(expiresAt, now(self.client.connection.reactor)()),
+                  licenseExpiresAt=session.get("licenseExpiresAt"))
         if expiresAt and self.licenseWatch is not None:
-            self.licenseWatch.observe("default", datetime.fromisoformat(
-                expiresAt.replace("Z", "+00:00")))
+            self.licenseWatch.observe("default", expiresAt)
 
 
 def makeService(config: ClientConfig, reactor: Any = None,

@@ -8,14 +8,17 @@ parts call to record what they do.
                                                     # missed/skipped, breakers
     metrics.sampleServers(servers)                  # connected, licence expiry
 
-and, for the parts still being built (each call is cheap and thread-safe):
+and the calls of the daemon's other parts (each is cheap and thread-safe):
 
     metrics.deliveryEnded(destination, outcome, seconds)   # the delivery queue,
                                                            # once per attempt
-    metrics.sampleQueue(lambda: {"pending": 2, "retrying": 1, ...})
-    metrics.circuit(destination, isOpen)
+    metrics.sampleQueue(queue.depths)                      # read at each scrape
+    metrics.circuit(destination, isOpen)                   # the queue's breakers
     metrics.nextFire(scheduleName, when)                   # the scheduler
-    metrics.scheduleRejected("create" | "update")
+    metrics.scheduleRejected("create" | "update")          # (not called yet)
+
+The daemon (L{backupremote.client.service}) hands its parts a notify
+callable that tells both the notifier and L{ClientMetrics.event}.
 
 Labels are bounded: destination and schedule names come from the client's
 configuration; no run id is ever a label.
@@ -214,8 +217,13 @@ class _JobWatch:
                 metrics.downloadDuration.observe(seconds)
                 self._stopDownloading()
             if step == "deliver" and job.state != "failed":
+                # copies to local folders; the delivery queue counts its own
+                from backupremote.client.jobs.model import LocalFolder
+
+                folders = {d.name for d in job.destinations if isinstance(d, LocalFolder)}
                 for receipt in job.receipts:
-                    metrics.deliveryEnded(receipt.destination, "delivered", None)
+                    if receipt.destination in folders:
+                        metrics.deliveryEnded(receipt.destination, "delivered", None)
         if job.finished:
             self._stopDownloading()
             if job.state in ("failed", "cancelled") or job.state == job.goal:

@@ -16,10 +16,8 @@ from backupremote.protocol.base import Request
 from backupremote.protocol.options import BackupOptions
 from backupremote.protocol.structured import Structured
 
-#: Stages, in order; ``script`` only with a post-script.
-STAGES = ("queued", "starting", "dump", "compression", "verification", "script", "finalizing")
-#: States; the last three are terminal.
-STATES = ("queued", "running", "completed", "failed", "cancelled")
+#: The states a run ends in (before: queued, running); stages and states are
+#: documented in docs/protocol.md.
 TERMINAL = frozenset({"completed", "failed", "cancelled"})
 
 

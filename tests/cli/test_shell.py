@@ -98,7 +98,7 @@ class CompletionTests(SynchronousTestCase):
         self.assertEqual(self.zsh(""), [c.path[-1] for c in self.tree.subcommands])
 
     def test_fish(self) -> None:
-        self.assertEqual(sorted(self.fish("backupremote d")), ["db", "demo", "download"])
+        self.assertEqual(sorted(self.fish("backupremote d")), ["db", "demo", "dest", "download"])
         self.assertEqual(self.fish("backupremote --config c.toml db a"), ["add"])
         self.assertEqual(sorted(self.fish("backupremote db add shop --engine ")),
                          sorted(ENGINES))

@@ -38,6 +38,33 @@ HEAVY = (
     "asyncio",
 )
 
+#: modules of the client's daemon and of the server that a command to a server never needs
+NOT_FOR_A_REMOTE_COMMAND = (
+    "backupremote.server",
+    "backupremote.client.service",
+    "backupremote.client.web",
+    "backupremote.client.notify.smtp",
+    "backupremote.client.notify.webhook",
+    "backupremote.client.schedules",
+    "backupremote.client.destinations",
+    "backupremote.client.delivery.queue",
+    "backupremote.client.delivery.jobdelivery",
+    "backupremote.client.jobs.runner",
+    "backupremote.metrics.client",
+    "backupremote.metrics.endpoint",
+    "backupremote.metrics.server",
+    "backupremote.cli.demo",
+    "backupremote.cli.schedules",
+    "backupremote.cli.verify",
+    "backupremote.cli.licensing",
+    "treq",
+    "twisted.conch",
+    "twisted.mail",
+    "twisted.web",
+    "prometheus_client",
+)
+
+
 def modulesAfter(code: str) -> set[str]:
     """The modules a fresh interpreter holds after running C{code}."""
     env = {name: value for name, value in os.environ.items()
@@ -87,6 +114,22 @@ class StartupImportsTests(SynchronousTestCase):
         others = {f"backupremote.cli.{module}" for _, module, _ in COMMANDS} - {
             "backupremote.cli.databases", "backupremote.cli.remote"}
         self.assertEqual(sorted(others & modules), [])
+
+    def test_remoteCommand(self) -> None:
+        """
+        A command to a server (C{db list}: parsed, with the client library,
+        client.toml's parser and the client's store it reads the last
+        backups from) imports neither the server's modules nor the client
+        daemon's (job runner, scheduler, destinations, delivery, the
+        notification channels, dashboard, metrics), nor their libraries.
+        """
+        modules = modulesAfter(
+            "from backupremote.cli.main import buildParser\n"
+            "buildParser(whole=False).parse_args(['db', 'list'])\n"
+            "import backupremote.client.api, backupremote.client.config\n"
+            "import backupremote.client.jobs.store, backupremote.client.store\n"
+        )
+        self.assertEqual(loaded(modules, NOT_FOR_A_REMOTE_COMMAND), [])
 
 
 class CommandTableTests(SynchronousTestCase):

@@ -5,6 +5,7 @@ The server over real TLS on 127.0.0.1, driven by the client library.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any
 
 from OpenSSL import SSL
@@ -128,9 +129,12 @@ class ServerOverTLSTests(TestCase):
         server = await startServer(self)
         client = server.client(self)
         first = (await client.session())["sessionId"]
+        clientSide = await client.connection.connection()
         for connection in list(server.core.connections):
             connection.transport.abortConnection()
-        await deferLater(reactor, 0.2, lambda: None)
+        await clientSide.lost  # the client's protocol has seen it go...
+        # ...and ClientService, told right after the protocol, at the next turn
+        await deferLater(reactor, 0, lambda: None)
         self.assertEqual((await client.capabilities()).apiVersions, [1])
         second = (await client.session())["sessionId"]
         self.assertNotEqual(first, second)
@@ -204,6 +208,15 @@ class LoggingTests(TestCase):
         self.assertEqual([e["peer"] for e in refusals], ["127.0.0.1"])
 
 
+async def turnsUntil(condition: Callable[[], bool], turns: int = 100) -> None:
+    """Let the reactor turn (no time passes on purpose) until C{condition()} holds."""
+    for _ in range(turns):
+        if condition():
+            return
+        await deferLater(reactor, 0, lambda: None)
+    raise AssertionError(f"still not so after {turns} reactor turns")
+
+
 class ClientDaemonTests(TestCase):
     async def test_daemonStopsReconnectingWhenRefused(self) -> None:
         """
@@ -218,10 +231,14 @@ class ClientDaemonTests(TestCase):
         daemon.startService()
         self.addCleanup(daemon.stopService)
         await daemon.connected
-        await deferLater(reactor, 0.3, lambda: None)
+        # the refusal stops the connection at the next reactor turn (callLater(0)):
+        # wait for that, in turns, not in seconds
+        await turnsUntil(lambda: not client.connection.service.running)
         self.assertEqual(client.connection.stopped.code, errors.AUTH_FAILED)
-        self.assertFalse(client.connection.service.running)
-        await deferLater(reactor, 1.5, lambda: None)
+        # A stopped ClientService has no retry pending and never connects
+        # again: once its last connection is closed, one refusal is all
+        # the server ever saw.
+        await client.connection.stop()
         self.assertEqual(
             [outcome for _, _, _, outcome in server.core.store.auditTrail()], ["AUTH_FAILED"]
         )

@@ -41,6 +41,7 @@ from backupremote.client.connection.followers import RunFollowers
 from backupremote.client.connection.interfaces import IServerConnection
 from backupremote.client.connection.protocol import ClientProtocol
 from backupremote.client.connection.receivers import TransferReceivers
+from backupremote.client.connection.watch import ServerWatch
 from backupremote.logcontext import newRequestId
 from backupremote.protocol.errors import (
     API_VERSION_UNSUPPORTED,
@@ -135,6 +136,9 @@ class ServerConnection:
         self.stopped: BackupRemoteError | None = None
         self.followers = RunFollowers()
         self.transfers = TransferReceivers()
+        #: told of each failure to reach or log in to the server, and of
+        #: each login (the daemon's; C{None}: nobody is told)
+        self.watch: ServerWatch | None = None
 
     # What subclasses provide
 
@@ -156,8 +160,15 @@ class ServerConnection:
         return ClientProtocol(
             self.reactor, self._credentials, self._callOn, interval, timeout,
             onAuthFailure=self._authFailed, onEvent=self.followers.deliver,
-            onAuthenticated=self._resubscribe, transfers=self.transfers,
+            onAuthenticated=self._authenticated, transfers=self.transfers,
         )
+
+    def _authenticated(self, protocol: ClientProtocol) -> None:
+        """A new connection logged in: tell the watch, follow the runs again."""
+        if self.watch is not None:
+            protocol.whenReady().addCallback(self.watch.authenticated).addErrback(
+                lambda failure: _log.failure("the server watch failed", failure))
+        self._resubscribe(protocol)
 
     def _resubscribe(self, protocol: ClientProtocol) -> None:
         """A new connection: ask for what each followed run missed."""
@@ -175,6 +186,8 @@ class ServerConnection:
         later call raises it until the configuration is fixed.
         """
         error = asBackupRemoteError(reason, self._creator)
+        if self.watch is not None:
+            self.watch.failed(error)
         if error.code in PERMANENT and self.stopped is None:
             self.stopped = error
             _log.error(
@@ -195,6 +208,8 @@ class ServerConnection:
             await protocol.whenReady()
         except BaseException as reason:
             error = asBackupRemoteError(reason, self._creator)
+            if self.watch is not None and self.running:
+                self.watch.failed(error)
             # Leave the connector's state machine before touching it again:
             # this failure may be delivered from inside one of its moves.
             await deferLater(self.reactor, 0, lambda: None)
@@ -282,6 +297,10 @@ class ConnectionManager(ServerConnection):
         if isinstance(error, CancelledError):
             return  # stopped while connecting
         self._failedInARow += 1
+        if self.watch is not None:
+            self.watch.failed(BackupRemoteError(
+                CONNECTION_FAILED, f"cannot connect to the server at {self.address}: "
+                f"{describeConnectError(error)}"))
         _log.warn("cannot connect to the server at {address}: {reason} "
                   "(failed attempt {failures} in a row; a call gives up after {attempts})",
                   address=self.address, reason=describeConnectError(error),

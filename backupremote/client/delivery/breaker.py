@@ -37,6 +37,11 @@ class CircuitBreakers:
             return CLOSED
         return HALF_OPEN if now >= circuit.openedAt + self.delay else OPEN
 
+    def isOpen(self, key: str) -> bool:
+        """Whether C{key}'s breaker is open or half-open (it failed and has not recovered)."""
+        circuit = self._circuits.get(key)
+        return circuit is not None and circuit.openedAt is not None
+
     def allows(self, key: str, now: float) -> bool:
         """Whether an attempt to C{key} may start now (one probe at a time when half-open)."""
         state = self.state(key, now)

@@ -1,6 +1,7 @@
 """
 What the delivery queue holds: one L{QueueItem} per run and named
-destination, and the L{DeliveryPolicy} it follows.
+destination (the L{DeliveryPolicy} it follows is in
+L{backupremote.client.delivery.policy}).
 
     pending -> uploading -> verifying -> delivered
        ^          |             |
@@ -33,30 +34,6 @@ STATES = (UPLOADING, VERIFYING, PENDING, RETRYING, FAILED, DELIVERED)
 SETTLED = (DELIVERED, FAILED)
 #: An item in one of these waits for its turn (its C{nextAttemptAt}).
 WAITING = (PENDING, RETRYING)
-
-
-@frozen
-class DeliveryPolicy:
-    """
-    How hard the queue tries, and how much it does at once.
-
-    @ivar maxAttempts: attempts per item before it is C{failed}.
-    @ivar first: seconds before the first retry (the ceiling of its full
-        jitter); it doubles with each failure up to C{maximum}.
-    @ivar breakerFailures: consecutive failures of one destination that
-        open its circuit breaker: no attempt to it until C{breakerDelay}
-        seconds have passed, then one probe (half-open).
-    @ivar parallel: uploads in flight at once, all destinations together;
-        C{parallelPerDestination}: to one destination.
-    """
-
-    maxAttempts: int = 6
-    first: float = 30.0
-    maximum: float = 3600.0
-    breakerFailures: int = 3
-    breakerDelay: float = 300.0
-    parallel: int = 4
-    parallelPerDestination: int = 2
 
 
 @frozen

@@ -21,7 +21,12 @@ once its attempts are used up or for a refusal another try cannot mend.
 A destination whose attempts fail N times in a row opens its circuit
 breaker: its items wait until a delay has passed, then one probe goes.
 At most C{parallel} attempts run at once, C{parallelPerDestination} to one
-destination. After a restart, an item left C{uploading} starts again (its
+destination. A breaker that opens is told to C{notify} (the daemon's
+notifier) as L{DestinationCircuitOpened}, and as L{DestinationCircuitClosed}
+once a delivery to that destination succeeds again; C{metrics} (the
+daemon's L{backupremote.metrics.ClientMetrics}) is told each attempt's end
+and each breaker's state, and L{DeliveryQueue.depths} is what its scrapes
+read. After a restart, an item left C{uploading} starts again (its
 temporary file, if any, is removed by its destination's next put or by
 C{dest prune}); one left C{verifying} is read back where it stopped.
 """
@@ -31,7 +36,7 @@ from __future__ import annotations
 import random as _random
 from collections.abc import Callable, Iterable
 from datetime import datetime, timedelta, timezone
-from typing import Any
+from typing import Any, Protocol
 
 from twisted.internet.defer import CancelledError, Deferred, succeed
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
@@ -49,14 +54,16 @@ from backupremote.client.delivery.model import (
     UPLOADING,
     VERIFYING,
     WAITING,
-    DeliveryPolicy,
     QueueItem,
 )
+from backupremote.client.delivery.policy import DeliveryPolicy
 from backupremote.client.delivery.store import DeliveryStore, ItemMoved, isSettled, newItemId
 from backupremote.client.destinations.interface import IDestination
 from backupremote.client.destinations.names import datedName
 from backupremote.client.destinations.verified import checkReadBack, discard
 from backupremote.client.jobs.model import Job, NamedDestination
+from backupremote.client.notify.events import DestinationCircuitClosed, DestinationCircuitOpened
+from backupremote.client.notify.notifier import EventSink
 from backupremote.protocol.errors import (
     CONFIG_INVALID,
     DESTINATION_IDENTITY_MISMATCH,
@@ -76,6 +83,16 @@ PERMANENT = frozenset({CONFIG_INVALID, DESTINATION_IDENTITY_MISMATCH, NOT_FOUND,
 Opener = Callable[[str], Deferred[IDestination]]
 #: The licence of each server, by name: a run may deliver where its server's licence allows.
 Licenses = Callable[[str], IDestinationLicense]
+
+
+class DeliveryMetrics(Protocol):
+    """What the queue tells the metrics (L{backupremote.metrics.ClientMetrics} is one)."""
+
+    def deliveryEnded(self, destination: str, outcome: str, seconds: float | None) -> None:
+        """An attempt ended: C{delivered}, C{retrying} or C{failed}, after C{seconds}."""
+
+    def circuit(self, destination: str, isOpen: bool) -> None:
+        """C{destination}'s breaker opened or closed."""
 
 
 def _isPermanent(error: BackupRemoteError) -> bool:
@@ -105,12 +122,20 @@ class DeliveryQueue:
     @param licenses: the licence of a server (by name), asked before every
         attempt of a run of that server.
     @param random: the jitter's source (a fixed one in tests).
+    @param metrics: told each attempt's end and each breaker's state.
+    @param notify: told when a breaker opens and when it closes again.
     """
 
     def __init__(self, clock: IReactorTime, deliveries: DeliveryStore, opener: Opener,
                  licenses: Licenses, policy: DeliveryPolicy = DeliveryPolicy(),
-                 random: Callable[[], float] | None = None) -> None:
+                 random: Callable[[], float] | None = None,
+                 metrics: DeliveryMetrics | None = None,
+                 notify: EventSink | None = None) -> None:
         self._clock = clock
+        self._metrics = metrics
+        self._notify = notify
+        #: items by state, as of the last look for work (L{depths})
+        self._depths: dict[str, int] = {}
         self.deliveries = deliveries
         self._open = opener
         self._licenses = licenses
@@ -130,8 +155,11 @@ class DeliveryQueue:
         #: (item id, bytes sent) of each upload in flight, for progress
         self.progress: dict[str, int] = {}
 
+    def _seconds(self) -> float:
+        return self._clock.seconds()
+
     def _now(self) -> datetime:
-        return datetime.fromtimestamp(self._clock.seconds(), timezone.utc)
+        return datetime.fromtimestamp(self._seconds(), timezone.utc)
 
     # Life
 
@@ -173,6 +201,13 @@ class DeliveryQueue:
     def active(self) -> list[str]:
         """The ids of the items being attempted now."""
         return sorted(self._attempts)
+
+    def depths(self) -> dict[str, int]:
+        """
+        Items by state (delivered ones left out), as of the queue's last
+        look for work: it never waits, for the metrics' scrapes.
+        """
+        return dict(self._depths)
 
     # Putting work in
 
@@ -238,7 +273,7 @@ class DeliveryQueue:
                 self._again = False
                 waiting = await self.deliveries.waiting()
                 now = self._now()
-                seconds = self._clock.seconds()
+                seconds = self._seconds()
                 wake: list[float] = []
                 for item in waiting:
                     if item.id in self._attempts:
@@ -258,6 +293,8 @@ class DeliveryQueue:
                         continue
                     self._begin(item)
                 self._arm(min(wake) if wake else None)
+                if self._running:
+                    self._depths = await self.deliveries.counts(exclude=(DELIVERED,))
                 if not self._again or not self._running:
                     return
         finally:
@@ -268,10 +305,10 @@ class DeliveryQueue:
             self._timer.cancel()
         self._timer = None
         if at is not None and self._running:
-            self._timer = self._clock.callLater(max(0.0, at - self._clock.seconds()), self.kick)
+            self._timer = self._clock.callLater(max(0.0, at - self._seconds()), self.kick)
 
     def _begin(self, item: QueueItem) -> None:
-        self.breakers.started(item.destinationId, self._clock.seconds())
+        self.breakers.started(item.destinationId, self._seconds())
         self._perDestination[item.destinationId] = \
             self._perDestination.get(item.destinationId, 0) + 1
         attempt = Deferred.fromCoroutine(self._attempt(item))
@@ -293,6 +330,7 @@ class DeliveryQueue:
 
     async def _attempt(self, item: QueueItem) -> None:
         destination: IDestination | None = None
+        began = self._seconds()
         try:
             destination = await self._open(item.destinationId)
             self._licenses(item.server).check(destination.type)
@@ -311,7 +349,11 @@ class DeliveryQueue:
                         f"{item.sha256}: it changed after its download"))
                 item = await self.deliveries.move(item, VERIFYING, upload=upload)
             item = await self._verify(destination, item)
+            recovered = self.breakers.isOpen(item.destinationId)
             self.breakers.succeeded(item.destinationId)
+            self._ended(item, DELIVERED, began)
+            if recovered:
+                self._circuit(item, None)
             _log.info("delivered run {runId} to {destination} as {name} ({method})",
                       runId=item.runId, destination=item.destination, name=item.name,
                       method=item.method, scheduleId=item.scheduleId)
@@ -320,12 +362,12 @@ class DeliveryQueue:
         except CancelledError:
             raise
         except BackupRemoteError as error:
-            await self._failed(item, destination, error)
+            await self._failed(item, destination, error, began)
         except Exception as error:
             _log.failure("delivery {id} to {destination}: unexpected error", id=item.id,
                          destination=item.destination)
             await self._failed(item, destination, BackupRemoteError(
-                INTERNAL_ERROR, f"unexpected error: {error!r}"))
+                INTERNAL_ERROR, f"unexpected error: {error!r}"), began)
         finally:
             if destination is not None:
                 try:
@@ -355,14 +397,38 @@ class DeliveryQueue:
             item, DELIVERED, method=found.method, verifiedAt=self._now(), errorCode=None,
             reason=None, nextAttemptAt=None)
 
+    def _ended(self, item: QueueItem, outcome: str, began: float) -> None:
+        if self._metrics is not None:
+            self._metrics.deliveryEnded(item.destination, outcome,
+                                        max(0.0, self._seconds() - began))
+
+    def _circuit(self, item: QueueItem, error: BackupRemoteError | None) -> None:
+        """Tell that C{item}'s destination's breaker opened (with C{error}), or closed."""
+        if error is not None:
+            _log.warn("destination {destination}: circuit breaker open after {count} failures "
+                      "in a row; next attempt in {delay} s: {errorCode}: {reason}",
+                      destination=item.destination, count=self.breakers.threshold,
+                      delay=self.breakers.delay, errorCode=error.code, reason=error.message)
+        else:
+            _log.info("destination {destination}: circuit breaker closed (a delivery "
+                      "succeeded)", destination=item.destination)
+        if self._metrics is not None:
+            self._metrics.circuit(item.destination, error is not None)
+        if self._notify is not None:
+            self._notify(DestinationCircuitClosed(item.destination) if error is None else
+                         DestinationCircuitOpened(item.destination, error.code, error.message))
+
     async def _failed(self, item: QueueItem, destination: IDestination | None,
-                      error: BackupRemoteError) -> None:
+                      error: BackupRemoteError, began: float) -> None:
         if item.state == VERIFYING and item.upload is not None and destination is not None:
             await discard(destination, item.upload)
         licensing = error.code.startswith("LICENSE_")
         opened = False
         if not licensing and error.code not in (CONFIG_INVALID, NOT_FOUND):
-            opened = self.breakers.failed(item.destinationId, self._clock.seconds())
+            wasOpen = self.breakers.isOpen(item.destinationId)
+            opened = self.breakers.failed(item.destinationId, self._seconds())
+            if opened and not wasOpen:
+                self._circuit(item, error)
         reason = f"{error.code}: {error.message}"
         # an attempt that stopped before its upload began counts all the same
         attempts = item.attempts + 1 if item.state in WAITING else item.attempts
@@ -372,6 +438,7 @@ class DeliveryQueue:
             await self.deliveries.move(item, FAILED, expected=(item.state,),
                                        attempts=attempts, upload=None,
                                        errorCode=error.code, reason=reason, nextAttemptAt=None)
+            self._ended(item, FAILED, began)
             _log.error("delivery of run {runId} to {destination} failed: {reason}",
                        runId=item.runId, destination=item.destination, reason=reason,
                        errorCode=error.code, scheduleId=item.scheduleId)
@@ -380,13 +447,14 @@ class DeliveryQueue:
         if opened:
             reopens = self.breakers.reopensAt(item.destinationId)
             assert reopens is not None
-            delay = max(delay, reopens - self._clock.seconds())
+            delay = max(delay, reopens - self._seconds())
             reason += " (circuit breaker open: the destination failed " \
                       f"{self.breakers.threshold} times in a row)"
         at = self._now() + timedelta(seconds=delay)
         await self.deliveries.move(item, RETRYING, expected=(item.state,), attempts=attempts,
                                    upload=None, errorCode=error.code, reason=reason,
                                    nextAttemptAt=at)
+        self._ended(item, RETRYING, began)
         _log.warn("delivery of run {runId} to {destination} failed, next attempt at {at}: "
                   "{reason}", runId=item.runId, destination=item.destination,
                   at=at.isoformat(), reason=reason, scheduleId=item.scheduleId)

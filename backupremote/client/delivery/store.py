@@ -160,6 +160,17 @@ class DeliveryStore:
             f"SELECT {_COLUMNS} FROM deliveries WHERE {' AND '.join(where)} "
             "ORDER BY createdAt, id", values)])
 
+    def counts(self, exclude: Collection[str] = ()) -> Deferred[dict[str, int]]:
+        """How many items are in each state (but those in C{exclude})."""
+
+        def work(db: sqlite3.Connection) -> dict[str, int]:
+            return {state: count for state, count in db.execute(
+                "SELECT state, count(*) FROM deliveries GROUP BY state")
+                if state not in exclude}
+
+        transact: Callable[..., Deferred[dict[str, int]]] = self.store.transact
+        return transact(work)
+
     def waiting(self) -> Deferred[list[QueueItem]]:
         """
         Items waiting for an attempt (due or not), the earliest due first,

@@ -35,27 +35,56 @@ again continues the same job (and a failed step of this client's is tried
 again). The daemon builds its runner in L{backupremote.client.service}.
 """
 
-from backupremote.client.jobs.delivery import IDelivery, LocalFolderDelivery
-from backupremote.client.jobs.locks import JobLocks
-from backupremote.client.jobs.model import (
-    CANCELLED,
-    FAILED,
-    GOALS,
-    STATES,
-    Job,
-    JobRequest,
-    LocalFolder,
-    Receipt,
-)
-from backupremote.client.jobs.runner import (
-    JobObserver,
-    JobRunner,
-    daemonRetry,
-    jobRunnerIn,
-    now,
-    oneServer,
-)
-from backupremote.client.jobs.store import JobMoved, JobStore
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from backupremote.client.jobs.delivery import IDelivery, LocalFolderDelivery
+    from backupremote.client.jobs.locks import JobLocks
+    from backupremote.client.jobs.model import (
+        CANCELLED,
+        FAILED,
+        GOALS,
+        STATES,
+        Job,
+        JobRequest,
+        LocalFolder,
+        Receipt,
+    )
+    from backupremote.client.jobs.runner import (
+        JobObserver,
+        JobRunner,
+        daemonRetry,
+        jobRunnerIn,
+        oneServer,
+    )
+    from backupremote.client.jobs.store import JobMoved, JobStore, now
+
+#: name -> its module, imported on first use: a command that reads the
+#: client's store (C{db list}'s last backups, C{runs list}) needs no runner
+_EXPORTS = {
+    "IDelivery": "backupremote.client.jobs.delivery",
+    "LocalFolderDelivery": "backupremote.client.jobs.delivery",
+    "JobLocks": "backupremote.client.jobs.locks",
+    "CANCELLED": "backupremote.client.jobs.model",
+    "FAILED": "backupremote.client.jobs.model",
+    "GOALS": "backupremote.client.jobs.model",
+    "STATES": "backupremote.client.jobs.model",
+    "Job": "backupremote.client.jobs.model",
+    "JobRequest": "backupremote.client.jobs.model",
+    "LocalFolder": "backupremote.client.jobs.model",
+    "Receipt": "backupremote.client.jobs.model",
+    "JobObserver": "backupremote.client.jobs.runner",
+    "JobRunner": "backupremote.client.jobs.runner",
+    "daemonRetry": "backupremote.client.jobs.runner",
+    "jobRunnerIn": "backupremote.client.jobs.runner",
+    "now": "backupremote.client.jobs.store",
+    "oneServer": "backupremote.client.jobs.runner",
+    "JobMoved": "backupremote.client.jobs.store",
+    "JobStore": "backupremote.client.jobs.store",
+}
 
 __all__ = [
     "CANCELLED", "FAILED", "GOALS", "STATES",
@@ -63,3 +92,10 @@ __all__ = [
     "JobStore", "LocalFolder", "LocalFolderDelivery", "Receipt", "daemonRetry", "jobRunnerIn",
     "now", "oneServer",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(module), name)

@@ -29,7 +29,6 @@ How a step ends:
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import datetime, timezone
 from typing import Any
 
 from twisted.internet.defer import CancelledError, Deferred, DeferredList, succeed
@@ -55,6 +54,7 @@ from backupremote.client.jobs.model import (
     reached,
 )
 from backupremote.client.jobs.store import JobMoved, JobStore
+from backupremote.client.jobs.store import now as now  # it lived here: importers keep working
 from backupremote.client.notify.events import RunFailed, RunSucceeded
 from backupremote.client.notify.notifier import EventSink
 from backupremote.logcontext import bindLogContext, logContext, runRequestId
@@ -503,11 +503,6 @@ def _removeWorkCopy(folder: FilePath) -> None:
         folder.remove()
 
 
-def now(clock: IReactorTime) -> Callable[[], datetime]:
-    """The current time of C{clock}, as an aware UTC datetime."""
-    return lambda: datetime.fromtimestamp(clock.seconds(), timezone.utc)
-
-
 def daemonRetry(clock: IReactorTime) -> Callable[[], Backoff]:
     """The daemon's patience with an unreachable server: forever, up to 5 minutes apart."""
     return lambda: Backoff(clock, first=5.0, maximum=300.0, jitter=1.0, maxFailures=None)
@@ -515,19 +510,22 @@ def daemonRetry(clock: IReactorTime) -> Callable[[], Backoff]:
 
 def jobRunnerIn(reactor: Any, dataDir: FilePath, store: Any, servers: Servers,
                 retry: Callable[[], Backoff] | None = None,
-                notify: EventSink | None = None, licenses: Any = None) -> JobRunner:
+                notify: EventSink | None = None, licenses: Any = None,
+                policy: Any = None, delivery: IDelivery | None = None) -> JobRunner:
     """
     The job runner of a client's data folder (downloads in C{downloads/},
     locks in C{locks/}), as the daemon and the CLI build it. It delivers to
     local folders by copy and to named destinations through the delivery
-    queue (L{backupremote.client.delivery}), as far as C{licenses} (the
-    licence of each server, by name: C{licensesOf(config, now(reactor))})
-    allow; without them, no named destination is delivered to.
+    queue (L{backupremote.client.delivery}, with C{policy}: client.toml's
+    C{[delivery]}), as far as C{licenses} (the licence of each server, by
+    name: C{licensesOf(config, now(reactor))}) allow; without them, no named
+    destination is delivered to. The daemon passes its own C{delivery} (a
+    queue it starts itself, and observes).
     """
-    from backupremote.client.delivery import FeatureSet, queueDeliveryIn
+    from backupremote.client.delivery import DeliveryPolicy, FeatureSet, queueDeliveryIn
 
-    delivery = queueDeliveryIn(reactor, dataDir, store, licenses or (
-        lambda server: FeatureSet(set())))
+    deliver: Any = delivery or queueDeliveryIn(reactor, dataDir, store, licenses or (
+        lambda server: FeatureSet(set())), policy or DeliveryPolicy())
     return JobRunner(reactor, JobStore(store, now(reactor)), servers,
-                     delivery, dataDir.child("downloads"),
+                     deliver, dataDir.child("downloads"),
                      locks=JobLocks(dataDir.child("locks")), retry=retry, notify=notify)

@@ -16,6 +16,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from attrs import evolve
+from twisted.internet.interfaces import IReactorTime
 
 from backupremote.client.jobs.model import (
     CANCELLED,
@@ -71,6 +72,11 @@ def _destination(data: dict[str, Any]) -> Destination:
 
 class JobMoved(BackupRemoteError):
     """The job was not in the state it was read in: another driver moved it."""
+
+
+def now(clock: IReactorTime) -> Callable[[], datetime]:
+    """The current time of C{clock}, as an aware UTC datetime."""
+    return lambda: datetime.fromtimestamp(clock.seconds(), timezone.utc)
 
 
 class JobStore:

@@ -25,27 +25,61 @@ ESMTP client), L{WebhookChannel} (treq, HMAC-SHA256 signed), and the twin
 L{backupremote.testing.MemoryNotificationChannel}.
 """
 
-from backupremote.client.notify.events import (
-    DEFAULT_KINDS,
-    KINDS,
-    DestinationCircuitClosed,
-    DestinationCircuitOpened,
-    Event,
-    LicenseExpiring,
-    RunFailed,
-    RunSucceeded,
-    ScheduleMissed,
-    ScheduleSkipped,
-    ServerReachable,
-    ServerUnreachable,
-)
-from backupremote.client.notify.interface import INotificationChannel
-from backupremote.client.notify.license import LICENSE_DAYS, LicenseExpiryWatch
-from backupremote.client.notify.messages import Notification
-from backupremote.client.notify.notifier import EventSink, Notifier, Route
-from backupremote.client.notify.rules import Rules
-from backupremote.client.notify.smtp import EmailChannel
-from backupremote.client.notify.webhook import WebhookChannel
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from backupremote.client.notify.events import (
+        DEFAULT_KINDS,
+        KINDS,
+        DestinationCircuitClosed,
+        DestinationCircuitOpened,
+        Event,
+        LicenseExpiring,
+        RunFailed,
+        RunSucceeded,
+        ScheduleMissed,
+        ScheduleSkipped,
+        ServerReachable,
+        ServerUnreachable,
+    )
+    from backupremote.client.notify.interface import INotificationChannel
+    from backupremote.client.notify.license import LICENSE_DAYS, LicenseExpiryWatch
+    from backupremote.client.notify.messages import Notification
+    from backupremote.client.notify.notifier import EventSink, Notifier, Route
+    from backupremote.client.notify.rules import Rules
+    from backupremote.client.notify.smtp import EmailChannel
+    from backupremote.client.notify.webhook import WebhookChannel
+
+#: name -> its module, imported on first use: client.toml's [notify] is
+#: parsed by every CLI command, which sends no email and calls no webhook
+#: (no twisted.mail, no treq)
+_EXPORTS = {
+    "DEFAULT_KINDS": "backupremote.client.notify.events",
+    "KINDS": "backupremote.client.notify.events",
+    "DestinationCircuitClosed": "backupremote.client.notify.events",
+    "DestinationCircuitOpened": "backupremote.client.notify.events",
+    "Event": "backupremote.client.notify.events",
+    "LicenseExpiring": "backupremote.client.notify.events",
+    "RunFailed": "backupremote.client.notify.events",
+    "RunSucceeded": "backupremote.client.notify.events",
+    "ScheduleMissed": "backupremote.client.notify.events",
+    "ScheduleSkipped": "backupremote.client.notify.events",
+    "ServerReachable": "backupremote.client.notify.events",
+    "ServerUnreachable": "backupremote.client.notify.events",
+    "INotificationChannel": "backupremote.client.notify.interface",
+    "LICENSE_DAYS": "backupremote.client.notify.license",
+    "LicenseExpiryWatch": "backupremote.client.notify.license",
+    "Notification": "backupremote.client.notify.messages",
+    "EventSink": "backupremote.client.notify.notifier",
+    "Notifier": "backupremote.client.notify.notifier",
+    "Route": "backupremote.client.notify.notifier",
+    "Rules": "backupremote.client.notify.rules",
+    "EmailChannel": "backupremote.client.notify.smtp",
+    "WebhookChannel": "backupremote.client.notify.webhook",
+}
 
 __all__ = [
     "DEFAULT_KINDS", "KINDS", "LICENSE_DAYS",
@@ -55,3 +89,10 @@ __all__ = [
     "ScheduleMissed", "ScheduleSkipped", "ServerReachable", "ServerUnreachable",
     "WebhookChannel",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(module), name)

@@ -10,12 +10,11 @@ group and others no permission; they are read when the notifier is built
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from attrs import field, frozen
 from twisted.python.filepath import FilePath
 
-from backupremote.client.destinations.httptls import PeerVerification
 from backupremote.client.notify.events import KINDS
 from backupremote.client.notify.license import LICENSE_DAYS
 from backupremote.client.notify.notifier import (
@@ -26,11 +25,16 @@ from backupremote.client.notify.notifier import (
     Route,
 )
 from backupremote.client.notify.rules import Rules
-from backupremote.client.notify.smtp import SMTP_TIMEOUT, EmailChannel
-from backupremote.client.notify.webhook import WEBHOOK_TIMEOUT, WebhookChannel, checkWebhookURL
+from backupremote.client.notify.retry import SMTP_TIMEOUT, WEBHOOK_TIMEOUT
 from backupremote.configfile import Section, configError
 from backupremote.private import refuseShared
 from backupremote.tls.client import pinList
+
+if TYPE_CHECKING:
+    from backupremote.client.destinations.httptls import PeerVerification
+
+# The channels (twisted.mail, treq) are imported when a notifier is made:
+# every CLI command parses client.toml, none of them sends a notification.
 
 _ADDRESS = re.compile(r"[^@\s<>,;\"]+@[A-Za-z0-9.-]+")
 
@@ -84,6 +88,9 @@ class NotifyConfig:
         The notifier with a channel per configured table; reads the secret
         files (C{CONFIG_INVALID} if one is unreadable, empty or shared).
         """
+        from backupremote.client.notify.smtp import EmailChannel
+        from backupremote.client.notify.webhook import WebhookChannel
+
         routes = []
         if self.email is not None:
             e = self.email
@@ -104,6 +111,8 @@ class NotifyConfig:
 
 
 def _verification(caFile: FilePath | None, fingerprints: tuple[str, ...]) -> PeerVerification:
+    from backupremote.client.destinations.httptls import PeerVerification
+
     caPem = None
     if caFile is not None:
         try:
@@ -182,6 +191,8 @@ def _email(section: Section) -> EmailSettings:
 
 
 def _webhook(section: Section) -> WebhookSettings:
+    from backupremote.client.notify.webhook import checkWebhookURL
+
     url = checkWebhookURL(section.string("url") or _raise(section.missing("url")))
     secretFile = section.path("secret_file", required=True)
     assert secretFile is not None

@@ -15,7 +15,6 @@ it again, once.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from datetime import datetime, timedelta, timezone
 
@@ -24,6 +23,7 @@ from twisted.application.service import Service
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
 
+from backupremote.client.expiry import daysLeft
 from backupremote.client.notify.events import LicenseExpiring
 from backupremote.client.notify.notifier import EventSink
 
@@ -55,11 +55,6 @@ def nextTierAt(expiresAt: datetime, now: datetime,
     instants = [expiresAt - t * DAY for t in thresholds] + [expiresAt]
     later = [i for i in instants if i > now]
     return min(later) if later else None
-
-
-def daysLeft(expiresAt: datetime, now: datetime) -> int:
-    """Days left, a part of a day counted as one; 0 once (and only once) expired."""
-    return max(0, math.ceil((expiresAt - now) / DAY))
 
 
 @define

@@ -20,6 +20,12 @@ T = TypeVar("T")
 #: Seconds to wait before each retry: 4 attempts over about 2.5 minutes.
 RETRY_DELAYS = (5.0, 30.0, 120.0)
 
+#: Seconds to connect, and to wait for each answer of the mail server.
+SMTP_TIMEOUT = 60.0
+
+#: Seconds one webhook attempt may take, connection included.
+WEBHOOK_TIMEOUT = 30.0
+
 _log = Logger(namespace="backupremote.client.notify")
 
 

@@ -30,11 +30,8 @@ from zope.interface import implementer
 from backupremote.client.destinations.httptls import PeerVerification
 from backupremote.client.notify.interface import INotificationChannel
 from backupremote.client.notify.messages import Notification
-from backupremote.client.notify.retry import RETRY_DELAYS, Retryable, withRetries
+from backupremote.client.notify.retry import RETRY_DELAYS, SMTP_TIMEOUT, Retryable, withRetries
 from backupremote.protocol.errors import NOTIFICATION_FAILED, TIMEOUT, BackupRemoteError
-
-#: Seconds to connect, and to wait for each answer of the mail server.
-SMTP_TIMEOUT = 60.0
 
 _log = Logger(namespace="backupremote.client.notify")
 

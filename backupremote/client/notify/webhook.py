@@ -42,7 +42,7 @@ from backupremote import __version__
 from backupremote.client.destinations.httptls import PeerVerification
 from backupremote.client.notify.interface import INotificationChannel
 from backupremote.client.notify.messages import Notification
-from backupremote.client.notify.retry import RETRY_DELAYS, Retryable, withRetries
+from backupremote.client.notify.retry import RETRY_DELAYS, WEBHOOK_TIMEOUT, Retryable, withRetries
 from backupremote.protocol.errors import (
     CONFIG_INVALID,
     NOTIFICATION_FAILED,
@@ -50,8 +50,6 @@ from backupremote.protocol.errors import (
     BackupRemoteError,
 )
 
-#: Seconds one attempt may take, connection included.
-WEBHOOK_TIMEOUT = 30.0
 SIGNATURE_HEADER = "X-BackupRemote-Signature"
 TIMESTAMP_HEADER = "X-BackupRemote-Timestamp"
 ID_HEADER = "X-BackupRemote-Id"

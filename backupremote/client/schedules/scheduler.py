@@ -14,7 +14,8 @@ and, for each schedule:
      then the slot is recorded SKIPPED, or with the C{queue} policy kept as
      the one queued slot, started by a later pass once the active run ends;
   4. persists the next slot, and arms a C{callLater} to the absolute
-     instant it is due (plus the slot's jitter).
+     instant it is due (plus the slot's jitter); C{nextFires} (the
+     daemon's metrics) is told it, by the schedule's name.
 
 Runs are started before the state is written: a crash in between fires the
 slot again after a restart, with the same runId, which the runner and the
@@ -80,6 +81,13 @@ class RunRequest:
     options: BackupOptions | None
     destinations: tuple[str, ...]
     fireTime: datetime | None = None
+
+
+class NextFires(Protocol):
+    """Told each schedule's next slot (L{backupremote.metrics.ClientMetrics} is one)."""
+
+    def nextFire(self, schedule: str, when: datetime | None) -> None:
+        """C{schedule} (its name) fires next at C{when} (C{None}: not any more)."""
 
 
 class JobStarter(Protocol):
@@ -165,8 +173,12 @@ class Scheduler(Service):
 
     def __init__(self, schedules: ScheduleStore, starter: JobStarter, clock: IReactorTime,
                  reconcileInterval: float = RECONCILE_INTERVAL,
-                 notify: EventSink | None = None) -> None:
+                 notify: EventSink | None = None, nextFires: NextFires | None = None) -> None:
         self._schedules = schedules
+        #: told each schedule's next slot after each pass (the daemon's metrics)
+        self._nextFires = nextFires
+        #: schedule id -> the name its next slot was told under
+        self._told: dict[str, str] = {}
         #: told of each slot recorded missed or skipped (the daemon's notifier)
         self._notify = notify
         self._starter = starter
@@ -245,6 +257,8 @@ class Scheduler(Service):
         for scheduleId in list(self._timers):
             if scheduleId not in known:
                 self._disarm(scheduleId)
+        for scheduleId in [k for k in self._told if k not in known]:
+            self._tellNext(scheduleId, None, None)
 
     async def _handle(self, schedule: Schedule, state: ScheduleState | None,
                       now: datetime) -> None:
@@ -258,6 +272,7 @@ class Scheduler(Service):
         original = state
         if not schedule.enabled:
             self._disarm(schedule.id)
+            self._tellNext(schedule.id, schedule.name, None)
             return
         found = dueSlots(schedule, state.nextFire, now)
         following = found.following
@@ -307,6 +322,7 @@ class Scheduler(Service):
                 state, records, now):
             return
         self._tell(schedule, records)
+        self._tellNext(schedule.id, schedule.name, state.nextFire)
         if state.nextFire is not None and dueAt(schedule, state.nextFire) <= now:
             self._disarm(schedule.id)
         else:
@@ -350,6 +366,21 @@ class Scheduler(Service):
                 kind = ScheduleMissed if record.outcome == MISSED else ScheduleSkipped
                 self._notify(kind(schedule.id, record.fireTime, record.detail or record.outcome,
                                   schedule.name))
+
+    def _tellNext(self, scheduleId: str, name: str | None, slot: datetime | None) -> None:
+        """Tell C{nextFires} a schedule's next slot (C{None}: none; a renamed one's old name goes)."""
+        if self._nextFires is None:
+            return
+        old = self._told.get(scheduleId)
+        if old is not None and old != name:
+            self._nextFires.nextFire(old, None)
+        if name is None or slot is None:
+            self._told.pop(scheduleId, None)
+            if name is not None and old == name:
+                self._nextFires.nextFire(name, None)
+            return
+        self._told[scheduleId] = name
+        self._nextFires.nextFire(name, slot)
 
     def _record(self, schedule: Schedule, slot: datetime, outcome: str,
                 detail: str | None) -> FireRecord:

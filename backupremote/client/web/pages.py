@@ -18,6 +18,7 @@ from backupremote.client.schedules.model import describeRule
 from backupremote.client.schedules.nextfire import zoneNamed
 from backupremote.client.web.backend import QueueItem, ScheduleView, ServerView
 from backupremote.client.web.events import LiveProgress
+from backupremote.protocol.errors import lookup
 
 UTC = timezone.utc
 NAV = (("/schedules", "Schedules"), ("/runs", "Runs"), ("/queue", "Queue"),
@@ -232,7 +233,8 @@ def runPage(job: Job, steps: list[tuple[str, datetime, str | None]], scheduleNam
         tags.dt("State"), tags.dd(stateBadge(job.state), id="run-state"),
         tags.dt("Recorded"), tags.dd(instant(job.createdAt)))
     if job.errorCode:
-        facts(tags.dt("Why"), tags.dd(f"{job.failedStep}: {job.errorCode}: {job.errorMessage}"))
+        facts(tags.dt("Why"), tags.dd(f"{job.failedStep}: {job.errorCode}: {job.errorMessage}"),
+              tags.dt("What to do"), tags.dd(lookup(job.errorCode).action))
     body: list[Any] = [facts]
     if not job.finished:
         body.append(tags.section(**{"aria-labelledby": "live-h", "data-run-id": job.runId})(

@@ -21,11 +21,10 @@ from backupremote.protocol.databases import DatabaseConfigInput
 from backupremote.protocol.errors import VALIDATION_FAILED, BackupRemoteError
 from backupremote.protocol.options import (
     CHECKSUMS,
-    COMPRESSION_LEVELS,
-    COMPRESSIONS,
     VERIFICATIONS,
     BackupOptions,
 )
+from backupremote.server.compressors import COMPRESSORS
 from backupremote.server.engines.base import FieldProblems, IEngine
 
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9 ._-]{0,63}")
@@ -68,10 +67,10 @@ def checkBackupOptions(options: BackupOptions, engine: IEngine, problems: FieldP
     if options.format is not None and options.format not in engine.formats:
         allowed = ", ".join(engine.formats) or "none"
         problems.add(prefix + "format", f"must be one of: {allowed}")
-    if options.compression not in COMPRESSIONS:
-        problems.add(prefix + "compression", f"must be one of: {', '.join(COMPRESSIONS)}")
+    if options.compression not in COMPRESSORS:
+        problems.add(prefix + "compression", f"must be one of: {', '.join(COMPRESSORS)}")
     elif options.level is not None:
-        levels = COMPRESSION_LEVELS.get(options.compression)
+        levels = COMPRESSORS[options.compression].levels
         if levels is None:
             problems.add(prefix + "level", "must be empty without compression")
         elif not levels[0] <= options.level <= levels[1]:

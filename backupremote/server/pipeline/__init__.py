@@ -8,13 +8,13 @@ the final pipe directly (the kernel's pipe buffers are the only queues, so
 a slow disk slows the dump and memory stays flat), then reads the artifact
 back to verify it, and returns an L{Artifact}. What dumps and how its
 result is checked is the engine's own C{DumpPlan}
-(L{backupremote.server.engines.dumps}); the pipeline runs any plan the same
-way. Modules, one idea each:
+(L{backupremote.server.engines.dumps}), and how it is compressed its
+compressor's (L{backupremote.server.compressors}); the pipeline runs any of
+them the same way. Modules, one idea each:
 
   - C{produce}: the stages, the timeout, the cleanup on failure or cancel;
   - C{dumping}: the dump stage (children wired by OS pipes, the sink);
   - C{sink}: the thread that reads, hashes and writes the artifact;
-  - C{compression}: compressor command lines, in-process zip;
   - C{verification}, C{inspection}: reading back, decompressing, checking;
   - C{children}, C{threads}, C{outcome}, C{waiting}: the parts of a stage
     and how a stage waits for them;

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import os
 import signal
-from collections.abc import Callable
 from typing import Any
 
 from attrs import frozen
@@ -33,12 +32,12 @@ from backupremote.protocol.errors import (
     TEMP_NOT_WRITABLE,
     BackupRemoteError,
 )
+from backupremote.server.compressors import CompressionPlan
 from backupremote.server.engines.base import lastLines
 from backupremote.server.engines.dumps import BackupStopped, DumpPlan, InProcessDump
 from backupremote.server.pipeline.artifact import PARTIAL_SUFFIX
 from backupremote.server.pipeline.children import Child, Exit
 from backupremote.server.pipeline.chunkdigests import CHUNKS_SUFFIX, ChunkDigests
-from backupremote.server.pipeline.compression import CompressionPlan, ZipTransform
 from backupremote.server.pipeline.context import RunContext
 from backupremote.server.pipeline.outcome import Outcome
 from backupremote.server.pipeline.progress import IOMeter
@@ -109,18 +108,10 @@ def _startCompression(ctx: RunContext, compression: CompressionPlan, source: int
             os.close(source)
         meter.pid = compressor.pid
         source = sinkRead
-    makeTransform: Callable[[Any], ZipTransform] | None = None
-    if compression.compression == "zip":
-        level = compression.level
-
-        def zipTransform(emit: Any) -> ZipTransform:
-            return ZipTransform(memberName, level, emit)
-
-        makeTransform = zipTransform
-
     try:
         sink = ArtifactSink(source, artifactPath, ctx.options.checksum, ctx.stop,
-                            makeTransform, ctx.hooks.chunkSize, ctx.hooks.write,
+                            compression.transform(memberName), ctx.hooks.chunkSize,
+                            ctx.hooks.write,
                             digestsPath=digestsPath)
     except BaseException:
         os.close(source)
@@ -248,7 +239,7 @@ async def _processDump(ctx: RunContext, plan: DumpPlan, compression: Compression
             return
         total = dumped()
         ctx.clock.end("dump", total)
-        if compression.compression == "none":
+        if not compression.compresses:
             return
         ctx.clock.start("compression")
         if not running.job.done:
@@ -265,7 +256,7 @@ async def _processDump(ctx: RunContext, plan: DumpPlan, compression: Compression
     total = dumped()
     ctx.clock.end("dump", total)
     ctx.clock.amend("dump", total)
-    if compression.compression != "none":
+    if compression.compresses:
         # compression counts what it compressed: the whole dump
         ctx.clock.start("compression")
         ctx.clock.end("compression", total)
@@ -287,7 +278,7 @@ async def _inProcessDump(ctx: RunContext, plan: DumpPlan, dump: InProcessDump,
                          compression: CompressionPlan, partialPath: str,
                          memberName: str) -> Written:
     ctx.clock.start("dump")
-    uncompressed = compression.compression == "none"
+    uncompressed = not compression.compresses
     # Without compression the backup file is the artifact: no copy.
     backupPath = partialPath if uncompressed else ctx.files.claim(
         os.path.basename(partialPath) + ".backup")

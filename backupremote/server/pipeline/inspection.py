@@ -26,7 +26,7 @@ from typing import Protocol
 import zstandard
 
 from backupremote.newfile import writeAll
-from backupremote.server.pipeline.compression import zipMember
+from backupremote.server.compressors import zipMember
 from backupremote.server.engines.dumps import HEAD_BYTES, TAIL_BYTES
 from backupremote.server.pipeline.sink import CHUNK_SIZE, ChunkReader, Stopped
 from backupremote.server.pipeline.threads import StopFlag

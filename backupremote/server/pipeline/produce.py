@@ -21,10 +21,10 @@ from twisted.python.filepath import FilePath
 
 from backupremote.protocol.errors import TIMEOUT, VALIDATION_FAILED, BackupRemoteError
 from backupremote.protocol.options import CHECKSUMS, VERIFICATIONS, BackupOptions
+from backupremote.server.compressors import planCompression
 from backupremote.server.engines.base import IEngine, Target
 from backupremote.server.engines.dumps import DumpPlan, chooseFormat
 from backupremote.server.pipeline.artifact import PARTIAL_SUFFIX, Artifact, artifactName
-from backupremote.server.pipeline.compression import planCompression
 from backupremote.server.pipeline.context import RunContext, RunFiles
 from backupremote.server.pipeline.dumping import dumpStage
 from backupremote.server.pipeline.hooks import PipelineHooks

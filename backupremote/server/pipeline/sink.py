@@ -22,10 +22,8 @@ import os
 import select
 import stat
 import time
-from collections.abc import Callable
-from typing import Protocol
-
 from backupremote.newfile import Writer, writeAll
+from backupremote.server.compressors import MakeTransform
 from backupremote.server.pipeline.chunkdigests import ChunkDigester, ChunkDigests
 from backupremote.server.pipeline.threads import StopFlag
 
@@ -50,14 +48,6 @@ POLL_MILLISECONDS = 200
 
 class Stopped(Exception):
     """The run stopped the thread (cancel, timeout, another part failed)."""
-
-
-class Transform(Protocol):
-    """In-process compression between reading and writing."""
-
-    def feed(self, data: bytes) -> None: ...
-
-    def finish(self) -> None: ...
 
 
 def enlargePipe(fd: int, size: int = PIPE_SIZE) -> None:
@@ -119,7 +109,7 @@ class ArtifactSink:
     """
 
     def __init__(self, source: int, path: str | None, checksum: str, stop: StopFlag,
-                 makeTransform: Callable[[Callable[[bytes], None]], Transform] | None = None,
+                 makeTransform: MakeTransform | None = None,
                  chunkSize: int = CHUNK_SIZE, write: Writer = os.write,
                  digestsPath: str | None = None) -> None:
         self._source = source

@@ -31,10 +31,10 @@ from backupremote.protocol.errors import (
     VERIFICATION_FAILED,
     BackupRemoteError,
 )
+from backupremote.server.compressors import CompressionPlan
 from backupremote.server.engines.base import lastLines
 from backupremote.server.engines.dumps import BackupStopped, DumpPlan, EngineCheck
 from backupremote.server.pipeline.children import Child, Exit
-from backupremote.server.pipeline.compression import CompressionPlan
 from backupremote.server.pipeline.context import RunContext
 from backupremote.server.pipeline.dumping import Written
 from backupremote.server.pipeline.inspection import (
@@ -184,7 +184,7 @@ async def _inspect(ctx: RunContext, check: EngineCheck, compression: Compression
     base = os.path.basename(path)
     checker, forward = _startChecker(ctx, check, full, base, scratch)
     copyPath = None
-    if full and check.fileCheck is not None and compression.compression != "none":
+    if full and check.fileCheck is not None and compression.compresses:
         copyPath = ctx.files.claim(base + ".verify" + check.fullScratchSuffix)
         scratch.append(copyPath)
     try:
@@ -195,9 +195,11 @@ async def _inspect(ctx: RunContext, check: EngineCheck, compression: Compression
         raise
     parts: list[Outcome[Any]] = [] if checker is None else [checker.ended]
     decompressor: Child | None = None
-    if compression.decompressesInProcess:
-        readerJob = ctx.thread("backupremote-verify", reader.runZstd, inspector)
-    elif compression.external:
+    readBack = compression.readBack(reader)
+    if readBack is not None:
+        # decompressed in the server (or nothing to decompress)
+        readerJob = ctx.thread("backupremote-verify", readBack, inspector)
+    else:
         try:
             decompressor, feed, decompressed = _startDecompressor(ctx, compression)
         except BaseException:
@@ -207,10 +209,6 @@ async def _inspect(ctx: RunContext, check: EngineCheck, compression: Compression
         readerJob = ctx.thread("backupremote-verify", reader.run, PipeFeed(feed))
         parts.append(ctx.thread("backupremote-inspect", inspector.drain, decompressed,
                                 ctx.stop))
-    elif compression.compression == "zip":
-        readerJob = ctx.thread("backupremote-verify", reader.runZip, inspector)
-    else:
-        readerJob = ctx.thread("backupremote-verify", reader.run, inspector)
     parts.append(readerJob)
     await waitForAll(ctx.reactor, parts, _partFailed)
     _judge(ctx, check, compression, reader, readerJob, parts, decompressor, checker,

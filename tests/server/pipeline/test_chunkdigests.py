@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import time
 from datetime import datetime, timezone
 
 from hypothesis import given, settings
@@ -67,7 +66,7 @@ class ManifestFromChunksTests(SynchronousTestCase):
         """A file changed after its digests were made (a post-script): hashed again."""
         for change in (b"appended", b""):
             artifact, chunks = self.made(os.urandom(100_000))
-            time.sleep(0.01)
+            madeAt = os.stat(artifact.path).st_mtime_ns
             if change:
                 with open(artifact.path, "ab") as stream:
                     stream.write(change)
@@ -75,6 +74,8 @@ class ManifestFromChunksTests(SynchronousTestCase):
                 data = bytearray(artifact.getContent())
                 data[5] ^= 1
                 artifact.setContent(bytes(data))
+            # a later change, whatever the file system's timestamp granularity
+            os.utime(artifact.path, ns=(madeAt + 10_000_000, madeAt + 10_000_000))
             manifest = writeManifest(artifact, "r", "f", NOW, NOW, chunks)
             size, sha256, digests = hashChunks(artifact.path)
             self.assertEqual((manifest.files[0].sizeBytes, manifest.files[0].sha256),

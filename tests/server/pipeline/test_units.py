@@ -30,7 +30,8 @@ from backupremote.server.engines import defaultEngines, firebird, mariadb, postg
 from backupremote.server.engines.base import Target
 from backupremote.server.pipeline.artifact import artifactName
 from backupremote.server.pipeline.children import Children
-from backupremote.server.pipeline.compression import (
+from backupremote.server.compressors import (
+    COMPRESSORS,
     CompressionPlan,
     ZipTransform,
     planCompression,
@@ -80,7 +81,8 @@ class NameTests(SynchronousTestCase):
 class CommandLineTests(SynchronousTestCase):
     def plan(self, name: str, level: int = 3, threads: int = 0) -> CompressionPlan:
         compression = {"pigz": "gzip", "gzip": "gzip", "zstd": "zstd", "xz": "xz"}[name]
-        return CompressionPlan(compression, Tool(name, f"/usr/bin/{name}", "1"), level, threads)
+        return CompressionPlan(COMPRESSORS[compression], Tool(name, f"/usr/bin/{name}", "1"),
+                               level, threads)
 
     def test_compressors(self) -> None:
         self.assertEqual(self.plan("zstd", 3, 0).compressArgv(),
