@@ -85,7 +85,7 @@ def makeDatabase(path: str, sizeMB: int) -> int:
 
 
 def _step(output: Output, text: str) -> None:
-    if not output.asJSON:
+    if output.showsProgress:
         output.out.write(f"• {text}\n")
         output.out.flush()
 

@@ -79,6 +79,9 @@ class Output:
         self.quiet = quiet
         #: what happens underneath too (C{--verbose})
         self.verbose = verbose
+        #: with C{--json}: one compact object per line, as they come
+        #: (progress lines first, the result last)
+        self.jsonLines = False
 
     @property
     def showsProgress(self) -> bool:
@@ -97,8 +100,16 @@ class Output:
             self.err.write("\ninterrupted\n")
             self.err.flush()
 
+    def jsonLine(self, value: Any) -> None:
+        """One JSON object on a line of its own (C{--json} progress), flushed at once."""
+        self.out.write(json.dumps(converter.unstructure(value), sort_keys=True,
+                                  separators=(",", ":")) + "\n")
+        self.out.flush()
+
     def result(self, value: Any, human: str) -> None:
-        if self.asJSON:
+        if self.asJSON and self.jsonLines:
+            self.jsonLine(value)
+        elif self.asJSON:
             self.out.write(json.dumps(converter.unstructure(value), indent=2, sort_keys=True) + "\n")
         else:
             self.out.write(human.rstrip("\n") + "\n")

@@ -14,6 +14,7 @@ from backupremote.cli.databases import ID_HELP, backupArguments, configIdOf
 from backupremote.cli.remote import withClient, withLicenceExpiry
 from backupremote.cli.jobs import (
     JobView,
+    commandLine,
     fetched,
     folderPath,
     raiseIfStopped,
@@ -113,9 +114,11 @@ async def runCommand(client: BackupRemoteClient, runner: JobRunner,
         output.result(status, describeStatus(status) + ("\n(this runId was already known: "
                       "no second backup was started)" if known or status.duplicate else ""))
         return 0
-    if not output.asJSON:
+    if output.showsProgress:
         output.out.write(f"run {runId} started; Ctrl-C detaches"
                          + (" and cancels it" if args.cancel_on_interrupt else "") + "\n")
+    # --json: each event as a JSON line as it comes, the result last
+    output.jsonLines = True
     from twisted.internet import reactor
 
     def interrupted() -> Any:
@@ -127,7 +130,8 @@ async def runCommand(client: BackupRemoteClient, runner: JobRunner,
                              f"stopped: {resumeCommand(args, runId, args.download, args.release)}"
                              "\n")
         else:
-            output.err.write(f"\ndetached; the backup goes on: backupremote status {runId}\n")
+            output.err.write(f"\ndetached; the backup goes on: "
+                             f"{commandLine(args, 'status', runId)}\n")
         return None
 
     trigger = reactor.addSystemEventTrigger("before", "shutdown", interrupted)

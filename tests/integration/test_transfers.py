@@ -207,7 +207,10 @@ class TransferTests(TestCase):
                          download=self.mktemp(), release=True, **options)
         self.assertEqual(await runCommand(self.client, self.jobRunner(), args,
                                           Output(True, out, io.StringIO())), 0)
-        result = json.loads(out.getvalue())
+        *progress, last = out.getvalue().splitlines()  # --json --wait: JSON lines
+        self.assertTrue(progress)
+        self.assertTrue(all("type" in json.loads(line) for line in progress))
+        result = json.loads(last)
         self.assertEqual(result["status"]["state"], "completed")
         self.assertTrue(result["download"]["released"])
         self.assertEqual(FilePath(result["download"]["path"]).getContent(),
