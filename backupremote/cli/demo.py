@@ -41,6 +41,7 @@ from backupremote.protocol.options import BackupOptions
 from backupremote.server.config import loadServerConfig
 from backupremote.server.folder import createServerFolder, registerClient
 from backupremote.server.service import makeService
+from backupremote.server.staging import StagingArea
 
 DEMO_CLIENT = "demo-client"
 
@@ -114,7 +115,12 @@ async def runDemo(reactor: Any, args: argparse.Namespace, output: Output) -> int
         serverConfig = loadServerConfig(folder.configPath)
         secret = registerClient(serverConfig, DEMO_CLIENT)
         _, token = issueLicense(loadIssuerKey(keyPath), DEMO_CLIENT, days=1)
-        service = makeService(serverConfig, reactor)
+        # its staging inside the demo's own folder: removed with it, never
+        # left in the OS temp folder (nor mixed with a real server's)
+        stagingTemp = root.child("staging-tmp")
+        stagingTemp.makedirs()
+        service = makeService(serverConfig, reactor, staging=StagingArea.forDataDir(
+            serverConfig.dataDir, tempDir=stagingTemp))
         service.startService()
         port = (await service.getServiceNamed("listener").whenListening()).getHost().port
         _step(output, f"server listening on 127.0.0.1:{port} (TLS, pinned certificate)")

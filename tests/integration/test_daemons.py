@@ -173,6 +173,8 @@ class InstalledProgramsTests(ProgramTestCase):
 
     def runDemo(self, sqlite3: Any, sp: Any) -> None:
         before = set(glob.glob(os.path.join(tempfile.gettempdir(), "backupremote-demo-*")))
+        staged = os.path.join(tempfile.gettempdir(), f"backupremote-{os.getuid()}", "runs-*")
+        runsBefore = set(glob.glob(staged))
         done = self.cli("demo", "--size-mb", "12", "--json")
         summary = json.loads(done.stdout)
         artifact = summary["artifact"]
@@ -192,6 +194,7 @@ class InstalledProgramsTests(ProgramTestCase):
             self.assertEqual(db.execute("pragma integrity_check").fetchone()[0], "ok")
         after = set(glob.glob(os.path.join(tempfile.gettempdir(), "backupremote-demo-*")))
         self.assertEqual(after - before, set())
+        self.assertEqual(set(glob.glob(staged)) - runsBefore, set())  # no staging folder left
         self.assertIn("dump", summary["serverStages"])
         self.assertIn("download", summary["clientSteps"])
 
