@@ -10,9 +10,15 @@ The client daemon as a Twisted service: read this file first.
         takes up every unfinished job (resumeAll); at stop the jobs wait
         where they are, to be taken up at the next start
       the notifier ([notify] of client.toml): told how each job ends, and
-        the licence-expiry watch, told the licence's expiry at login
+        the licence-expiry watch, told the licence's expiry at every login
+        (each connection's ServerWatch, which also tells when a server
+        cannot be reached and when it can again)
+      the delivery queue ([delivery]): started here, at start (uploads an
+        earlier process left are started again), not at the first delivery;
+        its breakers tell the notifier, its attempts the metrics
       the dashboard ([web] listen, backupremote.client.web): pages over
-        the store, live progress from the job runner's drives
+        the store, live progress from the job runner's drives, the delivery
+        queue's items and retry, "run now" through the scheduler's starter
 
       the scheduler (backupremote.client.schedules): it starts each due
         slot through a RunnerStarter, which submits a job to the runner
@@ -20,6 +26,10 @@ The client daemon as a Twisted service: read this file first.
         while the daemon runs) are driven here
       the daemon lock (locks/.daemon): one daemon per data folder, and how
         the CLI knows one runs
+
+Every part that tells of an event (the job runner, the scheduler, the
+queue, the connections, the licence watch) is given one notify callable:
+the notifier's, and with [metrics] listen also the metrics' (event()).
 
 A schedule's destination names become what its job delivers to in
 L{backupremote.client.schedules.starter.destinationsFor}: the client's
@@ -39,14 +49,17 @@ from twisted.logger import Logger
 
 from backupremote.client.api import BackupRemoteClient
 from backupremote.client.config import ClientConfig
-from backupremote.client.delivery import licensesOf
+from backupremote.client.connection import ServerConnection
+from backupremote.client.connection.watch import ServerWatch
+from backupremote.client.delivery import licensesOf, queueDeliveryIn
+from backupremote.client.delivery.queue import DeliveryQueue
 from backupremote.client.expiry import describeExpiry, expiryJSON, expiryOf
 from backupremote.client.jobs import JobRunner, daemonRetry, jobRunnerIn, now
 from backupremote.client.jobs.locks import DaemonLock, JobLocks
 from backupremote.client.jobs.pickup import JobPickup
 from backupremote.client.notify import LICENSE_DAYS, LicenseExpiryWatch, Notifier
-from backupremote.client.notify.notifier import ScheduleNames
-from backupremote.client.schedules.scheduler import Scheduler
+from backupremote.client.notify.notifier import EventSink, ScheduleNames
+from backupremote.client.schedules.scheduler import JobStarter, Scheduler
 from backupremote.client.destinations.registry import DestinationRegistry
 from backupremote.client.schedules.starter import DestinationNames, RunnerStarter
 from backupremote.client.schedules.store import ScheduleStore
@@ -71,7 +84,9 @@ class ClientDaemon(MultiService):
                  jobs: JobRunner | None = None, notifier: Notifier | None = None,
                  licenseDays: Sequence[int] = LICENSE_DAYS,
                  servers: ClientServers | None = None, scheduler: Scheduler | None = None,
-                 pickup: JobPickup | None = None, lock: DaemonLock | None = None) -> None:
+                 pickup: JobPickup | None = None, lock: DaemonLock | None = None,
+                 queue: DeliveryQueue | None = None, starter: JobStarter | None = None,
+                 notify: EventSink | None = None) -> None:
         super().__init__()
         self.client = client
         self.store = store
@@ -82,17 +97,27 @@ class ClientDaemon(MultiService):
         self.scheduler = scheduler
         self.pickup = pickup
         self.lock = lock
+        #: the delivery queue (the job runner's deliver step), started here
+        self.queue = queue
+        #: how a schedule's run is started (the scheduler's; the dashboard's "run now")
+        self.starter = starter
         for each in self.clients.values():
             each.connection.service.setServiceParent(self)  # type: ignore[attr-defined]
         self._checks: LoopingCall | None = None
         #: the notifier and the licence watch (C{None} without a notifier)
         self.notifier = notifier
         self.licenseWatch: LicenseExpiryWatch | None = None
+        #: what the daemon's parts tell: the notifier (and the metrics)
+        self.notify = notify or (notifier.notify if notifier is not None else None)
         if notifier is not None:
             notifier.setServiceParent(self)
-            self.licenseWatch = LicenseExpiryWatch(notifier.clock, notifier.notify,
+            self.licenseWatch = LicenseExpiryWatch(notifier.clock, self.notify or notifier.notify,
                                                    licenseDays)
             self.licenseWatch.setServiceParent(self)
+            for name, each in self.clients.items():
+                if isinstance(each.connection, ServerConnection):
+                    each.connection.watch = ServerWatch(notifier.clock, name, self.notify,
+                                                        self.licenseWatch)
         self.connected: Deferred[None] = succeed(None)
         #: fires with the jobs taken up at start once they have ended or stopped
         self.resumed: Deferred[Any] = succeed([])
@@ -102,6 +127,10 @@ class ClientDaemon(MultiService):
             self.lock.acquire()  # CONFLICT: another daemon has this data folder
         super().startService()
         self.connected = Deferred.fromCoroutine(self._connect())
+        if self.queue is not None:
+            # before the jobs: their deliveries wait for it
+            self.queue.start().addErrback(
+                lambda failure: _log.failure("the delivery queue could not start", failure))
         if self.jobs is not None:
             self.resumed = self.jobs.resumeAll()
         if self.servers is not None:
@@ -123,6 +152,8 @@ class ClientDaemon(MultiService):
                 await maybeDeferred(service.stopService)
         if self.jobs is not None:
             await self.jobs.stop()
+        if self.queue is not None:
+            await self.queue.stop()
         await super().stopService()
         if self.store is not None:
             await self.store.close()
@@ -189,29 +220,47 @@ def makeService(config: ClientConfig, reactor: Any = None,
     servers = ClientServers(reactor, config)
     client = servers("default" if "default" in servers.names else servers.names[0])
     notifier = config.notify.notifier(reactor)
-    store = jobs = scheduler = pickup = lock = None
+    metrics = addClientMetrics(top, reactor, config, None, servers)
+    notify = notifier.notify if metrics is None else tellBoth(notifier.notify, metrics.event)
+    store = jobs = scheduler = pickup = lock = queue = starter = None
     if config.dataDir is not None:
         store = SQLiteClientStore.inFolder(config.dataDir, reactor)
         schedules = ScheduleStore(store)
         notifier.scheduleNames = _scheduleNames(schedules)
+        delivery = queueDeliveryIn(reactor, config.dataDir, store,
+                                   licensesOf(config, now(reactor)), config.delivery,
+                                   metrics=metrics, notify=notify)
+        queue = delivery.queue
         jobs = jobRunnerIn(reactor, config.dataDir, store, servers,
-                           retry=daemonRetry(reactor), notify=notifier.notify,
-                           licenses=licensesOf(config, now(reactor)))
+                           retry=daemonRetry(reactor), notify=notify, delivery=delivery)
+        if metrics is not None:
+            jobs.watchers.append(metrics.watchJob)
+            metrics.sampleQueue(queue.depths)
         if destinations is None:
             destinations = DestinationRegistry.inFolder(
                 reactor, store, config.dataDir).references
-        scheduler = Scheduler(schedules, RunnerStarter(jobs, destinations), reactor,
-                              notify=notifier.notify)
+        starter = RunnerStarter(jobs, destinations)
+        scheduler = Scheduler(schedules, starter, reactor, notify=notify, nextFires=metrics)
         pickup = JobPickup(jobs, reactor, JobLocks(config.dataDir.child("locks")))
         lock = DaemonLock(config.dataDir.child("locks"))
     daemon = ClientDaemon(client, store, jobs, notifier, config.notify.licenseDays,
-                          servers=servers, scheduler=scheduler, pickup=pickup, lock=lock)
+                          servers=servers, scheduler=scheduler, pickup=pickup, lock=lock,
+                          queue=queue, starter=starter, notify=notify)
     daemon.setName("client")
     daemon.setServiceParent(top)
-    addClientMetrics(top, reactor, config, jobs, servers)
     if config.webListen is not None and config.dataDir is not None:
         addDashboard(daemon, reactor, config.webListen, config.dataDir)
     return top
+
+
+def tellBoth(*sinks: EventSink) -> EventSink:
+    """One notify callable that tells each of C{sinks} (the notifier, the metrics)."""
+
+    def tell(event: Any) -> None:
+        for sink in sinks:
+            sink(event)
+
+    return tell
 
 
 def _scheduleNames(schedules: ScheduleStore) -> ScheduleNames:

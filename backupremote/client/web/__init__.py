@@ -34,11 +34,10 @@ from twisted.web.server import Site
 from backupremote.client.schedules.store import ScheduleStore
 from backupremote.client.web.auth import TOKEN_FILE, Sessions, loadToken
 from backupremote.client.web.backend import (
+    ClientQueue,
     DashboardBackend,
     IDeliveryQueue,
-    JobsQueue,
     QueueItem,
-    JobsStarter,
     ServerEntry,
 )
 from backupremote.client.web.events import LiveEvents
@@ -46,8 +45,8 @@ from backupremote.client.web.resource import Dashboard
 from backupremote.configfile import configError
 
 __all__ = [
-    "TOKEN_FILE", "Dashboard", "addDashboard", "DashboardBackend", "DashboardService", "IDeliveryQueue",
-    "JobsQueue", "JobsStarter", "LiveEvents", "QueueItem", "ServerEntry", "Sessions",
+    "TOKEN_FILE", "ClientQueue", "Dashboard", "DashboardBackend", "DashboardService",
+    "IDeliveryQueue", "LiveEvents", "QueueItem", "ServerEntry", "Sessions", "addDashboard",
     "dashboardService", "loadToken",
 ]
 
@@ -82,21 +81,21 @@ class DashboardService(MultiService):
 
 def addDashboard(daemon: Any, reactor: Any, listen: str, folder: FilePath) -> DashboardService:
     """
-    The dashboard of a client daemon, on C{listen}, added to it: over its
-    store, its job runner (whose drives it watches) and its servers'
-    connections, with the token C{folder}/web.token.
+    The dashboard of a client daemon (a L{backupremote.client.service.ClientDaemon}),
+    on C{listen}, added to it: over its store, its job runner (whose drives
+    it watches), its delivery queue, its schedules' starter and its
+    servers' connections, with the token C{folder}/web.token.
     """
-    store, jobs = daemon.store, daemon.jobs
-    if store is None or jobs is None:
+    store, jobs, queue, starter = daemon.store, daemon.jobs, daemon.queue, daemon.starter
+    if store is None or jobs is None or queue is None or starter is None:
         raise configError("[web] listen needs the client's data folder ([client] data_dir)")
-    clients = getattr(daemon, "clients", None) or {"default": daemon.client}
     servers = [ServerEntry(name, getattr(client.connection, "address", name), client,
                            getattr(getattr(client.connection, "config", None), "licenseFile",
-                                   None)) for name, client in sorted(clients.items())]
+                                   None)) for name, client in sorted(daemon.clients.items())]
     live = LiveEvents()
     jobs.watchers.append(live.watcher)
-    backend = DashboardBackend(reactor, ScheduleStore(store), jobs.jobs, servers,
-                               JobsStarter(jobs), JobsQueue(jobs.jobs, jobs), live)
+    backend = DashboardBackend(reactor, ScheduleStore(store), jobs.jobs, servers, starter,
+                               ClientQueue(jobs.jobs, jobs, queue), live)
     service = dashboardService(reactor, listen, backend, Sessions(reactor, loadToken(folder)))
     service.setServiceParent(daemon)
     return service

@@ -3,19 +3,16 @@ What the dashboard reads and does, over the daemon's own parts.
 
 L{DashboardBackend} reads the schedules (L{ScheduleStore}), the jobs
 (L{JobStore}) and the servers, and acts through the same parts as the CLI:
-a run now through a L{JobStarter} (the scheduler's Interface), pause and
+a run now through a L{JobStarter} (the daemon's own, the scheduler's:
+a schedule's destination names become its deliveries there), pause and
 resume by storing the schedule's C{enabled}, cancel through the library
-client of the run's server, retry through an L{IDeliveryQueue}.
-
-Until the delivery queue of issue 12 joins the daemon, L{JobsQueue} shows
-the client's side of each run from its job (download, verify, deliver,
-release), and retries a job that failed at one of those steps from that
-step; and L{JobsStarter} starts a run now on the job runner.
+client of the run's server, retry through an L{IDeliveryQueue}: in the
+daemon a L{ClientQueue} over its job store and its delivery queue.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from datetime import datetime, timezone
 from typing import Any, Protocol
 
@@ -25,11 +22,13 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.python.filepath import FilePath
 
 from backupremote.client.api import BackupRemoteClient
+from backupremote.client.delivery.model import DELIVERED, RETRYING
+from backupremote.client.delivery.queue import DeliveryQueue
 from backupremote.client.jobs import FAILED, Job, JobRequest, JobRunner, JobStore
 from backupremote.client.jobs.model import RETRYABLE
 from backupremote.client.schedules.model import Schedule
 from backupremote.client.schedules.nextfire import nextFire
-from backupremote.client.schedules.scheduler import JobStarter, RunRequest, runNowRequest
+from backupremote.client.schedules.scheduler import JobStarter, runNowRequest
 from backupremote.client.schedules.store import ScheduleStore
 from backupremote.client.web.events import LiveEvents, LiveProgress
 from backupremote.license import parseToken
@@ -100,18 +99,37 @@ class IDeliveryQueue(Protocol):
         """Try that item again now (C{NOT_FOUND}, or C{CONFLICT} if it cannot be)."""
 
 
-class JobsQueue:
-    """The client's side of each run, read from its job (until issue 12's queue)."""
+class ClientQueue:
+    """
+    The daemon's transfers: each run's download (from its job), and each
+    item of the delivery queue but those delivered. A failed (or waiting)
+    delivery is retried through the queue, due now; if its run had failed
+    at its deliver step, the job runner takes the run up again, so that it
+    goes on to release the server's staging once delivered. A run that
+    failed at another step of the client's (download, verify, release) is
+    retried from that step.
+    """
 
-    def __init__(self, jobs: JobStore, runner: JobRunner) -> None:
+    def __init__(self, jobs: JobStore, runner: JobRunner, deliveries: DeliveryQueue) -> None:
         self._jobs = jobs
         self._runner = runner
+        self._deliveries = deliveries
 
     def items(self) -> Deferred[list[QueueItem]]:
-        return self._jobs.recent(200).addCallback(
-            lambda jobs: [item for item in map(self._item, jobs) if item is not None])
+        async def items() -> list[QueueItem]:
+            queued = [item for item in await self._deliveries.deliveries.list()
+                      if item.state != DELIVERED]
+            withItems = {item.runId for item in queued}
+            found = [item for item in map(self._jobItem, await self._jobs.recent(200))
+                     if item is not None and item.runId not in withItems]
+            found += [QueueItem(item.id, item.runId, item.destination, item.state, item.reason,
+                                item.nextAttemptAt, retryable=item.state in (FAILED, RETRYING))
+                      for item in reversed(queued)]
+            return found
 
-    def _item(self, job: Job) -> QueueItem | None:
+        return Deferred.fromCoroutine(items())
+
+    def _jobItem(self, job: Job) -> QueueItem | None:
         where = ", ".join(d.name for d in job.destinations) or "(no destination)"
         if job.state == FAILED and job.failedStep in RETRYABLE:
             return QueueItem(job.runId, job.runId, where, "failed",
@@ -122,51 +140,26 @@ class JobsQueue:
         return None
 
     def retry(self, itemId: str) -> Deferred[Any]:
-        async def retry() -> Job:
-            job = await self._jobs.get(itemId)
-            if job is None:
-                raise BackupRemoteError(NOT_FOUND, f"no transfer {itemId}")
-            if job.state != FAILED or job.failedStep not in RETRYABLE:
-                raise BackupRemoteError(CONFLICT, f"run {itemId} has no failed transfer "
-                                                  "to try again")
+        async def retry() -> Any:
+            try:
+                item = await self._deliveries.retry(itemId)
+            except BackupRemoteError as error:
+                if error.code != NOT_FOUND:
+                    raise
+                job = await self._jobs.get(itemId)
+                if job is None:
+                    raise BackupRemoteError(NOT_FOUND, f"no transfer {itemId}") from None
+                if job.state != FAILED or job.failedStep not in RETRYABLE:
+                    raise BackupRemoteError(CONFLICT, f"run {itemId} has no failed transfer "
+                                                      "to try again") from None
+            else:
+                job = await self._jobs.get(item.runId)
+                if job is None or job.state != FAILED or job.failedStep != "deliver":
+                    return item  # its run waits for it, or has no job here
             return await self._runner.submit(JobRequest(runId=job.runId, server=job.server,
                                                         goal=job.goal))
 
         return Deferred.fromCoroutine(retry())
-
-
-class JobsStarter:
-    """
-    Starts a schedule's run on the job runner (the daemon's own
-    L{JobStarter} takes its place once the scheduler is wired in).
-
-    @param destinations: a schedule's destination names -> what the job
-        delivers to; C{None}: this client has no named destinations yet,
-        and a schedule naming one is refused.
-    """
-
-    def __init__(self, runner: JobRunner,
-                 destinations: Callable[[Sequence[str]], Any] | None = None) -> None:
-        self._runner = runner
-        self._destinations = destinations
-
-    def start(self, request: RunRequest) -> Deferred[Any]:
-        async def start() -> Job:
-            if request.destinations and self._destinations is None:
-                raise BackupRemoteError(CONFIG_INVALID, (
-                    f"this client cannot deliver to named destinations yet "
-                    f"({', '.join(request.destinations)})"))
-            folders = tuple(await self._destinations(request.destinations)) \
-                if self._destinations is not None else ()
-            return await self._runner.submit(JobRequest(
-                runId=request.runId, databaseConfigId=request.databaseConfigId,
-                options=request.options, scheduleId=request.scheduleId,
-                fireTime=request.fireTime, server=request.server, destinations=folders))
-
-        return Deferred.fromCoroutine(start())
-
-    def active(self, scheduleId: str) -> Deferred[bool]:
-        return self._runner.hasActive(scheduleId)
 
 
 class DashboardBackend:

@@ -33,8 +33,8 @@ from backupremote.client.schedules.store import ScheduleStore
 from backupremote.client.web import (
     TOKEN_FILE,
     Dashboard,
+    ClientQueue,
     DashboardBackend,
-    JobsQueue,
     LiveEvents,
     QueueItem,
     Sessions,
@@ -428,33 +428,71 @@ class EventStreamTests(DashboardTestCase):
         self.assertNotIn(b'"runId": "x"', transport.value())
 
 
-class JobsQueueTests(SynchronousTestCase):
-    def test_failedDeliveryRetriedThroughTheRunner(self) -> None:
-        clock = Clock()
-        jobs = JobStore(MemoryClientStore(), now(clock))
-        submitted: list[JobRequest] = []
+class ClientQueueTests(SynchronousTestCase):
+    """The queue page's items and retry over the job store and the real delivery queue."""
+
+    def setUp(self) -> None:
+        from tests.client.delivery.helpers import QueueHarness
+
+        self.h = QueueHarness(FilePath(self.mktemp()))
+        self.successResultOf(self.h.queue.start())
+        self.jobs = JobStore(self.h.store, now(self.h.clock))
+        self.submitted: list[JobRequest] = []
+        submitted = self.submitted
 
         class Runner:
             def submit(self, request: JobRequest) -> Deferred[Any]:
                 submitted.append(request)
                 return succeed(None)
 
-        queue = JobsQueue(jobs, Runner())  # type: ignore[arg-type]
-        job, _ = self.successResultOf(jobs.create(JobRequest(runId="r", databaseConfigId="d"),
-                                                  "/w"))
-        for state in ("running", "completed"):
-            job = self.successResultOf(jobs.advance(job, state))
-        [item] = self.successResultOf(queue.items())
-        self.assertEqual((item.state, item.retryable), ("downloading", False))
-        self.failureResultOf(queue.retry("r"), BackupRemoteError)
-        job = self.successResultOf(jobs.advance(job, "failed", failedStep="deliver",
-                                                errorCode="UPLOAD_FAILED",
-                                                errorMessage="the NAS is full"))
-        [item] = self.successResultOf(queue.items())
-        self.assertEqual((item.state, item.retryable), ("failed", True))
-        self.assertIn("the NAS is full", item.reason or "")
-        self.successResultOf(queue.retry("r"))
-        self.assertEqual([(r.runId, r.goal) for r in submitted], [("r", "released")])
+        self.queue = ClientQueue(self.jobs, Runner(), self.h.queue)  # type: ignore[arg-type]
+
+    def job(self, runId: str, *states: str, **failed: Any) -> Any:
+        job, _ = self.successResultOf(self.jobs.create(
+            JobRequest(runId=runId, databaseConfigId="d"), "/w"))
+        for state in states:
+            job = self.successResultOf(self.jobs.advance(job, state))
+        if failed:
+            job = self.successResultOf(self.jobs.advance(job, "failed", **failed))
+        return job
+
+    def test_aFailedDeliveryRetriedThenItsRunTakenUp(self) -> None:
+        from backupremote.protocol.errors import CONFLICT
+
+        self.job("r1", "running", "completed")  # downloading
+        nas = self.h.destination("nas")
+        self.h.destinations["nas"].failNext("put", BackupRemoteError(
+            "CONFIG_INVALID", "the folder /srv/nas does not exist"))
+        job, path = self.h.artifact("r2")
+        self.successResultOf(self.h.queue.enqueue(job, path, [nas]))
+        self.job("r2", "running", "completed", "downloaded", "verified", failedStep="deliver",
+                 errorCode="CONFIG_INVALID", errorMessage="delivery to nas failed")
+        items = self.successResultOf(self.queue.items())
+        self.assertEqual([(i.runId, i.destination, i.state, i.retryable) for i in items],
+                         [("r1", "(no destination)", "downloading", False),
+                          ("r2", "nas", "failed", True)])
+        failed = items[1]
+        self.assertIn("does not exist", failed.reason or "")
+        self.assertNotEqual(failed.id, "r2", "the delivery, not its job")
+        # retried: delivered through the queue, and the run taken up again to its release
+        self.successResultOf(self.queue.retry(failed.id))
+        self.h.clock.advance(0)
+        [item] = self.successResultOf(self.h.queue.deliveries.forRun("r2"))
+        self.assertEqual(item.state, "delivered")
+        self.assertEqual([(r.runId, r.goal) for r in self.submitted], [("r2", "released")])
+        self.assertNotIn(failed.id, [i.id for i in self.successResultOf(self.queue.items())])
+        self.assertEqual(self.failureResultOf(self.queue.retry(failed.id),
+                                              BackupRemoteError).value.code, CONFLICT)
+        self.assertEqual(self.failureResultOf(self.queue.retry("no-such-transfer"),
+                                              BackupRemoteError).value.code, "NOT_FOUND")
+
+    def test_aRunFailedAtItsDownloadIsRetriedFromThere(self) -> None:
+        self.job("r1", "running", "completed", failedStep="download",
+                 errorCode="TIMEOUT", errorMessage="the server did not answer")
+        [item] = self.successResultOf(self.queue.items())
+        self.assertEqual((item.id, item.state, item.retryable), ("r1", "failed", True))
+        self.successResultOf(self.queue.retry("r1"))
+        self.assertEqual([(r.runId, r.goal) for r in self.submitted], [("r1", "released")])
 
 
 class TokenTests(SynchronousTestCase):
