@@ -58,6 +58,15 @@ class ServerDownTests(ProgramTestCase):
             self.assertEqual(done.returncode, 5)
             self.assertNotIn("note:", done.stderr, flag)
 
+    def test_verboseSaysWhatHappensUnderneath(self) -> None:
+        port, _ = self.setUpServerAndClient()
+        done = subprocess.run(
+            [program("backupremote"), "--config", "client/client.toml", "capabilities", "-v"],
+            cwd=self.folder.path, capture_output=True, text=True, timeout=60)
+        self.assertEqual(done.returncode, 5)
+        self.assertIn(f"[warn] cannot connect to the server at 127.0.0.1:{port}", done.stderr)
+        self.assertNotIn("note:", done.stderr)
+
     def test_interruptedWhileRetrying(self) -> None:
         self.setUpServerAndClient()
         process = self.start("capabilities")
