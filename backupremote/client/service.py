@@ -227,14 +227,15 @@ def makeService(config: ClientConfig, reactor: Any = None,
         store = SQLiteClientStore.inFolder(config.dataDir, reactor)
         schedules = ScheduleStore(store)
         notifier.scheduleNames = _scheduleNames(schedules)
-        delivery = queueDeliveryIn(reactor, config.dataDir, store,
+        delivery: Any = queueDeliveryIn(reactor, config.dataDir, store,
                                    licensesOf(config, now(reactor)), config.delivery,
                                    metrics=metrics, notify=notify)
         queue = delivery.queue
         jobs = jobRunnerIn(reactor, config.dataDir, store, servers,
                            retry=daemonRetry(reactor), notify=notify, delivery=delivery)
         if metrics is not None:
-            jobs.watchers.append(metrics.watchJob)
+            watchJob: Any = metrics.watchJob  # a JobObserver factory
+            jobs.watchers.append(watchJob)
             metrics.sampleQueue(queue.depths)
         if destinations is None:
             destinations = DestinationRegistry.inFolder(

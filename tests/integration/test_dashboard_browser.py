@@ -71,7 +71,9 @@ class DashboardInBrowserTests(ProgramTestCase):
         self.webPort = freePort()
         clientToml = self.folder.descendant(["client", "client.toml"])
         clientToml.setContent(clientToml.getContent() + (
-            f'\n[web]\nlisten = "tcp:{self.webPort}:interface=127.0.0.1"\n').encode())
+            f'\n[web]\nlisten = "tcp:{self.webPort}:interface=127.0.0.1"\n'
+            # a delivery that fails fails at once (the retry test)
+            '\n[delivery]\nmax_attempts = 1\n').encode())
         self.daemon("backupremote-server", "--config", "server/server.toml")
         config = ("--config", "client/client.toml")
         self.waitFor(lambda: self.tryCli(*config, "db", "add", "shop", "--engine", "sqlite",
@@ -192,6 +194,67 @@ class DashboardInBrowserTests(ProgramTestCase):
         self.assertTrue(any(a.get("action") == "runNow" and "web session" in a.get("who", "")
                             for a in actions), actions)
         self.assertNotIn(self.token.encode(), log)
+
+    def logIn(self) -> None:
+        self.waitFor(lambda: self.tryGet("/login"), "the dashboard to listen")
+        self.page.goto(self.base + "/login?next=/schedules")
+        self.page.get_by_label("Token").fill(self.token)
+        self.page.get_by_role("button", name="Log in").click()
+        self.page.wait_for_url(self.base + "/schedules")
+
+    def test_runNowToANamedDestinationThenRetryItsDelivery(self) -> None:
+        """
+        A schedule delivering to a named local destination whose folder is
+        missing: run now, its delivery fails (shown on the queue page with
+        why); the folder made, Retry delivers it and the run goes on to
+        its release, without the CLI.
+        """
+        page, config = self.page, ("--config", "client/client.toml")
+        nas = self.folder.child("nas")
+        nas.makedirs()
+        self.cli(*config, "dest", "add", "nas", "--type", "local", "--url",
+                 f"file://{nas.path}", "--json")
+        nas.remove()  # an unmounted share: refused, never created
+        schedule = json.loads(self.cli(*config, "schedule", "add", "offsite", "--db", "shop",
+                                       "--daily", "04:00", "--dest", "nas", "--json").stdout)
+        self.logIn()
+        page.goto(self.base + "/schedules")
+        row = page.locator(f'tr[data-schedule-id="{schedule["id"]}"]')
+        row.get_by_role("button", name="Run now").click()
+        flash = page.get_by_role("status").inner_text()
+        started = re.search(r"Started run ([0-9a-f-]{36}) of schedule offsite", flash)
+        self.assertIsNotNone(started, flash)
+        assert started is not None
+        runId = started.group(1)
+
+        def failedRow() -> Any:
+            page.goto(self.base + "/queue")
+            found = page.locator(f'#queue tr[data-run-id="{runId}"]')
+            if found.count() == 1 and "failed" in found.inner_text():
+                return found
+            return None
+
+        failed = self.waitFor(failedRow, "the delivery to fail", timeout=120)
+        self.assertIn("nas", failed.inner_text())
+        self.assertIn(nas.path, failed.inner_text())  # why: the folder is missing
+        self.shot("dashboard-queue-failed.png")
+
+        nas.makedirs()
+        nas.chmod(0o700)
+        failed.get_by_role("button", name="Retry").click()
+        self.assertIn("again", page.get_by_role("status").inner_text())
+        page.get_by_role("link", name="Runs").click()
+        final = page.locator(f'#history tr[data-run-id="{runId}"] [data-state]')
+        final.wait_for(timeout=120_000)
+        self.assertEqual(final.inner_text(), "released")
+        copies = [p for p in nas.walk() if p.isfile()]
+        self.assertEqual(len(copies), 1, copies)
+        # the run's receipt names the destination, read back
+        page.get_by_role("link", name=runId[:8]).click()
+        receipts = page.locator("#receipts").inner_text()
+        self.assertIn("nas", receipts)
+        page.goto(self.base + "/queue")
+        self.assertEqual(page.locator(f'#queue tr[data-run-id="{runId}"]').count(), 0)
 
     def tryGet(self, path: str) -> bool:
         import urllib.request
