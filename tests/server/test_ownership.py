@@ -115,7 +115,7 @@ class OwnershipTests(StagingMixin, SynchronousTestCase):
         """bob cannot follow, cancel, list, download or release alice's run."""
         self.stage("mine")
         fileId = self.client.call(ListFiles, runId="mine")["manifest"].files[0].fileId
-        self.harness.runs.maxConcurrent = 0  # a second run stays queued, so cancellable
+        self.harness.runs.queue.maxConcurrent = 0  # a second run stays queued, so cancellable
         self.client.call(ExecuteBackup, runId="waiting", databaseConfigId=self.configId)
         for command, foreign, arguments in [
             (GetExecutionStatus, "mine", {"runId": "mine"}),
@@ -169,7 +169,7 @@ class OwnershipTests(StagingMixin, SynchronousTestCase):
         self.assertEqual(self.root.client.received(), self.producer.data["mine"])
         self.assertTrue(self.root.call(ReleaseArtifact, runId="mine")["released"])
         self.assertFalse(self.harness.staging.runFolder("mine").exists())
-        self.harness.runs.maxConcurrent = 0
+        self.harness.runs.queue.maxConcurrent = 0
         self.client.call(ExecuteBackup, runId="waiting", databaseConfigId=self.configId)
         self.assertEqual(self.root.call(CancelBackup, runId="waiting")["status"].state,
                          "cancelled")

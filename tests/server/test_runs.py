@@ -282,9 +282,9 @@ class RunTests(SynchronousTestCase):
         stray.makedirs()
         # the old process dies without a word: its manager forgets everything
         dead = self.harness.runs
-        dead._stopping = True
-        dead._active.clear()
-        dead._queue.clear()
+        dead.queue._stopping = True
+        dead.queue.active.clear()
+        dead.queue._waiting.clear()
         from backupremote.server.runs.manager import RunManager
         from backupremote.server.runs.store import RunStore
         manager = RunManager(self.harness.clock, RunStore(self.harness.store.connection),

@@ -25,5 +25,8 @@ class RunLog:
     def info(self, format: str, **fields: Any) -> None:
         self._emit(LogLevel.info, format, **fields)
 
-    def failure(self, format: str, failure: Failure, **fields: Any) -> None:
-        self._emit(LogLevel.critical, format, log_failure=failure, **fields)
+    def failure(self, format: str, failure: Failure | None = None, **fields: Any) -> None:
+        """A critical line with C{failure} (by default, the exception being handled)."""
+        _log.failure("[run {runId} {clientId} {scheduleId}] " + format, failure,
+                     runId=self.runId, scheduleId=self.scheduleId or "-",
+                     clientId=self.clientId, **fields)

@@ -84,7 +84,7 @@ class ManifestTests(StagingMixin, SynchronousTestCase):
         self.assertTrue(self.harness.staging.runFolder("mine").exists())
 
     def test_unfinishedRunConflicts(self) -> None:
-        gate = self.harness.runs  # a run still queued: capacity 0 keeps it waiting
+        gate = self.harness.runs.queue  # a run still queued: capacity 0 keeps it waiting
         gate.maxConcurrent = 0
         self.client.call(ExecuteBackup, runId="later", databaseConfigId=self.configId)
         self.assertEqual(self.client.error(ListFiles, runId="later").code, errors.CONFLICT)
