@@ -55,7 +55,7 @@ from backupremote.client.destinations.names import (
     temporaryName,
 )
 from backupremote.client.destinations.rclonechild import ChildResult, StdinFile, runChild
-from backupremote.client.destinations.urls import RcloneURL
+from backupremote.client.destinations.urls import RcloneURL, parseDestinationURL
 from backupremote.protocol.errors import (
     CONFIG_INVALID,
     DESTINATION_AUTH_FAILED,
@@ -126,13 +126,16 @@ class RcloneDestination:
     @param caFile: a CA file rclone trusts for HTTPS backends (C{--ca-cert}).
     @param timeout: seconds without any byte moving before a run is
         stopped (also rclone's own I/O idle timeout).
+    @param configPassword: the password of an encrypted rclone config,
+        given to rclone as C{RCLONE_CONFIG_PASS} in its environment.
     """
 
     type = "rclone"
 
     def __init__(self, reactor: Any, url: RcloneURL, configFile: str | None = None,
                  rclone: str | None = None, caFile: str | None = None,
-                 timeout: float = 60.0, environ: Mapping[str, str] | None = None) -> None:
+                 timeout: float = 60.0, environ: Mapping[str, str] | None = None,
+                 configPassword: str | None = None) -> None:
         self._reactor = reactor
         self.url = url
         self.location = f"rclone {url.url}"
@@ -150,6 +153,8 @@ class RcloneDestination:
         config = configFile or source.get("RCLONE_CONFIG")
         if config:
             self._env["RCLONE_CONFIG"] = os.path.abspath(config)
+        if configPassword:
+            self._env["RCLONE_CONFIG_PASS"] = configPassword
 
     # Paths
 
@@ -335,3 +340,16 @@ class RcloneDestination:
 
     def close(self) -> Deferred[None]:
         return succeed(None)
+
+
+def fromStored(reactor: Any, destination: Any, secret: str | None) -> RcloneDestination:
+    """
+    The rclone destination of a stored one (L{backupremote.client.destinations.registry}):
+    its C{rcloneConfig} and C{caFile}; a secret, if one was given, is the
+    password of an encrypted rclone config.
+    """
+    url = parseDestinationURL(destination.url)
+    if not isinstance(url, RcloneURL):
+        raise BackupRemoteError(CONFIG_INVALID, f"{destination.url} is not an rclone URL")
+    return RcloneDestination(reactor, url, configFile=destination.rcloneConfig,
+                             caFile=destination.caFile, configPassword=secret)

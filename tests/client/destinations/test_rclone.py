@@ -246,3 +246,39 @@ class RcloneFaultTests(TestCase):
         self.assertFalse(os.path.exists(
             os.path.join(server.root, folder, "2026-01-01", "big.zst")))
         self.assertEqual(len(big.getContent()), 48 << 20)
+
+
+class RcloneRegistryTests(TestCase):
+    """A stored rclone destination opened by the registry delivers."""
+
+    timeout = 120
+
+    async def test_build(self) -> None:
+        from backupremote.client.destinations.registry import build
+        from backupremote.client.destinations.stored import StoredDestination
+
+        server = shared("wsgidav")
+        folder = server.newFolder()
+        config = configFile(self, webdavSection("dav", server))
+        stored = StoredDestination("id-1", "cloud", "rclone", f"rclone:dav:{folder}",
+                                   rcloneConfig=config)
+        made = build(reactor, stored, None)
+        self.assertIsInstance(made, RcloneDestination)
+        self.addCleanup(made.close)
+        source = FilePath(self.mktemp())
+        source.setContent(b"through the registry")
+        await made.testConnection()
+        stored = await putVerified(made, source, "r.bin")
+        self.assertEqual(stored.size, len(b"through the registry"))
+        self.assertEqual(filesUnder(os.path.join(server.root, folder)), {"r.bin"})
+
+    def test_configPassword(self) -> None:
+        """A secret given to an rclone destination is its config's password, in the environment only."""
+        from backupremote.client.destinations.rclone import fromStored
+        from backupremote.client.destinations.stored import StoredDestination
+
+        made = fromStored(reactor, StoredDestination("id-2", "enc", "rclone", "rclone:enc:x",
+                                                     rcloneConfig="/etc/rclone.conf"), "s3cret")
+        self.assertEqual(made._env["RCLONE_CONFIG_PASS"], "s3cret")
+        self.assertEqual(made._env["RCLONE_CONFIG"], "/etc/rclone.conf")
+        self.assertNotIn("s3cret", made.location)

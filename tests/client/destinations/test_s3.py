@@ -276,3 +276,29 @@ class S3FaultTests(TestCase):
                               putVerified(destination, source, "2026-01-01/big.zst", progress=progress))
         self.assertFalse(os.path.exists(os.path.join(server.data, bucket, "2026-01-01", "big.zst")))
         self.assertEqual(len(source.getContent()), 24 * MiB)
+
+
+class S3RegistryTests(TestCase):
+    """A stored S3 destination with --ca-file, opened by the registry, delivers."""
+
+    timeout = 120
+
+    async def test_build(self) -> None:
+        from backupremote.client.destinations.registry import build
+        from backupremote.client.destinations.stored import StoredDestination
+
+        server = shared("rclone-s3-tls")
+        assert server.tls is not None
+        bucket = server.newBucket()
+        stored = StoredDestination("id-1", "bucket", "s3", server.url(bucket, "db"),
+                                   caFile=server.tls.caFile)
+        made = build(reactor, stored, server.secretKey)
+        self.assertIsInstance(made, S3Destination)
+        self.addCleanup(made.close)
+        self.assertNotIn(server.secretKey, made.location)
+        source = FilePath(self.mktemp())
+        source.setContent(b"through the registry")
+        await made.testConnection()
+        await putVerified(made, source, "r.bin")
+        assert server.data is not None
+        self.assertEqual(filesUnder(os.path.join(server.data, bucket, "db")), {"r.bin"})

@@ -232,3 +232,28 @@ class WebDAVFaultTests(TestCase):
         self.assertNotEqual(found.sha256, upload.sha256)
         self.assertEqual(found.size, upload.size)
         self.assertUntouched()
+
+
+class WebDAVRegistryTests(TestCase):
+    """A stored WebDAV destination with --ca-file, opened by the registry, delivers."""
+
+    timeout = 120
+
+    async def test_build(self) -> None:
+        from backupremote.client.destinations.registry import build
+        from backupremote.client.destinations.stored import StoredDestination
+
+        server = shared("nginx-tls")
+        assert server.tls is not None
+        folder = server.newFolder()
+        stored = StoredDestination("id-1", "nas", "webdav", server.url(folder),
+                                   caFile=server.tls.caFile)
+        made = build(reactor, stored, server.password)
+        self.assertIsInstance(made, WebDAVDestination)
+        self.addCleanup(made.close)
+        self.assertNotIn(server.password, made.location)
+        source = FilePath(self.mktemp())
+        source.setContent(b"through the registry")
+        await made.testConnection()
+        await putVerified(made, source, "r.bin")
+        self.assertEqual(filesUnder(os.path.join(server.root, folder)), {"r.bin"})
