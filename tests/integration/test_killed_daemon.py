@@ -3,8 +3,8 @@ The client daemon (``twistd backupremote-client``) killed with SIGKILL while
 it downloads the artifact of a schedule's slot, then started again: the
 slot's run is not commanded twice, its download resumes from the ``.part``,
 the artifact arrives once and verified, and the server's staging is
-released. (A kill during a delivery to named destinations waits for the
-delivery queue of issue 12.)
+released. (test_killed_delivery kills it during a delivery to a named
+destination.)
 """
 
 from __future__ import annotations
