@@ -147,10 +147,16 @@ class FileSliceProducer:
             self._file = None
 
     def pauseProducing(self) -> None:
-        self._task.pause()
+        try:
+            self._task.pause()
+        except task.TaskFinished:  # the transport pauses after the last block
+            pass
 
     def resumeProducing(self) -> None:
-        self._task.resume()
+        try:
+            self._task.resume()
+        except (task.TaskFinished, task.NotPaused):
+            pass
 
     def stopProducing(self) -> None:
         self._stopped = True
