@@ -13,11 +13,13 @@ import signal
 import sys
 from typing import Any, Mapping, Sequence
 
-from attrs import frozen
-from twisted.internet.defer import CancelledError, Deferred
+from attrs import evolve, frozen
+from twisted.internet.defer import CancelledError
 from twisted.internet.error import ProcessDone, ProcessTerminated
 from twisted.internet.protocol import ProcessProtocol
 from twisted.python.failure import Failure
+
+from backupremote.server.outcome import Outcome
 
 #: Keep at most this much of each output stream.
 OUTPUT_CAP = 1 << 20
@@ -34,44 +36,117 @@ SETPRIV = "/usr/bin/setpriv"
 GROUP_LEADER = "import os, sys; os.setpgid(0, 0); os.execv(sys.argv[1], sys.argv[1:])"
 
 
-@frozen
-class Completed:
-    """How a program ended and what it said."""
+#: Keep at most this much of a pipeline child's stderr (its end matters most).
+STDERR_CAP = 64 * 1024
 
+
+def ioCounters(pid: int | None) -> tuple[int, int] | None:
+    """C{(rchar, wchar)} of the process C{pid}, or C{None} if they cannot be read."""
+    if pid is None:
+        return None
+    try:
+        with open(f"/proc/{pid}/io", "rb") as stream:
+            text = stream.read()
+    except OSError:
+        return None
+    counters = {}
+    for line in text.splitlines():
+        key, _, value = line.partition(b":")
+        if key in (b"rchar", b"wchar"):
+            counters[key] = int(value)
+    if len(counters) != 2:
+        return None
+    return counters[b"rchar"], counters[b"wchar"]
+
+
+@frozen
+class Exit:
+    """How a child ended and what it said (the end of its stderr, the start of its stdout)."""
+
+    role: str
     exitCode: int | None
     signal: int | None
-    stdout: bytes
-    stderr: bytes
-    timedOut: bool
+    stderr: str
+    stdout: bytes = b""
+    timedOut: bool = False
 
     @property
     def ok(self) -> bool:
         return self.exitCode == 0 and not self.timedOut
 
 
-class _Collector(ProcessProtocol):
-    def __init__(self, stdin: bytes | None) -> None:
+class Child(ProcessProtocol):
+    """
+    One child process; C{ended} settles with its L{Exit} (never fails).
+
+    C{stdin} is written to it, then its stdin closed (when C{closeStdin});
+    of what it writes to the reactor, the first C{stdoutCap} bytes of its
+    stdout and the last C{stderrCap} bytes of its stderr are kept.
+    """
+
+    def __init__(self, role: str, closeStdin: bool = True, stdin: bytes | None = None,
+                 stdoutCap: int = 0, stderrCap: int = STDERR_CAP) -> None:
+        self.role = role
+        self.pid: int | None = None
+        self._closeStdin = closeStdin
         self._stdin = stdin
-        self.stdout = bytearray()
-        self.stderr = bytearray()
-        self.ended: Deferred[BaseException] = Deferred()
+        self._stdoutCap = stdoutCap
+        self._stderrCap = stderrCap
+        self._stdout = bytearray()
+        self._stderr = bytearray()
+        self.stderrBytes = 0
+        #: C{(rchar, wchar)} read as its stderr closed: the child was
+        #: exiting, its counters final and not yet gone (it is reaped after)
+        self.exitIO: tuple[int, int] | None = None
+        self.ended: Outcome[Exit] = Outcome()
 
     def connectionMade(self) -> None:
+        transport = self.transport
+        assert transport is not None, "connectionMade comes after makeConnection"
+        self.pid = transport.pid
         if self._stdin:
-            self.transport.write(self._stdin)
-        self.transport.closeStdin()
+            transport.write(self._stdin)
+        if self._closeStdin:
+            transport.closeStdin()
 
-    def outReceived(self, data: bytes) -> None:
-        if len(self.stdout) < OUTPUT_CAP:
-            self.stdout += data[: OUTPUT_CAP - len(self.stdout)]
+    def childDataReceived(self, childFD: int, data: bytes) -> None:
+        if childFD == 1 and len(self._stdout) < self._stdoutCap:
+            self._stdout += data[: self._stdoutCap - len(self._stdout)]
+        elif childFD == 2:
+            self.stderrBytes += len(data)
+            self._stderr += data
+            if len(self._stderr) > self._stderrCap * 2:
+                del self._stderr[: len(self._stderr) - self._stderrCap]
 
-    def errReceived(self, data: bytes) -> None:
-        if len(self.stderr) < OUTPUT_CAP:
-            self.stderr += data[: OUTPUT_CAP - len(self.stderr)]
+    def childConnectionLost(self, childFD: int) -> None:
+        if childFD == 2:
+            self.exitIO = ioCounters(self.pid)
+
+    @property
+    def finished(self) -> bool:
+        return self.ended.done
 
     def processEnded(self, reason: Failure) -> None:
-        # the exception, not the Failure: a Failure would fail the Deferred
-        self.ended.callback(reason.value)
+        value = reason.value
+        exitCode = signalNumber = None
+        if isinstance(value, ProcessDone):
+            exitCode = 0
+        elif isinstance(value, ProcessTerminated):
+            exitCode, signalNumber = value.exitCode, value.signal
+        stderr = bytes(self._stderr[-self._stderrCap:]).decode("utf-8", "replace")
+        self.ended.succeed(Exit(self.role, exitCode, signalNumber, stderr, bytes(self._stdout)))
+
+    def kill(self) -> None:
+        """
+        Kill the child's whole process group, and the child itself: just
+        after the spawn, before the child has made its group, there is no group yet
+        to kill. The transport forgets the pid once the child is reaped,
+        so a reused pid is never signalled.
+        """
+        if self.finished:
+            return
+        killGroup(self.pid)
+        killChild(self.transport.pid if self.transport is not None else None)
 
 
 def killGroup(pid: int | None, sig: int = signal.SIGKILL) -> None:
@@ -113,46 +188,39 @@ async def runProcess(
     timeout: float = 60.0,
     stdin: bytes | None = None,
     path: str | None = None,
-) -> Completed:
+) -> Exit:
     """
     Run C{argv[0]} with C{argv} (an absolute path: no PATH search, no shell)
     in the environment C{env} only, and wait for it, at most C{timeout}
-    seconds; then its whole process group is killed.
+    seconds; then its whole process group is killed. Its L{Exit} keeps the
+    first L{OUTPUT_CAP} bytes of its stdout and the last of its stderr.
     """
     if not os.path.isabs(argv[0]):
         raise ValueError("runProcess needs an absolute program path")
-    collector = _Collector(stdin)
+    child = Child(os.path.basename(argv[0]), stdin=stdin, stdoutCap=OUTPUT_CAP,
+                  stderrCap=OUTPUT_CAP)
     command = groupLeaderArgv(argv)
     transport = reactor.spawnProcess(
-        collector, command[0], command, env=dict(env or {}), path=path,
+        child, command[0], command, env=dict(env or {}), path=path,
     )
     timedOut = []
 
     def expire() -> None:
         timedOut.append(True)
-        killGroup(transport.pid)
-        killChild(transport.pid)
+        child.kill()
 
     timer = reactor.callLater(timeout, expire)
     try:
-        reason = await collector.ended
+        done = await child.ended.when()
     except CancelledError:
         # cancelled by the caller: nothing of the child may outlive it
-        killGroup(transport.pid)
-        killChild(transport.pid)
+        child.kill()
         raise
     finally:
         if timer.active():
             timer.cancel()
     killGroup(getattr(transport, "pid", None))
-    exitCode = signalNumber = None
-    if isinstance(reason, ProcessDone):
-        exitCode = 0
-    elif isinstance(reason, ProcessTerminated):
-        exitCode = reason.exitCode
-        signalNumber = reason.signal
-    return Completed(exitCode, signalNumber, bytes(collector.stdout),
-                     bytes(collector.stderr), bool(timedOut))
+    return evolve(done, timedOut=bool(timedOut))
 
 
 def baseEnvironment() -> dict[str, str]:

@@ -90,7 +90,7 @@ class ToolFinder:
         """What C{path --version} says (first line), cached per path."""
         if path not in self._versions:
             done = await runProcess(self._reactor, [path, flag], baseEnvironment(), timeout=15)
-            text = (done.stdout or done.stderr).decode("utf-8", "replace").strip()
+            text = (done.stdout.decode("utf-8", "replace") or done.stderr).strip()
             self._versions[path] = text.splitlines()[0] if text else "unknown"
         return self._versions[path]
 

@@ -303,7 +303,7 @@ class FirebirdEngine:
             return failed(TIMEOUT, f"Firebird did not answer within {timeout:g} seconds",
                           tool, latency)
         stdout = done.stdout.decode("utf-8", "replace")
-        stderr = done.stderr.decode("utf-8", "replace")
+        stderr = done.stderr
         version = _VERSION_LINE.search(stdout)
         if version is None:
             reason = classifyFirebirdError(stderr)

@@ -260,7 +260,7 @@ class MariaDBEngine:
         if done.timedOut:
             return failed(TIMEOUT, f"no answer from the MariaDB server within {timeout:g} s "
                           "(connecting and reading its version)", toolName, latencyMs)
-        stderr = done.stderr.decode("utf-8", "replace")
+        stderr = done.stderr
         if not done.ok:
             message = _toolMessage(stderr, target.password) or (
                 f"the MariaDB client failed with exit code {done.exitCode}")

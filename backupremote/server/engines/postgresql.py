@@ -249,7 +249,7 @@ class PostgreSQLEngine:
         if done.timedOut:
             return failed(TIMEOUT, f"no answer from the PostgreSQL server within {timeout:g} s "
                           "(connecting and reading its version)", toolName, latencyMs)
-        stderr = done.stderr.decode("utf-8", "replace")
+        stderr = done.stderr
         if not done.ok:
             message = _toolMessage(stderr, target.password) or (
                 f"psql failed with exit code {done.exitCode}")

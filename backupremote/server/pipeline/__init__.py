@@ -16,8 +16,8 @@ them the same way. Modules, one idea each:
   - C{dumping}: the dump stage (children wired by OS pipes, the sink);
   - C{sink}: the thread that reads, hashes and writes the artifact;
   - C{verification}, C{inspection}: reading back, decompressing, checking;
-  - C{children}, C{threads}, C{outcome}, C{waiting}: the parts of a stage
-    and how a stage waits for them;
+  - C{children}, C{threads}, C{waiting}: the parts of a stage and how a
+    stage waits for them (each settles an L{backupremote.server.outcome.Outcome});
   - C{progress}: what each stage reports; C{context}: one run's state;
   - C{hooks}: seams for tests and benchmarks.
 """

@@ -1,6 +1,6 @@
 """
 The pipeline's child processes: spawned as process-group leaders, watched,
-and killed together.
+and killed together (each a L{backupremote.server.process.Child}).
 
 Each child's stdin, stdout and stderr are wired by the caller through
 C{childFDs} (OS pipes between children, files, or C{"r"}/C{"w"} pipes to
@@ -12,97 +12,10 @@ pipes between processes and worker threads, never through the reactor.
 from __future__ import annotations
 
 import os
-import signal
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from attrs import frozen
-from twisted.internet.error import ProcessDone, ProcessTerminated
-from twisted.internet.protocol import ProcessProtocol
-from twisted.python.failure import Failure
-
-from backupremote.server.pipeline.outcome import Outcome
-from backupremote.server.pipeline.progress import ioCounters
-from backupremote.server.process import groupLeaderArgv, killGroup
-
-#: Keep at most this much of a child's stderr (its end matters most).
-STDERR_CAP = 64 * 1024
-
-
-@frozen
-class Exit:
-    """How a child ended."""
-
-    role: str
-    exitCode: int | None
-    signal: int | None
-    stderr: str
-
-    @property
-    def ok(self) -> bool:
-        return self.exitCode == 0
-
-
-class Child(ProcessProtocol):
-    """One pipeline child; C{ended} settles with its L{Exit} (never fails)."""
-
-    def __init__(self, role: str, closeStdin: bool) -> None:
-        self.role = role
-        self.pid: int | None = None
-        self._closeStdin = closeStdin
-        self._stderr = bytearray()
-        self.stderrBytes = 0
-        #: C{(rchar, wchar)} read as its stderr closed: the child was
-        #: exiting, its counters final and not yet gone (it is reaped after)
-        self.exitIO: tuple[int, int] | None = None
-        self.ended: Outcome[Exit] = Outcome()
-
-    def connectionMade(self) -> None:
-        self.pid = self.transport.pid
-        if self._closeStdin:
-            self.transport.closeStdin()
-
-    def childDataReceived(self, childFD: int, data: bytes) -> None:
-        if childFD == 2:
-            self.stderrBytes += len(data)
-            self._stderr += data
-            if len(self._stderr) > STDERR_CAP * 2:
-                del self._stderr[: len(self._stderr) - STDERR_CAP]
-
-    def childConnectionLost(self, childFD: int) -> None:
-        if childFD == 2:
-            self.exitIO = ioCounters(self.pid)
-
-    @property
-    def finished(self) -> bool:
-        return self.ended.done
-
-    def processEnded(self, reason: Failure) -> None:
-        value = reason.value
-        exitCode = signal = None
-        if isinstance(value, ProcessDone):
-            exitCode = 0
-        elif isinstance(value, ProcessTerminated):
-            exitCode, signal = value.exitCode, value.signal
-        stderr = bytes(self._stderr[-STDERR_CAP:]).decode("utf-8", "replace")
-        self.ended.succeed(Exit(self.role, exitCode, signal, stderr))
-
-    def kill(self) -> None:
-        """
-        Kill the child's whole process group, and the child itself: just
-        after the spawn, before the child has made its group, there is no group yet
-        to kill. The transport forgets the pid once the child is reaped,
-        so a reused pid is never signalled.
-        """
-        if self.finished:
-            return
-        killGroup(self.pid)
-        pid = self.transport.pid if self.transport is not None else None
-        if pid is not None:
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
+from backupremote.server.process import Child, groupLeaderArgv
 
 
 class Children:

@@ -18,9 +18,9 @@ from twisted.python.filepath import FilePath
 from backupremote.protocol.options import BackupOptions
 from backupremote.protocol.runs import StageTiming
 from backupremote.server.engines.base import Target
+from backupremote.server.outcome import Outcome
 from backupremote.server.pipeline.children import Children
 from backupremote.server.pipeline.hooks import PipelineHooks
-from backupremote.server.pipeline.outcome import Outcome
 from backupremote.server.pipeline.progress import ProgressTicker
 from backupremote.server.pipeline.threads import StopFlag, runInThread
 

@@ -35,11 +35,10 @@ from backupremote.protocol.errors import (
 from backupremote.server.compressors import CompressionPlan
 from backupremote.server.engines.base import lastLines
 from backupremote.server.engines.dumps import BackupStopped, DumpPlan, InProcessDump
+from backupremote.server.outcome import Outcome
 from backupremote.server.pipeline.artifact import PARTIAL_SUFFIX
-from backupremote.server.pipeline.children import Child, Exit
 from backupremote.server.pipeline.chunkdigests import CHUNKS_SUFFIX, ChunkDigests
 from backupremote.server.pipeline.context import RunContext
-from backupremote.server.pipeline.outcome import Outcome
 from backupremote.server.pipeline.progress import IOMeter
 from backupremote.server.pipeline.sink import (
     ArtifactSink,
@@ -48,7 +47,7 @@ from backupremote.server.pipeline.sink import (
     isDiskFull,
 )
 from backupremote.server.pipeline.waiting import waitForAll
-from backupremote.server.process import baseEnvironment
+from backupremote.server.process import Child, Exit, baseEnvironment
 
 
 @frozen

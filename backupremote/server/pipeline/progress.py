@@ -17,6 +17,8 @@ from typing import Any
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 
+from backupremote.server.process import ioCounters
+
 log = Logger()
 
 #: Seconds between two progress reports.
@@ -27,25 +29,6 @@ ProgressCallback = Callable[[str, int, "int | None"], None]
 
 #: What a stage measures: C{() -> (bytesDone, totalEstimate)}.
 Measure = Callable[[], "tuple[int, int | None]"]
-
-
-def ioCounters(pid: int | None) -> tuple[int, int] | None:
-    """C{(rchar, wchar)} of the process C{pid}, or C{None} if they cannot be read."""
-    if pid is None:
-        return None
-    try:
-        with open(f"/proc/{pid}/io", "rb") as stream:
-            text = stream.read()
-    except OSError:
-        return None
-    counters = {}
-    for line in text.splitlines():
-        key, _, value = line.partition(b":")
-        if key in (b"rchar", b"wchar"):
-            counters[key] = int(value)
-    if len(counters) != 2:
-        return None
-    return counters[b"rchar"], counters[b"wchar"]
 
 
 class IOMeter:

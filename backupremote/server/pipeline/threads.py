@@ -17,7 +17,7 @@ from typing import Any, TypeVar
 
 from twisted.python.failure import Failure
 
-from backupremote.server.pipeline.outcome import Outcome
+from backupremote.server.outcome import Outcome
 
 T = TypeVar("T")
 

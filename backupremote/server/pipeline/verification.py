@@ -34,7 +34,6 @@ from backupremote.protocol.errors import (
 from backupremote.server.compressors import CompressionPlan
 from backupremote.server.engines.base import lastLines
 from backupremote.server.engines.dumps import BackupStopped, DumpPlan, EngineCheck
-from backupremote.server.pipeline.children import Child, Exit
 from backupremote.server.pipeline.context import RunContext
 from backupremote.server.pipeline.dumping import Written
 from backupremote.server.pipeline.inspection import (
@@ -42,10 +41,10 @@ from backupremote.server.pipeline.inspection import (
     PipeFeed,
     StreamInspector,
 )
-from backupremote.server.pipeline.outcome import Outcome
+from backupremote.server.outcome import Outcome
 from backupremote.server.pipeline.sink import Stopped, enlargePipe, isDiskFull
 from backupremote.server.pipeline.waiting import waitForAll
-from backupremote.server.process import baseEnvironment
+from backupremote.server.process import Child, Exit, baseEnvironment
 
 
 @frozen

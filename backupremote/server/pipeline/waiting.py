@@ -14,7 +14,7 @@ from typing import Any
 
 from twisted.internet.defer import CancelledError, Deferred
 
-from backupremote.server.pipeline.outcome import Outcome
+from backupremote.server.outcome import Outcome
 
 #: Seconds to wait for the other parts once one has failed.
 FAILURE_GRACE = 2.0

@@ -56,7 +56,7 @@ class PostScripts:
         script = self.find(name)
         done = await runProcess(self._reactor, [script.path],
                                 baseEnvironment() | environment, timeout=self.timeout)
-        output = (done.stdout + done.stderr).decode("utf-8", "replace")[-OUTPUT_KEPT:]
+        output = (done.stdout.decode("utf-8", "replace") + done.stderr)[-OUTPUT_KEPT:]
         if done.timedOut:
             output += f"\n[timed out after {self.timeout:g} s]"
         return ScriptOutcome(done.ok, output)

@@ -101,7 +101,7 @@ async def _checkBytes(argv: list[str], stdin: bytes) -> bytes:
     done = await runProcess(reactor, [which(argv[0]), *argv[1:]], _baseEnv(), timeout=60,
                             stdin=stdin)
     if not done.ok:
-        raise AssertionError(f"{argv} failed: {done.stderr.decode('utf-8', 'replace')}")
+        raise AssertionError(f"{argv} failed: {done.stderr}")
     return done.stdout
 
 

@@ -26,7 +26,7 @@ from backupremote.protocol.errors import (
 )
 from backupremote.server.engines.base import Target
 from backupremote.server.pipeline import PipelineHooks
-from backupremote.server.pipeline.progress import ioCounters
+from backupremote.server.process import ioCounters
 from backupremote.server.pipeline.sink import PIPE_SIZE
 from tests.databases.servers import (
     ROW_COUNT,

@@ -37,14 +37,15 @@ from backupremote.server.compressors import (
     planCompression,
     zipMember,
 )
+from backupremote.server.engines.dumps import TAIL_BYTES, chooseFormat
+from backupremote.server.outcome import Outcome
 from backupremote.server.pipeline.context import RunFiles, StageClock
 from backupremote.server.pipeline.inspection import ArtifactReader, StreamInspector
-from backupremote.server.pipeline.outcome import Outcome
-from backupremote.server.engines.dumps import TAIL_BYTES, chooseFormat
-from backupremote.server.pipeline.progress import ProgressTicker, ioCounters
+from backupremote.server.pipeline.progress import ProgressTicker
 from backupremote.server.pipeline.sink import ArtifactSink, ChunkReader, Stopped
 from backupremote.server.pipeline.threads import StopFlag
 from backupremote.server.pipeline.waiting import anyOf, waitForAll
+from backupremote.server.process import ioCounters
 from backupremote.server.tools import Tool, ToolFinder
 from tests.server.pipeline.helpers import groupGone, makeRunDir, realTools, waitFor
 

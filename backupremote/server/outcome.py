@@ -53,7 +53,8 @@ class Outcome(Generic[T]):
             raise RuntimeError("not done yet")
         if isinstance(self._result, Failure):
             self._result.raiseException()
-        return self._result
+        value: T = self._result
+        return value
 
     def when(self) -> Deferred[T]:
         """A new Deferred firing with the outcome; cancelling it cancels only this wait."""
