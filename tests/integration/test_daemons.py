@@ -158,7 +158,7 @@ class InstalledProgramsTests(ProgramTestCase):
 
         self.waitFor(authenticated, "the client daemon to authenticate")
         clientLog = self.folder.descendant(["client", "logs", "client.jsonl"])
-        self.waitFor(lambda: clientLog.exists() and b"connected to the server" in clientLog.getContent(),
+        self.waitFor(lambda: clientLog.exists() and b"connected to server {server}" in clientLog.getContent(),
                      "the client daemon to log its connection")
 
     def test_demo(self) -> None:

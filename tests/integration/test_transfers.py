@@ -181,7 +181,7 @@ class TransferTests(TestCase):
         output = Output(True, out, io.StringIO())
         runner = self.jobRunner()
         self.assertEqual(await downloadCommand(
-            self.client, runner, Namespace(run_id="c1", directory=folder, release=False),
+            self.client, runner, Namespace(run_id="c1", directory=folder, release=False, serverName="default"),
             output), 0)
         result = json.loads(out.getvalue())
         self.assertEqual(FilePath(result["path"]).getContent(), self.producer.data["c1"])
@@ -189,7 +189,7 @@ class TransferTests(TestCase):
         out = io.StringIO()
         human = Output(False, out, io.StringIO())
         self.assertEqual(await downloadCommand(
-            self.client, runner, Namespace(run_id="c1", directory=folder, release=True),
+            self.client, runner, Namespace(run_id="c1", directory=folder, release=True, serverName="default"),
             human), 0)
         self.assertIn("released", out.getvalue())
         out = io.StringIO()
@@ -204,6 +204,7 @@ class TransferTests(TestCase):
         options = dict.fromkeys(["format", "compression", "level", "threads", "checksum",
                                  "verification", "post_script", "timeout"])
         args = Namespace(id=self.configId, run_id="w1", wait=True, cancel_on_interrupt=False,
+                         serverName="default",
                          download=self.mktemp(), release=True, **options)
         self.assertEqual(await runCommand(self.client, self.jobRunner(), args,
                                           Output(True, out, io.StringIO())), 0)
