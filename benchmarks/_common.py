@@ -293,14 +293,16 @@ class ServerProcess:
         return next(self.tmpDir.glob(f"backupremote-{os.getuid()}/*/{runId}"), None)
 
 
-async def startServer(workspace: Workspace, extraToml: str = "") -> ServerProcess:
+async def startServer(workspace: Workspace, extraToml: str = "",
+                      name: str = "backupremote") -> ServerProcess:
     """
     Make a server folder (certificate, data, a trusted issuer), register a
     client with a licence, write the client folder, and start the server
     with the venv's twistd on a free port. C{extraToml} is appended to
-    server.toml (new tables only).
+    server.toml (new tables only). C{name}: the folder of it all in the
+    workspace (one per server, when a benchmark starts several).
     """
-    base = workspace.path("backupremote")
+    base = workspace.path(name)
     keyPath, pubPath = generateIssuerKeyPair(FilePath(str(base / "issuer")))
     port = freePort()
     folder = createServerFolder(FilePath(str(base / "server")),
