@@ -20,6 +20,7 @@ import signal
 from typing import Any, Callable
 
 from twisted.application.service import IServiceCollection, Service
+from twisted.internet.interfaces import IReactorThreads
 from twisted.logger import Logger
 
 from backupremote.logfile import LOG_FILE_SERVICE
@@ -60,7 +61,7 @@ def reopenAndReload(top: IServiceCollection) -> None:
 class HangupService(Service):
     """While running, SIGHUP runs C{onHangup} on the reactor thread."""
 
-    def __init__(self, onHangup: Callable[[], None], reactor: Any) -> None:
+    def __init__(self, onHangup: Callable[[], None], reactor: IReactorThreads) -> None:
         self._onHangup = onHangup
         self._reactor = reactor
         self._previous: Any = None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from twisted.application.service import IService
+from twisted.internet.interfaces import IReactorThreads
 from twisted.python import usage
 from twisted.python.filepath import FilePath
 
@@ -32,5 +33,6 @@ def makeService(options: Options) -> IService:
     from twisted.internet import reactor
 
     # SIGHUP: reopen the log file, reload the TLS key and certificate
-    HangupService(lambda: reopenAndReload(service), reactor).setServiceParent(service)
+    HangupService(lambda: reopenAndReload(service),
+                  IReactorThreads(reactor)).setServiceParent(service)
     return service

@@ -89,7 +89,7 @@ class IEngine(Interface):
         """
 
     # (mypy reads an Interface's methods as a class's: no self, no body)
-    async def dumpPlan(target: Target, format: str, tools: ToolFinder,  # type: ignore[empty-body]
+    async def dumpPlan(target: Target, format: str, tools: ToolFinder,
                        serverVersion: str | None) -> DumpPlan:
         """
         How to dump C{target} in C{format} (one of L{formats}) and check

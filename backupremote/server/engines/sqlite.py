@@ -133,16 +133,18 @@ def readOnlyURI(path: str) -> str:
     return f"file:{quote(path)}?mode=ro"
 
 
-def probeFile(path: str, timeout: float) -> ConnectionTestResult:
+def probeFile(path: str, timeout: float, seconds: Callable[[], float]) -> ConnectionTestResult:
     """
     Open C{path} read-only and read its version and size (blocking: run it in
-    a thread). Never raises for a database problem.
+    a thread). Never raises for a database problem. The latency is measured
+    on C{seconds} (the reactor's clock); the C{timeout} is a watchdog on
+    the machine's monotonic clock, as SQLite's own busy timeout is.
     """
     problem = checkFile(path)
     if problem is not None:
         return problem
-    started = time.monotonic()
-    deadline = started + timeout
+    started = seconds()
+    deadline = time.monotonic() + timeout
     try:
         connection = sqlite3.connect(readOnlyURI(path), uri=True, timeout=timeout,
                                      check_same_thread=False)
@@ -161,10 +163,10 @@ def probeFile(path: str, timeout: float) -> ConnectionTestResult:
     except (sqlite3.Error, OSError) as error:
         reason = classifySQLiteError(error)
         return failed(reason, describe(reason, error), toolName(),
-                      (time.monotonic() - started) * 1000)
+                      (seconds() - started) * 1000)
     finally:
         connection.close()
-    latency = (time.monotonic() - started) * 1000
+    latency = (seconds() - started) * 1000
     return ConnectionTestResult(
         ok=True, reason=None, message=f"SQLite {version} database readable",
         serverVersion=str(version), latencyMs=latency,
@@ -197,9 +199,9 @@ class SQLiteEngine:
             return failed(DATABASE_NOT_FOUND, "the configuration names no database file",
                           toolName())
         if self.runInThread is not None:
-            return await self.runInThread(probeFile, target.path, timeout)
+            return await self.runInThread(probeFile, target.path, timeout, reactor.seconds)
         return await deferToThreadPool(reactor, reactor.getThreadPool(), probeFile,
-                                       target.path, timeout)
+                                       target.path, timeout, reactor.seconds)
 
     async def chooseDumpTool(self, tools: ToolFinder, serverVersion: str | None) -> ToolChoice:
         return ToolChoice(

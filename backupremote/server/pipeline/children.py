@@ -15,13 +15,15 @@ import os
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from twisted.internet.interfaces import IReactorProcess
+
 from backupremote.server.process import Child, groupLeaderArgv
 
 
 class Children:
     """Every child of one run: spawned here, killed here, waited for here."""
 
-    def __init__(self, reactor: Any, spawned: Any = None) -> None:
+    def __init__(self, reactor: IReactorProcess, spawned: Any = None) -> None:
         self._reactor = reactor
         self._spawned = spawned
         self.all: list[Child] = []

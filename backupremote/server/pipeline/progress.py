@@ -12,8 +12,8 @@ its server, a program reading its own files), which is noise next to a dump.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
 
+from twisted.internet.interfaces import IReactorTime
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 
@@ -52,7 +52,7 @@ class ProgressTicker:
     seconds (on the injected reactor's clock), and on demand.
     """
 
-    def __init__(self, reactor: Any, progress: ProgressCallback,
+    def __init__(self, reactor: IReactorTime, progress: ProgressCallback,
                  interval: float = INTERVAL) -> None:
         self._progress = progress
         self._stage: str | None = None

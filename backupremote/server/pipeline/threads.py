@@ -15,6 +15,7 @@ import threading
 from collections.abc import Callable
 from typing import Any, TypeVar
 
+from twisted.internet.interfaces import IReactorThreads
 from twisted.python.failure import Failure
 
 from backupremote.server.outcome import Outcome
@@ -35,7 +36,7 @@ class StopFlag:
         return self._event.is_set()
 
 
-def runInThread(reactor: Any, name: str, function: Callable[..., T], *args: Any
+def runInThread(reactor: IReactorThreads, name: str, function: Callable[..., T], *args: Any
                 ) -> Outcome[T]:
     """
     Run C{function(*args)} in a new daemon thread called C{name}; the

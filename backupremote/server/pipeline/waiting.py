@@ -13,6 +13,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from twisted.internet.defer import CancelledError, Deferred
+from twisted.internet.interfaces import IReactorTime
 
 from backupremote.server.outcome import Outcome
 
@@ -26,7 +27,7 @@ STOP_WAIT = 15.0
 RETRY_INTERVAL = 0.5
 
 
-def anyOf(reactor: Any, outcomes: Sequence[Outcome[Any]],
+def anyOf(reactor: IReactorTime, outcomes: Sequence[Outcome[Any]],
           timeout: float | None = None) -> Deferred[None]:
     """
     Fires (with C{None}) as soon as one of C{outcomes} is settled, or after
@@ -61,7 +62,7 @@ def anyOf(reactor: Any, outcomes: Sequence[Outcome[Any]],
     return wake
 
 
-async def waitForAll(reactor: Any, outcomes: Sequence[Outcome[Any]],
+async def waitForAll(reactor: IReactorTime, outcomes: Sequence[Outcome[Any]],
                      failed: Callable[[Outcome[Any]], bool],
                      grace: float = FAILURE_GRACE) -> None:
     """
@@ -81,7 +82,7 @@ async def waitForAll(reactor: Any, outcomes: Sequence[Outcome[Any]],
                     None if deadline is None else deadline - reactor.seconds())
 
 
-async def waitQuietly(reactor: Any, outcomes: Callable[[], list[Outcome[Any]]],
+async def waitQuietly(reactor: IReactorTime, outcomes: Callable[[], list[Outcome[Any]]],
                       again: Callable[[], None], timeout: float = STOP_WAIT) -> None:
     """
     Wait until C{outcomes()} is empty, at most C{timeout} seconds, calling

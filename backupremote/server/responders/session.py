@@ -144,7 +144,7 @@ class SessionResponders(CommandLocator):
                 offer=offer,
                 # after auth only, as the offer: a stranger learns nothing more
                 serverTime=(datetime.fromtimestamp(
-                    self.clock.seconds(), timezone.utc)  # type: ignore[misc]
+                    self.clock.seconds(), timezone.utc)
                     if authenticated else None),
             )
         }

@@ -16,6 +16,7 @@ from typing import Any
 
 from attrs import evolve
 from twisted.internet.defer import Deferred
+from twisted.internet.interfaces import IReactorTime
 
 from backupremote.protocol.errors import CONFLICT, VALIDATION_FAILED, BackupRemoteError
 from backupremote.protocol.options import BackupOptions
@@ -45,7 +46,7 @@ def checkRunIds(runId: str, scheduleId: str | None) -> None:
 class RunAdmission:
     """Admits new runs into the L{RunQueue}, once per runId."""
 
-    def __init__(self, reactor: Any, store: RunStore, databases: DatabaseConfigs,
+    def __init__(self, reactor: IReactorTime, store: RunStore, databases: DatabaseConfigs,
                  scripts: PostScripts, queue: RunQueue, progressInterval: float = 0.25,
                  checkStagingRoom: CheckStagingRoom | None = None) -> None:
         self._reactor = reactor

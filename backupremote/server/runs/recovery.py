@@ -7,9 +7,10 @@ from __future__ import annotations
 
 import shutil
 from datetime import datetime, timezone
-from typing import Any
 
 from attrs import evolve
+
+from twisted.internet.interfaces import IReactorTime
 
 from backupremote.protocol.errors import INTERRUPTED
 from backupremote.server.runs.events import RunEventStream
@@ -17,7 +18,7 @@ from backupremote.server.runs.store import RunStore
 from backupremote.server.staging import StagingArea
 
 
-def recoverInterrupted(clock: Any, store: RunStore, staging: StagingArea) -> list[str]:
+def recoverInterrupted(clock: IReactorTime, store: RunStore, staging: StagingArea) -> list[str]:
     """
     Runs left unfinished by a crash become C{failed}/C{INTERRUPTED} (with
     their last event) and their staging folders are removed; returns their ids.

@@ -19,6 +19,7 @@ from typing import Any
 
 from attrs import define
 from twisted.internet.defer import Deferred
+from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 from twisted.python.filepath import FilePath
 
@@ -69,7 +70,7 @@ class Staged:
 class StagedArtifacts:
     """Every staged artifact of the server (C{core.artifacts})."""
 
-    def __init__(self, clock: Any, staging: StagingArea, runs: RunStore,
+    def __init__(self, clock: IReactorTime, staging: StagingArea, runs: RunStore,
                  runInThread: Callable[..., Deferred[Any]], ttl: float,
                  maxBytes: int = 0, ownership: Ownership | None = None) -> None:
         self._clock = clock

@@ -5,9 +5,9 @@ artifacts past their time to live with a C{LoopingCall} on the injected clock.
 
 from __future__ import annotations
 
-from typing import Any
 
 from twisted.application.service import Service
+from twisted.internet.interfaces import IReactorTime
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 
@@ -22,7 +22,7 @@ EXPIRY_INTERVAL = 60.0
 class StagingJanitor(Service):
     """Start-up sweep, then periodic expiry, of L{StagedArtifacts}."""
 
-    def __init__(self, artifacts: StagedArtifacts, clock: Any,
+    def __init__(self, artifacts: StagedArtifacts, clock: IReactorTime,
                  interval: float = EXPIRY_INTERVAL) -> None:
         self.artifacts = artifacts
         self.interval = interval

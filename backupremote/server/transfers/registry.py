@@ -16,6 +16,7 @@ import os
 import uuid
 from typing import Any
 
+from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
 from backupremote.nodelay import noDelay
@@ -35,7 +36,7 @@ _log = Logger(namespace="backupremote.server.transfers")
 class TransferRegistry:
     """Starts, stops and accounts for transfers."""
 
-    def __init__(self, clock: Any, artifacts: StagedArtifacts, maxConcurrent: int,
+    def __init__(self, clock: IReactorTime, artifacts: StagedArtifacts, maxConcurrent: int,
                  metrics: Any = None, maxPerClient: int | None = None,
                  stallTimeout: float | None = 60.0) -> None:
         self._clock = clock

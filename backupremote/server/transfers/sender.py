@@ -21,7 +21,7 @@ import os
 from collections.abc import Callable
 from typing import Any
 
-from twisted.internet.interfaces import IDelayedCall, IPushProducer
+from twisted.internet.interfaces import IDelayedCall, IPushProducer, IReactorTime
 from twisted.logger import Logger
 from zope.interface import implementer
 
@@ -47,7 +47,7 @@ class ChunkSender:
     """Streams C{entry} from chunk C{startChunk} over C{connection}."""
 
     def __init__(self, transferId: str, connection: Any, descriptor: int, entry: FileEntry,
-                 startChunk: int, clock: Any, onEnd: Callable[[ChunkSender, str], None],
+                 startChunk: int, clock: IReactorTime, onEnd: Callable[[ChunkSender, str], None],
                  window: int = WINDOW_BOXES, perBox: int = CHUNKS_PER_BOX,
                  clientId: str = "", stallTimeout: float | None = None) -> None:
         self.transferId = transferId

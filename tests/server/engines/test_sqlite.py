@@ -157,6 +157,25 @@ class ProbeTests(TestCase):
         self.assertTrue(result.ok)
         self.assertEqual(seen, [False])
 
+    async def test_latencyOnTheReactorsClock(self) -> None:
+        """The latency is measured on the reactor's clock, not the machine's."""
+        database = await startSQLite(self)
+
+        class SteppingClock:
+            def __init__(self) -> None:
+                self.times = iter([100.0, 100.25])
+
+            def seconds(self) -> float:
+                return next(self.times)
+
+        def runner(function: Any, *args: Any) -> Any:
+            return succeed(function(*args))
+
+        result = await SQLiteEngine(runner).probe(Target("sqlite", path=database.path),
+                                                  self.tools(), SteppingClock(), 10)
+        self.assertTrue(result.ok, result)
+        self.assertEqual(result.latencyMs, 250.0)
+
     async def test_readOnly(self) -> None:
         """The probe never writes: no journal, no change of the file."""
         database = await startSQLite(self)
@@ -224,7 +243,7 @@ class ProbeTests(TestCase):
         self.addCleanup(holder.close)
         holder.execute("PRAGMA locking_mode=EXCLUSIVE")
         holder.execute("BEGIN EXCLUSIVE")
-        result = probeFile(database.path, 0.2)
+        result = probeFile(database.path, 0.2, reactor.seconds)
         self.assertFalse(result.ok)
         self.assertEqual(result.reason, DB_ERROR)
         self.assertIn("locked", result.message)
