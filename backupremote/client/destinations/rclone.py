@@ -260,11 +260,12 @@ class RcloneDestination:
                         self._target(probe), stdin=data)
         await self._run(f"remove {probe}", "deletefile", self._target(probe), missingOk=True)
 
-    def put(self, source: FilePath, name: str,
+    def put(self, source: FilePath[str], name: str,
             progress: Progress | None = None) -> Deferred[PendingUpload]:
         return Deferred.fromCoroutine(self._put(source, name, progress))
 
-    async def _put(self, source: FilePath, name: str, progress: Progress | None) -> PendingUpload:
+    async def _put(self, source: FilePath[str], name: str,
+                   progress: Progress | None) -> PendingUpload:
         checkName(name)
         size = source.getsize()  # OSError for a missing file, before anything runs
         temporary = temporaryName(name)

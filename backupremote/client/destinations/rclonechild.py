@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import signal
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import Any, cast
 
 from attrs import frozen
 from twisted.internet import task
@@ -79,11 +79,16 @@ class _Child(ProcessProtocol):
         self.producer: FileSliceProducer | None = None
         self.ended: Deferred[BaseException] = Deferred()
 
+    @property
+    def _process(self) -> Any:
+        """The process transport (an IProcessTransport once spawned)."""
+        return self.transport
+
     def connectionMade(self) -> None:
         if not isinstance(self._stdin, StdinFile):
             if self._stdin:
-                self.transport.write(self._stdin)
-            self.transport.closeStdin()
+                self._process.write(self._stdin)
+            self._process.closeStdin()
             return
         spec = self._stdin
 
@@ -94,20 +99,20 @@ class _Child(ProcessProtocol):
 
         self.producer = FileSliceProducer(spec.path, spec.offset, spec.length, sent,
                                           self._cooperator)
-        self.transport.registerProducer(self.producer, True)
-        done = self.producer.startProducing(self.transport)
+        self._process.registerProducer(self.producer, True)
+        done = self.producer.startProducing(self._process)
         done.addCallbacks(self._stdinDone, self._stdinFailed)
 
     def _stdinDone(self, _: object) -> None:
-        self.transport.unregisterProducer()
-        self.transport.closeStdin()
+        self._process.unregisterProducer()
+        self._process.closeStdin()
 
     def _stdinFailed(self, failure: Failure) -> None:
         # the local file could not be read: the child must not complete
         self.sinkError = failure.value
-        self.transport.unregisterProducer()
-        killGroup(self.transport.pid)
-        killChild(self.transport.pid)
+        self._process.unregisterProducer()
+        killGroup(self._process.pid)
+        killChild(self._process.pid)
 
     def outReceived(self, data: bytes) -> None:
         self._touch()
@@ -121,7 +126,7 @@ class _Child(ProcessProtocol):
             self._sink(data)
         except Exception as e:
             self.sinkError = e
-            killGroup(self.transport.pid)
+            killGroup(self._process.pid)
 
     def errReceived(self, data: bytes) -> None:
         self.stderr += data
@@ -132,7 +137,7 @@ class _Child(ProcessProtocol):
         if self.producer is not None:
             self.producer.stopProducing()
         if not self.ended.called:  # not cancelled
-            self.ended.callback(reason.value)
+            self.ended.callback(cast(BaseException, reason.value))
 
 
 async def runChild(

@@ -204,7 +204,7 @@ def build(reactor: Any, destination: StoredDestination, secret: str | None) -> I
             from backupremote.client.destinations import rclone
         except ImportError:
             raise _notHere(kind) from None
-        return rclone.fromStored(reactor, destination, secret)  # type: ignore[attr-defined,no-any-return]
+        return rclone.fromStored(reactor, destination, secret)
     raise _notHere(kind)
 
 
