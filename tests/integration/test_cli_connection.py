@@ -69,6 +69,12 @@ class ServerDownTests(ProgramTestCase):
 
     def test_interruptedWhileRetrying(self) -> None:
         self.setUpServerAndClient()
+        # enough attempts that the command is surely still retrying when Ctrl-C comes,
+        # however slow a loaded machine is to deliver it
+        config = self.folder.descendant(["client", "client.toml"])
+        text = config.getContent().decode()
+        assert "[limits]" not in text
+        config.setContent((text + "\n[limits]\nconnect_attempts = 100\n").encode())
         process = self.start("capabilities")
         self.firstLine(process, 3.0)
         os.kill(process.pid, signal.SIGINT)

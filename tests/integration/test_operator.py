@@ -35,7 +35,7 @@ class ClientAdministrationTests(ProgramTestCase):
         self.daemon("backupremote-client", "--config", "client/client.toml")
         clientLog = self.folder.descendant(["client", "logs", "client.jsonl"])
         self.waitFor(lambda: clientLog.exists()
-                     and b"connected to the server" in clientLog.getContent(),
+                     and b"connected to server {server}" in clientLog.getContent(),
                      "the client daemon to connect")
         admin = ("--config", "server/server.toml")
 
