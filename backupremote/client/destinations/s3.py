@@ -8,8 +8,7 @@ C{partSize} bytes (16-64 MiB, larger only past 10,000 parts), a few in
 flight, each read from the local file twice: once in a thread to compute its
 MD5 and SHA-256 (and the whole file's SHA-256, part after part), then
 streamed from the file as the request body (signed with that SHA-256, with
-that C{Content-MD5}; the server refuses a part that differs and answers its
-ETag, the part's MD5, which is checked too). No part is ever held in memory,
+that C{Content-MD5}; the server refuses a part that differs). No part is ever held in memory,
 whatever the file's size. A failed or cancelled upload is aborted; uploads of
 ours left by a crash are aborted once they are older than C{staleAfter}.
 

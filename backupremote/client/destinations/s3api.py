@@ -24,6 +24,7 @@ from botocore.auth import S3SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
 from defusedxml import DefusedXmlException
+from twisted.logger import Logger
 from twisted.web.iweb import IBodyProducer
 
 from backupremote.client.destinations.httpsession import HTTPResponse, HTTPSession, Sink
@@ -36,6 +37,8 @@ from backupremote.protocol.errors import (
     DESTINATION_VERIFY_FAILED,
     BackupRemoteError,
 )
+
+log = Logger()
 
 EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()
 #: The metadata key of our own SHA-256 of an object (C{x-amz-meta-sha256}).
@@ -126,6 +129,7 @@ class S3Bucket:
         self.endpoint = endpoint.rstrip("/")
         self.bucket = bucket
         self.location = session.location
+        self._etagsNoted = False
         self._signer = _PayloadSigner(Credentials(accessKey, secretKey), "s3", region)
 
     def url(self, key: str = "", query: Sequence[tuple[str, str]] = ()) -> str:
@@ -292,11 +296,14 @@ class S3Bucket:
             headers={"Content-MD5": md5Base64(md5)}, body=body, payloadSha256=sha256,
             missing=DESTINATION_UNREACHABLE)
         etag = response.header("etag", "") or ""
-        if etag.strip('"') != md5.hex():
-            raise BackupRemoteError(
-                DESTINATION_UNREACHABLE,
-                f"{self.location}: part {number} of {key} was stored with ETag {etag}, "
-                f"not the MD5 {md5.hex()} of what was sent")
+        if etag.strip('"') != md5.hex() and not self._etagsNoted:
+            # The server checked the part against its Content-MD5 and its signed
+            # SHA-256 already; an ETag that is not the MD5 is a server convention
+            # (AWS with SSE-KMS, some S3-compatible servers), not a corruption.
+            self._etagsNoted = True
+            log.info("{location}: part ETags are not their MD5 ({etag}); relying on "
+                     "Content-MD5, the signed SHA-256 and the read-back",
+                     location=self.location, etag=etag)
         return etag
 
     async def uploadPartCopy(self, key: str, uploadId: str, number: int, source: str,
