@@ -96,9 +96,16 @@ class TLSFiles:
         return fingerprintOfPem(self.certPem)
 
     @classmethod
-    def make(cls, folder: str) -> TLSFiles:
+    def make(cls, folder: str, onlyName: str | None = None) -> TLSFiles:
+        """
+        A CA and a server certificate for loopback; with C{onlyName}, one
+        that names that host only (not 127.0.0.1): a name mismatch.
+        """
         caKey, caPem = generateCertificateAuthority("backupremote test CA")
-        keyPem, certPem = issueServerCertificate(caKey, caPem, ["localhost"])
+        if onlyName is None:
+            keyPem, certPem = issueServerCertificate(caKey, caPem, ["localhost"])
+        else:
+            keyPem, certPem = _certificateNaming(caKey, caPem, onlyName)
         certFile = os.path.join(folder, "server.crt")
         keyFile = os.path.join(folder, "server.key")
         with open(certFile, "wb") as f:
@@ -108,6 +115,32 @@ class TLSFiles:
         with open(caFile, "wb") as f:
             f.write(caPem)
         return cls(folder, caPem, caFile, certFile, keyFile, certPem)
+
+
+def _certificateNaming(caKeyPem: bytes, caPem: bytes, name: str) -> tuple[bytes, bytes]:
+    """A server certificate from the CA that names C{name} and nothing else."""
+    import datetime
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    caKey = serialization.load_pem_private_key(caKeyPem, None)
+    ca = x509.load_pem_x509_certificate(caPem)
+    key = ec.generate_private_key(ec.SECP256R1())
+    now = datetime.datetime.now(datetime.timezone.utc)
+    cert = (x509.CertificateBuilder()
+            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)]))
+            .issuer_name(ca.subject).public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(hours=1))
+            .not_valid_after(now + datetime.timedelta(days=1))
+            .add_extension(x509.SubjectAlternativeName([x509.DNSName(name)]), critical=False)
+            .sign(caKey, hashes.SHA256()))  # type: ignore[arg-type]
+    keyPem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                               serialization.NoEncryption())
+    return keyPem, cert.public_bytes(serialization.Encoding.PEM)
 
 
 @define
@@ -204,11 +237,13 @@ class WebDAVServer:
         return name
 
 
-def startWsgiDAV(case: Any | None = None, tls: bool = False) -> WebDAVServer:
+def startWsgiDAV(case: Any | None = None, tls: bool = False,
+                 certificateName: str | None = None) -> WebDAVServer:
+    """wsgidav; with C{certificateName}, over HTTPS with a certificate naming only that host."""
     folder = makeFolder("wsgidav")
     root = os.path.join(folder, "root")
     os.mkdir(root)
-    files = TLSFiles.make(folder) if tls else None
+    files = TLSFiles.make(folder, certificateName) if tls or certificateName else None
     port = freePort()
     password = "pw-" + secrets.token_urlsafe(12)
     # YAML is a superset of JSON: written as JSON, read by wsgidav's YAML loader.

@@ -160,6 +160,23 @@ class WebDAVFaultTests(TestCase):
                               putVerified(destination, self.source, "a.bin"))
         self.assertUntouched()
 
+    async def test_nameMismatch(self) -> None:
+        """A certificate from the trusted CA that does not name the host is refused."""
+        server = startWsgiDAV(self, certificateName="someone-else.example")
+        assert server.tls is not None
+        folder = server.newFolder()
+        destination = destinationOn(self, server, folder)
+        error = await self.assertCode(DESTINATION_IDENTITY_MISMATCH, destination.testConnection())
+        self.assertIn("127.0.0.1", error.message)
+        await self.assertCode(DESTINATION_IDENTITY_MISMATCH,
+                              putVerified(destination, self.source, "a.bin"))
+        self.assertEqual(filesUnder(os.path.join(server.root, folder)), set())
+        self.assertUntouched()
+        # pinned, the same certificate is accepted: a pin does not check names
+        pinned = destinationOn(self, server, folder,
+                               verification=PeerVerification(fingerprints=[server.tls.fingerprint]))
+        await pinned.testConnection()
+
     async def test_systemTrust(self) -> None:
         """Without a CA file or a pin, a private CA's certificate is not trusted."""
         server = shared("wsgidav-tls")
