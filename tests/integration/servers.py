@@ -64,6 +64,10 @@ class RunningServer:
 
     def client(self, testCase: Any, secret: str | None = None, start: bool = True,
                **changes: Any) -> BackupRemoteClient:
+        """
+        A client of this server, its connection started (as a CLI command
+        does) unless C{start} is false (a daemon under test owns it).
+        """
         config = self.clientConfig(**changes)
         connection = ConnectionManager(
             reactor, config,
