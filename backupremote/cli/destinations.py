@@ -20,6 +20,7 @@ from twisted.python.filepath import FilePath
 
 from backupremote.cli.output import Output
 from backupremote.client.config import ClientConfig, loadClientConfig
+from backupremote.client.delivery.model import QueueItem
 from backupremote.client.delivery.retention import Copy, prune
 from backupremote.client.delivery.store import DeliveryStore
 from backupremote.client.destinations.registry import DestinationRegistry
@@ -321,8 +322,9 @@ async def pruneCommand(config: ClientConfig, registry: DestinationRegistry,
 
     stored = await registry.byName(args.name)
     deliveries = DeliveryStore(registry.store.store, now(reactor))
+    delivered: list[QueueItem] = await deliveries.delivered(stored.id)
     copies = [Copy(item.id, item.name, item.size, item.verifiedAt, item.scheduleId)
-              for item in await deliveries.delivered(stored.id) if item.verifiedAt]
+              for item in delivered if item.verifiedAt]
     destination = await registry.open(stored)
     try:
         selection = await prune(destination, copies, stored.retention, datetime.now(UTC),

@@ -300,6 +300,6 @@ def addClientMetrics(top: Any, reactor: Any, config: Any, jobs: Any = None,
     if servers is not None:
         metrics.sampleServers(servers)
     service = MetricsService(reactor, config.metrics, metrics.registry)
-    service.setName("metrics")
-    service.setServiceParent(top)
+    service.setName("metrics")  # type: ignore[no-untyped-call]
+    service.setServiceParent(top)  # type: ignore[no-untyped-call]
     return metrics

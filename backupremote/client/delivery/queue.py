@@ -41,6 +41,7 @@ from typing import Any, Protocol
 from twisted.internet.defer import CancelledError, Deferred, succeed
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 from twisted.python.filepath import FilePath
 
 from backupremote.client.backoff import Backoff
@@ -102,8 +103,14 @@ def _isPermanent(error: BackupRemoteError) -> bool:
 def _follow(deferred: Deferred[None]) -> Deferred[None]:
     """A new Deferred that fires as C{deferred} does (which stays usable)."""
     follower: Deferred[None] = Deferred()
-    deferred.addBoth(lambda result: (follower.callback(None) if not hasattr(result, "check")
-                                     else follower.errback(result), None)[1])
+
+    def relay(result: Any) -> None:
+        if isinstance(result, Failure):
+            follower.errback(result)
+        else:
+            follower.callback(None)
+
+    deferred.addBoth(relay)
     return follower
 
 

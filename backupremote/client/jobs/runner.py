@@ -31,7 +31,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from twisted.internet.defer import CancelledError, Deferred, DeferredList, succeed
+from twisted.internet.defer import CancelledError, Deferred, DeferredList
 from twisted.internet.interfaces import IReactorTime
 from twisted.internet.threads import deferToThreadPool
 from twisted.logger import Logger
@@ -42,7 +42,7 @@ from backupremote.client.api import BackupRemoteClient
 from backupremote.client.backoff import TRANSIENT, Backoff
 from backupremote.client.connection import PERMANENT
 from backupremote.client.download import DownloadProgress, fileSha256
-from backupremote.client.jobs.delivery import DeliveryFailed, IDelivery, LocalFolderDelivery
+from backupremote.client.jobs.delivery import DeliveryFailed, IDelivery
 from backupremote.client.jobs.locks import JobLocks
 from backupremote.client.jobs.model import (
     CANCELLED,

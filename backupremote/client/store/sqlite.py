@@ -170,7 +170,8 @@ class SQLiteClientStore:
     def _runBatch(self, works: list[Callable[[sqlite3.Connection], Any]]) -> list[tuple[bool, Any]]:
         """Each work in a savepoint of one transaction; (ok, result or Failure) each."""
         if self._openError is not None:
-            return [(False, Failure(self._openError))] * len(works)
+            opening = Failure(self._openError)  # type: ignore[no-untyped-call]
+            return [(False, opening)] * len(works)
         db = self._db
         assert db is not None
         outcomes: list[tuple[bool, Any]] = []
@@ -189,7 +190,7 @@ class SQLiteClientStore:
                 try:
                     result = work(db)
                 except BaseException:
-                    outcomes.append((False, Failure()))
+                    outcomes.append((False, Failure()))  # type: ignore[no-untyped-call]
                     if db.in_transaction:
                         db.execute("ROLLBACK TO work")
                         db.execute("RELEASE work")
@@ -202,7 +203,7 @@ class SQLiteClientStore:
                 failure = outcomes[-1][1]
                 outcomes[committed:] = [(False, failure)] * (len(outcomes) - committed)
         except BaseException:
-            failure = Failure()
+            failure = Failure()  # type: ignore[no-untyped-call]
             if db.in_transaction:
                 db.execute("ROLLBACK")
             outcomes[committed:] = [(False, failure)] * (len(works) - committed)
