@@ -12,13 +12,15 @@ import subprocess
 import time
 
 from tests.integration.test_daemons import ProgramTestCase, program
+from tests.processes import interruptible
 
 
 class ServerDownTests(ProgramTestCase):
     def start(self, *args: str) -> subprocess.Popen[str]:
         process = subprocess.Popen(
             [program("backupremote"), "--config", "client/client.toml", *args],
-            cwd=self.folder.path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            cwd=self.folder.path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            preexec_fn=interruptible)
 
         def stop() -> None:
             if process.poll() is None:

@@ -23,6 +23,7 @@ from backupremote.client.folder import createClientFolder
 from tests.client.helpers import startProducingServer
 from tests.integration.servers import CLIENT_ID
 from tests.integration.test_daemons import program
+from tests.processes import interruptible
 from tests.server.transfers.helpers import RandomProducer
 
 
@@ -41,7 +42,8 @@ class RunWaitTests(TestCase):
     def start(self, *args: str) -> subprocess.Popen[str]:
         process = subprocess.Popen(
             [program("backupremote"), "--config", "client/client.toml", *args],
-            cwd=self.folder.path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            cwd=self.folder.path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            preexec_fn=interruptible)
 
         def stop() -> None:
             if process.poll() is None:

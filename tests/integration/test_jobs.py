@@ -173,5 +173,9 @@ class KilledClientTests(TestCase):
             ["client", "logs", "client.jsonl"]).getContent().splitlines()]
         said = [(e.get("log_format"), e.get("count", e.get("state"))) for e in log
                 if e.get("log_namespace") == "backupremote.client.jobs"]
-        self.assertEqual(said, [("taking up {count} unfinished job(s)", 1),
-                                ("run {runId}: {state}", "released")])
+        # one job taken up, its remaining steps logged one by one, and released at the end
+        self.assertEqual(said[0], ("taking up {count} unfinished job(s)", 1))
+        self.assertEqual(said[-1], ("run {runId}: {state}", "released"))
+        self.assertTrue(said[1:-1])
+        for format, state in said[1:-1]:
+            self.assertEqual(format, "run {runId}: {step} done, {state}")
