@@ -51,7 +51,7 @@ from backupremote.client.schedules.store import FireRecord, ScheduleStore
 from backupremote.client.schedules.validation import Problems, validateSchedule
 from backupremote.client.store import SQLiteClientStore
 from backupremote.configfile import configError
-from backupremote.protocol.errors import CONFLICT, BackupRemoteError
+from backupremote.protocol.errors import CONFLICT, VALIDATION_FAILED, BackupRemoteError
 
 UTC = timezone.utc
 #: Seconds between two looks at a job the daemon drives (C{run-now --wait}).
@@ -84,7 +84,7 @@ def register(commands: Any) -> None:
     add.add_argument("--disabled", action="store_true", help="store it disabled")
     backupArguments(add.add_argument_group(
         "backup options (default: the configuration's, at each run)"))
-    add.set_defaults(onReactor=_withSchedules(addCommand))
+    add.set_defaults(onReactor=_withSchedules(_countingRefusals("create", addCommand)))
 
     listing = sub.add_parser("list", help="list the schedules with their next fire",
                              epilog="example: backupremote schedule list --json")
@@ -113,7 +113,7 @@ def register(commands: Any) -> None:
     _ruleArguments(update, required=False)
     _scheduleArguments(update)
     backupArguments(update.add_argument_group("backup options"))
-    update.set_defaults(onReactor=_withSchedules(updateCommand))
+    update.set_defaults(onReactor=_withSchedules(_countingRefusals("update", updateCommand)))
 
     for action, verb in (("remove", "delete"), ("enable", "enable"), ("disable", "disable")):
         parser = sub.add_parser(action, help=f"{verb} a schedule",
@@ -394,6 +394,24 @@ async def _destinationsChecked(config: ClientConfig, schedules: ScheduleStore,
 
 
 # -- the commands
+
+
+def _countingRefusals(op: str, command: Any) -> Any:
+    """
+    C{command}, whose refusals of an invalid or unlicensed schedule are
+    counted in the client store (the daemon's C{backupremote_schedule_rejected_total}).
+    """
+
+    async def counted(config: ClientConfig, schedules: ScheduleStore,
+                      args: argparse.Namespace, output: Output, reactor: Any) -> int:
+        try:
+            return int(await command(config, schedules, args, output, reactor))
+        except BackupRemoteError as error:
+            if error.code == VALIDATION_FAILED or error.code.startswith("LICENSE_"):
+                await schedules.recordRejection(op)
+            raise
+
+    return counted
 
 
 async def addCommand(config: ClientConfig, schedules: ScheduleStore,

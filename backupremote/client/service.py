@@ -42,6 +42,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from twisted.application.internet import TimerService
 from twisted.application.service import IService, MultiService
 from twisted.internet.defer import Deferred, maybeDeferred, succeed
 from twisted.internet.task import LoopingCall
@@ -222,7 +223,7 @@ def makeService(config: ClientConfig, reactor: Any = None,
     notifier = config.notify.notifier(reactor)
     metrics = addClientMetrics(top, reactor, config, None, servers)
     notify = notifier.notify if metrics is None else tellBoth(notifier.notify, metrics.event)
-    store = jobs = scheduler = pickup = lock = queue = starter = None
+    store = jobs = scheduler = pickup = lock = queue = starter = schedules = None
     if config.dataDir is not None:
         store = SQLiteClientStore.inFolder(config.dataDir, reactor)
         schedules = ScheduleStore(store)
@@ -249,6 +250,9 @@ def makeService(config: ClientConfig, reactor: Any = None,
                           queue=queue, starter=starter, notify=notify)
     daemon.setName("client")
     daemon.setServiceParent(top)
+    if metrics is not None and schedules is not None:
+        # after the daemon: it stops first, before the daemon closes the store
+        followRejections(top, reactor, schedules, metrics)
     if config.webListen is not None and config.dataDir is not None:
         addDashboard(daemon, reactor, config.webListen, config.dataDir)
     return top
@@ -262,6 +266,27 @@ def tellBoth(*sinks: EventSink) -> EventSink:
             sink(event)
 
     return tell
+
+
+#: Seconds between two looks at the schedule refusals the CLI counted in the store.
+REJECTIONS_INTERVAL = 30.0
+
+
+def followRejections(top: Any, reactor: Any, schedules: ScheduleStore, metrics: Any) -> None:
+    """
+    Carry the schedule refusals the CLI counts in the store into the
+    daemon's metrics, every L{REJECTIONS_INTERVAL} seconds (a failed look
+    is tried again at the next).
+    """
+    def look() -> Any:
+        return schedules.rejections().addCallbacks(
+            metrics.rejectionsSeen,
+            lambda failure: _log.failure("reading the schedule refusals", failure))
+
+    following = TimerService(REJECTIONS_INTERVAL, look)  # type: ignore[no-untyped-call]
+    following.clock = reactor
+    following.setName("schedule-rejections")  # type: ignore[no-untyped-call]
+    following.setServiceParent(top)  # type: ignore[no-untyped-call]
 
 
 def _scheduleNames(schedules: ScheduleStore) -> ScheduleNames:

@@ -50,6 +50,7 @@ class ClientMetrics:
 
     def __init__(self, reactor: Any, registry: CollectorRegistry | None = None) -> None:
         self.reactor = reactor
+        self._rejectionsSeen: dict[str, int] = {}
         self.registry = registry if registry is not None else CollectorRegistry()
         r = self.registry
         info = Gauge("backupremote_build_info", "The running software.",
@@ -138,8 +139,20 @@ class ClientMetrics:
     def circuit(self, destination: str, isOpen: bool) -> None:
         self.circuitOpen.labels(destination).set(1 if isOpen else 0)
 
-    def scheduleRejected(self, op: str) -> None:
-        self.schedulesRejected.labels(op).inc()
+    def scheduleRejected(self, op: str, count: int = 1) -> None:
+        self.schedulesRejected.labels(op).inc(count)
+
+    def rejectionsSeen(self, counts: Mapping[str, int]) -> None:
+        """
+        The refusals the client store holds (C{op} -> count, kept by the CLI,
+        which refuses schedules in a process of its own): what is new since
+        the last look is added, so the counter counts every refusal once.
+        """
+        for op, count in counts.items():
+            new = count - self._rejectionsSeen.get(op, 0)
+            if new > 0:
+                self.scheduleRejected(op, new)
+            self._rejectionsSeen[op] = count
 
     def nextFire(self, schedule: str, when: datetime | None) -> None:
         """C{schedule} fires next at C{when} (C{None}: not any more)."""

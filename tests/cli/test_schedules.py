@@ -128,3 +128,32 @@ class StoreCommandTests(SynchronousTestCase):
         self.assertIn("options:      xz", text)
         self.invoke(cli.removeCommand, "remove", "nightly")
         self.assertEqual(self.successResultOf(self.schedules.list()), [])
+
+
+class RefusalCountTests(SynchronousTestCase):
+    """Refused creations and updates are counted in the store, for the daemon's metrics."""
+
+    def setUp(self) -> None:
+        self.schedules = ScheduleStore(MemoryClientStore())
+        self.config = ClientConfig(clientId="c", secretFile=FilePath("s"),
+                                   licenseFile=FilePath("l"),
+                                   server=ServerAddress("127.0.0.1", 1))
+
+    def refuse(self, op: str, command: Any, *argv: str) -> None:
+        counted = cli._countingRefusals(op, command)
+        failure = self.failureResultOf(Deferred.fromCoroutine(counted(
+            self.config, self.schedules, parse(*argv), Output(False, io.StringIO(),
+                                                              io.StringIO()), reactor)))
+        self.assertEqual(failure.value.code, VALIDATION_FAILED)
+
+    def test_refusedAddAndUpdateAreCounted(self) -> None:
+        self.refuse("create", cli.addCommand, "add", "bad", "--db", "db-1",
+                    "--cron", "61 * * * *")
+        self.refuse("create", cli.addCommand, "add", "bad", "--db", "db-1",
+                    "--every", "30s")
+        self.successResultOf(self.schedules.add(Schedule(
+            id="11111111-2222-4333-8444-555555555555", name="nightly",
+            rule=Daily((time(2, 30),)), zone="Europe/Berlin", database="db-1"), NOW))
+        self.refuse("update", cli.updateCommand, "update", "nightly", "--tz", "Mars/Olympus")
+        self.assertEqual(self.successResultOf(self.schedules.rejections()),
+                         {"create": 2, "update": 1})

@@ -195,6 +195,17 @@ class ScheduleStore:
 
         return self._store.transact(work)
 
+    def recordRejection(self, op: str) -> Deferred[None]:
+        """One more schedule C{op} (C{create}, C{update}) refused."""
+        return self._store.transact(lambda db: db.execute(
+            "INSERT INTO schedule_rejections (op, count) VALUES (?, 1) "
+            "ON CONFLICT (op) DO UPDATE SET count = count + 1", (op,)) and None)
+
+    def rejections(self) -> Deferred[dict[str, int]]:
+        """Schedule operations refused so far, by operation."""
+        return self._store.transact(lambda db: dict(
+            db.execute("SELECT op, count FROM schedule_rejections").fetchall()))
+
     def fires(self, scheduleId: str | None = None, limit: int = 50) -> Deferred[
             list[FireRecord]]:
         """The latest records of slots (of one schedule, or all), newest slot first."""

@@ -129,4 +129,12 @@ MIGRATIONS: list[str] = [
     CREATE INDEX deliveries_state ON deliveries (state, nextAttemptAt);
     CREATE INDEX deliveries_destination ON deliveries (destinationId, state);
     """,
+    # 4: schedule creations and updates refused, by operation, for the daemon's
+    # metrics (the CLI refuses them, in a process with no metrics of its own)
+    """
+    CREATE TABLE schedule_rejections (
+        op TEXT PRIMARY KEY,
+        count INTEGER NOT NULL
+    );
+    """,
 ]
