@@ -56,6 +56,7 @@ from backupremote.client.destinations.names import (
     splitName,
     temporaryName,
 )
+from backupremote.client.destinations.verified import openSource
 from backupremote.client.destinations.urls import FTPURL
 from backupremote.protocol.errors import (
     DESTINATION_REFUSED,
@@ -330,13 +331,7 @@ class FTPDestination:
     async def _put(self, source: FilePath, name: str, progress: Progress | None
                    ) -> PendingUpload:
         temporary = temporaryName(name)
-        try:
-            reading = open(source.path, "rb", buffering=0)
-        except OSError as e:
-            raise BackupRemoteError(
-                INTERNAL_ERROR, f"cannot read the local file {source.path}: {e.strerror}"
-            ) from None
-        with reading:
+        with openSource(source) as reading:
             session = await self._sessionNow()
             await self._folderFor(session, name)
             try:

@@ -57,6 +57,7 @@ from backupremote.client.destinations.names import (
     splitName,
     temporaryName,
 )
+from backupremote.client.destinations.verified import openSource
 from backupremote.client.destinations.pool import inPool
 from backupremote.client.destinations.urls import FTPURL
 from backupremote.protocol.errors import (
@@ -256,10 +257,9 @@ class FTPSDestination:
         except BackupRemoteError:
             return fail()
         try:
-            handle = open(source.path, "rb", buffering=0)
-        except OSError as e:
-            return fail(BackupRemoteError(
-                INTERNAL_ERROR, f"cannot read the local file {source.path}: {e.strerror}"))
+            handle = openSource(source)
+        except BackupRemoteError as error:
+            return fail(error)
         report = None
         if progress is not None:
             report = lambda sent: self._reactor.callFromThread(progress, sent)  # noqa: E731

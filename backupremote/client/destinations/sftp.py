@@ -49,6 +49,7 @@ from backupremote.client.destinations.names import (
     splitName,
     temporaryName,
 )
+from backupremote.client.destinations.verified import openSource
 from backupremote.client.destinations.sshconnect import SFTPClient, SSHSession
 from backupremote.client.destinations.sshkeys import HostKeyPolicy, SSHCredentials
 from backupremote.client.destinations.urls import SFTPURL
@@ -57,7 +58,6 @@ from backupremote.protocol.errors import (
     DESTINATION_NOT_FOUND,
     DESTINATION_REFUSED,
     DESTINATION_UNREACHABLE,
-    INTERNAL_ERROR,
     BackupRemoteError,
 )
 
@@ -198,13 +198,7 @@ class SFTPDestination:
     async def _put(self, source: FilePath, name: str, progress: Progress | None
                    ) -> PendingUpload:
         temporary = temporaryName(name)
-        try:
-            reading = open(source.path, "rb", buffering=0)
-        except OSError as e:
-            raise BackupRemoteError(
-                INTERNAL_ERROR, f"cannot read the local file {source.path}: {e.strerror}"
-            ) from None
-        with reading:
+        with openSource(source) as reading:
             return await self._run(f"writing {temporary}", self._upload, reading, name,
                                    temporary, progress)
 

@@ -5,6 +5,8 @@ destination, with nothing unverified ever under the final name.
 
 from __future__ import annotations
 
+from typing import BinaryIO
+
 from twisted.logger import Logger
 from twisted.python.filepath import FilePath
 
@@ -17,11 +19,22 @@ from backupremote.client.destinations.interface import (
 )
 from backupremote.protocol.errors import (
     DESTINATION_VERIFY_FAILED,
+    INTERNAL_ERROR,
     VERIFICATION_FAILED,
     BackupRemoteError,
 )
 
 log = Logger()
+
+
+def openSource(source: FilePath[str]) -> BinaryIO:
+    """The local artifact, opened unbuffered for an upload; a clear error if it cannot be."""
+    try:
+        return open(source.path, "rb", buffering=0)
+    except OSError as e:
+        raise BackupRemoteError(
+            INTERNAL_ERROR, f"cannot read the local file {source.path}: {e.strerror}"
+        ) from None
 
 
 def checkReadBack(destination: IDestination, upload: PendingUpload, found: ReadBack) -> None:
