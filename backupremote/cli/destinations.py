@@ -18,8 +18,9 @@ from typing import Any, Awaitable, Callable
 from attrs import evolve
 from twisted.python.filepath import FilePath
 
+from backupremote.cli.clientconfig import commandConfig, openedStore
 from backupremote.cli.output import Output
-from backupremote.client.config import ClientConfig, loadClientConfig
+from backupremote.client.config import ClientConfig
 from backupremote.client.delivery.model import QueueItem
 from backupremote.client.delivery.retention import Copy, prune
 from backupremote.client.delivery.store import DeliveryStore
@@ -32,7 +33,6 @@ from backupremote.client.destinations.stored import (
     parseGFS,
 )
 from backupremote.client.destinations.urls import TYPES
-from backupremote.client.store import SQLiteClientStore
 from backupremote.configfile import configError
 
 UTC = timezone.utc
@@ -140,18 +140,11 @@ Command = Callable[[ClientConfig, DestinationRegistry, argparse.Namespace, Outpu
 
 def _withRegistry(command: Command) -> Callable[..., Awaitable[int]]:
     async def run(reactor: Any, args: argparse.Namespace, output: Output) -> int:
-        if not args.config:
-            raise configError("this command needs --config CLIENT_DIR/client.toml")
-        config = loadClientConfig(FilePath(args.config))
-        if config.dataDir is None:
-            raise configError("the client has no data folder ([client] data_dir)")
-        store = SQLiteClientStore.inFolder(config.dataDir, reactor)
-        try:
-            await store.opened()
+        config = commandConfig(args)
+        async with openedStore(config, reactor) as store:
+            assert config.dataDir is not None  # openedStore refuses a config without one
             registry = DestinationRegistry.inFolder(reactor, store, config.dataDir)
             return await command(config, registry, args, output, reactor)
-        finally:
-            await store.close()
 
     return run
 

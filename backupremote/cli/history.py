@@ -16,12 +16,10 @@ import argparse
 from datetime import datetime, timezone
 from typing import Any
 
-from twisted.python.filepath import FilePath
-
+from backupremote.cli.clientconfig import commandConfig
 from backupremote.cli.output import Output, whatToDo
 from backupremote.client.api import RUN_NOT_FOUND_HINT
 from backupremote.cli.progress import duration, size
-from backupremote.client.config import loadClientConfig
 from backupremote.client.jobs import CANCELLED, FAILED, STATES, Job, JobStore, now
 from backupremote.client.schedules.store import ScheduleStore
 from backupremote.client.store import SQLiteClientStore
@@ -75,9 +73,7 @@ def register(commands: Any) -> None:
 
 def _withJobs(command: Any) -> Any:
     async def run(reactor: Any, args: argparse.Namespace, output: Output) -> int:
-        if not args.config:
-            raise configError("this command needs --config CLIENT_DIR/client.toml")
-        config = loadClientConfig(FilePath(args.config))
+        config = commandConfig(args)
         assert config.dataDir is not None
         store: Any = SQLiteClientStore.inFolder(config.dataDir, reactor)
         try:

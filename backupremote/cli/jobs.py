@@ -11,12 +11,10 @@ import os
 import shlex
 from typing import Any, Awaitable, Callable
 
-from twisted.python.filepath import FilePath
-
+from backupremote.cli.clientconfig import commandConfig
 from backupremote.cli.output import Output
 from backupremote.cli.progress import ProgressView
 from backupremote.client.api import BackupRemoteClient
-from backupremote.client.config import loadClientConfig
 from backupremote.client.delivery import licensesOf
 from backupremote.client.download import DownloadProgress
 from backupremote.client.jobs import (
@@ -30,7 +28,6 @@ from backupremote.client.jobs import (
 )
 from backupremote.client.servers import ClientServers
 from backupremote.client.store import SQLiteClientStore
-from backupremote.configfile import configError
 from backupremote.protocol.errors import CONFLICT, BackupRemoteError
 from backupremote.protocol.runs import RunEvent
 from backupremote.protocol.structured import converter
@@ -48,9 +45,7 @@ def withJobs(command: JobCommand) -> Callable[..., Awaitable[int]]:
     """
 
     async def run(reactor: Any, args: argparse.Namespace, output: Output) -> int:
-        if not args.config:
-            raise configError("this command needs --config CLIENT_DIR/client.toml")
-        config = loadClientConfig(FilePath(args.config))
+        config = commandConfig(args)
         assert config.dataDir is not None  # a loaded config always has one
         servers = ClientServers(reactor, config, ownConnections=True)
         args.serverName = config.pickServer(getattr(args, "server", None))

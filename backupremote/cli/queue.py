@@ -14,18 +14,15 @@ import argparse
 from datetime import datetime, timezone
 from typing import Any
 
-from twisted.python.filepath import FilePath
-
+from backupremote.cli.clientconfig import commandConfig
 from backupremote.cli.jobs import withJobs
 from backupremote.cli.output import Output, whatToDo
-from backupremote.client.config import loadClientConfig
 from backupremote.client.delivery.model import DELIVERED, FAILED, QueueItem
 from backupremote.client.delivery.store import DeliveryStore
 from backupremote.client.jobs import FAILED as JOB_FAILED
 from backupremote.client.jobs import JobRequest, JobStore
 from backupremote.client.jobs.runner import now
 from backupremote.client.store import SQLiteClientStore
-from backupremote.configfile import configError
 
 #: job states whose next step is this client's transfer of the artifact
 _DOWNLOADING = ("completed", "downloaded")
@@ -58,9 +55,7 @@ def itemJSON(item: QueueItem) -> dict[str, Any]:
 
 
 async def listCommand(reactor: Any, args: argparse.Namespace, output: Output) -> int:
-    if not args.config:
-        raise configError("this command needs --config CLIENT_DIR/client.toml")
-    config = loadClientConfig(FilePath(args.config))
+    config = commandConfig(args)
     assert config.dataDir is not None
     store = SQLiteClientStore.inFolder(config.dataDir, reactor)
     try:

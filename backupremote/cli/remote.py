@@ -6,13 +6,10 @@ import argparse
 from datetime import datetime, timezone
 from typing import Any, Awaitable, Callable
 
-from twisted.python.filepath import FilePath
-
+from backupremote.cli.clientconfig import commandConfig
 from backupremote.cli.output import Output, converter
 from backupremote.client.api import BackupRemoteClient
-from backupremote.client.config import loadClientConfig
 from backupremote.client.expiry import describeExpiry, expiryJSON, expiryOf
-from backupremote.configfile import configError
 from backupremote.protocol.metrics import ServerMetrics
 from backupremote.protocol.models import Capabilities, EngineCapability
 
@@ -37,9 +34,7 @@ def withClient(command: RemoteCommand) -> Callable[..., Awaitable[int]]:
     """Run C{command} with a client made from C{--config}, closed after."""
 
     async def run(reactor: Any, args: argparse.Namespace, output: Output) -> int:
-        if not args.config:
-            raise configError("this command needs --config CLIENT_DIR/client.toml")
-        config = loadClientConfig(FilePath(args.config))
+        config = commandConfig(args)
         config = config.forServer(config.pickServer(getattr(args, "server", None)))
         client = BackupRemoteClient.fromConfig(reactor, config)
         client.connection.service.startService()  # this one-shot command owns the connection

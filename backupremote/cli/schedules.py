@@ -18,14 +18,14 @@ from typing import Any, Awaitable, Callable
 
 from attrs import evolve
 from twisted.internet.task import deferLater
-from twisted.python.filepath import FilePath
 
+from backupremote.cli.clientconfig import commandConfig, openedStore
 from backupremote.cli.databases import backupArguments, configIdOf
 from backupremote.cli.output import EXIT_REFUSED, Output
 from backupremote.cli.history import describeJob, runJSON
 from backupremote.cli.jobs import JobView
 from backupremote.client.api import BackupRemoteClient
-from backupremote.client.config import ClientConfig, loadClientConfig
+from backupremote.client.config import ClientConfig
 from backupremote.client.schedules.model import (
     OVERLAP_POLICIES,
     WEEKDAYS,
@@ -49,8 +49,6 @@ from backupremote.client.schedules.starter import jobRequest
 from backupremote.client.servers import ClientServers
 from backupremote.client.schedules.store import FireRecord, ScheduleStore
 from backupremote.client.schedules.validation import Problems, validateSchedule
-from backupremote.client.store import SQLiteClientStore
-from backupremote.configfile import configError
 from backupremote.protocol.errors import CONFLICT, VALIDATION_FAILED, BackupRemoteError
 
 UTC = timezone.utc
@@ -180,17 +178,9 @@ def _withSchedules(command: Command) -> Callable[..., Awaitable[int]]:
     """Run C{command} with the client's schedule store, closed after."""
 
     async def run(reactor: Any, args: argparse.Namespace, output: Output) -> int:
-        if not args.config:
-            raise configError("this command needs --config CLIENT_DIR/client.toml")
-        config = loadClientConfig(FilePath(args.config))
-        if config.dataDir is None:
-            raise configError("the client has no data folder ([client] data_dir)")
-        store = SQLiteClientStore.inFolder(config.dataDir, reactor)
-        try:
-            await store.opened()
+        config = commandConfig(args)
+        async with openedStore(config, reactor) as store:
             return await command(config, ScheduleStore(store), args, output, reactor)
-        finally:
-            await store.close()
 
     return run
 

@@ -10,12 +10,9 @@ import argparse
 from datetime import datetime, timezone
 from typing import Any
 
-from twisted.python.filepath import FilePath
-
+from backupremote.cli.clientconfig import commandConfig
 from backupremote.cli.output import EXIT_REFUSED, Output
-from backupremote.client.config import loadClientConfig
 from backupremote.client.servers import ClientServers, ServerStatus
-from backupremote.configfile import configError
 
 UTC = timezone.utc
 
@@ -41,9 +38,7 @@ def describeServer(status: ServerStatus, now: datetime) -> str:
 
 
 async def serversCommand(reactor: Any, args: argparse.Namespace, output: Output) -> int:
-    if not args.config:
-        raise configError("this command needs --config CLIENT_DIR/client.toml")
-    config = loadClientConfig(FilePath(args.config))
+    config = commandConfig(args)
     name = getattr(args, "server", None)
     names = [config.pickServer(name)] if name else list(config.serverNames)
     servers = ClientServers(reactor, config, ownConnections=True)
