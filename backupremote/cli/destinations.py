@@ -86,6 +86,9 @@ def register(commands: Any) -> None:
                         help="forget the stored password")
     update.add_argument("--keep-all", action="store_true",
                         help="drop the retention rules (keep every copy)")
+    update.add_argument("--no-fingerprints", action="store_true",
+                        help="forget the pinned certificate fingerprints (then the CA file "
+                        "or the system's CAs are trusted)")
     _options(update)
     update.set_defaults(onReactor=_withRegistry(updateCommand))
 
@@ -123,6 +126,11 @@ def _options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--known-hosts", metavar="F", help="SFTP: an OpenSSH known_hosts file")
     parser.add_argument("--ca-file", metavar="F",
                         help="FTPS, WebDAV, S3: a private CA to trust (PEM)")
+    parser.add_argument("--fingerprint", action="append", default=[], metavar="AB:CD:...",
+                        help="FTPS, WebDAV, S3 over HTTPS: pin the server certificate's "
+                        "SHA-256 fingerprint instead of trusting a CA (as `client init "
+                        "--fingerprint`, `openssl x509 -noout -fingerprint -sha256`); repeat "
+                        "it to pin the current and the next certificate during a rotation")
     parser.add_argument("--rclone-config", metavar="F",
                         help="rclone: its config file (default: RCLONE_CONFIG)")
     parser.add_argument("--keep-last", type=int, metavar="N",
@@ -197,6 +205,8 @@ def describeDestination(destination: StoredDestination) -> str:
         lines.append(f"  known_hosts: {destination.knownHosts}")
     if destination.caFile:
         lines.append(f"  CA file:   {destination.caFile}")
+    for pin in destination.fingerprints:
+        lines.append(f"  TLS pin:   {pin}")
     if destination.rcloneConfig:
         lines.append(f"  rclone config: {destination.rcloneConfig}")
     lines.append(f"  retention: {destination.retention.describe()}")
@@ -210,7 +220,7 @@ async def addCommand(config: ClientConfig, registry: DestinationRegistry,
         id=id, name=args.name, type=args.type, url=args.url, keyFile=_path(args.key_file),
         passwordFile=_path(args.password_file), hostKeys=tuple(args.host_key),
         knownHosts=_path(args.known_hosts), caFile=_path(args.ca_file),
-        rcloneConfig=_path(args.rclone_config), retention=_retention(args, Retention()),
+        fingerprints=tuple(args.fingerprint), rcloneConfig=_path(args.rclone_config), retention=_retention(args, Retention()),
         hasSecret=args.password_stdin)
     from backupremote.client.destinations.stored import validateDestination
 
@@ -242,6 +252,10 @@ async def updateCommand(config: ClientConfig, registry: DestinationRegistry,
             changes[field] = _path(value) if value else None  # "" clears it
     if args.host_key:
         changes["hostKeys"] = tuple(args.host_key)
+    if args.no_fingerprints:
+        changes["fingerprints"] = ()
+    if args.fingerprint:
+        changes["fingerprints"] = tuple(args.fingerprint)
     sealed: Any = KEEP
     if args.password_file is not None:
         changes["passwordFile"] = _path(args.password_file)

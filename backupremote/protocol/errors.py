@@ -355,8 +355,8 @@ DESTINATION_IDENTITY_MISMATCH = _register(
     "pinned).",
     "Get the server's host key fingerprint or certificate from its operator "
     "over a channel you trust and pin it (`backupremote dest update NAME "
-    "--host-key SHA256:...` or `--ca-file`); otherwise you may be talking to "
-    "another machine: do not proceed.",
+    "--host-key SHA256:...`, `--fingerprint AB:CD:...` or `--ca-file`); "
+    "otherwise you may be talking to another machine: do not proceed.",
 )
 DESTINATION_REFUSED = _register(
     "DESTINATION_REFUSED",

@@ -57,6 +57,7 @@ from backupremote.client.destinations.names import (
     splitName,
     temporaryName,
 )
+from backupremote.client.destinations.httptls import pinHint
 from backupremote.client.destinations.verified import openSource
 from backupremote.client.destinations.pool import inPool
 from backupremote.client.destinations.urls import FTPURL
@@ -151,14 +152,15 @@ class FTPSDestination:
     """
     The folder C{url.path} on the FTPS server C{url.host}:C{url.port}, as
     C{url.user}; its certificate verified against C{caFile} (default: the
-    system's CAs) or pinned by C{fingerprints}.
+    system's CAs) or pinned by C{fingerprints}; C{name} is the stored
+    destination's, for the command in a mismatch's message.
     """
 
     type = "ftps"
 
     def __init__(self, reactor: Any, url: FTPURL, password: str, *,
                  caFile: FilePath | None = None, fingerprints: tuple[str, ...] = (),
-                 timeout: float = TIMEOUT) -> None:
+                 timeout: float = TIMEOUT, name: str | None = None) -> None:
         if not url.tls:
             raise BackupRemoteError(DESTINATION_REFUSED, "an ftp:// URL needs FTPDestination")
         self._reactor = reactor
@@ -167,6 +169,7 @@ class FTPSDestination:
         self._pins = tuple(normalizeFingerprint(p) for p in fingerprints)
         self._context = tlsContext(caFile, self._pins)
         self._timeout = timeout
+        self._name = name
         self.location = url.url
 
     # One connection per operation, in a thread
@@ -204,11 +207,17 @@ class FTPSDestination:
         if isinstance(e, ftplib.Error) and str(e)[:3].isdigit():
             return replyError(self.location, int(str(e)[:3]), str(e), doing, notFound)
         if isinstance(e, _PinMismatch):
+            expected = ", ".join(self._pins)
+            oneOf = "one of " if len(self._pins) > 1 else ""
             return BackupRemoteError(
                 DESTINATION_IDENTITY_MISMATCH,
                 f"the FTPS server at {where} presented a certificate with SHA-256 "
-                f"fingerprint {e.fingerprint}, which is not the pinned one",
-                details={"fingerprint": e.fingerprint})
+                f"fingerprint {e.fingerprint}, expected {oneOf}{expected}; if its "
+                "certificate was renewed, confirm the new fingerprint with its operator "
+                f"and pin it ({pinHint(self._name, e.fingerprint)}), otherwise this may be "
+                "another machine: do not proceed",
+                details={"fingerprint": e.fingerprint, "actual": e.fingerprint,
+                         "expected": expected})
         if isinstance(e, ssl.SSLCertVerificationError):
             return BackupRemoteError(
                 DESTINATION_IDENTITY_MISMATCH,

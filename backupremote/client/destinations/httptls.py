@@ -44,10 +44,12 @@ class PeerVerification:
     @ivar fingerprints: the pinned SHA-256 fingerprints (normalised), or
         empty.
     @ivar caPem: the PEM of the private CA to trust, or C{None}.
+    @ivar name: the stored destination's name, for the command in a
+        mismatch's message (C{None}: a generic one).
     """
 
     def __init__(self, caPem: bytes | None = None,
-                 fingerprints: Sequence[str] = ()) -> None:
+                 fingerprints: Sequence[str] = (), name: str | None = None) -> None:
         if caPem is not None and fingerprints:
             raise BackupRemoteError(
                 CONFIG_INVALID,
@@ -56,6 +58,7 @@ class PeerVerification:
         if caPem is not None:
             loadCertificates(caPem, "CA file")  # CONFIG_INVALID if unreadable
         self.caPem = caPem
+        self.name = name
         self.fingerprints = pinList(fingerprints) if fingerprints else ()
         self._creators: dict[tuple[str, int], IOpenSSLClientConnectionCreator] = {}
 
@@ -94,9 +97,14 @@ class PeerVerification:
                       if getattr(c, "mismatch", None) is not None]
         described = describeTLSFailure(mismatched[0] if mismatched else None, error)
         assert described is not None
-        return BackupRemoteError(
-            DESTINATION_IDENTITY_MISMATCH,
-            f"{location}: TLS failed, checked against {self.description}: "
-            f"{described.message}",
-            details=dict(described.details),
-        )
+        details = dict(described.details)
+        message = (f"{location}: TLS failed, checked against {self.description}: "
+                   f"{described.message}")
+        if "actual" in details:
+            message += " (" + pinHint(self.name, details["actual"]) + ")"
+        return BackupRemoteError(DESTINATION_IDENTITY_MISMATCH, message, details=details)
+
+
+def pinHint(name: str | None, actual: str) -> str:
+    """How to pin the certificate a server showed, once its operator confirmed it."""
+    return (f"to pin it: backupremote dest update {name or 'NAME'} --fingerprint {actual}")

@@ -179,16 +179,18 @@ def build(reactor: Any, destination: StoredDestination, secret: str | None) -> I
     if kind == "ftps":
         from backupremote.client.destinations.ftps import FTPSDestination
 
-        return FTPSDestination(reactor, url, secret or "", caFile=_ca(destination))
+        return FTPSDestination(reactor, url, secret or "", caFile=_ca(destination),
+                               fingerprints=destination.fingerprints, name=destination.name)
     verification = None
-    if destination.caFile:
+    if destination.caFile or destination.fingerprints:
         from backupremote.client.destinations.httptls import PeerVerification
 
         try:
-            verification = PeerVerification(FilePath(destination.caFile).getContent())
+            caPem = FilePath(destination.caFile).getContent() if destination.caFile else None
         except OSError as e:
             raise configError(f"cannot read the CA file {destination.caFile}: "
                               f"{e.strerror}") from None
+        verification = PeerVerification(caPem, destination.fingerprints, destination.name)
     if kind == "webdav":
         from backupremote.client.destinations.webdav import WebDAVDestination
 

@@ -95,6 +95,10 @@ class StoredDestination:
     @ivar hostKeys: SFTP: pinned host key fingerprints (C{SHA256:...}).
     @ivar knownHosts: SFTP: an OpenSSH known_hosts file to check against.
     @ivar caFile: FTPS, WebDAV, S3: a private CA to trust (PEM).
+    @ivar fingerprints: FTPS, WebDAV and S3 over HTTPS: the pinned SHA-256
+        fingerprints of the server's TLS certificate (C{AB:CD:...}, as
+        C{client.toml}'s server pins; several during a rotation), checked
+        instead of a CA.
     @ivar rcloneConfig: rclone: its config file (else C{RCLONE_CONFIG}).
     @ivar hasSecret: a secret is sealed in the store for it.
     """
@@ -108,6 +112,7 @@ class StoredDestination:
     hostKeys: tuple[str, ...] = field(default=(), converter=_tuple)
     knownHosts: str | None = None
     caFile: str | None = None
+    fingerprints: tuple[str, ...] = field(default=(), converter=_tuple)
     rcloneConfig: str | None = None
     retention: Retention = Retention()
     hasSecret: bool = False
@@ -155,6 +160,18 @@ def validateDestination(destination: StoredDestination) -> StoredDestination:
         fields["keyFile"] = "only an SFTP destination logs in with a key file"
     if destination.caFile and kind not in ("ftps", "webdav", "s3"):
         fields["caFile"] = "only FTPS, WebDAV and S3 destinations speak TLS"
+    fingerprints = destination.fingerprints
+    if fingerprints:
+        problem = _pinProblem(kind, url, destination)
+        if problem is None:
+            from backupremote.tls.client import pinList
+
+            try:
+                fingerprints = pinList(fingerprints)
+            except BackupRemoteError as error:
+                problem = error.message
+        if problem is not None:
+            fields["fingerprints"] = problem
     if destination.rcloneConfig and kind != "rclone":
         fields["rcloneConfig"] = "only an rclone destination has an rclone config"
     if destination.hasSecret and destination.passwordFile:
@@ -183,7 +200,19 @@ def validateDestination(destination: StoredDestination) -> StoredDestination:
         raise BackupRemoteError(VALIDATION_FAILED, "the destination is not valid: " + "; ".join(
             f"{name}: {problem}" for name, problem in sorted(fields.items())),
             details={"fields": fields})
-    return evolve(destination, url=url)
+    return evolve(destination, url=url, fingerprints=fingerprints)
+
+
+def _pinProblem(kind: str, url: str, destination: StoredDestination) -> str | None:
+    """Why C{destination} cannot pin a TLS certificate, or C{None}."""
+    if kind not in ("ftps", "webdav", "s3"):
+        return "only FTPS, WebDAV and S3 destinations speak TLS"
+    if kind != "ftps" and not url.split(":", 1)[0].endswith("+https"):
+        return f"a {url.split(':', 1)[0]}:// URL has no TLS to pin: use {kind}+https://"
+    if destination.caFile:
+        return ("pin the certificate or trust a CA file, not both (`--ca-file ''` "
+                "forgets the CA file)")
+    return None
 
 
 def parseGFS(text: str) -> tuple[int, int, int, int]:
