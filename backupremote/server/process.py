@@ -59,6 +59,18 @@ def ioCounters(pid: int | None) -> tuple[int, int] | None:
     return counters[b"rchar"], counters[b"wchar"]
 
 
+def exitCounters(counters: tuple[int, int] | None) -> tuple[int, int] | None:
+    """
+    C{counters} read as a child exits, or C{None} when they say it wrote
+    nothing: an exiting process's accounting can already read as zeros
+    (seen as "dump bytes 0" for a dump that wrote 6745), and a figure of
+    nothing would be trusted over the measured fallback.
+    """
+    if counters is None or counters[1] == 0:
+        return None
+    return counters
+
+
 @frozen
 class Exit:
     """How a child ended and what it said (the end of its stderr, the start of its stdout)."""
@@ -120,7 +132,7 @@ class Child(ProcessProtocol):
 
     def childConnectionLost(self, childFD: int) -> None:
         if childFD == 2:
-            self.exitIO = ioCounters(self.pid)
+            self.exitIO = exitCounters(ioCounters(self.pid))
 
     @property
     def finished(self) -> bool:

@@ -45,7 +45,7 @@ from backupremote.server.pipeline.progress import ProgressTicker
 from backupremote.server.pipeline.sink import ArtifactSink, ChunkReader, Stopped
 from backupremote.server.pipeline.threads import StopFlag
 from backupremote.server.pipeline.waiting import anyOf, waitForAll
-from backupremote.server.process import ioCounters
+from backupremote.server.process import exitCounters, ioCounters
 from backupremote.server.tools import Tool, ToolFinder
 from tests.server.pipeline.helpers import groupGone, makeRunDir, realTools, waitFor
 
@@ -307,6 +307,17 @@ class ProgressTests(SynchronousTestCase):
         self.assertIsNotNone(counters)
         self.assertIsNone(ioCounters(None))
         self.assertIsNone(ioCounters(2 ** 22 + 12345))
+
+    def test_exitCountersOfNothingWrittenAreUnknown(self) -> None:
+        """
+        Counters read as a child exits that say it wrote nothing are not
+        trusted (an exiting process's accounting can read as zeros), so the
+        dump's size falls back to what was measured on the way.
+        """
+        self.assertIsNone(exitCounters((0, 0)))
+        self.assertIsNone(exitCounters((4096, 0)))
+        self.assertIsNone(exitCounters(None))
+        self.assertEqual(exitCounters((4096, 6745)), (4096, 6745))
 
 
 class FilesTests(SynchronousTestCase):
