@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import os
+import shutil
+
+from twisted.python.filepath import FilePath
 
 
 def commandLine(pid: str) -> bytes:
@@ -31,3 +34,24 @@ def interruptible() -> None:
     import signal
 
     signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+ENDLESS_ZSTD = """#!/bin/sh
+# a zstd that never finishes: the run stays in its dump stage
+if [ "$1" = "--version" ]; then echo "*** Zstandard CLI (64-bit) v1.5.4 ***"; exit 0; fi
+exec "$(dirname "$0")/endless-sleep" 300
+"""
+
+
+def installEndlessZstd(tools: FilePath) -> bytes:
+    """
+    Put in C{tools} a C{zstd} that never finishes; return the argv prefix
+    of the sleep it becomes. The prefix names this folder, so a test looking
+    for leftovers sees only its own, not another test's or a user's C{sleep}.
+    """
+    sleeper = tools.child("endless-sleep")
+    os.symlink(shutil.which("sleep") or "/bin/sleep", sleeper.path)
+    zstd = tools.child("zstd")
+    zstd.setContent(ENDLESS_ZSTD.encode())
+    zstd.chmod(0o755)
+    return sleeper.path.encode() + b"\x00300"

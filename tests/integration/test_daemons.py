@@ -23,7 +23,7 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from backupremote.server.config import loadServerConfig
 from backupremote.server.store import ServerStore
-from tests.processes import runningWithArgv
+from tests.processes import installEndlessZstd, runningWithArgv
 
 BIN = os.path.dirname(sys.executable)
 
@@ -262,12 +262,6 @@ class DatabaseCommandsTests(ProgramTestCase):
         self.assertEqual(json.loads(self.cli(*config, "db", "list", "--json").stdout), [])
 
 
-SLOW_ZSTD = """#!/bin/sh
-if [ "$1" = "--version" ]; then echo "*** Zstandard CLI (64-bit) v1.5.4 ***"; exit 0; fi
-exec sleep 300
-"""
-
-
 class CrashRecoveryTests(ProgramTestCase):
     def test_killedServerMarksRunInterrupted(self) -> None:
         """
@@ -284,8 +278,7 @@ class CrashRecoveryTests(ProgramTestCase):
             db.execute("create table notes (body text)")
         tools = self.folder.child("tools")
         tools.makedirs()
-        tools.child("zstd").setContent(SLOW_ZSTD.encode())
-        tools.child("zstd").chmod(0o755)
+        endless = installEndlessZstd(tools)
         serverToml = self.folder.descendant(["server", "server.toml"])
         serverToml.setContent(serverToml.getContent() + (
             f'\n[databases]\nsqlite_roots = ["{databases.path}"]\n'
@@ -313,7 +306,7 @@ class CrashRecoveryTests(ProgramTestCase):
         self.waitFor(lambda: os.path.exists(runDir.path), "the run's staging folder")
         server.kill()
         server.wait(timeout=30)
-        self.waitFor(lambda: not runningWithArgv(b"sleep\x00300"),
+        self.waitFor(lambda: not runningWithArgv(endless),
                      "the dump of the killed server to die with it")
         self.daemon("backupremote-server", "--config", "server/server.toml", env=env)
 

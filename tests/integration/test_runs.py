@@ -23,14 +23,7 @@ from backupremote.protocol.options import BackupOptions
 from backupremote.server.tools import defaultToolPath
 from tests.databases import servers
 from tests.integration.servers import startServer
-from tests.processes import runningWithArgv
-
-SLOW_ZSTD = """#!/bin/sh
-# a zstd that never finishes: the run stays in its dump stage
-if [ "$1" = "--version" ]; then echo "*** Zstandard CLI (64-bit) v1.5.4 ***"; exit 0; fi
-exec sleep 300
-"""
-
+from tests.processes import installEndlessZstd, runningWithArgv
 
 class RunsOverTLSTests(TestCase):
     async def setUpRun(self, **serverConfig: Any) -> None:
@@ -105,8 +98,7 @@ class RunsOverTLSTests(TestCase):
     async def test_cancelMidDump(self) -> None:
         tools = FilePath(self.mktemp())
         tools.makedirs()
-        tools.child("zstd").setContent(SLOW_ZSTD.encode())
-        tools.child("zstd").chmod(0o755)
+        endless = installEndlessZstd(tools)
         await self.setUpRun(toolPath=(tools.path, *defaultToolPath()))
         events: list[Any] = []
         await self.client.executeBackup("cancel-me", self.config.id,
@@ -120,7 +112,7 @@ class RunsOverTLSTests(TestCase):
         final = await following
         self.assertEqual((final.state, final.errorCode), ("cancelled", errors.CANCELLED))
         self.assertFalse(self.server.staging.runFolder("cancel-me").exists())
-        leftovers = runningWithArgv(b"sleep\x00300")
+        leftovers = runningWithArgv(endless)
         self.assertEqual(leftovers, [])
         with self.assertRaises(errors.BackupRemoteError) as raised:
             await self.client.cancelBackup("cancel-me")
