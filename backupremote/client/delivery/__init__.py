@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import Callable
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from twisted.python.filepath import FilePath
@@ -31,6 +32,7 @@ from twisted.python.filepath import FilePath
 from backupremote.client.delivery.policy import DeliveryPolicy
 
 if TYPE_CHECKING:
+    from backupremote.client.config import ClientConfig
     from backupremote.client.delivery.jobdelivery import QueueDelivery
     from backupremote.client.delivery.licence import (
         FeatureSet,
@@ -80,17 +82,19 @@ def __getattr__(name: str) -> Any:
     return getattr(importlib.import_module(module), name)
 
 
-def licensesOf(config: Any, now: Callable[[], Any]) -> Licenses:
+def licensesOf(config: ClientConfig, now: Callable[[], datetime]) -> Licenses:
     """
-    The licence of each server of a client's configuration: its licence
-    file, read at each check.
+    The licence of each server of a client's configuration: that server's
+    licence file (C{[servers.NAME] license_file}), read at each check. A
+    server client.toml does not name has no licence (fail closed).
     """
-    from backupremote.client.delivery.licence import LicenseFileFeatures
+    from backupremote.client.delivery.licence import LicenseFileFeatures, UnknownServer
 
-    def license(server: str) -> Any:
-        entries = getattr(config, "serverEntries", None)  # several servers (issue 11)
-        path = entries()[server].licenseFile if callable(entries) else config.licenseFile
-        return LicenseFileFeatures(path, now)
+    def license(server: str) -> IDestinationLicense:
+        entry = config.serverEntries.get(server)
+        if entry is None:
+            return UnknownServer(server, tuple(config.serverEntries))
+        return LicenseFileFeatures(entry.licenseFile, now)
 
     return license
 

@@ -23,6 +23,7 @@ from zope.interface import Interface, implementer
 
 from backupremote.license.token import parseToken
 from backupremote.protocol.errors import (
+    CONFIG_INVALID,
     LICENSE_EXPIRED,
     LICENSE_FEATURE_MISSING,
     LICENSE_MALFORMED,
@@ -71,6 +72,26 @@ class LicenseFileFeatures:
                 f"the licence expired at {license.expiresAt.isoformat()}"))
         if destinationFeature(destinationType) not in license.features:
             raise missing(destinationType)
+
+
+@implementer(IDestinationLicense)
+class UnknownServer:
+    """
+    The licence of a server client.toml does not name (a schedule kept from
+    a server since removed): none, so nothing is delivered for it.
+    """
+
+    def __init__(self, server: str, known: tuple[str, ...]) -> None:
+        self.server = server
+        self.known = known
+
+    def check(self, destinationType: str) -> None:
+        raise BackupRemoteError(CONFIG_INVALID, (
+            f"client.toml has no server {self.server!r} (it has "
+            f"{', '.join(sorted(self.known)) or 'none'}), so there is no licence to "
+            f"deliver its runs with: add [servers.{self.server}] back, or point the "
+            f"schedule at another server (backupremote schedule update NAME --server S)"),
+            details={"server": self.server})
 
 
 @implementer(IDestinationLicense)
