@@ -12,6 +12,7 @@ from typing import Any
 
 from backupremote.cli.clientconfig import commandConfig
 from backupremote.cli.output import EXIT_REFUSED, Output
+from backupremote.client.expiry import describeExpiry
 from backupremote.client.servers import ClientServers, ServerStatus
 
 UTC = timezone.utc
@@ -30,10 +31,8 @@ def describeServer(status: ServerStatus, now: datetime) -> str:
     if status.lastError is not None:
         return (head + f"NOT connected: {status.lastError.code}: {status.lastError.message}"
                 + f"\n{'':<17}what to do: {status.lastError.action}")
-    days = status.daysLeft(now)
     expiry = ("licence without expiry" if status.licenseExpiresAt is None else
-              f"licence expires {status.licenseExpiresAt:%Y-%m-%d %H:%M} UTC ({days} days "
-              "left)")
+              f"licence {describeExpiry(status.licenseExpiresAt, now)}")
     return head + f"connected, server {status.serverVersion or '?'}, {expiry}"
 
 

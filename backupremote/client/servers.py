@@ -25,6 +25,7 @@ from twisted.internet.interfaces import IReactorTime
 
 from backupremote.client.api import BackupRemoteClient
 from backupremote.client.config import ClientConfig
+from backupremote.client.expiry import expiryJSON
 from backupremote.protocol.errors import INTERNAL_ERROR, BackupRemoteError
 
 UTC = timezone.utc
@@ -50,19 +51,12 @@ class ServerStatus:
     lastError: BackupRemoteError | None = None
     lastErrorAt: datetime | None = None
 
-    def daysLeft(self, now: datetime) -> int | None:
-        """Whole days until the licence expires (negative once it has)."""
-        if self.licenseExpiresAt is None:
-            return None
-        return int((self.licenseExpiresAt - now).total_seconds() // 86400)
-
     def asJSON(self, now: datetime) -> dict[str, Any]:
         error = self.lastError
         return {
             "name": self.name, "address": self.address, "clientId": self.clientId,
             "connected": self.connected, "checkedAt": _iso(self.checkedAt),
-            "licenseExpiresAt": _iso(self.licenseExpiresAt),
-            "licenseDaysLeft": self.daysLeft(now), "features": list(self.features),
+            **expiryJSON(self.licenseExpiresAt, now), "features": list(self.features),
             "serverVersion": self.serverVersion,
             "lastError": None if error is None else {
                 "errorCode": error.code, "errorMessage": error.message,

@@ -10,6 +10,7 @@ from twisted.internet.task import Clock
 from twisted.python.filepath import FilePath
 from twisted.trial.unittest import SynchronousTestCase
 
+from backupremote.cli.servers import describeServer
 from backupremote.client.config import ServerAddress, loadClientConfig
 from backupremote.client.servers import ClientServers
 from backupremote.protocol.errors import CONFIG_INVALID, CONNECTION_FAILED, BackupRemoteError
@@ -138,7 +139,11 @@ class ClientServersTests(SynchronousTestCase):
         data = statuses[0].asJSON(statuses[0].checkedAt)
         self.assertEqual((data["licenseExpiresAt"], data["licenseDaysLeft"],
                           data["features"], data["clientId"]),
-                         ("2027-01-20T00:00:00Z", 4, ["remote.execute"], "bob-east"))
+                         ("2027-01-20T00:00:00Z", 5, ["remote.execute"], "bob-east"))
+        # 4 days and 16 hours: 5 days left, as check, status and the
+        # daemon's licence watch say it (a part of a day counts as one)
+        self.assertIn("expires 2027-01-20 00:00 UTC (5 days left)",
+                      describeServer(statuses[0], statuses[0].checkedAt))
         self.assertEqual(statuses[1].asJSON(statuses[1].checkedAt)["lastError"]["errorCode"],
                          CONNECTION_FAILED)
         self.assertFalse(east.connection.service.running)  # the daemon owns it

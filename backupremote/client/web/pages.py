@@ -13,6 +13,7 @@ from typing import Any
 
 from twisted.web.template import Tag, flattenString, tags
 
+from backupremote.client.expiry import daysLeft
 from backupremote.client.jobs import CANCELLED, FAILED, Job
 from backupremote.client.schedules.model import describeRule
 from backupremote.client.schedules.nextfire import zoneNamed
@@ -136,8 +137,8 @@ def serversPage(servers: list[ServerView], now: datetime, csrf: str,
     rows = []
     for server in servers:
         if server.licenseExpiresAt is not None:
-            days = (server.licenseExpiresAt - now).days
-            left = f" ({days} days left)" if days >= 0 else " (expired)"
+            days = daysLeft(server.licenseExpiresAt, now)
+            left = f" ({days} day{'' if days == 1 else 's'} left)" if days else " (expired)"
             license: Any = tags.span(instant(server.licenseExpiresAt), left)
         else:
             license = server.problem or "—"
