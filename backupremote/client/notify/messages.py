@@ -15,6 +15,7 @@ from typing import Any
 from attrs import field, frozen
 
 from backupremote.client.notify.events import Event, isRecovery
+from backupremote.protocol.errors import lookup
 from backupremote.protocol.structured import makeConverter
 
 #: The payload's format; a receiver should check it.
@@ -53,7 +54,7 @@ class Notification:
     @property
     def text(self) -> str:
         """The plain text: one paragraph per event."""
-        paragraphs = [e.details() for e in self.events]
+        paragraphs = [_withAction(e.details(), actionOf(e)) for e in self.events]
         if self.omitted:
             paragraphs.append(f"... and {self.omitted} more, left out of this digest "
                               "(see the client's log).")
@@ -74,9 +75,24 @@ class Notification:
 
 
 def eventPayload(event: Event) -> dict[str, Any]:
-    """C{{"type": "RunFailed", "kind": "failure", ...its fields}}."""
+    """
+    C{{"type": "RunFailed", "kind": "failure", ...its fields}}, and for an
+    event with an error code, C{"action"}: what to do, from the registry.
+    """
     body = _converter.unstructure(event)
-    return {"type": type(event).__name__, "kind": event.KIND, **body}
+    action = actionOf(event)
+    return {"type": type(event).__name__, "kind": event.KIND, **body,
+            **({"action": action} if action else {})}
+
+
+def actionOf(event: Event) -> str | None:
+    """What to do about an event with an error code (the registry's action), else C{None}."""
+    code = getattr(event, "errorCode", None)
+    return lookup(code).action if code else None
+
+
+def _withAction(details: str, action: str | None) -> str:
+    return f"{details}\nWhat to do: {action}" if action else details
 
 
 def _word(event: Event) -> str:

@@ -24,6 +24,7 @@ from backupremote.protocol.errors import (
     NOTIFICATION_FAILED,
     TIMEOUT,
     BackupRemoteError,
+    lookup,
 )
 from backupremote.tls.certificates import fingerprintOfPem, generateServerCertificate
 from tests.client.notify.contract import ChannelFixture, failed, makeChannelTests
@@ -82,7 +83,9 @@ class WebhookChannelTests(TestCase):
             "runId": "0b6a1c3e-0000-5000-8000-000000000001", "scheduleId": "sched-1",
             "scheduleName": "nightly", "server": "default", "database": "shop",
             "errorCode": "DUMP_FAILED", "step": "follow",
-            "message": "pg_dump exited with status 1: out of memory"}])
+            "message": "pg_dump exited with status 1: out of memory",
+            "action": lookup("DUMP_FAILED").action}])
+        self.assertIn("What to do: " + lookup("DUMP_FAILED").action, payload["text"])
 
     async def test_wrongSecret(self) -> None:
         """A receiver that cannot check the signature answers 401: not retried."""
