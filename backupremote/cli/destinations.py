@@ -56,7 +56,8 @@ def register(commands: Any) -> None:
         "webdav+https://me@cloud.example/remote.php/dav/files/me/backups --password-stdin "
         "< pw.txt")
     add.add_argument("name")
-    add.add_argument("--type", required=True, choices=TYPES)
+    # checked with the rest of the destination (VALIDATION_FAILED), not by argparse
+    add.add_argument("--type", required=True, metavar="|".join(TYPES))
     add.add_argument("--url", required=True,
                      help="file:///dir, sftp://user@host:port/dir, ftp(s)://user@host/dir, "
                      "webdav+https://host/path, s3+https://KEY@host/bucket/prefix, "
@@ -133,9 +134,9 @@ def _options(parser: argparse.ArgumentParser) -> None:
                         "it to pin the current and the next certificate during a rotation")
     parser.add_argument("--rclone-config", metavar="F",
                         help="rclone: its config file (default: RCLONE_CONFIG)")
-    parser.add_argument("--keep-last", type=int, metavar="N",
+    parser.add_argument("--keep-last", metavar="N",
                         help="retention: keep the newest N copies of each schedule")
-    parser.add_argument("--keep-days", type=int, metavar="N",
+    parser.add_argument("--keep-days", metavar="N",
                         help="retention: keep the copies of the last N days")
     parser.add_argument("--gfs", metavar="D,W,M,Y",
                         help="retention: keep the newest copy of each of the last D days, W "
@@ -173,12 +174,23 @@ def _retention(args: argparse.Namespace, base: Retention) -> Retention:
         base = Retention()
     changes: dict[str, Any] = {}
     if args.keep_last is not None:
-        changes["keepLast"] = args.keep_last
+        changes["keepLast"] = _count("--keep-last", "keepLast", args.keep_last)
     if args.keep_days is not None:
-        changes["keepDays"] = args.keep_days
+        changes["keepDays"] = _count("--keep-days", "keepDays", args.keep_days)
     if args.gfs is not None:
         changes["gfs"] = parseGFS(args.gfs)
     return evolve(base, **changes)
+
+
+def _count(flag: str, field: str, text: str) -> int:
+    """A whole number of C{--keep-*}; C{VALIDATION_FAILED} naming the flag otherwise."""
+    if not (text.isascii() and text.isdigit() and 1 <= int(text) <= 100_000):
+        from backupremote.protocol.errors import VALIDATION_FAILED, BackupRemoteError
+
+        raise BackupRemoteError(VALIDATION_FAILED, (
+            f"{flag} {text!r}: give a whole number from 1 to 100000"),
+            details={"fields": {f"retention.{field}": "a whole number from 1 to 100000"}})
+    return int(text)
 
 
 def destinationJSON(destination: StoredDestination) -> dict[str, Any]:

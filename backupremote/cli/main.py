@@ -168,19 +168,11 @@ def _runOnReactor(args: argparse.Namespace, output: Output) -> int:
     from twisted.internet.task import react
 
     from backupremote.cli.output import EXIT_INTERRUPTED
-    from backupremote.protocol.errors import INTERNAL_ERROR, BackupRemoteError
 
     codes: list[int] = []
 
     async def body(reactor: Any) -> None:
-        try:
-            codes.append(await args.onReactor(reactor, args, output))
-        except BackupRemoteError as error:
-            codes.append(output.error(error))
-        except Exception as error:
-            codes.append(output.error(
-                BackupRemoteError(INTERNAL_ERROR, f"unexpected: {error!r}")
-            ))
+        codes.append(await commandOnReactor(reactor, args, output))
 
     try:
         react(lambda reactor: Deferred.fromCoroutine(body(reactor)))
@@ -191,6 +183,22 @@ def _runOnReactor(args: argparse.Namespace, output: Output) -> int:
     # no code: the reactor stopped before the command ended (Ctrl-C)
     output.interrupted()
     return EXIT_INTERRUPTED
+
+
+async def commandOnReactor(reactor: Any, args: argparse.Namespace, output: Output) -> int:
+    """
+    Run a parsed command's coroutine on a running reactor: its exit code,
+    an error shown with its registry code and what to do, never a traceback.
+    """
+    from backupremote.protocol.errors import INTERNAL_ERROR, BackupRemoteError
+
+    try:
+        code: int = await args.onReactor(reactor, args, output)
+        return code
+    except BackupRemoteError as error:
+        return output.error(error)
+    except Exception as error:
+        return output.error(BackupRemoteError(INTERNAL_ERROR, f"unexpected: {error!r}"))
 
 
 def run() -> None:
