@@ -13,7 +13,7 @@ from typing import Any, Awaitable, Callable
 
 from backupremote.cli.clientconfig import commandConfig
 from backupremote.cli.output import Output
-from backupremote.cli.progress import ProgressView
+from backupremote.cli.progress import ProgressView, UploadView
 from backupremote.client.api import BackupRemoteClient
 from backupremote.client.delivery import licensesOf
 from backupremote.client.download import DownloadProgress
@@ -26,6 +26,7 @@ from backupremote.client.jobs import (
     jobRunnerIn,
     now,
 )
+from backupremote.client.jobs.model import UploadProgress
 from backupremote.client.servers import ClientServers
 from backupremote.client.store import SQLiteClientStore
 from backupremote.protocol.errors import CONFLICT, BackupRemoteError
@@ -65,9 +66,11 @@ def withJobs(command: JobCommand) -> Callable[..., Awaitable[int]]:
 
 class JobView(JobObserver):
     """
-    Live progress of a job on the terminal; nothing with C{--quiet}; with
-    C{--json} in lines mode (C{run --wait}), each run event and download
-    progress as a JSON line (C{"type": "runEvent"} or C{"downloadProgress"}).
+    Live progress of a job on the terminal (the run on the server, the
+    download, the upload to each destination); nothing with C{--quiet}; with
+    C{--json} in lines mode (C{run --wait}), each run event, download and
+    upload progress as a JSON line (C{"type": "runEvent"},
+    C{"downloadProgress"} or C{"uploadProgress"}).
     """
 
     def __init__(self, output: Output) -> None:
@@ -78,6 +81,7 @@ class JobView(JobObserver):
         shown = output.showsProgress
         self._run = ProgressView(output.out, interactive) if shown else None
         self._download = DownloadView(output.out, interactive) if shown else None
+        self._upload = UploadView(output.out, interactive) if shown else None
 
     def runEvent(self, event: RunEvent) -> None:
         if self._run is not None:
@@ -91,6 +95,12 @@ class JobView(JobObserver):
         elif self._output.asJSON and self._output.jsonLines:
             self._output.jsonLine({"type": "downloadProgress"}
                                   | converter.unstructure(progress))
+
+    def uploadProgress(self, progress: UploadProgress) -> None:
+        if self._upload is not None:
+            self._upload(progress)
+        elif self._output.asJSON and self._output.jsonLines:
+            self._output.jsonLine({"type": "uploadProgress"} | converter.unstructure(progress))
 
 
 def folderPath(folder: str) -> str:

@@ -12,6 +12,8 @@ the item's reason; C{queue retry ID} and a new start of the job try again.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from attrs import evolve
 from twisted.internet.defer import Deferred
 from twisted.python.filepath import FilePath
@@ -20,7 +22,13 @@ from zope.interface import implementer
 from backupremote.client.delivery.model import FAILED
 from backupremote.client.delivery.queue import DeliveryQueue
 from backupremote.client.jobs.delivery import DeliveryFailed, IDelivery
-from backupremote.client.jobs.model import Job, LocalFolder, NamedDestination, Receipt
+from backupremote.client.jobs.model import (
+    Job,
+    LocalFolder,
+    NamedDestination,
+    Receipt,
+    UploadProgress,
+)
 
 
 @implementer(IDelivery)
@@ -34,7 +42,9 @@ class QueueDelivery:
     def stop(self) -> Deferred[None]:
         return self.queue.stop()
 
-    def deliver(self, job: Job, artifact: FilePath) -> Deferred[list[Receipt]]:
+    def deliver(self, job: Job, artifact: FilePath,
+                progress: Callable[[UploadProgress], None] | None = None
+                ) -> Deferred[list[Receipt]]:
         async def deliver() -> list[Receipt]:
             folders = tuple(d for d in job.destinations if isinstance(d, LocalFolder))
             named = [d for d in job.destinations if isinstance(d, NamedDestination)]
@@ -44,8 +54,13 @@ class QueueDelivery:
                                                       artifact)
             if named:
                 await self.queue.started()
-                await self.queue.enqueue(job, artifact, named)
-                items = await self.queue.whenSettled(job.runId)
+                unwatch = self.queue.watch(job.runId, progress) if progress else None
+                try:
+                    await self.queue.enqueue(job, artifact, named)
+                    items = await self.queue.whenSettled(job.runId)
+                finally:
+                    if unwatch is not None:
+                        unwatch()
                 failed = [item for item in items if item.state == FAILED]
                 if failed:
                     first = failed[0]

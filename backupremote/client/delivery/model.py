@@ -86,3 +86,4 @@ class QueueItem:
         assert self.state == DELIVERED and self.method and self.verifiedAt
         return Receipt(self.destination, self.name, self.size, self.sha256, self.method,
                        self.verifiedAt)
+

@@ -62,7 +62,7 @@ from backupremote.client.delivery.store import DeliveryStore, ItemMoved, isSettl
 from backupremote.client.destinations.interface import IDestination
 from backupremote.client.destinations.names import datedName
 from backupremote.client.destinations.verified import checkReadBack, discard
-from backupremote.client.jobs.model import Job, NamedDestination
+from backupremote.client.jobs.model import Job, NamedDestination, UploadProgress
 from backupremote.client.notify.events import DestinationCircuitClosed, DestinationCircuitOpened
 from backupremote.client.notify.notifier import EventSink
 from backupremote.protocol.errors import (
@@ -161,6 +161,8 @@ class DeliveryQueue:
         self._starting: Deferred[None] | None = None
         #: (item id, bytes sent) of each upload in flight, for progress
         self.progress: dict[str, int] = {}
+        #: run id -> who is told how its uploads go (L{watch})
+        self._watchers: dict[str, list[Callable[[UploadProgress], None]]] = {}
 
     def _seconds(self) -> float:
         return self._clock.seconds()
@@ -239,6 +241,53 @@ class DeliveryQueue:
     def retry(self, id: str) -> Deferred[QueueItem]:
         """Put a failed item back in the queue, due now."""
         return self.deliveries.retry(id).addCallback(self._kicked)
+
+    def watch(self, runId: str, watcher: Callable[[UploadProgress], None]
+              ) -> Callable[[], None]:
+        """
+        Tell C{watcher} how the uploads of C{runId} go (L{UploadProgress}),
+        until the returned function is called.
+        """
+        self._watchers.setdefault(runId, []).append(watcher)
+
+        def unwatch() -> None:
+            watchers = self._watchers.get(runId, [])
+            if watcher in watchers:
+                watchers.remove(watcher)
+            if not watchers:
+                self._watchers.pop(runId, None)
+
+        return unwatch
+
+    def _reporter(self, item: QueueItem) -> Callable[[int], None]:
+        """
+        The C{progress} of one attempt's C{put}: kept in L{progress}, and
+        told to the run's watchers at its start, every 1 MiB or 1/200 of
+        the file (whichever is more: a bounded number of updates), and at
+        its end.
+        """
+        step = max(1 << 20, item.size // 200)
+        told: list[int] = []
+
+        def sent(count: int) -> None:
+            self.progress[item.id] = count
+            watchers = self._watchers.get(item.runId)
+            if not watchers:
+                return
+            if told and count - told[-1] < step and not (
+                    count >= item.size > told[-1]):
+                return
+            told[:] = [count]
+            update = UploadProgress(item.runId, item.id, item.destination, item.name, count,
+                                    item.size, item.attempts)
+            for watcher in list(watchers):
+                try:
+                    watcher(update)
+                except Exception:
+                    _log.failure("a watcher of run {runId}'s uploads failed",
+                                 runId=item.runId)
+
+        return sent
 
     def whenSettled(self, runId: str) -> Deferred[list[QueueItem]]:
         """Fires with the run's items once each is delivered or failed."""
@@ -345,9 +394,9 @@ class DeliveryQueue:
                 item = await self.deliveries.move(
                     item, UPLOADING, attempts=item.attempts + 1, upload=None,
                     nextAttemptAt=None)
-                upload = await destination.put(
-                    FilePath(item.source), item.name,
-                    lambda sent: self.progress.__setitem__(item.id, sent))
+                report = self._reporter(item)
+                report(0)
+                upload = await destination.put(FilePath(item.source), item.name, report)
                 if (upload.size, upload.sha256) != (item.size, item.sha256):
                     await discard(destination, upload)
                     raise BackupRemoteError(VERIFICATION_FAILED, (

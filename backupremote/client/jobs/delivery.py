@@ -20,7 +20,7 @@ from twisted.internet.threads import deferToThreadPool
 from twisted.python.filepath import FilePath
 from zope.interface import Interface, implementer
 
-from backupremote.client.jobs.model import Job, LocalFolder, Receipt
+from backupremote.client.jobs.model import Job, LocalFolder, Receipt, UploadProgress
 from backupremote.newfile import fsyncFolder
 from backupremote.private import makePrivateFolder
 from backupremote.protocol.errors import (
@@ -37,10 +37,13 @@ COPIED = "copy+read-back-sha256"
 class IDelivery(Interface):
     """Puts a job's verified artifact in each of its destinations."""
 
-    def deliver(job: Job, artifact: FilePath) -> Deferred[list[Receipt]]:
+    def deliver(job: Job, artifact: FilePath,
+                progress: Callable[[UploadProgress], None] | None = None
+                ) -> Deferred[list[Receipt]]:
         """
         Deliver C{artifact} (whose SHA-256 is C{job.artifact.sha256}) to
-        every destination of C{job}; fires with a receipt for each. A
+        every destination of C{job}; fires with a receipt for each, telling
+        C{progress} how each upload goes (where it can). A
         destination that holds the same file already (delivered before a
         crash) counts as delivered without a second copy; one that holds
         another file under that name fails the step (C{CONFLICT}): nothing
@@ -72,7 +75,9 @@ class LocalFolderDelivery:
     def stop(self) -> Deferred[None]:
         return succeed(None)
 
-    def deliver(self, job: Job, artifact: FilePath) -> Deferred[list[Receipt]]:
+    def deliver(self, job: Job, artifact: FilePath,
+                progress: Callable[[UploadProgress], None] | None = None
+                ) -> Deferred[list[Receipt]]:
         async def deliverAll() -> list[Receipt]:
             assert job.artifact is not None
             receipts = []

@@ -155,3 +155,20 @@ class Job:
     @property
     def nextStep(self) -> str | None:
         return None if self.finished else STEPS[self.state]
+
+
+@frozen
+class UploadProgress:
+    """
+    How far the upload of one delivery is (what C{run --wait} draws per
+    destination). Told when an attempt starts (C{bytesSent} 0), then every
+    1 MiB or 1/200 of the file, whichever is more, and when all is sent.
+    """
+
+    runId: str
+    deliveryId: str
+    destination: str
+    name: str
+    bytesSent: int
+    sizeBytes: int
+    attempt: int

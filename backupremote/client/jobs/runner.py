@@ -51,6 +51,7 @@ from backupremote.client.jobs.model import (
     RETRYABLE,
     Job,
     JobRequest,
+    UploadProgress,
     reached,
 )
 from backupremote.client.jobs.store import JobMoved, JobStore
@@ -82,6 +83,9 @@ class JobObserver:
 
     def downloadProgress(self, progress: DownloadProgress) -> None:
         """How far the download is."""
+
+    def uploadProgress(self, progress: UploadProgress) -> None:
+        """How far the upload to one of the run's named destinations is."""
 
     def stepDone(self, job: Job) -> None:
         """A step was recorded: C{job} is in its new state."""
@@ -447,7 +451,8 @@ class JobRunner:
         assert job.artifactPath is not None
         if not job.destinations:
             return await self.jobs.advance(job, "delivered", detail="no destination")
-        receipts = await self._delivery.deliver(job, FilePath(job.artifactPath))
+        receipts = await self._delivery.deliver(job, FilePath(job.artifactPath),
+                                                observer.uploadProgress)
         return await self.jobs.advance(job, "delivered", receipts=receipts,
                                        detail=", ".join(r.destination for r in receipts))
 
@@ -474,6 +479,10 @@ class _Observers(JobObserver):
     def downloadProgress(self, progress: DownloadProgress) -> None:
         for observer in self._observers:
             observer.downloadProgress(progress)
+
+    def uploadProgress(self, progress: UploadProgress) -> None:
+        for observer in self._observers:
+            observer.uploadProgress(progress)
 
     def stepDone(self, job: Job) -> None:
         for observer in self._observers:
