@@ -11,7 +11,7 @@ import json
 import sqlite3
 import uuid
 from collections.abc import Callable, Collection, Iterable
-from datetime import datetime, timezone
+from datetime import datetime
 from typing import Any
 
 from attrs import evolve
@@ -28,6 +28,7 @@ from backupremote.client.delivery.model import (
 )
 from backupremote.client.destinations.interface import PendingUpload
 from backupremote.client.store import IClientStore
+from backupremote.client.store.instants import instantOf, storedInstant
 from backupremote.protocol.errors import CONFLICT, NOT_FOUND, BackupRemoteError
 from backupremote.protocol.structured import converter
 
@@ -37,16 +38,6 @@ _COLUMNS = ("id, runId, server, destinationId, destination, scheduleId, name, so
 #: fields L{DeliveryStore.move} may change
 _CHANGEABLE = ("attempts", "upload", "errorCode", "reason", "nextAttemptAt", "method",
                "verifiedAt", "prunedAt")
-
-
-def _text(value: datetime | None) -> str | None:
-    if value is None:
-        return None
-    return value.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
-def _time(value: str | None) -> datetime | None:
-    return None if value is None else datetime.fromisoformat(value.replace("Z", "+00:00"))
 
 
 def _item(row: tuple[Any, ...]) -> QueueItem:
@@ -59,18 +50,18 @@ def _item(row: tuple[Any, ...]) -> QueueItem:
         state=state, attempts=attempts,
         upload=None if upload is None else converter.structure(json.loads(upload),
                                                                PendingUpload),
-        errorCode=errorCode, reason=reason, nextAttemptAt=_time(nextAttemptAt),
-        method=method, verifiedAt=_time(verifiedAt), prunedAt=_time(prunedAt),
-        createdAt=_time(createdAt), updatedAt=_time(updatedAt))  # type: ignore[arg-type]
+        errorCode=errorCode, reason=reason, nextAttemptAt=instantOf(nextAttemptAt),
+        method=method, verifiedAt=instantOf(verifiedAt), prunedAt=instantOf(prunedAt),
+        createdAt=instantOf(createdAt), updatedAt=instantOf(updatedAt))  # type: ignore[arg-type]
 
 
 def _values(item: QueueItem) -> tuple[Any, ...]:
     return (item.id, item.runId, item.server, item.destinationId, item.destination, item.scheduleId,
             item.name, item.source, item.size, item.sha256, item.state, item.attempts,
             None if item.upload is None else json.dumps(converter.unstructure(item.upload)),
-            item.errorCode, item.reason, _text(item.nextAttemptAt), item.method,
-            _text(item.verifiedAt), _text(item.prunedAt), _text(item.createdAt),
-            _text(item.updatedAt))
+            item.errorCode, item.reason, storedInstant(item.nextAttemptAt), item.method,
+            storedInstant(item.verifiedAt), storedInstant(item.prunedAt), storedInstant(item.createdAt),
+            storedInstant(item.updatedAt))
 
 
 class ItemMoved(BackupRemoteError):
@@ -197,7 +188,7 @@ class DeliveryStore:
             db.execute("UPDATE deliveries SET state = ?, attempts = 0, nextAttemptAt = NULL, "
                        "reason = ?, updatedAt = ? WHERE id = ?",
                        (PENDING, f"retry asked (was {item.state}: {item.reason or '-'})",
-                        _text(self.now()), item.id))
+                        storedInstant(self.now()), item.id))
             return _get(db, item.id)
 
         return self.store.transact(work)
@@ -210,7 +201,7 @@ class DeliveryStore:
 
     def markPruned(self, ids: Iterable[str]) -> Deferred[None]:
         ids = list(ids)
-        at = _text(self.now())
+        at = storedInstant(self.now())
 
         def work(db: sqlite3.Connection) -> None:
             for id in ids:

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from datetime import datetime, timezone
+from datetime import datetime
 from typing import Any
 
 from attrs import evolve, field, frozen
@@ -26,6 +26,7 @@ from backupremote.client.destinations.urls import TYPES, parseDestinationURL
 from backupremote.client.jobs.model import NamedDestination
 from backupremote.client.schedules.validation import DESTINATION
 from backupremote.client.store import IClientStore
+from backupremote.client.store.instants import instantOf, storedInstant
 from backupremote.protocol.errors import (
     CONFLICT,
     NOT_FOUND,
@@ -225,15 +226,6 @@ def parseGFS(text: str) -> tuple[int, int, int, int]:
     return tuple(int(part) for part in parts)  # type: ignore[return-value]
 
 
-def _text(value: datetime | None) -> str | None:
-    """A UTC instant as fixed-width ISO 8601 (sortable as text), as the job store writes it."""
-    if value is None:
-        return None
-    return value.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
-def _time(value: str | None) -> datetime | None:
-    return None if value is None else datetime.fromisoformat(value.replace("Z", "+00:00"))
 
 
 def _definition(destination: StoredDestination) -> str:
@@ -253,7 +245,7 @@ def _fromRow(row: tuple[Any, ...]) -> StoredDestination:
     data.update(id=id, name=name, type=type, revision=revision, hasSecret=bool(hasSecret),
                 createdAt=createdAt, updatedAt=updatedAt)
     stored = destinationConverter.structure(data, StoredDestination)
-    return evolve(stored, createdAt=_time(createdAt), updatedAt=_time(updatedAt))
+    return evolve(stored, createdAt=instantOf(createdAt), updatedAt=instantOf(updatedAt))
 
 
 def notFound(idOrName: str, names: list[str]) -> BackupRemoteError:
@@ -304,7 +296,7 @@ class DestinationStore:
                 "INSERT INTO destinations (id, name, type, revision, definition, secret, "
                 "createdAt, updatedAt) VALUES (?, ?, ?, 1, ?, ?, ?, ?)",
                 (destination.id, destination.name, destination.type,
-                 _definition(destination), sealed, _text(now), _text(now)))
+                 _definition(destination), sealed, storedInstant(now), storedInstant(now)))
             return findDestination(db, destination.id)
 
         return self.store.transact(work)
@@ -333,7 +325,7 @@ class DestinationStore:
                 "UPDATE destinations SET name = ?, type = ?, revision = ?, definition = ?, "
                 "secret = ?, updatedAt = ? WHERE id = ?",
                 (changed.name, changed.type, changed.revision, _definition(changed), secret,
-                 _text(now), changed.id))
+                 storedInstant(now), changed.id))
             if changed.name != current.name:
                 _renameInSchedules(db, current.name, changed.name, now)
             return findDestination(db, changed.id)
@@ -403,4 +395,4 @@ def _renameInSchedules(db: sqlite3.Connection, old: str, new: str, now: datetime
             data["revision"] = data.get("revision", 1) + 1
             db.execute("UPDATE schedules SET revision = ?, definition = ?, updatedAt = ? "
                        "WHERE id = ?", (data["revision"], json.dumps(data, sort_keys=True),
-                                        _text(now), id))
+                                        storedInstant(now), id))

@@ -30,6 +30,7 @@ from backupremote.client.jobs.model import (
     Receipt,
 )
 from backupremote.client.store import IClientStore
+from backupremote.client.store.instants import instantOf, storedInstant
 from backupremote.protocol.errors import CONFLICT, BackupRemoteError
 from backupremote.protocol.options import BackupOptions
 from backupremote.protocol.runs import RunStatus
@@ -39,17 +40,6 @@ from backupremote.protocol.transfers import FileEntry
 _COLUMNS = ("runId, server, databaseConfigId, options, scheduleId, fireTime, goal, state, "
             "downloadFolder, keepDownload, destinations, status, artifact, artifactPath, "
             "failedStep, errorCode, errorMessage, createdAt, updatedAt")
-
-
-def _text(value: datetime | None) -> str | None:
-    """A UTC instant as fixed-width ISO 8601 (sortable as text)."""
-    if value is None:
-        return None
-    return value.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
-def _time(value: str | None) -> datetime | None:
-    return None if value is None else datetime.fromisoformat(value.replace("Z", "+00:00"))
 
 
 def _json(value: Any, kind: Any) -> str | None:
@@ -121,7 +111,7 @@ class JobStore:
             values += states
         if since is not None:
             where.append("createdAt >= ?")
-            values.append(_text(since))
+            values.append(storedInstant(since))
         sql = (f"SELECT {_COLUMNS} FROM jobs WHERE {' AND '.join(where)} "
                "ORDER BY createdAt DESC, runId")
         if limit is not None:
@@ -149,7 +139,7 @@ class JobStore:
     def steps(self, runId: str) -> Any:
         """Fires with C{[(state, at, detail)]}: the job's history, oldest first."""
         return self.store.transact(lambda db: [
-            (state, _time(at), detail) for state, at, detail in db.execute(
+            (state, instantOf(at), detail) for state, at, detail in db.execute(
                 "SELECT state, at, detail FROM job_steps WHERE runId = ? ORDER BY seq",
                 (runId,))])
 
@@ -161,7 +151,7 @@ class JobStore:
         started elsewhere), or fire with the job C{runId} has already
         (C{(job, created)}).
         """
-        now = _text(self._now())
+        now = storedInstant(self._now())
         state = "pending" if request.databaseConfigId is not None else "running"
 
         def work(db: sqlite3.Connection) -> tuple[Job, bool]:
@@ -174,7 +164,7 @@ class JobStore:
                 "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL, NULL, NULL, NULL, NULL, NULL, ?, ?)",
                 (request.runId, request.server, request.databaseConfigId,
                  _json(request.options, BackupOptions), request.scheduleId,
-                 _text(request.fireTime), request.goal, state,
+                 storedInstant(request.fireTime), request.goal, state,
                  folder or f"{workFolder}/{request.runId}", 1 if folder else 0,
                  _destinations(request.destinations), now, now))
             _logStep(db, request.runId, state, now, "requested")
@@ -209,7 +199,7 @@ class JobStore:
                 (updated.state, updated.goal, updated.downloadFolder, int(updated.keepDownload),
                  _destinations(updated.destinations), _json(updated.status, RunStatus),
                  _json(updated.artifact, FileEntry), updated.artifactPath, updated.failedStep,
-                 updated.errorCode, updated.errorMessage, _text(now), job.runId, job.state),
+                 updated.errorCode, updated.errorMessage, storedInstant(now), job.runId, job.state),
             ).rowcount
             if not changed:
                 raise JobMoved(CONFLICT, (
@@ -220,8 +210,8 @@ class JobStore:
                     "INSERT OR REPLACE INTO receipts (runId, destination, name, size, sha256, "
                     "method, verifiedAt) VALUES (?, ?, ?, ?, ?, ?, ?)",
                     (job.runId, receipt.destination, receipt.name, receipt.size,
-                     receipt.sha256, receipt.method, _text(receipt.verifiedAt)))
-            _logStep(db, job.runId, state, _text(now), detail)
+                     receipt.sha256, receipt.method, storedInstant(receipt.verifiedAt)))
+            _logStep(db, job.runId, state, storedInstant(now), detail)
             fresh = _get(db, job.runId)
             assert fresh is not None
             return fresh
@@ -242,17 +232,17 @@ def _job(db: sqlite3.Connection, row: tuple[Any, ...]) -> Job:
      downloadFolder, keepDownload, destinations, status, artifact, artifactPath,
      failedStep, errorCode, errorMessage, createdAt, updatedAt) = row
     receipts = tuple(
-        Receipt(destination, name, size, sha256, method, _time(verifiedAt))  # type: ignore[arg-type]
+        Receipt(destination, name, size, sha256, method, instantOf(verifiedAt))  # type: ignore[arg-type]
         for destination, name, size, sha256, method, verifiedAt in db.execute(
             "SELECT destination, name, size, sha256, method, verifiedAt FROM receipts "
             "WHERE runId = ? ORDER BY destination", (runId,)))
     return Job(
         runId=runId, server=server, databaseConfigId=databaseConfigId,
         options=_load(options, BackupOptions), scheduleId=scheduleId,
-        fireTime=_time(fireTime), goal=goal, state=state, downloadFolder=downloadFolder,
+        fireTime=instantOf(fireTime), goal=goal, state=state, downloadFolder=downloadFolder,
         keepDownload=bool(keepDownload),
         destinations=tuple(_destination(d) for d in json.loads(destinations)),
-        createdAt=_time(createdAt), updatedAt=_time(updatedAt),  # type: ignore[arg-type]
+        createdAt=instantOf(createdAt), updatedAt=instantOf(updatedAt),  # type: ignore[arg-type]
         status=_load(status, RunStatus), artifact=_load(artifact, FileEntry),
         artifactPath=artifactPath, failedStep=failedStep, errorCode=errorCode,
         errorMessage=errorMessage, receipts=receipts)

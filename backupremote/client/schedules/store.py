@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from datetime import datetime, timezone
+from datetime import datetime
 from typing import Sequence
 
 from attrs import evolve, frozen
@@ -19,6 +19,7 @@ from twisted.internet.defer import Deferred
 from backupremote.client.schedules.model import Schedule, scheduleConverter
 from backupremote.client.schedules.validation import validateSchedule
 from backupremote.client.store import IClientStore
+from backupremote.client.store.instants import instantOf, storedInstant
 from backupremote.protocol.errors import CONFLICT, NOT_FOUND, BackupRemoteError
 
 #: What became of a slot.
@@ -27,19 +28,6 @@ MISSED = "missed"
 SKIPPED = "skipped"
 QUEUED = "queued"
 OUTCOMES = (STARTED, MISSED, SKIPPED, QUEUED)
-
-
-def toText(value: datetime | None) -> str | None:
-    """A UTC instant as fixed-width ISO 8601 (sortable as text)."""
-    if value is None:
-        return None
-    return value.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
-def fromText(value: str | None) -> datetime | None:
-    if value is None:
-        return None
-    return datetime.fromisoformat(value.replace("Z", "+00:00"))
 
 
 @frozen
@@ -100,8 +88,8 @@ class ScheduleStore:
             db.execute(
                 "INSERT INTO schedules (id, name, revision, definition, createdAt, updatedAt) "
                 "VALUES (?, ?, ?, ?, ?, ?)",
-                (schedule.id, schedule.name, 1, _definition(schedule), toText(now),
-                 toText(now)))
+                (schedule.id, schedule.name, 1, _definition(schedule), storedInstant(now),
+                 storedInstant(now)))
             return schedule
 
         return self._store.transact(work)
@@ -127,7 +115,7 @@ class ScheduleStore:
             _refuseTakenName(db, changed.name, changed.id)
             db.execute("UPDATE schedules SET name = ?, revision = ?, definition = ?, "
                        "updatedAt = ? WHERE id = ?",
-                       (changed.name, changed.revision, _definition(changed), toText(now),
+                       (changed.name, changed.revision, _definition(changed), storedInstant(now),
                         changed.id))
             return changed
 
@@ -161,8 +149,8 @@ class ScheduleStore:
         def work(db: sqlite3.Connection) -> dict[str, ScheduleState]:
             rows = db.execute("SELECT scheduleId, revision, nextFire, queuedFire, lastFire, "
                               "lastRunId FROM schedule_state").fetchall()
-            return {row[0]: ScheduleState(row[0], row[1], fromText(row[2]), fromText(row[3]),
-                                          fromText(row[4]), row[5]) for row in rows}
+            return {row[0]: ScheduleState(row[0], row[1], instantOf(row[2]), instantOf(row[3]),
+                                          instantOf(row[4]), row[5]) for row in rows}
 
         return self._store.transact(work)
 
@@ -182,15 +170,15 @@ class ScheduleStore:
             db.execute(
                 "INSERT OR REPLACE INTO schedule_state (scheduleId, revision, nextFire, "
                 "queuedFire, lastFire, lastRunId, updatedAt) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (state.scheduleId, state.revision, toText(state.nextFire),
-                 toText(state.queuedFire), toText(state.lastFire), state.lastRunId,
-                 toText(now)))
+                (state.scheduleId, state.revision, storedInstant(state.nextFire),
+                 storedInstant(state.queuedFire), storedInstant(state.lastFire), state.lastRunId,
+                 storedInstant(now)))
             for record in records:
                 db.execute(
                     "INSERT OR REPLACE INTO schedule_fires (scheduleId, fireTime, runId, "
                     "outcome, detail, recordedAt) VALUES (?, ?, ?, ?, ?, ?)",
-                    (record.scheduleId, toText(record.fireTime), record.runId,
-                     record.outcome, record.detail, toText(record.recordedAt or now)))
+                    (record.scheduleId, storedInstant(record.fireTime), record.runId,
+                     record.outcome, record.detail, storedInstant(record.recordedAt or now)))
             return True
 
         return self._store.transact(work)
@@ -218,13 +206,13 @@ class ScheduleStore:
                 f"schedule_fires {where} ORDER BY fireTime DESC LIMIT ?",
                 (*arguments, limit)).fetchall()
             return [FireRecord(row[0], _instant(row[1]), row[2], row[3], row[4],
-                               fromText(row[5])) for row in rows]
+                               instantOf(row[5])) for row in rows]
 
         return self._store.transact(work)
 
 
 def _instant(text: str) -> datetime:
-    value = fromText(text)
+    value = instantOf(text)
     assert value is not None
     return value
 
