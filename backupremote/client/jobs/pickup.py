@@ -11,17 +11,15 @@ first pass are left to the daemon's own L{JobRunner.resumeAll}.
 
 from __future__ import annotations
 
-from typing import Any
 
 from twisted.application.service import Service
-from twisted.internet.defer import CancelledError, Deferred, succeed
+from twisted.internet.defer import Deferred, succeed
 from twisted.internet.interfaces import IReactorTime
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 
 from backupremote.client.jobs.locks import JobLocks
-from backupremote.client.jobs.runner import JobRunner
-from backupremote.protocol.errors import BackupRemoteError
+from backupremote.client.jobs.runner import JobRunner, logStopped
 
 #: Seconds between two looks for jobs recorded by other processes.
 PICKUP_INTERVAL = 2.0
@@ -84,14 +82,4 @@ class JobPickup(Service):
             self._runner.resume(job.runId).addCallbacks(
                 lambda ended: _log.info("run {runId}: {state}", runId=ended.runId,
                                         state=ended.state, scheduleId=ended.scheduleId),
-                self._stopped, errbackArgs=(job.runId,))
-
-    def _stopped(self, failure: Any, runId: str) -> None:
-        if failure.check(CancelledError):
-            return
-        error = failure.value
-        if isinstance(error, BackupRemoteError):
-            _log.warn("run {runId} waits: {errorCode}: {errorMessage}", runId=runId,
-                      errorCode=error.code, errorMessage=error.message)
-        else:
-            _log.failure("run {runId} stopped on an unexpected error", failure, runId=runId)
+                logStopped, errbackArgs=(job.runId,))

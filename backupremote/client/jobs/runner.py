@@ -172,7 +172,7 @@ class JobRunner:
                 recorded.errback(result) if isinstance(result, Failure) else recorded.callback(
                     result)
             elif isinstance(result, Failure):
-                self._logStopped(result, request.runId)
+                logStopped(result, request.runId)
             else:
                 _logEnd(result)
 
@@ -199,7 +199,7 @@ class JobRunner:
             if jobs:
                 _log.info("taking up {count} unfinished job(s)", count=len(jobs))
             drives = [self.resume(job.runId).addCallback(_logEnd).addErrback(
-                self._logStopped, job.runId) for job in jobs]
+                logStopped, job.runId) for job in jobs]
             results = await DeferredList(drives, consumeErrors=True)
             return [job for ok, job in results if ok and job is not None]
 
@@ -225,22 +225,6 @@ class JobRunner:
             self._drives.add(drive)
             drive.addBoth(lambda result: (self._drives.discard(drive), result)[1])
         return drive
-
-    def _logStopped(self, failure: Any, runId: str) -> None:
-        if failure.check(CancelledError):
-            return None
-        with logContext(runId=runId, requestId=getattr(failure.value, "requestId", None)):
-            self._logStoppedHere(failure, runId)
-        return None
-
-    def _logStoppedHere(self, failure: Any, runId: str) -> None:
-        error = failure.value
-        if isinstance(error, BackupRemoteError):
-            _log.warn("run {runId} waits: {errorCode}: {errorMessage}", runId=runId,
-                      errorCode=error.code, errorMessage=error.message)
-        else:
-            _log.failure("run {runId} stopped on an unexpected error", failure, runId=runId)
-        return None
 
     async def _idle(self, runId: str) -> None:
         """Wait until this process drives C{runId} no more."""
@@ -538,3 +522,21 @@ def jobRunnerIn(reactor: Any, dataDir: FilePath, store: Any, servers: Servers,
     return JobRunner(reactor, JobStore(store, now(reactor)), servers,
                      deliver, dataDir.child("downloads"),
                      locks=JobLocks(dataDir.child("locks")), retry=retry, notify=notify)
+
+
+def logStopped(failure: Failure, runId: str) -> None:
+    """
+    Log why a drive of C{runId} stopped short of its goal: a registry error
+    waits (the job is resumed later), anything else is a bug. A cancel (the
+    daemon stopping) says nothing.
+    """
+    error = failure.value
+    if isinstance(error, CancelledError):
+        return None
+    with logContext(runId=runId, requestId=getattr(error, "requestId", None)):
+        if isinstance(error, BackupRemoteError):
+            _log.warn("run {runId} waits: {errorCode}: {errorMessage}", runId=runId,
+                      errorCode=error.code, errorMessage=error.message)
+        else:
+            _log.failure("run {runId} stopped on an unexpected error", failure, runId=runId)
+    return None
