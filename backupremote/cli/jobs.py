@@ -22,6 +22,7 @@ from backupremote.client.jobs import (
     FAILED,
     Job,
     JobObserver,
+    JobRequest,
     JobRunner,
     jobRunnerIn,
     now,
@@ -62,6 +63,24 @@ def withJobs(command: JobCommand) -> Callable[..., Awaitable[int]]:
             await store.close()
 
     return run
+
+
+async def driveJob(runner: JobRunner, request: JobRequest, output: Output,
+                   interrupted: Callable[[], Any]) -> Job:
+    """
+    Drive C{request} to its goal, shown on C{output}; on Ctrl-C (the
+    reactor's shutdown) C{interrupted} says how to resume it, or cancels it.
+    """
+    from twisted.internet import reactor
+
+    trigger = reactor.addSystemEventTrigger("before", "shutdown", interrupted)
+    try:
+        return await runner.start(request, JobView(output))
+    finally:
+        try:
+            reactor.removeSystemEventTrigger(trigger)
+        except ValueError:
+            pass  # it already ran: the reactor is shutting down
 
 
 class JobView(JobObserver):

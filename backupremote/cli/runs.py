@@ -13,8 +13,8 @@ from backupremote.cli.progress import duration, size
 from backupremote.cli.databases import ID_HELP, backupArguments, configIdOf
 from backupremote.cli.remote import withClient, withLicenceExpiry
 from backupremote.cli.jobs import (
-    JobView,
     commandLine,
+    driveJob,
     fetched,
     folderPath,
     raiseIfStopped,
@@ -119,7 +119,6 @@ async def runCommand(client: BackupRemoteClient, runner: JobRunner,
                          + (" and cancels it" if args.cancel_on_interrupt else "") + "\n")
     # --json: each event as a JSON line as it comes, the result last
     output.jsonLines = True
-    from twisted.internet import reactor
 
     def interrupted() -> Any:
         if args.cancel_on_interrupt:
@@ -134,14 +133,7 @@ async def runCommand(client: BackupRemoteClient, runner: JobRunner,
                              f"{commandLine(args, 'status', runId)}\n")
         return None
 
-    trigger = reactor.addSystemEventTrigger("before", "shutdown", interrupted)
-    try:
-        job = await runner.start(request, JobView(output))
-    finally:
-        try:
-            reactor.removeSystemEventTrigger(trigger)
-        except ValueError:
-            pass  # it already ran: the reactor is shutting down
+    job = await driveJob(runner, request, output, interrupted)
     final = job.status
     assert final is not None
     if job.failedStep == "follow" or not args.download:

@@ -11,7 +11,7 @@ from backupremote.cli.output import Output
 from backupremote.cli.progress import BAR, PLAIN_EVERY, duration, size
 from backupremote.cli.remote import withClient
 from backupremote.cli.jobs import (
-    JobView,
+    driveJob,
     fetched,
     folderPath,
     raiseIfStopped,
@@ -117,21 +117,12 @@ async def filesCommand(client: BackupRemoteClient, args: argparse.Namespace,
 
 async def downloadCommand(client: BackupRemoteClient, runner: JobRunner,
                           args: argparse.Namespace, output: Output) -> int:
-    from twisted.internet import reactor
-
     folder = folderPath(args.directory)
     request = JobRequest(args.run_id, goal="released" if args.release else "delivered",
                          downloadFolder=folder, server=args.serverName)
-    trigger = reactor.addSystemEventTrigger("before", "shutdown", lambda: output.err.write(
+    job = await driveJob(runner, request, output, lambda: output.err.write(
         "\ninterrupted; the part already fetched is kept, and this resumes it: "
         f"{resumeCommand(args, args.run_id, args.directory, args.release)}\n"))
-    try:
-        job = await runner.start(request, JobView(output))
-    finally:
-        try:
-            reactor.removeSystemEventTrigger(trigger)
-        except ValueError:
-            pass  # it ran: the reactor is shutting down
     raiseIfStopped(job)
     result = fetched(job)
     output.result(result, describeFetched(result))
