@@ -29,6 +29,7 @@ from twisted.protocols import amp
 from twisted.python.failure import Failure
 
 from backupremote.keepalive import Heartbeat
+from backupremote.nodelay import noDelay
 from backupremote.protocol.boxlimits import PRE_AUTH, BoundedBoxes, BoxLimit
 from backupremote.protocol.base import REQUEST_ID, Request, answeredBy
 from backupremote.protocol.errors import (
@@ -128,6 +129,7 @@ class ServerProtocol(BoundedBoxes, amp.AMP):
 
     def connectionMade(self) -> None:
         super().connectionMade()
+        noDelay(self.transport)
         config = self.core.config
         self.core.connections.add(self)
         self.core.admission.admit(self)

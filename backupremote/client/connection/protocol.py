@@ -18,6 +18,7 @@ from twisted.python.failure import Failure
 from backupremote.client.connection.boxparser import LeanBoxParsing
 from backupremote.client.connection.receivers import TransferReceivers
 from backupremote.keepalive import Heartbeat
+from backupremote.nodelay import noDelay
 from backupremote.protocol.runs import BackupComplete, BackupFailed, BackupProgress, RunEvent
 from backupremote.protocol.session import Auth, Ping
 from backupremote.protocol.transfers import (
@@ -85,6 +86,7 @@ class ClientProtocol(LeanBoxParsing, amp.AMP):
 
     def connectionMade(self) -> None:
         super().connectionMade()
+        noDelay(self.transport)
         Deferred.fromCoroutine(self._authenticate())
 
     async def _authenticate(self) -> None:

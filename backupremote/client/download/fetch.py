@@ -32,7 +32,6 @@ from twisted.python.filepath import FilePath
 from backupremote.client.backoff import Backoff
 from backupremote.client.download.chunkwriter import ChunkWriter
 from backupremote.client.download.partfile import DIGEST_SIZE, PartFile, fileSha256
-from backupremote.nodelay import noDelay
 from backupremote.protocol.errors import (
     CONFLICT,
     CONNECTION_FAILED,
@@ -226,7 +225,6 @@ class FileDownload:
         """One transfer from C{nextChunk}: until complete, a restart, or a dropped connection."""
         self._report("downloading", force=True)
         protocol = await self._connection.connection()
-        noDelay(protocol.transport)  # acknowledgements must not wait for Nagle
         answer = await self._connection.callOn(
             protocol, FileTransferStart, fileId=self.entry.fileId, startChunk=self.nextChunk)
         transfer = self._transfer = _Transfer(self, answer["transferId"], self.nextChunk)

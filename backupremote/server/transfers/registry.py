@@ -19,7 +19,6 @@ from typing import Any
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
-from backupremote.nodelay import noDelay
 from backupremote.protocol.errors import (
     ARTIFACT_EXPIRED,
     CAPACITY_EXCEEDED,
@@ -94,7 +93,6 @@ class TransferRegistry:
         pump = self._pumps.get(connection)
         if pump is None:
             pump = self._pumps[connection] = ConnectionPump(connection.transport)
-            noDelay(connection.transport)
         pump.add(sender)
         if self._metrics is not None:
             self._metrics.increment("transfers.started")
