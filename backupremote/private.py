@@ -6,7 +6,7 @@ L{PRIVATE_UMASK}, so whatever they create is 0600 (files) or 0700
 (folders). An application that embeds the library keeps its own umask, so
 what the library creates itself is given its mode explicitly: folders with
 L{makePrivateFolder}, the server's SQLite store with L{privateFile}, and new
-files through L{backupremote.newfile}. A key or a secret that group or
+files through L{backupremote.filewriting}. A key or a secret that group or
 others can read is refused at start-up with L{refuseShared}, not silently
 fixed: it may have been copied already, and its owner should know.
 """

@@ -17,7 +17,7 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from twisted.python.filepath import FilePath
 
-from backupremote.newfile import writePrivateFile
+from backupremote.filewriting import writePrivateFile
 from backupremote.private import refuseShared
 
 KEY_NAME = "secrets.key"

@@ -39,11 +39,11 @@ from twisted.internet.error import ReactorNotRunning
 from twisted.python.filepath import FilePath
 
 from backupremote.client.api import BackupRemoteClient
+from backupremote.client.clientinit import createClientFolder
 from backupremote.client.config import loadClientConfig
-from backupremote.client.folder import createClientFolder
 from backupremote.license import generateIssuerKeyPair, issueLicense, loadIssuerKey
+from backupremote.server.admin.serverinit import createServerFolder, registerClient
 from backupremote.server.config import loadServerConfig
-from backupremote.server.folder import createServerFolder, registerClient
 from tests.databases.servers import _Daemon, freePort
 
 PYTHON = sys.executable

@@ -1,7 +1,7 @@
 """
 A whole server core on a fake clock and in-memory connections.
 
-L{ServerHarness} builds the real L{ServerCore} (real store in a temp folder,
+L{ServerHarness} builds the real L{ServerComponents} (real store in a temp folder,
 real licence verifier and authenticator) with a L{Clock}; L{Loopback} joins
 a L{ServerProtocol} to a plain AMP client through L{twisted.test.iosim}, so
 every box really is serialised and parsed on both sides.
@@ -29,12 +29,12 @@ from backupremote.protocol.runs import BackupComplete, BackupFailed, BackupProgr
 from backupremote.protocol.session import Auth, Ping
 from backupremote.protocol.versions import CURRENT_API_VERSION
 from backupremote.server.config import ServerConfig
+from backupremote.server.edge.protocol import ServerProtocol
 from backupremote.server.responders.groups import RESPONDER_GROUPS
-from backupremote.server.protocol import ServerProtocol
-from backupremote.server.secrethash import hashSecret
-from backupremote.server.service import buildCore
+from backupremote.server.service import buildComponents
 from backupremote.server.staging import StagingArea
 from backupremote.server.staging.expiry import StagingJanitor
+from backupremote.server.state.secrethash import hashSecret
 
 CLIENT_ID = "alice"
 SECRET = "correct-horse-battery-staple-" + "s3cr3t"
@@ -78,10 +78,10 @@ class ServerHarness:
             tempDir.makedirs()
         self.staging = StagingArea.forDataDir(dataDir, tempDir)
         # The service's own wiring, with this test's clock, key and doubles.
-        self.core = buildCore(self.config, self.clock, runInThread,
-                              produce or unavailableProducer,
-                              trustedKeys=(self.issuerKey.public_key(),),
-                              staging=self.staging)
+        self.core = buildComponents(self.config, self.clock, runInThread,
+                                    produce or unavailableProducer,
+                                    trustedKeys=(self.issuerKey.public_key(),),
+                                    staging=self.staging)
         self.responderGroups = responderGroups
         self.store = self.core.store
         testCase.addCleanup(self.store.close)

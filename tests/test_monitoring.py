@@ -22,7 +22,7 @@ from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
 from backupremote.metrics import ClientMetrics, ServerCollector
-from backupremote.server.metrics import Metrics
+from backupremote.server.state.metrics import Metrics
 
 DOCS = Path(__file__).resolve().parent.parent / "docs" / "monitoring"
 RULES = DOCS / "backupremote-alerts.yml"

@@ -8,7 +8,7 @@ from typing import Any
 from twisted.python.filepath import FilePath
 
 from backupremote.cli.output import Output
-from backupremote.client.folder import createClientFolder
+from backupremote.client.clientinit import createClientFolder
 from backupremote.configfile import configError
 
 

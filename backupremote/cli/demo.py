@@ -31,15 +31,15 @@ from backupremote.cli.jobs import JobView, raiseIfStopped
 from backupremote.cli.output import EXIT_REFUSED, Output
 from backupremote.cli.progress import duration, size
 from backupremote.client.api import BackupRemoteClient
+from backupremote.client.clientinit import createClientFolder
 from backupremote.client.config import loadClientConfig
-from backupremote.client.folder import createClientFolder
 from backupremote.client.jobs import Job, JobRequest, LocalFolder, jobRunnerIn, oneServer
 from backupremote.client.store import SQLiteClientStore
 from backupremote.license import generateIssuerKeyPair, issueLicense, loadIssuerKey
 from backupremote.protocol.databases import DatabaseConfigInput
 from backupremote.protocol.options import BackupOptions
+from backupremote.server.admin.serverinit import createServerFolder, registerClient
 from backupremote.server.config import loadServerConfig
-from backupremote.server.folder import createServerFolder, registerClient
 from backupremote.server.service import makeService
 from backupremote.server.staging import StagingArea
 

@@ -11,6 +11,7 @@ from twisted.python.filepath import FilePath
 
 from backupremote.cli.output import EXIT_AUTH, Output
 from backupremote.configfile import configError
+from backupremote.filewriting import writePrivateFile
 from backupremote.license import (
     ALL_FEATURES,
     DEFAULT_FEATURES,
@@ -25,7 +26,6 @@ from backupremote.license import (
 from backupremote.license.token import claimsOf
 from backupremote.protocol.errors import BackupRemoteError
 from backupremote.server.config import loadServerConfig
-from backupremote.newfile import writePrivateFile
 
 
 def register(commands: Any) -> None:

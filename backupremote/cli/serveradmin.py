@@ -12,8 +12,8 @@ from twisted.python.filepath import FilePath
 from backupremote.cli import servercert, serverclients
 from backupremote.cli.output import Output
 from backupremote.configfile import configError
+from backupremote.server.admin.serverinit import createServerFolder, registerClient
 from backupremote.server.config import DEFAULT_LISTEN, loadServerConfig
-from backupremote.server.folder import createServerFolder, registerClient
 
 
 def register(commands: Any) -> None:

@@ -10,7 +10,7 @@ from twisted.python.filepath import FilePath
 
 from backupremote.cli.output import Output
 from backupremote.configfile import configError
-from backupremote.server.certrotation import (
+from backupremote.server.admin.certrotation import (
     CertificateInfo,
     activatePending,
     certificateState,

@@ -8,7 +8,7 @@ from typing import Any
 from twisted.python.filepath import FilePath
 
 from backupremote.cli.output import Output
-from backupremote.server.clients import RegisteredClient, openRegistry
+from backupremote.server.admin.clients import RegisteredClient, openRegistry
 from backupremote.server.config import loadServerConfig
 
 _CONFIG = "/etc/backupremote/server.toml"

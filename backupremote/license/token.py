@@ -25,7 +25,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import (
 )
 from twisted.python.filepath import FilePath
 
-from backupremote.newfile import writeNewFile
+from backupremote.filewriting import writeNewFile
 from backupremote.private import makePrivateFolder
 from backupremote.protocol.errors import (
     CONFIG_INVALID,

@@ -7,7 +7,7 @@ it with C{prometheus_client}'s Twisted C{MetricsResource} on the endpoint
 of C{[metrics] listen} (L{MetricsService}; off by default).
 
     server: L{ServerCollector} reads the server's counters object
-            (L{backupremote.server.metrics.Metrics}, also behind
+            (L{backupremote.server.state.metrics.Metrics}, also behind
             ``getMetrics``) and its current load: nothing is counted twice.
     client: L{ClientMetrics}, a small API the client's parts call
             (the job runner, the delivery queue, the scheduler, the daemon).

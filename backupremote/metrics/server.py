@@ -1,6 +1,6 @@
 """
 The server's metrics for Prometheus: read from the counters object that
-``getMetrics`` serves (L{backupremote.server.metrics.Metrics}) and from the
+``getMetrics`` serves (L{backupremote.server.state.metrics.Metrics}) and from the
 server's current load, at each scrape: nothing is counted twice.
 
 Counter names of the server (dotted, in its code) become families:

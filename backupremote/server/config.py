@@ -15,8 +15,8 @@ from backupremote.configfile import (
     refuseUnknownSections,
 )
 from backupremote.metrics.config import MetricsConfig, parseMetrics
-from backupremote.server.ownership import ROLES
-from backupremote.server.tools import defaultToolPath
+from backupremote.server.machinery.toolfinder import defaultToolPath
+from backupremote.server.state.ownership import ROLES
 
 DEFAULT_LISTEN = "ssl:7443"
 
@@ -151,8 +151,8 @@ def _loadServerConfig(path: FilePath) -> ServerConfig:
 
 def _adminClients(data: dict[str, Any], base: FilePath) -> frozenset[str]:
     """The ids whose C{[clients.ID] role} is C{"admin"}; any other key or role is refused."""
-    # imported here: backupremote.server.folder imports this module
-    from backupremote.server.folder import CLIENT_ID
+    # imported here: backupremote.server.admin.serverinit imports this module
+    from backupremote.server.admin.serverinit import CLIENT_ID
 
     clients = data.get("clients", {})
     if not isinstance(clients, dict):

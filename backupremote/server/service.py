@@ -19,40 +19,40 @@ from twisted.logger import Logger
 from backupremote.license import LicenseVerifier, loadTrustedKey
 from backupremote.logfile import withLogFile
 from backupremote.metrics import MetricsService, ServerCollector
-from backupremote.server.authenticator import Authenticator
+from backupremote.secretbox import SecretBox
 from backupremote.server.config import ServerConfig
-from backupremote.server.core import ServerCore
 from backupremote.server.databases.service import DatabaseConfigs
 from backupremote.server.databases.store import DatabaseConfigStore
-from backupremote.server.secretbox import SecretBox
-from backupremote.server.staging import StagingArea
+from backupremote.server.edge.authenticator import Authenticator
+from backupremote.server.edge.components import ServerComponents
+from backupremote.server.edge.factory import ServerFactory
+from backupremote.server.edge.listener import TLSEndpoint
+from backupremote.server.edge.revocation import RevocationSweep
+from backupremote.server.edge.throttle import PeerThrottle
 from backupremote.server.engines import defaultEngines
 from backupremote.server.engines.base import IEngine
+from backupremote.server.machinery.toolfinder import ToolFinder
 from backupremote.server.pipeline import produceArtifact
+from backupremote.server.responders.session import ServerOffers
 from backupremote.server.runs.manager import RunManager
 from backupremote.server.runs.scripts import PostScripts
 from backupremote.server.runs.store import RunStore
-from backupremote.server.tools import ToolFinder
-from backupremote.server.factory import ServerFactory
-from backupremote.server.listener import TLSEndpoint
-from backupremote.server.metrics import Metrics
-from backupremote.server.ownership import Ownership
-from backupremote.server.responders.session import ServerOffers
-from backupremote.server.revocation import RevocationSweep
-from backupremote.server.store import ServerStore
-from backupremote.server.throttle import PeerThrottle
-from backupremote.server.staging.expiry import StagingJanitor
-from backupremote.server.transfers.registry import TransferRegistry
+from backupremote.server.staging import StagingArea
 from backupremote.server.staging.artifacts import StagedArtifacts
+from backupremote.server.staging.expiry import StagingJanitor
+from backupremote.server.state.metrics import Metrics
+from backupremote.server.state.ownership import Ownership
+from backupremote.server.state.store import ServerStore
+from backupremote.server.transfers.registry import TransferRegistry
 
 
 _log = Logger(namespace="backupremote.server.service")
 
 
-def buildCore(config: ServerConfig, reactor: Any, runInThread: Any = None,
-              produce: Any = None, trustedKeys: tuple[Any, ...] | None = None,
-              staging: StagingArea | None = None,
-              engines: Mapping[str, IEngine] | None = None) -> ServerCore:
+def buildComponents(config: ServerConfig, reactor: Any, runInThread: Any = None,
+                    produce: Any = None, trustedKeys: tuple[Any, ...] | None = None,
+                    staging: StagingArea | None = None,
+                    engines: Mapping[str, IEngine] | None = None) -> ServerComponents:
     """
     The shared server state, from configuration (opens the store).
 
@@ -105,7 +105,7 @@ def buildCore(config: ServerConfig, reactor: Any, runInThread: Any = None,
         progressInterval=config.progressInterval,
         finalize=artifacts.finalize, checkStagingRoom=artifacts.checkRoom, metrics=metrics,
     )
-    return ServerCore(
+    return ServerComponents(
         config=config, clock=reactor, store=store, authenticator=authenticator,
         metrics=metrics, tools=tools, databases=databases, runs=runs,
         artifacts=artifacts, scripts=scripts,
@@ -119,7 +119,7 @@ def buildCore(config: ServerConfig, reactor: Any, runInThread: Any = None,
 class ListeningService(MultiService):
     """Listens while running; on stop, closes the port and every connection."""
 
-    def __init__(self, core: ServerCore, endpoint: TLSEndpoint) -> None:
+    def __init__(self, core: ServerComponents, endpoint: TLSEndpoint) -> None:
         super().__init__()
         self.core = core
         self._endpoint = endpoint
@@ -188,7 +188,7 @@ def makeService(config: ServerConfig, reactor: Any = None, produce: Any = None,
         from twisted.internet import reactor as globalReactor
         reactor = globalReactor
     top = withLogFile(config.logFile)
-    core = buildCore(config, reactor, produce=produce, staging=staging)
+    core = buildComponents(config, reactor, produce=produce, staging=staging)
     listening = ListeningService(core, TLSEndpoint(reactor, config))
     listening.setName("listener")
     listening.setServiceParent(top)

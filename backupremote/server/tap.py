@@ -10,7 +10,7 @@ from twisted.python.filepath import FilePath
 from backupremote.private import usePrivateUmask
 from backupremote.protocol.errors import BackupRemoteError
 from backupremote.server.config import loadServerConfig
-from backupremote.server.hangup import HangupService, reopenAndReload
+from backupremote.server.edge.hangup import HangupService, reopenAndReload
 from backupremote.server.service import makeService as makeServerService
 
 

@@ -9,7 +9,7 @@ L{describeTLSFailure}.  L{certificates} makes keys, certificates and
 fingerprints.
 """
 
-from backupremote.newfile import writePrivateFile
+from backupremote.filewriting import writePrivateFile
 from backupremote.tls.certificates import (
     fingerprintOfDer,
     fingerprintOfPem,

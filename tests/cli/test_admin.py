@@ -21,8 +21,8 @@ from backupremote.cli.main import buildParser, main
 from backupremote.client.config import loadClientConfig
 from backupremote.license import loadIssuerKey, loadTrustedKey
 from backupremote.server.config import loadServerConfig
-from backupremote.server.secrethash import verifySecret
-from backupremote.server.store import ServerStore
+from backupremote.server.state.secrethash import verifySecret
+from backupremote.server.state.store import ServerStore
 from backupremote.tls.certificates import fingerprintOfPem
 
 

@@ -24,9 +24,9 @@ from twisted.trial.unittest import TestCase
 
 from backupremote.cli.main import buildParser, commandOnReactor
 from backupremote.cli.output import Output
+from backupremote.client.clientinit import createClientFolder
 from backupremote.client.delivery.model import DELIVERED, FAILED, RETRYING, QueueItem
 from backupremote.client.delivery.store import DeliveryStore
-from backupremote.client.folder import createClientFolder
 from backupremote.client.store import SQLiteClientStore
 from backupremote.license import generateIssuerKeyPair, loadIssuerKey
 from backupremote.license.issue import issueLicense

@@ -10,8 +10,8 @@ import os
 
 from twisted.python.filepath import FilePath
 
-from backupremote.server.secrethash import verifySecret
-from backupremote.server.store import ServerStore
+from backupremote.server.state.secrethash import verifySecret
+from backupremote.server.state.store import ServerStore
 from tests.cli.test_admin import CLITestCase, mode, run
 
 

@@ -15,7 +15,7 @@ from twisted.python.filepath import FilePath
 
 from backupremote.client.connection import Credentials
 from backupremote.protocol.databases import DatabaseConfigInput, PreflightReport
-from backupremote.server.protocol import ServerProtocol
+from backupremote.server.edge.protocol import ServerProtocol
 from backupremote.server.service import makeService
 from backupremote.testing import LoopbackConnection
 from tests.integration import servers

@@ -18,14 +18,14 @@ from twisted.python.filepath import FilePath
 
 from backupremote.client.api import BackupRemoteClient
 from backupremote.client.config import ClientConfig, ServerAddress
-from backupremote.client.connection.manager import ConnectionManager
 from backupremote.client.connection.credentials import Credentials
+from backupremote.client.connection.manager import ConnectionManager
 from backupremote.license import DEFAULT_FEATURES, License, generateIssuerKeyPair, loadIssuerKey, signLicense
 from backupremote.server.config import ServerConfig
-from backupremote.server.secrethash import generateSecret, hashSecret
 from backupremote.server.service import makeService
 from backupremote.server.staging import StagingArea
-from backupremote.server.store import ServerStore
+from backupremote.server.state.secrethash import generateSecret, hashSecret
+from backupremote.server.state.store import ServerStore
 from backupremote.tls.certificates import fingerprintOfPem, generateServerCertificate
 
 CLIENT_ID = "integration-client"

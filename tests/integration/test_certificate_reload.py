@@ -10,8 +10,8 @@ from __future__ import annotations
 from twisted.trial.unittest import TestCase
 
 from backupremote.protocol.errors import TLS_FINGERPRINT_MISMATCH, BackupRemoteError
-from backupremote.server.certrotation import activatePending, stageNewCertificate
-from backupremote.server.hangup import reopenAndReload
+from backupremote.server.admin.certrotation import activatePending, stageNewCertificate
+from backupremote.server.edge.hangup import reopenAndReload
 from backupremote.tls.certificates import fingerprintOfPem, generateServerCertificate
 from tests.integration.servers import startServer
 

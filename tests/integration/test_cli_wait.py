@@ -19,7 +19,7 @@ from twisted.internet.task import deferLater
 from twisted.python.filepath import FilePath
 from twisted.trial.unittest import TestCase
 
-from backupremote.client.folder import createClientFolder
+from backupremote.client.clientinit import createClientFolder
 from tests.client.helpers import startProducingServer
 from tests.integration.servers import CLIENT_ID
 from tests.integration.test_daemons import program

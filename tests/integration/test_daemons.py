@@ -22,7 +22,7 @@ from twisted.python.filepath import FilePath
 from twisted.trial.unittest import SynchronousTestCase
 
 from backupremote.server.config import loadServerConfig
-from backupremote.server.store import ServerStore
+from backupremote.server.state.store import ServerStore
 from tests.processes import installEndlessZstd, runningWithArgv
 
 BIN = os.path.dirname(sys.executable)

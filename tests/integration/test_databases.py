@@ -102,7 +102,7 @@ class EngineCases:
         """A tool folder with links to every program of the default path but C{program}."""
         import os
 
-        from backupremote.server.tools import defaultToolPath
+        from backupremote.server.machinery.toolfinder import defaultToolPath
         folder = FilePath(self.mktemp())
         folder.makedirs()
         for directory in reversed(defaultToolPath()):

@@ -20,7 +20,7 @@ from twisted.internet.task import deferLater
 from twisted.python.filepath import FilePath
 from twisted.trial.unittest import TestCase
 
-from backupremote.client.folder import createClientFolder
+from backupremote.client.clientinit import createClientFolder
 from backupremote.client.jobs import STATES
 from backupremote.protocol.transfers import CHUNK_SIZE, CHUNKS_PER_BOX, WINDOW_BOXES
 from backupremote.server.transfers.sender import ChunkSender

@@ -20,7 +20,7 @@ from twisted.trial.unittest import SkipTest, TestCase
 
 from backupremote.protocol import errors
 from backupremote.protocol.databases import DatabaseConfigInput
-from backupremote.server.tools import defaultToolPath
+from backupremote.server.machinery.toolfinder import defaultToolPath
 from tests.integration.servers import startServer
 
 PASSWORD = "never-in-clear-4b1f"

@@ -20,7 +20,7 @@ from twisted.trial.unittest import TestCase
 from backupremote.protocol import errors
 from backupremote.protocol.databases import DatabaseConfigInput
 from backupremote.protocol.options import BackupOptions
-from backupremote.server.tools import defaultToolPath
+from backupremote.server.machinery.toolfinder import defaultToolPath
 from tests.databases import servers
 from tests.integration.servers import startServer
 from tests.processes import installEndlessZstd, runningWithArgv

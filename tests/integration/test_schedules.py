@@ -19,8 +19,8 @@ from twisted.internet.task import deferLater
 from twisted.python.filepath import FilePath
 from twisted.trial.unittest import TestCase
 
+from backupremote.client.clientinit import createClientFolder
 from backupremote.client.config import loadClientConfig
-from backupremote.client.folder import createClientFolder
 from backupremote.client.jobs import STATES, JobStore, LocalFolder
 from backupremote.client.schedules.model import Interval, Schedule
 from backupremote.client.schedules.runids import slotRunId

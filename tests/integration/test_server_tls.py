@@ -204,7 +204,7 @@ class LoggingTests(TestCase):
         self.assertEqual(authenticated[0]["clientId"], "integration-client")
         # the refused client's closed connection: summarised per address, not per request
         refusals = [json.loads(line) for line in logged.splitlines()
-                    if '"backupremote.server.refusals"' in line]
+                    if '"backupremote.server.edge.refusals"' in line]
         self.assertEqual([e["peer"] for e in refusals], ["127.0.0.1"])
 
 

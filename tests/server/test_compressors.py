@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from twisted.trial.unittest import SynchronousTestCase
 from backupremote.protocol.options import COMPRESSION_LEVELS, COMPRESSIONS
-from backupremote.server.compressors import COMPRESSORS, ICompressor
-from backupremote.server.tools import Tool
+from backupremote.server.machinery.compressors import COMPRESSORS, ICompressor
+from backupremote.server.machinery.toolfinder import Tool
 
 
 class CompressorTableTests(SynchronousTestCase):

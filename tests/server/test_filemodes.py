@@ -14,12 +14,12 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from backupremote.private import PRIVATE_UMASK
 from backupremote.protocol.errors import CONFIG_INVALID, BackupRemoteError
+from backupremote.secretbox import SecretBox
 from backupremote.server import tap
+from backupremote.server.admin.serverinit import createServerFolder
 from backupremote.server.config import loadServerConfig
-from backupremote.server.folder import createServerFolder
-from backupremote.server.listener import tlsOptions
-from backupremote.server.secretbox import SecretBox
-from backupremote.server.store import ServerStore
+from backupremote.server.edge.listener import tlsOptions
+from backupremote.server.state.store import ServerStore
 
 
 def mode(path: FilePath) -> int:

@@ -16,7 +16,7 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from backupremote.logfile import LOG_FILE_SERVICE, JSONLogFileService, withLogFile
 from backupremote.protocol.errors import CONFIG_INVALID, BackupRemoteError
-from backupremote.server.hangup import HangupService, reopenAndReload
+from backupremote.server.edge.hangup import HangupService, reopenAndReload
 
 
 def events(path: FilePath) -> list[str]:

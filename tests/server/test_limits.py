@@ -11,11 +11,11 @@ from twisted.logger import globalLogPublisher
 from twisted.trial.unittest import SynchronousTestCase
 
 from backupremote.protocol.boxlimits import MAX_PAIR_BYTES, PRE_AUTH, BoxLimit
+from backupremote.protocol.commands import COMMANDS
 from backupremote.protocol.errors import AUTH_FAILED, AUTH_RATE_LIMITED
 from backupremote.protocol.session import Auth, Capabilities, Ping
-from backupremote.server.admission import PreAuthAdmission
-from backupremote.protocol.commands import COMMANDS
-from backupremote.server.protocol import MAX_PRE_AUTH_BOXES
+from backupremote.server.edge.admission import PreAuthAdmission
+from backupremote.server.edge.protocol import MAX_PRE_AUTH_BOXES
 from tests.fixtures import ServerHarness
 from tests.strategies import encodeBox
 

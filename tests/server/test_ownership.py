@@ -48,7 +48,7 @@ from backupremote.protocol.transfers import (
 )
 from backupremote.server.config import loadServerConfig
 from backupremote.server.databases.store import DatabaseConfigStore
-from backupremote.server.store import MIGRATIONS, ServerStore
+from backupremote.server.state.store import MIGRATIONS, ServerStore
 from tests.fixtures import synchronously
 from tests.server.transfers.helpers import StagingMixin
 

@@ -17,8 +17,8 @@ from backupremote.protocol.errors import BackupRemoteError
 from backupremote.protocol.options import BackupOptions
 from backupremote.server.databases.preflight import preflight
 from backupremote.server.engines.base import IEngine, Target
+from backupremote.server.machinery.toolfinder import ToolFinder
 from backupremote.server.staging import StagingArea
-from backupremote.server.tools import ToolFinder
 from backupremote.testing import MemoryEngine
 
 

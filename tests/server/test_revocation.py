@@ -15,9 +15,9 @@ from backupremote.protocol.databases import ListDatabaseConfigs
 from backupremote.protocol.errors import AUTH_FAILED
 from backupremote.protocol.session import Auth, Ping
 from backupremote.protocol.versions import CURRENT_API_VERSION
-from backupremote.server.clients import ClientRegistry
-from backupremote.server.revocation import SWEEP_INTERVAL, RevocationSweep
-from backupremote.server.secrethash import hashSecret
+from backupremote.server.admin.clients import ClientRegistry
+from backupremote.server.edge.revocation import SWEEP_INTERVAL, RevocationSweep
+from backupremote.server.state.secrethash import hashSecret
 from tests.fixtures import CLIENT_ID, SECRET, Loopback, ServerHarness
 
 OTHER = "bob"

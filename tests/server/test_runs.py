@@ -233,7 +233,7 @@ class RunTests(SynchronousTestCase):
     def test_otherClientsCannotSeeRuns(self) -> None:
         self.execute("mine")
         self.harness.store.addClient("bob", __import__(
-            "backupremote.server.secrethash", fromlist=["x"]).hashSecret("bobsecret"))
+            "backupremote.server.state.secrethash", fromlist=["x"]).hashSecret("bobsecret"))
         bob = self.harness.connect(port=3)
         bob.auth(self.harness, clientId="bob", secret="bobsecret",
                  license=self.harness.license(clientId="bob"))

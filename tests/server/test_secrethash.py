@@ -10,7 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from twisted.trial.unittest import SynchronousTestCase
 
-from backupremote.server.secrethash import (
+from backupremote.server.state.secrethash import (
     SCHEME,
     generateSecret,
     hashSecret,

@@ -47,7 +47,7 @@ from backupremote.client.destinations.names import (
     temporaryName,
 )
 from backupremote.client.destinations.pool import inPool
-from backupremote.newfile import writeAll
+from backupremote.filewriting import writeAll
 from backupremote.protocol.errors import (
     DESTINATION_FULL,
     DESTINATION_NOT_FOUND,

@@ -1,6 +1,6 @@
 """
 One run of the C{rclone} program, Buildbot-style (the shape of
-L{backupremote.server.process.runProcess}): an argv list (no shell), the
+L{backupremote.childprocess.runProcess}): an argv list (no shell), the
 environment given and nothing else, the child leading its own process group
 (killed with it on timeout or cancel: SIGTERM, then SIGKILL after a grace),
 stderr kept (its end) for messages, and a L{Deferred} per run.
@@ -24,8 +24,8 @@ from twisted.internet.error import ProcessDone, ProcessTerminated
 from twisted.internet.protocol import ProcessProtocol
 from twisted.python.failure import Failure
 
+from backupremote.childprocess import groupLeaderArgv, killChild, killGroup
 from backupremote.client.destinations.httpsession import FileSliceProducer, Stall
-from backupremote.server.process import groupLeaderArgv, killChild, killGroup
 
 #: The most stderr kept (its end), and the most stdout collected without a sink.
 STDERR_CAP = 64 << 10

@@ -23,7 +23,7 @@ from typing import Any
 
 from twisted.python.filepath import FilePath
 
-from backupremote.newfile import fsyncFolder, replaceFile
+from backupremote.filewriting import fsyncFolder, replaceFile
 from backupremote.private import makePrivateFolder
 from backupremote.protocol.errors import CONFLICT, BackupRemoteError
 from backupremote.protocol.transfers import CHUNK_SIZE, FileEntry

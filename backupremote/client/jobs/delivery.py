@@ -21,7 +21,7 @@ from twisted.python.filepath import FilePath
 from zope.interface import Interface, implementer
 
 from backupremote.client.jobs.model import Job, LocalFolder, Receipt, UploadProgress
-from backupremote.newfile import fsyncFolder
+from backupremote.filewriting import fsyncFolder
 from backupremote.private import makePrivateFolder
 from backupremote.protocol.errors import (
     CONFLICT,

@@ -20,9 +20,9 @@ from attrs import define, frozen
 from twisted.internet.interfaces import IReactorTime
 from twisted.python.filepath import FilePath
 
-from backupremote.newfile import writeNewFile
-from backupremote.private import refuseShared
 from backupremote.configfile import configError
+from backupremote.filewriting import writeNewFile
+from backupremote.private import refuseShared
 
 #: The token's file, in the client's data folder.
 TOKEN_FILE = "web.token"

@@ -17,10 +17,10 @@ from backupremote.protocol.errors import (
     BackupRemoteError,
 )
 from backupremote.protocol.options import BackupOptions
-from backupremote.server.compressors import findCompressor
 from backupremote.server.engines.base import IEngine, Target
+from backupremote.server.machinery.compressors import findCompressor
+from backupremote.server.machinery.toolfinder import ToolFinder
 from backupremote.server.staging import StagingArea
-from backupremote.server.tools import ToolFinder
 
 #: The share of the database size a compressed dump is assumed to need.
 COMPRESSED_SHARE = 0.5

@@ -31,6 +31,7 @@ from backupremote.protocol.errors import (
     BackupRemoteError,
 )
 from backupremote.protocol.options import BackupOptions
+from backupremote.secretbox import SecretBox, SecretBoxError
 from backupremote.server.config import ServerConfig
 from backupremote.server.databases.preflight import preflight
 from backupremote.server.databases.store import DatabaseConfigStore, StoredConfig, notFound
@@ -40,10 +41,9 @@ from backupremote.server.databases.validation import (
     validateConfig,
 )
 from backupremote.server.engines.base import FieldProblems, IEngine, Target, failed
-from backupremote.server.ownership import Ownership
-from backupremote.server.secretbox import SecretBox, SecretBoxError
+from backupremote.server.machinery.toolfinder import ToolFinder
 from backupremote.server.staging import StagingArea
-from backupremote.server.tools import ToolFinder
+from backupremote.server.state.ownership import Ownership
 
 MAX_PAGE = 100
 _log = Logger(namespace="backupremote.server.databases")

@@ -24,8 +24,8 @@ from backupremote.protocol.options import (
     VERIFICATIONS,
     BackupOptions,
 )
-from backupremote.server.compressors import COMPRESSORS
 from backupremote.server.engines.base import FieldProblems, IEngine
+from backupremote.server.machinery.compressors import COMPRESSORS
 
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9 ._-]{0,63}")
 HOSTNAME = re.compile(r"(?=.{1,253}$)[A-Za-z0-9]([A-Za-z0-9-]{0,62})(\.[A-Za-z0-9]([A-Za-z0-9-]{0,62}))*\.?")

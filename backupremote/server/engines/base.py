@@ -17,7 +17,7 @@ from zope.interface import Attribute, Interface
 
 from backupremote.protocol.databases import ConnectionTestResult, DatabaseConfigInput, ToolChoice
 from backupremote.server.engines.dumps import DumpPlan
-from backupremote.server.tools import ToolFinder
+from backupremote.server.machinery.toolfinder import ToolFinder
 
 
 @frozen

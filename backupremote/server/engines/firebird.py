@@ -33,6 +33,7 @@ from typing import Any
 
 from zope.interface import implementer
 
+from backupremote.childprocess import baseEnvironment, runProcess
 from backupremote.protocol.databases import (
     ConnectionTestResult,
     DatabaseConfigInput,
@@ -49,7 +50,6 @@ from backupremote.protocol.errors import (
     TOOL_TOO_OLD,
     BackupRemoteError,
 )
-from backupremote.server.engines.dumps import DumpPlan, EngineCheck
 from backupremote.server.engines.base import (
     FieldProblems,
     IEngine,
@@ -58,8 +58,8 @@ from backupremote.server.engines.base import (
     failed,
     scrub,
 )
-from backupremote.server.process import baseEnvironment, runProcess
-from backupremote.server.tools import Tool, ToolFinder, parseVersion
+from backupremote.server.engines.dumps import DumpPlan, EngineCheck
+from backupremote.server.machinery.toolfinder import Tool, ToolFinder, parseVersion
 
 DEFAULT_PORT = 3050
 

@@ -27,6 +27,7 @@ from typing import Any
 from attrs import frozen
 from zope.interface import implementer
 
+from backupremote.childprocess import baseEnvironment, runProcess
 from backupremote.protocol.databases import (
     ConnectionTestResult,
     DatabaseConfigInput,
@@ -42,7 +43,6 @@ from backupremote.protocol.errors import (
     TOOL_MISSING,
     BackupRemoteError,
 )
-from backupremote.server.engines.dumps import DumpPlan, EngineCheck
 from backupremote.server.engines.base import (
     FieldProblems,
     IEngine,
@@ -52,8 +52,8 @@ from backupremote.server.engines.base import (
     lastLines,
     scrub,
 )
-from backupremote.server.process import baseEnvironment, runProcess
-from backupremote.server.tools import ToolFinder
+from backupremote.server.engines.dumps import DumpPlan, EngineCheck
+from backupremote.server.machinery.toolfinder import ToolFinder
 
 NAME = "mariadb"
 DEFAULT_PORT = 3306

@@ -18,6 +18,7 @@ from typing import Any
 from attrs import frozen
 from zope.interface import implementer
 
+from backupremote.childprocess import baseEnvironment, runProcess
 from backupremote.protocol.databases import (
     ConnectionTestResult,
     DatabaseConfigInput,
@@ -34,7 +35,6 @@ from backupremote.protocol.errors import (
     TOOL_TOO_OLD,
     BackupRemoteError,
 )
-from backupremote.server.engines.dumps import DumpPlan, EngineCheck
 from backupremote.server.engines.base import (
     FieldProblems,
     IEngine,
@@ -44,8 +44,8 @@ from backupremote.server.engines.base import (
     lastLines,
     scrub,
 )
-from backupremote.server.process import baseEnvironment, runProcess
-from backupremote.server.tools import Tool, ToolFinder, parseVersion
+from backupremote.server.engines.dumps import DumpPlan, EngineCheck
+from backupremote.server.machinery.toolfinder import Tool, ToolFinder, parseVersion
 
 NAME = "postgresql"
 DEFAULT_PORT = 5432

@@ -37,12 +37,6 @@ from backupremote.protocol.errors import (
     VALIDATION_FAILED,
     BackupRemoteError,
 )
-from backupremote.server.engines.dumps import (
-    BackupStopped,
-    DumpPlan,
-    EngineCheck,
-    InProcessDump,
-)
 from backupremote.server.engines.base import (
     FieldProblems,
     IEngine,
@@ -50,7 +44,13 @@ from backupremote.server.engines.base import (
     classify,
     failed,
 )
-from backupremote.server.tools import ToolFinder
+from backupremote.server.engines.dumps import (
+    BackupStopped,
+    DumpPlan,
+    EngineCheck,
+    InProcessDump,
+)
+from backupremote.server.machinery.toolfinder import ToolFinder
 
 #: How the probe runs a blocking function: C{runInThread(f, *args)} -> Deferred.
 ThreadRunner = Callable[..., Deferred[Any]]

@@ -9,7 +9,7 @@ a slow disk slows the dump and memory stays flat), then reads the artifact
 back to verify it, and returns an L{Artifact}. What dumps and how its
 result is checked is the engine's own C{DumpPlan}
 (L{backupremote.server.engines.dumps}), and how it is compressed its
-compressor's (L{backupremote.server.compressors}); the pipeline runs any of
+compressor's (L{backupremote.server.machinery.compressors}); the pipeline runs any of
 them the same way. Modules, one idea each:
 
   - C{produce}: the stages, the timeout, the cleanup on failure or cancel;
@@ -17,7 +17,7 @@ them the same way. Modules, one idea each:
   - C{sink}: the thread that reads, hashes and writes the artifact;
   - C{verification}, C{inspection}: reading back, decompressing, checking;
   - C{children}, C{threads}, C{waiting}: the parts of a stage and how a
-    stage waits for them (each settles an L{backupremote.server.outcome.Outcome});
+    stage waits for them (each settles an L{backupremote.outcome.Outcome});
   - C{progress}: what each stage reports; C{context}: one run's state;
   - C{hooks}: seams for tests and benchmarks.
 """

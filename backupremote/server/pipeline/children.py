@@ -1,6 +1,6 @@
 """
 The pipeline's child processes: spawned as process-group leaders, watched,
-and killed together (each a L{backupremote.server.process.Child}).
+and killed together (each a L{backupremote.childprocess.Child}).
 
 Each child's stdin, stdout and stderr are wired by the caller through
 C{childFDs} (OS pipes between children, files, or C{"r"}/C{"w"} pipes to
@@ -17,7 +17,7 @@ from typing import Any
 
 from twisted.internet.interfaces import IReactorProcess
 
-from backupremote.server.process import Child, groupLeaderArgv
+from backupremote.childprocess import Child, groupLeaderArgv
 
 
 class Children:

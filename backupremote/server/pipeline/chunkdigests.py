@@ -17,7 +17,7 @@ import os
 from attrs import frozen
 from twisted.python.filepath import FilePath
 
-from backupremote.newfile import writeAll
+from backupremote.filewriting import writeAll
 from backupremote.protocol.transfers import CHUNK_SIZE
 
 #: Added to the partial artifact's name for its digests file.

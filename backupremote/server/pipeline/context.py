@@ -15,10 +15,10 @@ from typing import Any, TypeVar
 from attrs import define, evolve, field
 from twisted.python.filepath import FilePath
 
+from backupremote.outcome import Outcome
 from backupremote.protocol.options import BackupOptions
 from backupremote.protocol.runs import StageTiming
 from backupremote.server.engines.base import Target
-from backupremote.server.outcome import Outcome
 from backupremote.server.pipeline.children import Children
 from backupremote.server.pipeline.hooks import PipelineHooks
 from backupremote.server.pipeline.progress import ProgressTicker

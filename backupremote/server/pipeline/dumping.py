@@ -25,6 +25,8 @@ from typing import Any
 
 from attrs import frozen
 
+from backupremote.childprocess import Child, Exit, baseEnvironment
+from backupremote.outcome import Outcome
 from backupremote.protocol.errors import (
     COMPRESSION_FAILED,
     DISK_FULL,
@@ -32,10 +34,9 @@ from backupremote.protocol.errors import (
     TEMP_NOT_WRITABLE,
     BackupRemoteError,
 )
-from backupremote.server.compressors import CompressionPlan
 from backupremote.server.engines.base import lastLines
 from backupremote.server.engines.dumps import BackupStopped, DumpPlan, InProcessDump
-from backupremote.server.outcome import Outcome
+from backupremote.server.machinery.compressors import CompressionPlan
 from backupremote.server.pipeline.artifact import PARTIAL_SUFFIX
 from backupremote.server.pipeline.chunkdigests import CHUNKS_SUFFIX, ChunkDigests
 from backupremote.server.pipeline.context import RunContext
@@ -47,7 +48,6 @@ from backupremote.server.pipeline.sink import (
     isDiskFull,
 )
 from backupremote.server.pipeline.waiting import waitForAll
-from backupremote.server.process import Child, Exit, baseEnvironment
 
 
 @frozen

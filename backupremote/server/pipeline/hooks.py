@@ -12,7 +12,7 @@ from typing import Any
 from attrs import frozen
 from twisted.python.filepath import FilePath
 
-from backupremote.newfile import Writer
+from backupremote.filewriting import Writer
 from backupremote.server.pipeline.sink import CHUNK_SIZE, ArtifactSink
 
 

@@ -25,9 +25,9 @@ from typing import Protocol
 
 import zstandard
 
-from backupremote.newfile import writeAll
-from backupremote.server.compressors import zipMember
+from backupremote.filewriting import writeAll
 from backupremote.server.engines.dumps import HEAD_BYTES, TAIL_BYTES
+from backupremote.server.machinery.compressors import zipMember
 from backupremote.server.pipeline.sink import CHUNK_SIZE, ChunkReader, Stopped
 from backupremote.server.pipeline.threads import StopFlag
 from backupremote.server.pipeline.zstdframes import FrameWalker

@@ -21,9 +21,10 @@ from twisted.python.filepath import FilePath
 
 from backupremote.protocol.errors import TIMEOUT, VALIDATION_FAILED, BackupRemoteError
 from backupremote.protocol.options import CHECKSUMS, VERIFICATIONS, BackupOptions
-from backupremote.server.compressors import planCompression
 from backupremote.server.engines.base import IEngine, Target
 from backupremote.server.engines.dumps import DumpPlan, chooseFormat
+from backupremote.server.machinery.compressors import planCompression
+from backupremote.server.machinery.toolfinder import ToolFinder
 from backupremote.server.pipeline.artifact import PARTIAL_SUFFIX, Artifact, artifactName
 from backupremote.server.pipeline.context import RunContext, RunFiles
 from backupremote.server.pipeline.dumping import dumpStage
@@ -31,7 +32,6 @@ from backupremote.server.pipeline.hooks import PipelineHooks
 from backupremote.server.pipeline.progress import ProgressCallback, ProgressTicker
 from backupremote.server.pipeline.verification import verifyStage
 from backupremote.server.pipeline.waiting import waitQuietly
-from backupremote.server.tools import ToolFinder
 
 
 async def produceArtifact(reactor: Any, engine: IEngine, target: Target,

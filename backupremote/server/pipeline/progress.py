@@ -17,7 +17,7 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 
-from backupremote.server.process import ioCounters
+from backupremote.childprocess import ioCounters
 
 log = Logger()
 

@@ -22,8 +22,8 @@ import os
 import select
 import stat
 import time
-from backupremote.newfile import Writer, writeAll
-from backupremote.server.compressors import MakeTransform
+from backupremote.filewriting import Writer, writeAll
+from backupremote.server.machinery.compressors import MakeTransform
 from backupremote.server.pipeline.chunkdigests import ChunkDigester, ChunkDigests
 from backupremote.server.pipeline.threads import StopFlag
 

@@ -18,7 +18,7 @@ from typing import Any, TypeVar
 from twisted.internet.interfaces import IReactorThreads
 from twisted.python.failure import Failure
 
-from backupremote.server.outcome import Outcome
+from backupremote.outcome import Outcome
 
 T = TypeVar("T")
 

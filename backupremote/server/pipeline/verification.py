@@ -26,14 +26,16 @@ from typing import Any
 
 from attrs import frozen
 
+from backupremote.childprocess import Child, Exit, baseEnvironment
+from backupremote.outcome import Outcome
 from backupremote.protocol.errors import (
     DISK_FULL,
     VERIFICATION_FAILED,
     BackupRemoteError,
 )
-from backupremote.server.compressors import CompressionPlan
 from backupremote.server.engines.base import lastLines
 from backupremote.server.engines.dumps import BackupStopped, DumpPlan, EngineCheck
+from backupremote.server.machinery.compressors import CompressionPlan
 from backupremote.server.pipeline.context import RunContext
 from backupremote.server.pipeline.dumping import Written
 from backupremote.server.pipeline.inspection import (
@@ -41,10 +43,8 @@ from backupremote.server.pipeline.inspection import (
     PipeFeed,
     StreamInspector,
 )
-from backupremote.server.outcome import Outcome
 from backupremote.server.pipeline.sink import Stopped, enlargePipe, isDiskFull
 from backupremote.server.pipeline.waiting import waitForAll
-from backupremote.server.process import Child, Exit, baseEnvironment
 
 
 @frozen

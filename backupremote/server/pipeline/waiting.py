@@ -15,7 +15,7 @@ from typing import Any
 from twisted.internet.defer import CancelledError, Deferred
 from twisted.internet.interfaces import IReactorTime
 
-from backupremote.server.outcome import Outcome
+from backupremote.outcome import Outcome
 
 #: Seconds to wait for the other parts once one has failed.
 FAILURE_GRACE = 2.0

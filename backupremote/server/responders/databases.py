@@ -18,14 +18,14 @@ from backupremote.protocol.databases import (
 )
 from backupremote.protocol.options import BackupOptions
 from backupremote.server.databases.service import DatabaseConfigs
-from backupremote.server.session import RequestContext
-from backupremote.server.store import ServerStore
+from backupremote.server.edge.session import RequestContext
+from backupremote.server.state.store import ServerStore
 
 
 class DatabaseResponders(CommandLocator):
     """
     Configurations live on the server; clients manage them by id, each its
-    own (an admin: all of them; see L{backupremote.server.ownership}).
+    own (an admin: all of them; see L{backupremote.server.state.ownership}).
     """
 
     def __init__(self, databases: DatabaseConfigs, audit: ServerStore) -> None:

@@ -1,6 +1,6 @@
 """
 The responder groups a connection answers with, each built with only the
-collaborators it uses (the core is the composition root's record of them).
+collaborators it uses (L{ServerComponents} is the composition root's record of them).
 """
 
 from __future__ import annotations
@@ -16,31 +16,31 @@ from backupremote.server.responders.session import SessionResponders
 from backupremote.server.responders.transfers import TransferResponders
 
 if TYPE_CHECKING:
-    from backupremote.server.core import ServerCore
-    from backupremote.server.protocol import ServerProtocol
+    from backupremote.server.edge.components import ServerComponents
+    from backupremote.server.edge.protocol import ServerProtocol
 
 #: Builds one connection's responders from the server's core and the connection.
-ResponderGroup = Callable[["ServerCore", "ServerProtocol"], CommandLocator]
+ResponderGroup = Callable[["ServerComponents", "ServerProtocol"], CommandLocator]
 
 
-def sessionResponders(core: ServerCore, connection: ServerProtocol) -> CommandLocator:
+def sessionResponders(core: ServerComponents, connection: ServerProtocol) -> CommandLocator:
     return SessionResponders(core.authenticator, core.store, core.offers, connection,
                              core.clock)
 
 
-def databaseResponders(core: ServerCore, connection: ServerProtocol) -> CommandLocator:
+def databaseResponders(core: ServerComponents, connection: ServerProtocol) -> CommandLocator:
     return DatabaseResponders(core.databases, core.store)
 
 
-def runResponders(core: ServerCore, connection: ServerProtocol) -> CommandLocator:
+def runResponders(core: ServerComponents, connection: ServerProtocol) -> CommandLocator:
     return RunResponders(core.runs, connection)
 
 
-def transferResponders(core: ServerCore, connection: ServerProtocol) -> CommandLocator:
+def transferResponders(core: ServerComponents, connection: ServerProtocol) -> CommandLocator:
     return TransferResponders(core.artifacts, core.transfers, connection)
 
 
-def metricsResponders(core: ServerCore, connection: ServerProtocol) -> CommandLocator:
+def metricsResponders(core: ServerComponents, connection: ServerProtocol) -> CommandLocator:
     return MetricsResponders(core.metrics, core.clock, core.runs, core.artifacts,
                              core.transfers)
 

@@ -9,12 +9,12 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.protocols.amp import CommandLocator
 
 from backupremote.protocol.metrics import GetMetrics, ServerMetrics
-from backupremote.server.metrics import Metrics
-from backupremote.server.runs.manager import RunManager
-from backupremote.server.session import RequestContext
-from backupremote.server.staging.artifacts import StagedArtifacts
-from backupremote.server.transfers.registry import TransferRegistry
 from backupremote.protocol.versions import SOFTWARE_VERSION
+from backupremote.server.edge.session import RequestContext
+from backupremote.server.runs.manager import RunManager
+from backupremote.server.staging.artifacts import StagedArtifacts
+from backupremote.server.state.metrics import Metrics
+from backupremote.server.transfers.registry import TransferRegistry
 
 
 class MetricsResponders(CommandLocator):

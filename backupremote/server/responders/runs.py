@@ -8,8 +8,8 @@ from twisted.protocols.amp import CommandLocator
 
 from backupremote.protocol.options import BackupOptions
 from backupremote.protocol.runs import CancelBackup, ExecuteBackup, GetExecutionStatus, SubscribeRun
+from backupremote.server.edge.session import RequestContext
 from backupremote.server.runs.manager import RunManager
-from backupremote.server.session import RequestContext
 
 
 class RunResponders(CommandLocator):

@@ -23,16 +23,16 @@ from backupremote.protocol.models import EngineCapability, ServerOffer
 from backupremote.protocol.options import CHECKSUMS
 from backupremote.protocol.session import Auth, Capabilities, Ping
 from backupremote.protocol.versions import SOFTWARE_VERSION, SUPPORTED_API_VERSIONS
-from backupremote.server.authenticator import Authenticator
-from backupremote.server.compressors import availableCompressions
+from backupremote.server.edge.authenticator import Authenticator
+from backupremote.server.edge.requestlog import RequestLog
+from backupremote.server.edge.session import RequestContext, Session
 from backupremote.server.engines.base import IEngine
-from backupremote.server.requestlog import RequestLog
-from backupremote.server.session import RequestContext, Session
-from backupremote.server.store import ServerStore
-from backupremote.server.tools import ToolFinder
+from backupremote.server.machinery.compressors import availableCompressions
+from backupremote.server.machinery.toolfinder import ToolFinder
+from backupremote.server.state.store import ServerStore
 
 if TYPE_CHECKING:
-    from backupremote.server.protocol import ServerProtocol
+    from backupremote.server.edge.protocol import ServerProtocol
 
 
 @frozen

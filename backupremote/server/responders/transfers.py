@@ -13,7 +13,7 @@ from backupremote.protocol.transfers import (
     ListFiles,
     ReleaseArtifact,
 )
-from backupremote.server.session import RequestContext
+from backupremote.server.edge.session import RequestContext
 from backupremote.server.staging.artifacts import StagedArtifacts
 from backupremote.server.transfers.registry import TransferRegistry
 

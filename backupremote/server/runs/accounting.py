@@ -5,7 +5,7 @@ from __future__ import annotations
 from backupremote.protocol.errors import BackupRemoteError
 from backupremote.protocol.runs import RunStatus
 from backupremote.server.databases.service import DatabaseConfigs
-from backupremote.server.metrics import Metrics
+from backupremote.server.state.metrics import Metrics
 
 
 class RunMetrics:

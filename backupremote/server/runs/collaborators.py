@@ -19,10 +19,10 @@ from backupremote.protocol.options import BackupOptions
 from backupremote.protocol.runs import ArtifactInfo
 from backupremote.protocol.transfers import Manifest
 from backupremote.server.engines.base import IEngine, Target
+from backupremote.server.machinery.toolfinder import ToolFinder
 from backupremote.server.pipeline.artifact import Artifact
 from backupremote.server.pipeline.chunkdigests import ChunkDigests
 from backupremote.server.pipeline.progress import ProgressCallback
-from backupremote.server.tools import ToolFinder
 
 
 class Produce(Protocol):

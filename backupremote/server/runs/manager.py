@@ -21,7 +21,6 @@ from backupremote.protocol.options import BackupOptions
 from backupremote.protocol.runs import TERMINAL, RunStatus
 from backupremote.server.databases.service import DatabaseConfigs
 from backupremote.server.engines.base import IEngine
-from backupremote.server.metrics import Metrics
 from backupremote.server.runs.accounting import RunMetrics
 from backupremote.server.runs.admission import RunAdmission
 from backupremote.server.runs.collaborators import CheckStagingRoom, Finalize, Produce
@@ -31,6 +30,7 @@ from backupremote.server.runs.recovery import recoverInterrupted, sweepStrayFold
 from backupremote.server.runs.scripts import PostScripts
 from backupremote.server.runs.store import RunStore
 from backupremote.server.staging import StagingArea
+from backupremote.server.state.metrics import Metrics
 
 
 class RunManager:

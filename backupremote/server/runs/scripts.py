@@ -16,8 +16,8 @@ from typing import Any
 from attrs import frozen
 from twisted.python.filepath import FilePath
 
+from backupremote.childprocess import baseEnvironment, runProcess
 from backupremote.protocol.errors import SCRIPT_FAILED, SCRIPT_NOT_ALLOWED, BackupRemoteError
-from backupremote.server.process import baseEnvironment, runProcess
 
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 OUTPUT_KEPT = 16 * 1024

@@ -6,7 +6,7 @@ client releases it or its time to live ends. An active transfer holds a
 lease: a leased artifact is never deleted; a release during a transfer
 takes effect when the last lease ends, and expiry waits for the next tick.
 Clients only ever name runIds and fileIds, and only see their own (an
-admin sees every client's; see L{backupremote.server.ownership}).
+admin sees every client's; see L{backupremote.server.state.ownership}).
 """
 
 from __future__ import annotations
@@ -33,10 +33,10 @@ from backupremote.protocol.errors import (
 )
 from backupremote.protocol.runs import TERMINAL, ArtifactInfo, RunStatus
 from backupremote.protocol.transfers import HASHES_PER_ANSWER, FileEntry, Manifest
-from backupremote.server.ownership import Ownership
+from backupremote.server.pipeline.chunkdigests import ChunkDigests
 from backupremote.server.runs.store import RunStore
 from backupremote.server.staging import StagingArea
-from backupremote.server.pipeline.chunkdigests import ChunkDigests
+from backupremote.server.state.ownership import Ownership
 from backupremote.server.transfers.manifest import (
     RELEASED,
     readDigests,

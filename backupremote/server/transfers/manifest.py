@@ -18,7 +18,7 @@ from datetime import datetime
 
 from twisted.python.filepath import FilePath
 
-from backupremote.newfile import fsyncFolder, replaceFile
+from backupremote.filewriting import fsyncFolder, replaceFile
 from backupremote.protocol.structured import converter
 from backupremote.protocol.transfers import CHUNK_SIZE, FileEntry, Manifest
 from backupremote.server.pipeline.chunkdigests import ChunkDigests

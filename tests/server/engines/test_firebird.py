@@ -43,7 +43,7 @@ from backupremote.server.engines.firebird import (
     isqlArgv,
     toolVersion,
 )
-from backupremote.server.tools import ToolFinder, defaultToolPath
+from backupremote.server.machinery.toolfinder import ToolFinder, defaultToolPath
 from tests.databases.servers import (
     isAlive,
     startFirebird,

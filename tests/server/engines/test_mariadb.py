@@ -39,7 +39,7 @@ from backupremote.server.engines.mariadb import (
     probeArgv,
     reasonFor,
 )
-from backupremote.server.tools import Tool, ToolFinder, defaultToolPath
+from backupremote.server.machinery.toolfinder import Tool, ToolFinder, defaultToolPath
 from tests.databases.servers import startMariaDB, wrongPassword, wrongPort
 from tests.server.engines.test_postgresql import FakeToolFinder, fakeProgram
 

@@ -38,7 +38,7 @@ from backupremote.server.engines.postgresql import (
     probeArgv,
     reasonFor,
 )
-from backupremote.server.tools import Tool, ToolFinder, defaultToolPath
+from backupremote.server.machinery.toolfinder import Tool, ToolFinder, defaultToolPath
 from tests.databases.servers import startPostgreSQL, wrongPassword, wrongPort
 
 engine = PostgreSQLEngine()

@@ -36,7 +36,7 @@ from backupremote.server.engines.sqlite import (
     readOnlyURI,
     stepPages,
 )
-from backupremote.server.tools import ToolFinder
+from backupremote.server.machinery.toolfinder import ToolFinder
 from tests.databases.servers import ROW_COUNT, TABLE, startSQLite
 
 engine = SQLiteEngine()

@@ -16,13 +16,13 @@ from twisted.internet.defer import Deferred
 from twisted.internet.task import deferLater
 from twisted.python.filepath import FilePath
 
+from backupremote.childprocess import runProcess
 from backupremote.protocol.options import BackupOptions
 from backupremote.server.engines import defaultEngines
 from backupremote.server.engines.base import Target
+from backupremote.server.machinery.toolfinder import ToolFinder, defaultToolPath
 from backupremote.server.pipeline import Artifact, PipelineHooks, produceArtifact
 from backupremote.server.pipeline.chunkdigests import CHUNKS_SUFFIX
-from backupremote.server.process import runProcess
-from backupremote.server.tools import ToolFinder, defaultToolPath
 from backupremote.server.transfers.manifest import hashChunks
 from tests.databases.servers import _baseEnv, which
 

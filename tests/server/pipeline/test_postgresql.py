@@ -16,6 +16,7 @@ from twisted.internet.defer import CancelledError
 from twisted.internet.task import LoopingCall
 from twisted.trial.unittest import TestCase
 
+from backupremote.childprocess import ioCounters
 from backupremote.protocol.errors import (
     COMPRESSION_FAILED,
     DISK_FULL,
@@ -26,7 +27,6 @@ from backupremote.protocol.errors import (
 )
 from backupremote.server.engines.base import Target
 from backupremote.server.pipeline import PipelineHooks
-from backupremote.server.process import ioCounters
 from backupremote.server.pipeline.sink import PIPE_SIZE
 from tests.databases.servers import (
     ROW_COUNT,

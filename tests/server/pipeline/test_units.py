@@ -19,6 +19,8 @@ from twisted.python.failure import Failure
 from twisted.python.filepath import FilePath
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
+from backupremote.childprocess import exitCounters, ioCounters
+from backupremote.outcome import Outcome
 from backupremote.protocol.errors import (
     COMPRESSION_UNAVAILABLE,
     VALIDATION_FAILED,
@@ -28,25 +30,23 @@ from backupremote.protocol.options import BackupOptions
 from backupremote.server import pipeline
 from backupremote.server.engines import defaultEngines, firebird, mariadb, postgresql
 from backupremote.server.engines.base import Target
-from backupremote.server.pipeline.artifact import artifactName
-from backupremote.server.pipeline.children import Children
-from backupremote.server.compressors import (
+from backupremote.server.engines.dumps import TAIL_BYTES, chooseFormat
+from backupremote.server.machinery.compressors import (
     COMPRESSORS,
     CompressionPlan,
     ZipTransform,
     planCompression,
     zipMember,
 )
-from backupremote.server.engines.dumps import TAIL_BYTES, chooseFormat
-from backupremote.server.outcome import Outcome
+from backupremote.server.machinery.toolfinder import Tool, ToolFinder
+from backupremote.server.pipeline.artifact import artifactName
+from backupremote.server.pipeline.children import Children
 from backupremote.server.pipeline.context import RunFiles, StageClock
 from backupremote.server.pipeline.inspection import ArtifactReader, StreamInspector
 from backupremote.server.pipeline.progress import ProgressTicker
 from backupremote.server.pipeline.sink import ArtifactSink, ChunkReader, Stopped
 from backupremote.server.pipeline.threads import StopFlag
 from backupremote.server.pipeline.waiting import anyOf, waitForAll
-from backupremote.server.process import exitCounters, ioCounters
-from backupremote.server.tools import Tool, ToolFinder
 from tests.server.pipeline.helpers import groupGone, makeRunDir, realTools, waitFor
 
 SECRET = "s3cret 'pass' \"word\""

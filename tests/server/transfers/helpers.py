@@ -146,7 +146,7 @@ class StagingMixin:
         return status
 
     def addClient(self, clientId: str) -> Any:
-        from backupremote.server.secrethash import hashSecret
+        from backupremote.server.state.secrethash import hashSecret
         self.harness.store.addClient(clientId, hashSecret(clientId + "-secret-" * 3))
         return self.connect(port=41000 + len(clientId), clientId=clientId)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from attrs import define, field, frozen
 
 from backupremote.license import License
-from backupremote.server.requestlog import RequestLog
+from backupremote.server.edge.requestlog import RequestLog
 
 
 @define

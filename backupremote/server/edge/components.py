@@ -1,10 +1,10 @@
 """
-The server core: what every connection of one server shares.
+The server's components: what every connection of one server shares.
 
-Built once by the service (the composition root, L{buildCore}); each
+Built once by the service (the composition root, L{buildComponents}); each
 connection's L{ServerProtocol} uses it for the gate, the caps and the
 bookkeeping of connections, and its responder groups get only the
-collaborators they use (see L{backupremote.server.factory}).
+collaborators they use (see L{backupremote.server.edge.factory}).
 """
 
 from __future__ import annotations
@@ -16,23 +16,23 @@ from twisted.internet.interfaces import IReactorTime
 
 from backupremote.protocol.boxlimits import BoxLimit
 from backupremote.protocol.commands import COMMANDS
-from backupremote.server.admission import PreAuthAdmission
-from backupremote.server.authenticator import Authenticator
 from backupremote.server.config import ServerConfig
 from backupremote.server.databases.service import DatabaseConfigs
-from backupremote.server.metrics import Metrics
-from backupremote.server.refusals import PreAuthRefusals
+from backupremote.server.edge.admission import PreAuthAdmission
+from backupremote.server.edge.authenticator import Authenticator
+from backupremote.server.edge.refusals import PreAuthRefusals
+from backupremote.server.machinery.toolfinder import ToolFinder
 from backupremote.server.responders.session import ServerOffers
 from backupremote.server.runs.manager import RunManager
 from backupremote.server.runs.scripts import PostScripts
 from backupremote.server.staging.artifacts import StagedArtifacts
-from backupremote.server.store import ServerStore
-from backupremote.server.tools import ToolFinder
+from backupremote.server.state.metrics import Metrics
+from backupremote.server.state.store import ServerStore
 from backupremote.server.transfers.registry import TransferRegistry
 
 
 @define
-class ServerCore:
+class ServerComponents:
     """Shared state and services of one running server."""
 
     config: ServerConfig

@@ -13,12 +13,12 @@ from attrs import frozen
 from twisted.python.filepath import FilePath
 
 from backupremote.configfile import configError
-from backupremote.newfile import writeNewFile, writePrivateFile
-from backupremote.private import makePrivateFolder
+from backupremote.filewriting import writeNewFile, writePrivateFile
 from backupremote.license import loadTrustedKey
+from backupremote.private import makePrivateFolder
 from backupremote.server.config import DEFAULT_LISTEN, ServerConfig, loadServerConfig
-from backupremote.server.secrethash import generateSecret, hashSecret
-from backupremote.server.store import ClientExists, ServerStore
+from backupremote.server.state.secrethash import generateSecret, hashSecret
+from backupremote.server.state.store import ClientExists, ServerStore
 from backupremote.tls.certificates import (
     fingerprintOfPem,
     generateServerCertificate,

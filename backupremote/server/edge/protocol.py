@@ -11,7 +11,7 @@ without dropping the connection.
 
 Memory and log space are bounded before the gate as well: the parser
 refuses a box past L{BoxLimit} (small before ``auth``, the widest command
-after it), the core's L{PreAuthAdmission} caps connections that have not
+after it), the server's components' L{PreAuthAdmission} caps connections that have not
 authenticated, and what such connections do wrong goes to the summarised
 L{PreAuthRefusals} instead of a log line each.
 """
@@ -30,8 +30,8 @@ from twisted.python.failure import Failure
 
 from backupremote.keepalive import Heartbeat
 from backupremote.nodelay import noDelay
-from backupremote.protocol.boxlimits import PRE_AUTH, BoundedBoxes, BoxLimit
 from backupremote.protocol.base import REQUEST_ID, Request, answeredBy
+from backupremote.protocol.boxlimits import PRE_AUTH, BoundedBoxes, BoxLimit
 from backupremote.protocol.errors import (
     AUTH_FAILED,
     AUTH_RATE_LIMITED,
@@ -44,14 +44,14 @@ from backupremote.protocol.errors import (
 )
 from backupremote.protocol.session import Ping
 from backupremote.protocol.structured import InvalidValue
-from backupremote.server.requestlog import RequestLog
-from backupremote.server.revocation import REVOKED
-from backupremote.server.session import RequestContext, Session
+from backupremote.server.edge.requestlog import RequestLog
+from backupremote.server.edge.revocation import REVOKED
+from backupremote.server.edge.session import RequestContext, Session
 
 from backupremote.server.responders.groups import RESPONDER_GROUPS, ResponderGroup
 
 if TYPE_CHECKING:
-    from backupremote.server.core import ServerCore
+    from backupremote.server.edge.components import ServerComponents
 
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 _COMMAND_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]{0,63}")
@@ -88,7 +88,7 @@ def responderTable(groups: list[amp.CommandLocator]) -> dict[bytes, tuple[type[R
 class ServerProtocol(BoundedBoxes, amp.AMP):
     """AMP for one client connection, gated, bounded, with keep-alive."""
 
-    def __init__(self, core: ServerCore, peer: str, peerHost: str,
+    def __init__(self, core: ServerComponents, peer: str, peerHost: str,
                  responderGroups: Sequence[ResponderGroup] = RESPONDER_GROUPS) -> None:
         super().__init__()
         self.core = core

@@ -36,7 +36,7 @@ from backupremote.protocol.errors import (
     BackupRemoteError,
 )
 from backupremote.protocol.options import COMPRESSION_LEVELS, BackupOptions
-from backupremote.server.tools import Tool, ToolFinder
+from backupremote.server.machinery.toolfinder import Tool, ToolFinder
 
 if TYPE_CHECKING:
     from backupremote.server.pipeline.inspection import ArtifactReader

@@ -17,7 +17,7 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 
-_log = Logger(namespace="backupremote.server.refusals")
+_log = Logger(namespace="backupremote.server.edge.refusals")
 
 #: Stands for every address past the table's bound.
 OTHER_PEERS = "other addresses"

@@ -3,7 +3,7 @@ The registered clients, as the operator manages them: list, show, disable,
 enable, remove, and a new secret.
 
 The CLI changes the store while the daemon may be running in another
-process; the daemon notices (L{backupremote.server.revocation}). Every
+process; the daemon notices (L{backupremote.server.edge.revocation}). Every
 change is written to the audit table with the peer C{operator}.
 """
 
@@ -16,10 +16,10 @@ from attrs import frozen
 from twisted.python.filepath import FilePath
 
 from backupremote.configfile import configError
-from backupremote.newfile import writePrivateFile
+from backupremote.filewriting import writePrivateFile
 from backupremote.server.config import ServerConfig
-from backupremote.server.secrethash import generateSecret, hashSecret
-from backupremote.server.store import ServerStore
+from backupremote.server.state.secrethash import generateSecret, hashSecret
+from backupremote.server.state.store import ServerStore
 
 #: The audit table's peer for a change made with the CLI on the server.
 OPERATOR = "operator"

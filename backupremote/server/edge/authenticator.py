@@ -15,16 +15,16 @@ from typing import Any, Callable, Mapping
 from twisted.internet.defer import Deferred
 
 from backupremote.license import License, LicenseVerifier
-from backupremote.protocol.features import REMOTE_CONTROL
 from backupremote.protocol.errors import (
     AUTH_FAILED,
     AUTH_RATE_LIMITED,
     BackupRemoteError,
 )
-from backupremote.server.metrics import Metrics
-from backupremote.server.secrethash import verifySecret
-from backupremote.server.store import ServerStore
-from backupremote.server.throttle import PeerThrottle
+from backupremote.protocol.features import REMOTE_CONTROL
+from backupremote.server.edge.throttle import PeerThrottle
+from backupremote.server.state.metrics import Metrics
+from backupremote.server.state.secrethash import verifySecret
+from backupremote.server.state.store import ServerStore
 
 MAX_CLIENT_ID = 128
 

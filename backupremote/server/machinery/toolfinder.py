@@ -15,7 +15,7 @@ from typing import Any, Sequence
 
 from attrs import frozen
 
-from backupremote.server.process import baseEnvironment, runProcess
+from backupremote.childprocess import baseEnvironment, runProcess
 
 _VERSION = re.compile(r"(\d+)\.(\d+)(?:\.(\d+))?")
 

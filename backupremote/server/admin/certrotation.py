@@ -30,7 +30,7 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from twisted.python.filepath import FilePath
 
 from backupremote.configfile import configError
-from backupremote.newfile import fsyncFolder, replaceFile, writeNewFile, writePrivateFile
+from backupremote.filewriting import fsyncFolder, replaceFile, writeNewFile, writePrivateFile
 from backupremote.server.config import ServerConfig
 from backupremote.tls.certificates import (
     LOOPBACK_NAMES,

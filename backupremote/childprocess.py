@@ -1,7 +1,8 @@
 """
-Running a program to completion: argv lists, no shell, a timeout.
+Running a program to completion: argv lists, no shell, a timeout. The
+server's tools and the client's rclone children both run through here.
 
-The child leads its own process group (in the server's session) so that a
+The child leads its own process group (in its parent's session) so that a
 timeout or a cancel kills everything it started, and a closed stdin unless input is
 given. Output is collected up to a cap so a chatty tool cannot eat memory.
 """
@@ -19,7 +20,7 @@ from twisted.internet.error import ProcessDone, ProcessTerminated
 from twisted.internet.protocol import ProcessProtocol
 from twisted.python.failure import Failure
 
-from backupremote.server.outcome import Outcome
+from backupremote.outcome import Outcome
 
 #: Keep at most this much of each output stream.
 OUTPUT_CAP = 1 << 20

@@ -9,7 +9,7 @@ from twisted.python.filepath import FilePath
 
 from backupremote.client.config import ServerAddress, loadClientConfig
 from backupremote.configfile import configError
-from backupremote.newfile import writeNewFile, writePrivateFile
+from backupremote.filewriting import writeNewFile, writePrivateFile
 from backupremote.license import parseToken
 from backupremote.private import makePrivateFolder
 from backupremote.tls.certificates import loadCertificates, loadPrivateKey

@@ -5,7 +5,7 @@ secret.
 The operator changes the store with the CLI (C{backupremote server clients
 ...}), in another process than the daemon's. The daemon notices in two
 places: every command of an authenticated session checks its client first
-(L{backupremote.server.protocol}: C{AUTH_FAILED} and the connection closes),
+(L{backupremote.server.edge.protocol}: C{AUTH_FAILED} and the connection closes),
 and L{RevocationSweep} closes idle connections within a few seconds.
 """
 
@@ -19,7 +19,7 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 
-from backupremote.server.requestlog import RequestLog
+from backupremote.server.edge.requestlog import RequestLog
 
 #: The message a revoked session's next command gets, with C{AUTH_FAILED}.
 REVOKED = ("this client was disabled or removed, or its secret was reset, by "

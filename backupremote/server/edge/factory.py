@@ -10,8 +10,8 @@ from typing import Any
 
 from twisted.internet.protocol import Factory
 
-from backupremote.server.core import ServerCore
-from backupremote.server.protocol import ServerProtocol
+from backupremote.server.edge.components import ServerComponents
+from backupremote.server.edge.protocol import ServerProtocol
 from backupremote.server.responders.groups import RESPONDER_GROUPS, ResponderGroup
 
 
@@ -23,9 +23,9 @@ def describePeer(address: Any) -> tuple[str, str]:
 
 
 class ServerFactory(Factory):
-    """Connections of one server core."""
+    """Connections of one server, sharing its components."""
 
-    def __init__(self, core: ServerCore,
+    def __init__(self, core: ServerComponents,
                  responderGroups: Sequence[ResponderGroup] = RESPONDER_GROUPS) -> None:
         self.core = core
         self.responderGroups = tuple(responderGroups)

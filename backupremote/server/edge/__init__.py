@@ -1,0 +1,1 @@
+"""The AMP edge: connections, the gate, authentication, the caps on who may connect."""

@@ -1,0 +1,1 @@
+"""The programs the server runs and the compressions it applies."""

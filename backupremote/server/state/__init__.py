@@ -1,0 +1,1 @@
+"""What the server knows: its SQLite store, client secrets' hashes, who owns what, its counters."""
