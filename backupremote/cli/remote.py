@@ -68,6 +68,10 @@ def describeCapabilities(capabilities: Capabilities) -> str:
             f"compressions:   {', '.join(offer.compressions) or '-'}",
             f"checksums:      {', '.join(offer.checksums) or '-'}",
         ]
+        if offer.chunkLimits is not None:
+            limits = offer.chunkLimits
+            lines.append(f"chunks:         {limits.maxChunkBytes:,} bytes, {limits.chunksPerBox} "
+                         f"a box, {limits.maxChunksInFlight} in flight")
     return "\n".join(lines)
 
 

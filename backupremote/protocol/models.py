@@ -18,9 +18,16 @@ class EngineCapability:
 
 @frozen
 class ChunkLimits:
-    """How file data is cut for the transfer stream."""
+    """
+    How the server cuts and paces file data on the transfer stream, so a
+    client can size its buffers: at most C{maxChunkBytes} per chunk, at most
+    C{chunksPerBox} chunks in one ``fileChunk`` box, and at most
+    C{maxChunksInFlight} chunks of one transfer sent before the client
+    acknowledges them.
+    """
 
     maxChunkBytes: int
+    chunksPerBox: int
     maxChunksInFlight: int
 
 

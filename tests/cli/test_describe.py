@@ -41,3 +41,16 @@ class DescribeEngineTests(SynchronousTestCase):
         self.assertEqual(describeEngine(EngineCapability(
             "postgresql", "/usr/lib/postgresql/16/bin/pg_dump", "16.4")),
             "postgresql (/usr/lib/postgresql/16/bin/pg_dump 16.4)")
+
+
+class DescribeCapabilitiesTests(SynchronousTestCase):
+    def test_chunkLimits(self) -> None:
+        """The offer's chunk limits get a line; a server that sends none gets no line."""
+        from backupremote.cli.remote import describeCapabilities
+        from backupremote.protocol.models import Capabilities, ChunkLimits, ServerOffer
+
+        offer = ServerOffer(chunkLimits=ChunkLimits(65_000, 8, 48))
+        text = describeCapabilities(Capabilities([1], "0.1.0", ["secret+license"], offer))
+        self.assertIn("chunks:         65,000 bytes, 8 a box, 48 in flight", text)
+        older = Capabilities([1], "0.1.0", ["secret+license"], ServerOffer())
+        self.assertNotIn("chunks:", describeCapabilities(older))

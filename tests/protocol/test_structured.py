@@ -30,7 +30,7 @@ class StructuredTests(SynchronousTestCase):
     def test_roundTrip(self) -> None:
         argument = Structured(Capabilities)
         value = Capabilities([1], "0.1.0", ["secret+license"],
-                             ServerOffer(chunkLimits=ChunkLimits(60000, 16), features=["x"]))
+                             ServerOffer(chunkLimits=ChunkLimits(60000, 8, 16), features=["x"]))
         self.assertEqual(argument.fromString(argument.toString(value)), value)
 
     def test_noCoercion(self) -> None:

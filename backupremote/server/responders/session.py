@@ -30,6 +30,7 @@ from backupremote.server.engines.base import IEngine
 from backupremote.server.machinery.compressors import availableCompressions
 from backupremote.server.machinery.toolfinder import ToolFinder
 from backupremote.server.state.store import ServerStore
+from backupremote.server.transfers.sender import CHUNK_LIMITS
 
 if TYPE_CHECKING:
     from backupremote.server.edge.protocol import ServerProtocol
@@ -52,7 +53,7 @@ class ServerOffers:
         return methods
 
     async def offer(self, session: Session) -> ServerOffer:
-        """What an authenticated session may use: engines with their tools, compressions."""
+        """What an authenticated session may use: engines with their tools, compressions, chunking."""
         assert session.license is not None
         engines = []
         for name, engine in sorted(self.engines.items()):
@@ -65,6 +66,7 @@ class ServerOffers:
             engines=engines,
             compressions=await availableCompressions(self.tools),
             checksums=list(CHECKSUMS),
+            chunkLimits=CHUNK_LIMITS,
             features=sorted(session.license.features),
         )
 

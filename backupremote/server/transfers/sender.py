@@ -26,6 +26,7 @@ from twisted.logger import Logger
 from zope.interface import implementer
 
 from backupremote.protocol.errors import TIMEOUT
+from backupremote.protocol.models import ChunkLimits
 from backupremote.protocol.transfers import (
     CHUNK_SIZE,
     CHUNKS_PER_BOX,
@@ -41,6 +42,11 @@ _log = Logger(namespace="backupremote.server.transfers")
 
 #: Seconds between two ``fileTransferProgress`` pushes of one transfer.
 PROGRESS_INTERVAL = 0.25
+
+#: How a L{ChunkSender} cuts and paces a transfer (its defaults), as
+#: ``capabilities`` tells an authenticated client.
+CHUNK_LIMITS = ChunkLimits(maxChunkBytes=CHUNK_SIZE, chunksPerBox=CHUNKS_PER_BOX,
+                           maxChunksInFlight=CHUNKS_PER_BOX * WINDOW_BOXES)
 
 
 class ChunkSender:

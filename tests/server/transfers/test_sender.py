@@ -16,6 +16,7 @@ from backupremote.protocol.transfers import (
     FileTransferStop,
     ListFiles,
 )
+from backupremote.protocol.session import Capabilities
 from backupremote.server.transfers.sender import PROGRESS_INTERVAL
 from tests.server.transfers.helpers import StagingMixin
 
@@ -74,6 +75,20 @@ class SenderTests(StagingMixin, SynchronousTestCase):
             self.client.pump.flush()
         self.assertEqual(recorder.received(transferId), self.data)
         self.assertEqual(len(recorder.completed), 1)
+
+    def test_offeredChunkLimitsAreWhatTheStreamDoes(self) -> None:
+        """capabilities' chunkLimits: the largest chunk, box and window a transfer really sends."""
+        limits = self.client.call(Capabilities)["capabilities"].offer.chunkLimits
+        self.assertEqual((limits.maxChunkBytes, limits.chunksPerBox, limits.maxChunksInFlight),
+                         (CHUNK_SIZE, CHUNKS_PER_BOX, CHUNKS_PER_BOX * WINDOW_BOXES))
+        recorder = self.client.client
+        recorder.holding = True
+        self.start()
+        inFlight = [chunk for _, _, chunks in recorder.boxes for chunk in chunks]
+        self.assertEqual(len(inFlight), limits.maxChunksInFlight)
+        self.assertEqual(max(len(chunks) for _, _, chunks in recorder.boxes),
+                         limits.chunksPerBox)
+        self.assertEqual(max(len(chunk) for chunk in inFlight), limits.maxChunkBytes)
 
     def test_pausedTransportStopsTheSender(self) -> None:
         recorder = self.client.client
