@@ -91,7 +91,7 @@ class ServerHarness:
         self.verifier = self.core.authenticator.verifier
         self.scripts = self.core.scripts
         self.databases = self.core.databases
-        self.activeRuns = self.databases.activeRuns
+        self.busyConfigs = self.databases.busy
         self.artifacts = self.core.artifacts
         self.transfers = self.core.transfers
         self.runs = self.core.runs

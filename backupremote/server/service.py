@@ -21,6 +21,7 @@ from backupremote.logfile import withLogFile
 from backupremote.metrics import MetricsService, ServerCollector
 from backupremote.secretbox import SecretBox
 from backupremote.server.config import ServerConfig
+from backupremote.server.databases.busy import BusyConfigs
 from backupremote.server.databases.service import DatabaseConfigs
 from backupremote.server.databases.store import DatabaseConfigStore
 from backupremote.server.edge.authenticator import Authenticator
@@ -90,9 +91,11 @@ def buildComponents(config: ServerConfig, reactor: Any, runInThread: Any = None,
     tools = ToolFinder(reactor, config.toolPath)
     scripts = PostScripts(reactor, config.postScriptsDir, config.postScriptTimeout)
     ownership = Ownership(config.adminClients)
+    # the configurations a run uses now: the runs keep it, deletion asks it
+    busy = BusyConfigs()
     databases = DatabaseConfigs(
         DatabaseConfigStore(store.connection), SecretBox.inDataDir(config.dataDir),
-        config, reactor, tools, activeRuns=set(), engines=engines, staging=staging,
+        config, reactor, tools, busy, engines=engines, staging=staging,
         scripts=scripts, ownership=ownership,
     )
     produce = produce or produceArtifact
@@ -100,7 +103,7 @@ def buildComponents(config: ServerConfig, reactor: Any, runInThread: Any = None,
     artifacts = StagedArtifacts(reactor, staging, runStore, runInThread,
                                 config.artifactTtl, config.stagingMaxBytes, ownership=ownership)
     runs = RunManager(
-        reactor, runStore, databases, produce, scripts, staging, engines,
+        reactor, runStore, databases, produce, scripts, staging, engines, busy,
         maxConcurrent=config.maxConcurrentRuns, maxQueued=config.maxQueuedRuns,
         progressInterval=config.progressInterval,
         finalize=artifacts.finalize, checkStagingRoom=artifacts.checkRoom, metrics=metrics,

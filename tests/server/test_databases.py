@@ -118,7 +118,7 @@ class DatabaseConfigTests(SynchronousTestCase):
 
     def test_deleteWhileRunning(self) -> None:
         created = self.create()
-        self.harness.activeRuns.add(created.id)
+        self.harness.busyConfigs.using([created.id])
         error = self.refused(DeleteDatabaseConfig, id=created.id)
         self.assertEqual(error.code, errors.CONFLICT)
         self.assertIn("in progress", error.message)

@@ -262,6 +262,27 @@ class RunTests(SynchronousTestCase):
         self.client.pump.flush()
         self.client.call(DeleteDatabaseConfig, id=self.configs[0])
 
+    def test_configBusyFromAdmissionToEnd(self) -> None:
+        """
+        The run queue keeps BusyConfigs: a configuration is busy while a run
+        of it is queued or executing, and free once the last one ends.
+        """
+        busy = self.harness.busyConfigs
+        self.execute("b1", config=0)
+        self.assertEqual(self.execute("b2", config=0).state, "queued")
+        self.execute("b3", config=1)
+        self.assertEqual([busy.isBusy(c) for c in self.configs], [True, True, False, False])
+        self.client.call(CancelBackup, runId="b3")
+        self.assertFalse(busy.isBusy(self.configs[1]))
+        self.producer.release("b1")
+        self.client.pump.flush()
+        self.assertEqual([r for r, _ in self.producer.started], ["b1", "b3", "b2"])
+        self.assertTrue(busy.isBusy(self.configs[0]), "b2 executes now")
+        self.producer.release("b2")
+        self.client.pump.flush()
+        self.assertFalse(busy.isBusy(self.configs[0]))
+        self.client.call(DeleteDatabaseConfig, id=self.configs[0])
+
     def test_optionsValidated(self) -> None:
         error = self.client.error(ExecuteBackup, runId="v1", databaseConfigId=self.configs[0],
                                   options=BackupOptions(compression="zstd", level=40))
@@ -289,7 +310,8 @@ class RunTests(SynchronousTestCase):
         from backupremote.server.runs.store import RunStore
         manager = RunManager(self.harness.clock, RunStore(self.harness.store.connection),
                              self.harness.databases, self.producer, self.harness.scripts,
-                             self.harness.staging, self.harness.databases.engines)
+                             self.harness.staging, self.harness.databases.engines,
+                             self.harness.databases.busy)
         self.assertEqual(sorted(manager.recover()), ["crash", "waiting"])
         for runId in ("crash", "waiting"):
             status = manager.status("alice", runId)

@@ -33,6 +33,7 @@ from backupremote.protocol.errors import (
 from backupremote.protocol.options import BackupOptions
 from backupremote.secretbox import SecretBox, SecretBoxError
 from backupremote.server.config import ServerConfig
+from backupremote.server.databases.busy import BusyConfigs
 from backupremote.server.databases.preflight import preflight
 from backupremote.server.databases.store import DatabaseConfigStore, StoredConfig, notFound
 from backupremote.server.databases.validation import (
@@ -75,7 +76,7 @@ class DatabaseConfigs:
 
     def __init__(
         self, store: DatabaseConfigStore, box: SecretBox, config: ServerConfig,
-        reactor: Any, tools: ToolFinder, activeRuns: set[str],
+        reactor: Any, tools: ToolFinder, busy: BusyConfigs,
         engines: Mapping[str, IEngine], staging: StagingArea,
         scripts: Any = None, ownership: Ownership | None = None,
     ) -> None:
@@ -87,7 +88,8 @@ class DatabaseConfigs:
         self._config = config
         self._reactor = reactor
         self.tools = tools
-        self.activeRuns = activeRuns
+        #: the configurations a run uses now (the run queue keeps it)
+        self.busy = busy
         #: the engines this server knows, by name
         self.engines = engines
         self._staging = staging
@@ -162,7 +164,7 @@ class DatabaseConfigs:
 
     def delete(self, clientId: str, configId: str, version: int | None) -> None:
         self.owned(clientId, configId)
-        if configId in self.activeRuns:
+        if self.busy.isBusy(configId):
             raise BackupRemoteError(
                 CONFLICT, "a backup of this configuration is in progress; cancel it or "
                           "wait for it to end, then delete")

@@ -26,6 +26,7 @@ from backupremote.protocol.errors import (
     BackupRemoteError,
 )
 from backupremote.protocol.runs import ArtifactInfo, RunStatus, StageTiming
+from backupremote.server.databases.busy import BusyConfigs
 from backupremote.server.databases.service import DatabaseConfigs
 from backupremote.server.engines.base import IEngine
 from backupremote.server.pipeline.artifact import Artifact
@@ -54,7 +55,7 @@ class RunQueue:
 
     def __init__(self, reactor: Any, store: RunStore, databases: DatabaseConfigs,
                  produce: Produce, scripts: PostScripts, staging: StagingArea,
-                 engines: Mapping[str, IEngine], accounting: RunMetrics,
+                 engines: Mapping[str, IEngine], busy: BusyConfigs, accounting: RunMetrics,
                  maxConcurrent: int = 2, maxQueued: int = 16,
                  finalize: Finalize | None = None) -> None:
         self._reactor = reactor
@@ -73,7 +74,8 @@ class RunQueue:
         self._waiting: list[str] = []
         self._running: set[str] = set()
         self._stopping = False
-        self.activeConfigs: set[str] = databases.activeRuns
+        #: the configurations the runs in C{active} use, for deletion to refuse
+        self._busy = busy
 
     # Time and bookkeeping
 
@@ -84,9 +86,8 @@ class RunQueue:
         run.status = evolve(run.status, **changes, lastSeq=run.events.lastSeq)
         self._store.save(run.status, artifactPath)
 
-    def _refreshActiveConfigs(self) -> None:
-        self.activeConfigs.clear()
-        self.activeConfigs.update(r.status.databaseConfigId for r in self.active.values())
+    def _refreshBusyConfigs(self) -> None:
+        self._busy.using(r.status.databaseConfigId for r in self.active.values())
 
     def live(self, run: ActiveRun) -> RunStatus:
         """The run's status with its place in the queue and its last event."""
@@ -115,7 +116,7 @@ class RunQueue:
         """An admitted run waits its turn (it may start at once)."""
         self.active[run.status.runId] = run
         self._waiting.append(run.status.runId)
-        self._refreshActiveConfigs()
+        self._refreshBusyConfigs()
         self._startWaiting()
 
     def cancel(self, runId: str) -> RunStatus:
@@ -257,4 +258,4 @@ class RunQueue:
                      detail=f": {errorCode}: {message}" if errorCode else "")
         self._accounting.ended(run.status)
         self.active.pop(run.status.runId, None)
-        self._refreshActiveConfigs()
+        self._refreshBusyConfigs()

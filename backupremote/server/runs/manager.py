@@ -19,6 +19,7 @@ from typing import Any
 from backupremote.protocol.errors import CONFLICT, NOT_FOUND, BackupRemoteError
 from backupremote.protocol.options import BackupOptions
 from backupremote.protocol.runs import TERMINAL, RunStatus
+from backupremote.server.databases.busy import BusyConfigs
 from backupremote.server.databases.service import DatabaseConfigs
 from backupremote.server.engines.base import IEngine
 from backupremote.server.runs.accounting import RunMetrics
@@ -38,7 +39,7 @@ class RunManager:
 
     def __init__(self, reactor: Any, store: RunStore, databases: DatabaseConfigs,
                  produce: Produce, scripts: PostScripts, staging: StagingArea,
-                 engines: Mapping[str, IEngine], maxConcurrent: int = 2,
+                 engines: Mapping[str, IEngine], busy: BusyConfigs, maxConcurrent: int = 2,
                  maxQueued: int = 16, progressInterval: float = 0.25,
                  finalize: Finalize | None = None,
                  checkStagingRoom: CheckStagingRoom | None = None,
@@ -49,7 +50,7 @@ class RunManager:
         self._staging = staging
         #: the runs queued and executing
         self.queue = RunQueue(reactor, store, databases, produce, scripts, staging, engines,
-                              RunMetrics(metrics or Metrics(), databases),
+                              busy, RunMetrics(metrics or Metrics(), databases),
                               maxConcurrent=maxConcurrent, maxQueued=maxQueued,
                               finalize=finalize)
         self._admission = RunAdmission(reactor, store, databases, scripts, self.queue,
