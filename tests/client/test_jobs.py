@@ -31,6 +31,7 @@ from backupremote.client.jobs import (
     now,
     oneServer,
 )
+from backupremote.client.jobs import runner as runnerModule
 from backupremote.client.jobs.runner import JobObserver as _Observer
 from backupremote.protocol import errors
 from backupremote.protocol.errors import BackupRemoteError
@@ -348,6 +349,37 @@ class JobRunnerTests(StagingMixin, SynchronousTestCase):
         self.assertFalse(path.exists())
         job = self.drive(runner.start(self.request()))
         self.assertDelivered(job)
+
+    def test_freshDownloadIsNotReadAgain(self) -> None:
+        """
+        The verify step right after the download step of the same drive does
+        not read the file again: the download checked every byte as it wrote
+        it. A job resumed at "downloaded" is read again (the test above).
+        """
+        hashed: list[str] = []
+        self.patch(runnerModule, "fileSha256", lambda path: hashed.append(path.path))
+        job = self.drive(self.runner.start(self.request()))
+        self.assertDelivered(job)
+        self.assertEqual(hashed, [])
+        steps = self.successResultOf(self.runner.jobs.steps("r1"))
+        self.assertEqual([detail for state, _, detail in steps if state == "verified"],
+                         [f"sha256 {job.artifact.sha256}"])
+
+    def test_replacedDownloadIsReadAgain(self) -> None:
+        """A file replaced between the two steps (another inode) is read again, and refused."""
+        verify = self.runner._verify
+
+        async def replacing(job: Any, observer: Any) -> Any:
+            path = FilePath(job.artifactPath)
+            changed = FilePath(path.path + ".new")
+            changed.setContent(b"X" + path.getContent()[1:])
+            changed.moveTo(path)
+            return await verify(job, observer)
+
+        self.runner._verify = replacing  # type: ignore[method-assign]
+        job = self.drive(self.runner.start(self.request()))
+        self.assertEqual((job.state, job.failedStep, job.errorCode),
+                         (FAILED, "verify", errors.VERIFICATION_FAILED))
 
     def test_twoProcessesCannotDriveOneJob(self) -> None:
         locks = JobLocks(self.data.child("locks"))
