@@ -8,6 +8,7 @@ passes with the twin says something true of the real one.
 
     store = MemoryClientStore()                # an IClientStore, synchronous
     destination = MemoryDestination()          # an IDestination, synchronous
+    journal = MemoryUploadJournal()            # an IUploadJournal, synchronous
     channel = MemoryNotificationChannel()      # an INotificationChannel, synchronous
     engine = MemoryEngine()                    # an IEngine: a whole run, no database
     connection = LoopbackConnection(           # an IServerConnection, in memory
@@ -16,12 +17,14 @@ passes with the twin says something true of the real one.
 
 from __future__ import annotations
 
+import hashlib
+import os
 import sqlite3
 from collections.abc import Callable, Sequence
 from datetime import datetime, timezone
 from typing import Any
 
-from attrs import define
+from attrs import define, evolve
 from twisted.internet.defer import Deferred, fail, succeed
 from twisted.internet.error import ConnectionLost
 from twisted.protocols import amp
@@ -92,10 +95,17 @@ class MemoryDestination:
     Faults for tests: L{failNext} makes the next call of an operation fail
     with a given error; L{corrupt} changes a stored file behind the
     client's back; C{files} is what the "server" holds.
+
+    With a C{partSize}, a put of a larger file with a journal is sent in
+    parts like an S3 multipart upload (each part a C{"part"} operation, so
+    C{failNext("part", ...)} stops it midway; C{holdPart} makes it wait
+    before a part), recorded in the journal, kept in C{uploads} when it
+    stops, and resumed by the next put with that journal (the parts it
+    recorded are not sent again); C{uploads.clear()} is an expiry.
     """
 
     def __init__(self, type: str = "local", name: str = "memory",
-                 clock: IReactorTime | None = None) -> None:
+                 clock: IReactorTime | None = None, partSize: int | None = None) -> None:
         self.type = type
         self.location = f"memory:{name}"
         self.clock = clock if clock is not None else Clock()
@@ -107,6 +117,18 @@ class MemoryDestination:
         #: how many times each operation was called
         self.calls: dict[str, int] = {}
         self.closed = False
+        self.partSize = partSize
+        #: unfinished uploads: id -> (temporary name, part number -> bytes)
+        self.uploads: dict[str, tuple[str, dict[int, bytes]]] = {}
+        #: part number -> a Deferred the put waits for before sending that part
+        self.heldParts: dict[int, Deferred[None]] = {}
+        self._uploadIds = 0
+
+    def holdPart(self, number: int) -> Deferred[None]:
+        """Make puts wait before sending part C{number} until the returned Deferred fires."""
+        held: Deferred[None] = Deferred()
+        self.heldParts[number] = held
+        return held
 
     def failNext(self, operation: str, error: BaseException) -> None:
         """Make the next call of C{operation} (e.g. C{"put"}) fail with C{error}."""
@@ -140,7 +162,13 @@ class MemoryDestination:
         return succeed(None)
 
     def put(self, source: FilePath, name: str,
-            progress: _destinations.Progress | None = None) -> Deferred[_destinations.PendingUpload]:
+            progress: _destinations.Progress | None = None,
+            journal: _destinations.IUploadJournal | None = None,
+            ) -> Deferred[_destinations.PendingUpload]:
+        if journal is not None and self.partSize is not None and \
+                source.exists() and source.getsize() > self.partSize:
+            return Deferred.fromCoroutine(self._putInParts(source, name, progress, journal,
+                                                           self.partSize))
         try:
             self._enter("put")
             temporary = _names.temporaryName(name)
@@ -158,6 +186,53 @@ class MemoryDestination:
         except BaseException:
             return fail()
         return succeed(_destinations.PendingUpload(name, temporary, counter.size, counter.hexdigest()))
+
+    async def _putInParts(self, source: FilePath, name: str,
+                          progress: _destinations.Progress | None,
+                          journal: _destinations.IUploadJournal,
+                          partSize: int) -> _destinations.PendingUpload:
+        self._enter("put")
+        _names.checkName(name)
+        stat = os.stat(source.path)
+        state = journal.state
+        size, modifiedNs = stat.st_size, stat.st_mtime_ns
+        if state is None or state.name != name or state.uploadId not in self.uploads or (
+                state.size, state.modifiedNs) != (size, modifiedNs):
+            if state is not None:
+                self.uploads.pop(state.uploadId, None)
+            self._uploadIds += 1
+            state = _destinations.UploadState(
+                name, _names.temporaryName(name), f"upload-{self._uploadIds}", size, modifiedNs,
+                partSize)
+            self.uploads[state.uploadId] = (state.temporaryName, {})
+            await journal.begin(state)
+        held = self.uploads[state.uploadId][1]
+        recorded = {part.number: part for part in state.parts}
+        counter = _destinations.DigestCounter()
+        with open(source.path, "rb") as handle:
+            for number, start in enumerate(range(0, size, state.partSize), start=1):
+                data = handle.read(state.partSize)
+                counter.update(data)
+                sha256 = hashlib.sha256(data).hexdigest()
+                etag = hashlib.md5(data).hexdigest()
+                part = recorded.get(number)
+                if part is None or held.get(number) is None or (
+                        part.start, part.length, part.sha256, part.etag) != (
+                        start, len(data), sha256, hashlib.md5(held[number]).hexdigest()):
+                    waitFor = self.heldParts.pop(number, None)
+                    if waitFor is not None:
+                        await waitFor
+                    self._enter("part")
+                    held[number] = data
+                    await journal.confirmed(state.uploadId, _destinations.UploadedPart(
+                        number, start, len(data), etag, sha256))
+                if progress is not None:
+                    progress(counter.size)
+        if counter.size != size:
+            raise BackupRemoteError(INTERNAL_ERROR, f"{source.path} changed size while it was sent")
+        temporary, parts = self.uploads.pop(state.uploadId)
+        self._store(temporary, b"".join(parts[number] for number in sorted(parts)))
+        return _destinations.PendingUpload(name, temporary, size, counter.hexdigest())
 
     def readBack(self, name: str) -> Deferred[_destinations.ReadBack]:
         try:
@@ -203,11 +278,50 @@ class MemoryDestination:
             return fail()
         self.files.pop(name, None)
         self.modified.pop(name, None)
+        for uploadId, (temporary, _) in list(self.uploads.items()):
+            if temporary == name:
+                del self.uploads[uploadId]
         return succeed(None)
 
     def close(self) -> Deferred[None]:
         self.closed = True
         return succeed(None)
+
+
+@implementer(_destinations.IUploadJournal)
+class MemoryUploadJournal:
+    """
+    An upload journal in memory (the delivery queue keeps its own in the
+    client's store). C{begins} counts the uploads begun; C{failAfter}
+    (a fault for tests) makes C{confirmed} fail once that many parts were
+    recorded: the process ended just after the server confirmed a part.
+    """
+
+    def __init__(self, state: _destinations.UploadState | None = None,
+                 failAfter: int | None = None) -> None:
+        self.state = state
+        self.failAfter = failAfter
+        self.begins = 0
+
+    def begin(self, state: _destinations.UploadState) -> Deferred[None]:
+        self.state = state
+        self.begins += 1
+        return succeed(None)
+
+    def confirmed(self, uploadId: str, part: _destinations.UploadedPart) -> Deferred[None]:
+        state = self.state
+        if state is None or state.uploadId != uploadId:
+            return succeed(None)
+        if self.failAfter is not None and len(state.parts) >= self.failAfter:
+            return fail(JournalStopped(INTERNAL_ERROR, "the journal stopped (a test's fault)"))
+        parts = {p.number: p for p in state.parts}
+        parts[part.number] = part
+        self.state = evolve(state, parts=tuple(parts[n] for n in sorted(parts)))
+        return succeed(None)
+
+
+class JournalStopped(BackupRemoteError):
+    """What L{MemoryUploadJournal.confirmed} fails with past its C{failAfter}."""
 
 
 class _PumpedTransport(FakeTransport):
@@ -462,5 +576,5 @@ class MemoryEngine:
         return None
 
 
-__all__ = ["LoopbackConnection", "MemoryClientStore", "MemoryDestination", "MemoryEngine",
-           "MemoryNotificationChannel"]
+__all__ = ["JournalStopped", "LoopbackConnection", "MemoryClientStore", "MemoryDestination",
+           "MemoryEngine", "MemoryNotificationChannel", "MemoryUploadJournal"]

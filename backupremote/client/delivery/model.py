@@ -19,7 +19,7 @@ from datetime import datetime
 
 from attrs import frozen
 
-from backupremote.client.destinations.interface import PendingUpload
+from backupremote.client.destinations.interface import PendingUpload, UploadState
 from backupremote.client.jobs.model import Receipt
 
 PENDING = "pending"
@@ -49,6 +49,10 @@ class QueueItem:
         checked on download); the copy read back must be the same.
     @ivar attempts: attempts started so far.
     @ivar upload: the temporary file of the attempt in progress, once put.
+    @ivar resume: the unfinished upload an attempt began (an S3 multipart
+        upload), which the next attempt takes up again: kept when an attempt
+        fails or the process ends, dropped once put or failed for good. Its
+        parts are not here (see L{backupremote.client.delivery.journal}).
     @ivar reason: why it waits or failed (C{CODE: message}), for people.
     @ivar method: @ivar verifiedAt: how and when the delivered copy was
         checked (its receipt).
@@ -76,6 +80,7 @@ class QueueItem:
     method: str | None = None
     verifiedAt: datetime | None = None
     prunedAt: datetime | None = None
+    resume: UploadState | None = None
 
     @property
     def settled(self) -> bool:

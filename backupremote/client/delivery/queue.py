@@ -26,9 +26,15 @@ notifier) as L{DestinationCircuitOpened}, and as L{DestinationCircuitClosed}
 once a delivery to that destination succeeds again; C{metrics} (the
 daemon's L{backupremote.metrics.ClientMetrics}) is told each attempt's end
 and each breaker's state, and L{DeliveryQueue.depths} is what its scrapes
-read. After a restart, an item left C{uploading} starts again (its
-temporary file, if any, is removed by its destination's next put or by
-C{dest prune}); one left C{verifying} is read back where it stopped.
+read. After a restart, an item left C{uploading} is attempted again; one
+left C{verifying} is read back where it stopped.
+
+Each attempt's put has the item's L{DeliveryJournal}: a destination that
+can resume (S3 multipart) records its upload there, part by part, and the
+next attempt, after a failure, a stop or a restart, takes it up where the
+server confirmed it (the destination starts over if the upload is gone or
+the local file changed). The record is dropped once the put is done, and
+the upload itself removed when the item fails for good.
 """
 
 from __future__ import annotations
@@ -46,6 +52,7 @@ from twisted.python.filepath import FilePath
 
 from backupremote.client.backoff import Backoff
 from backupremote.client.delivery.breaker import CircuitBreakers
+from backupremote.client.delivery.journal import DeliveryJournal
 from backupremote.client.delivery.licence import IDestinationLicense
 from backupremote.client.delivery.model import (
     DELIVERED,
@@ -59,7 +66,7 @@ from backupremote.client.delivery.model import (
 )
 from backupremote.client.delivery.policy import DeliveryPolicy
 from backupremote.client.delivery.store import DeliveryStore, ItemMoved, isSettled, newItemId
-from backupremote.client.destinations.interface import IDestination
+from backupremote.client.destinations.interface import IDestination, UploadState
 from backupremote.client.destinations.names import datedName
 from backupremote.client.destinations.verified import checkReadBack, discard
 from backupremote.client.jobs.model import Job, NamedDestination, UploadProgress
@@ -112,6 +119,11 @@ def _follow(deferred: Deferred[None]) -> Deferred[None]:
 
     deferred.addBoth(relay)
     return follower
+
+
+def _recorded(item: QueueItem, journal: DeliveryJournal | None) -> UploadState | None:
+    """The unfinished upload an attempt leaves recorded (its journal's, if it got that far)."""
+    return journal.state if journal is not None else item.resume
 
 
 def deliveryName(job: Job, fileName: str) -> str:
@@ -185,10 +197,11 @@ class DeliveryQueue:
         async def start() -> None:
             self._running = True
             for item in await self.deliveries.list([UPLOADING]):
+                how = "resumed" if item.resume is not None else "restarted"
                 await self.deliveries.move(item, PENDING, upload=None,
-                                           reason="restarted: the process ended mid-upload")
-                _log.info("delivery {id} of run {runId} to {destination}: upload restarted",
-                          id=item.id, runId=item.runId, destination=item.destination)
+                                           reason=f"{how}: the process ended mid-upload")
+                _log.info("delivery {id} of run {runId} to {destination}: upload {how}",
+                          id=item.id, runId=item.runId, destination=item.destination, how=how)
             self.kick()
 
         done = Deferred.fromCoroutine(start())
@@ -386,6 +399,7 @@ class DeliveryQueue:
 
     async def _attempt(self, item: QueueItem) -> None:
         destination: IDestination | None = None
+        journal: DeliveryJournal | None = None
         began = self._seconds()
         try:
             destination = await self._open(item.destinationId)
@@ -396,14 +410,16 @@ class DeliveryQueue:
                     nextAttemptAt=None)
                 report = self._reporter(item)
                 report(0)
-                upload = await destination.put(FilePath(item.source), item.name, report)
+                journal = await DeliveryJournal.of(self.deliveries, item)
+                upload = await destination.put(FilePath(item.source), item.name, report,
+                                               journal)
                 if (upload.size, upload.sha256) != (item.size, item.sha256):
                     await discard(destination, upload)
                     raise BackupRemoteError(VERIFICATION_FAILED, (
                         f"the local file {item.source} has {upload.size} bytes and SHA-256 "
                         f"{upload.sha256}, not the artifact's {item.size} bytes and "
                         f"{item.sha256}: it changed after its download"))
-                item = await self.deliveries.move(item, VERIFYING, upload=upload)
+                item = await self.deliveries.move(item, VERIFYING, upload=upload, resume=None)
             item = await self._verify(destination, item)
             recovered = self.breakers.isOpen(item.destinationId)
             self.breakers.succeeded(item.destinationId)
@@ -418,12 +434,12 @@ class DeliveryQueue:
         except CancelledError:
             raise
         except BackupRemoteError as error:
-            await self._failed(item, destination, error, began)
+            await self._failed(item, destination, error, began, _recorded(item, journal))
         except Exception as error:
             _log.failure("delivery {id} to {destination}: unexpected error", id=item.id,
                          destination=item.destination)
             await self._failed(item, destination, BackupRemoteError(
-                INTERNAL_ERROR, f"unexpected error: {error!r}"), began)
+                INTERNAL_ERROR, f"unexpected error: {error!r}"), began, _recorded(item, journal))
         finally:
             if destination is not None:
                 try:
@@ -475,7 +491,8 @@ class DeliveryQueue:
                          DestinationCircuitOpened(item.destination, error.code, error.message))
 
     async def _failed(self, item: QueueItem, destination: IDestination | None,
-                      error: BackupRemoteError, began: float) -> None:
+                      error: BackupRemoteError, began: float,
+                      recorded: UploadState | None = None) -> None:
         if item.state == VERIFYING and item.upload is not None and destination is not None:
             await discard(destination, item.upload)
         licensing = error.code.startswith("LICENSE_")
@@ -491,8 +508,11 @@ class DeliveryQueue:
         if _isPermanent(error) or attempts >= self.policy.maxAttempts:
             if not _isPermanent(error):
                 reason += f" (gave up after {attempts} attempts)"
+            if recorded is not None and destination is not None:
+                # the unfinished upload kept for the next attempt: there is none
+                await discard(destination, recorded)
             await self.deliveries.move(item, FAILED, expected=(item.state,),
-                                       attempts=attempts, upload=None,
+                                       attempts=attempts, upload=None, resume=None,
                                        errorCode=error.code, reason=reason, nextAttemptAt=None)
             self._ended(item, FAILED, began)
             _log.error("delivery of run {runId} to {destination} failed: {reason}",

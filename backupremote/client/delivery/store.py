@@ -1,6 +1,7 @@
 """
 The delivery queue in the client's store (the C{deliveries} table of
-migration 3). Every method is one transaction; L{DeliveryStore.move} moves
+migration 3, and migration 5's record of resumable uploads: the C{resume}
+column and C{delivery_parts}). Every method is one transaction; L{DeliveryStore.move} moves
 an item from the states it was read in and no other (compare and set), so
 two processes cannot both record the same step.
 """
@@ -22,11 +23,12 @@ from backupremote.client.delivery.model import (
     FAILED,
     PENDING,
     SETTLED,
+    UPLOADING,
     VERIFYING,
     WAITING,
     QueueItem,
 )
-from backupremote.client.destinations.interface import PendingUpload
+from backupremote.client.destinations.interface import PendingUpload, UploadedPart, UploadState
 from backupremote.client.store import IClientStore
 from backupremote.client.store.instants import instantOf, storedInstant
 from backupremote.protocol.errors import CONFLICT, NOT_FOUND, BackupRemoteError
@@ -34,16 +36,16 @@ from backupremote.protocol.structured import converter
 
 _COLUMNS = ("id, runId, server, destinationId, destination, scheduleId, name, source, size, sha256, "
             "state, attempts, upload, errorCode, reason, nextAttemptAt, method, verifiedAt, "
-            "prunedAt, createdAt, updatedAt")
+            "prunedAt, createdAt, updatedAt, resume")
 #: fields L{DeliveryStore.move} may change
 _CHANGEABLE = ("attempts", "upload", "errorCode", "reason", "nextAttemptAt", "method",
-               "verifiedAt", "prunedAt")
+               "verifiedAt", "prunedAt", "resume")
 
 
 def _item(row: tuple[Any, ...]) -> QueueItem:
     (id, runId, server, destinationId, destination, scheduleId, name, source, size, sha256, state,
      attempts, upload, errorCode, reason, nextAttemptAt, method, verifiedAt, prunedAt,
-     createdAt, updatedAt) = row
+     createdAt, updatedAt, resume) = row
     return QueueItem(
         id=id, runId=runId, server=server, destinationId=destinationId, destination=destination,
         scheduleId=scheduleId, name=name, source=source, size=size, sha256=sha256,
@@ -52,7 +54,19 @@ def _item(row: tuple[Any, ...]) -> QueueItem:
                                                                PendingUpload),
         errorCode=errorCode, reason=reason, nextAttemptAt=instantOf(nextAttemptAt),
         method=method, verifiedAt=instantOf(verifiedAt), prunedAt=instantOf(prunedAt),
-        createdAt=instantOf(createdAt), updatedAt=instantOf(updatedAt))  # type: ignore[arg-type]
+        createdAt=instantOf(createdAt), updatedAt=instantOf(updatedAt),  # type: ignore[arg-type]
+        resume=_resumeOf(resume))
+
+
+def _resumeOf(text: str | None) -> UploadState | None:
+    """The C{resume} column's upload (without its parts)."""
+    return None if text is None else converter.structure(json.loads(text), UploadState)
+
+
+def _resumeText(state: UploadState | None) -> str | None:
+    if state is None:
+        return None
+    return json.dumps(converter.unstructure(evolve(state, parts=())))
 
 
 def _values(item: QueueItem) -> tuple[Any, ...]:
@@ -61,7 +75,7 @@ def _values(item: QueueItem) -> tuple[Any, ...]:
             None if item.upload is None else json.dumps(converter.unstructure(item.upload)),
             item.errorCode, item.reason, storedInstant(item.nextAttemptAt), item.method,
             storedInstant(item.verifiedAt), storedInstant(item.prunedAt), storedInstant(item.createdAt),
-            storedInstant(item.updatedAt))
+            storedInstant(item.updatedAt), _resumeText(item.resume))
 
 
 class ItemMoved(BackupRemoteError):
@@ -91,7 +105,7 @@ class DeliveryStore:
             found = []
             for item in items:
                 db.execute(f"INSERT OR IGNORE INTO deliveries ({_COLUMNS}) VALUES "
-                           f"({', '.join('?' * 21)})", _values(item))
+                           f"({', '.join('?' * 22)})", _values(item))
                 found.append(_item(db.execute(
                     f"SELECT {_COLUMNS} FROM deliveries WHERE runId = ? AND destinationId = ?",
                     (item.runId, item.destinationId)).fetchone()))
@@ -112,18 +126,25 @@ class DeliveryStore:
             raise ValueError(f"cannot change {sorted(unknown)}")
         states = tuple(expected) if expected is not None else (item.state,)
         updated = evolve(item, state=state, updatedAt=self.now(), **changes)
+        # the recorded upload changes only when asked: an attempt records its own meanwhile
+        resumes = ", resume = ?" if "resume" in changes else ""
+        resume = (_resumeText(updated.resume),) if "resume" in changes else ()
 
         def work(db: sqlite3.Connection) -> QueueItem:
             values = _values(updated)
             changed = db.execute(
                 "UPDATE deliveries SET state = ?, attempts = ?, upload = ?, errorCode = ?, "
                 "reason = ?, nextAttemptAt = ?, method = ?, verifiedAt = ?, prunedAt = ?, "
-                f"updatedAt = ? WHERE id = ? AND state IN ({', '.join('?' * len(states))})",
-                (state, *values[11:19], values[20], item.id, *states)).rowcount
+                f"updatedAt = ?{resumes} WHERE id = ? AND state IN "
+                f"({', '.join('?' * len(states))})",
+                (state, *values[11:19], values[20], *resume, item.id, *states)).rowcount
             if not changed:
                 raise ItemMoved(CONFLICT, (
                     f"delivery {item.id} of run {item.runId} to {item.destination} is no "
                     f"longer {' or '.join(states)}: another process moved it"))
+            if resume:
+                db.execute("DELETE FROM delivery_parts WHERE deliveryId = ? AND uploadId != ?",
+                           (item.id, "" if updated.resume is None else updated.resume.uploadId))
             return _get(db, item.id)
 
         return self.store.transact(work)
@@ -199,6 +220,62 @@ class DeliveryStore:
             f"SELECT {_COLUMNS} FROM deliveries WHERE destinationId = ? AND state = ? "
             "AND prunedAt IS NULL ORDER BY verifiedAt", (destinationId, DELIVERED))])
 
+    # Resumable uploads (an attempt's IUploadJournal)
+
+    def beginUpload(self, id: str, state: UploadState) -> Deferred[None]:
+        """
+        Record the upload an attempt of item C{id} (C{uploading}) began,
+        instead of any recorded before and its parts.
+
+        @raise ItemMoved: if the item is no longer C{uploading}.
+        """
+
+        def work(db: sqlite3.Connection) -> None:
+            changed = db.execute(
+                "UPDATE deliveries SET resume = ? WHERE id = ? AND state = ?",
+                (_resumeText(state), id, UPLOADING)).rowcount
+            if not changed:
+                raise ItemMoved(CONFLICT, (
+                    f"delivery {id} is no longer {UPLOADING}: another process moved it"))
+            db.execute("DELETE FROM delivery_parts WHERE deliveryId = ?", (id,))
+
+        return self.store.transact(work)
+
+    def partConfirmed(self, id: str, uploadId: str, part: UploadedPart) -> Deferred[None]:
+        """Record C{part} of the upload C{uploadId} of item C{id} (if it is still the recorded one)."""
+
+        def work(db: sqlite3.Connection) -> None:
+            row = db.execute("SELECT resume FROM deliveries WHERE id = ?", (id,)).fetchone()
+            recorded = _resumeOf(row[0]) if row is not None else None
+            if recorded is None or recorded.uploadId != uploadId:
+                return
+            db.execute(
+                "INSERT OR REPLACE INTO delivery_parts (deliveryId, uploadId, number, start, "
+                "length, etag, sha256) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (id, uploadId, part.number, part.start, part.length, part.etag, part.sha256))
+
+        return self.store.transact(work)
+
+    def uploadState(self, id: str) -> Deferred[UploadState | None]:
+        """The upload recorded for item C{id}, with the parts confirmed, or C{None}."""
+
+        def work(db: sqlite3.Connection) -> UploadState | None:
+            row = db.execute("SELECT resume FROM deliveries WHERE id = ?", (id,)).fetchone()
+            state = _resumeOf(row[0]) if row is not None else None
+            if state is None:
+                return None
+            parts = tuple(UploadedPart(number, start, length, etag, sha256)
+                          for number, start, length, etag, sha256 in db.execute(
+                              "SELECT number, start, length, etag, sha256 FROM delivery_parts "
+                              "WHERE deliveryId = ? AND uploadId = ? ORDER BY number",
+                              (id, state.uploadId)))
+            return evolve(state, parts=parts)
+
+        return self.store.transact(work)
+
+    def recordedUploads(self, destinationId: str) -> Deferred[set[str]]:
+        return recordedUploads(self.store, destinationId)
+
     def markPruned(self, ids: Iterable[str]) -> Deferred[None]:
         ids = list(ids)
         at = storedInstant(self.now())
@@ -209,6 +286,24 @@ class DeliveryStore:
                            (at, at, id))
 
         return self.store.transact(work)
+
+
+def recordedUploads(store: IClientStore, destinationId: str) -> Deferred[set[str]]:
+    """
+    The ids of the uploads to C{destinationId} that deliveries recorded to
+    resume: never to be aborted as stale.
+    """
+
+    def work(db: sqlite3.Connection) -> set[str]:
+        found = set()
+        for (text,) in db.execute("SELECT resume FROM deliveries WHERE destinationId = ? AND "
+                                  "resume IS NOT NULL", (destinationId,)):
+            state = _resumeOf(text)
+            if state is not None:
+                found.add(state.uploadId)
+        return found
+
+    return store.transact(work)
 
 
 def isSettled(items: Iterable[QueueItem]) -> bool:

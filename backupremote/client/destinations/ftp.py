@@ -43,6 +43,7 @@ from backupremote.client.destinations.ftpcommon import (
 from backupremote.client.destinations.interface import (
     DigestCounter,
     IDestination,
+    IUploadJournal,
     PendingUpload,
     Progress,
     ReadBack,
@@ -324,8 +325,9 @@ class FTPDestination:
         await self._store(session, io.BytesIO(b"backupremote probe\n"), probe, None)
         await session.command(f"DELE {session.path(probe)}", "removing the probe file")
 
-    def put(self, source: FilePath, name: str, progress: Progress | None = None
-            ) -> Deferred[PendingUpload]:
+    def put(self, source: FilePath, name: str,
+            progress: Progress | None = None,
+            journal: IUploadJournal | None = None) -> Deferred[PendingUpload]:
         return Deferred.fromCoroutine(self._put(source, name, progress))
 
     async def _put(self, source: FilePath, name: str, progress: Progress | None

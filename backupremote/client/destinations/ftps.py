@@ -44,6 +44,7 @@ from backupremote.client.destinations.ftpcommon import (
 from backupremote.client.destinations.interface import (
     DigestCounter,
     IDestination,
+    IUploadJournal,
     PendingUpload,
     Progress,
     ReadBack,
@@ -259,8 +260,9 @@ class FTPSDestination:
                 f"{self.location}: the folder cannot be used ({str(e)[4:]}); create it first"
             ) from None
 
-    def put(self, source: FilePath, name: str, progress: Progress | None = None
-            ) -> Deferred[PendingUpload]:
+    def put(self, source: FilePath, name: str,
+            progress: Progress | None = None,
+            journal: IUploadJournal | None = None) -> Deferred[PendingUpload]:
         try:
             temporary = temporaryName(name)
         except BackupRemoteError:

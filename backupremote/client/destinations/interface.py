@@ -5,7 +5,7 @@ A destination is one place an artifact is delivered to (a local folder, an
 SFTP or FTP server, a WebDAV share, an S3 bucket, an rclone remote). Its
 operations are small steps the delivery composes and persists one by one:
 
-    put(source, name)            -> PendingUpload   bytes under a temporary name
+    put(source, name[, journal]) -> PendingUpload   bytes under a temporary name
     readBack(temporaryName)      -> ReadBack        size and SHA-256 read back
     complete(upload)             -> None            now under the final name
     listFiles(), delete(name), testConnection(), close()
@@ -14,6 +14,14 @@ so no partial or unverified file ever sits under a final name, and a delivery
 that stops between two steps resumes from the last one it recorded.
 L{backupremote.client.destinations.verified.putVerified} chains the first
 three with the comparisons.
+
+A put given an L{IUploadJournal} records in it each step of its upload that
+the server confirmed (an S3 multipart upload: its id, then each part), and a
+later put of the same file with the same journal takes that upload up again
+instead of sending every byte anew; a destination whose protocol cannot
+resume (or a journal whose upload is gone, or a local file that changed)
+starts over. A journalled upload that fails or is cancelled is left for
+that later put; L{IDestination.delete} of its temporary name drops it.
 
 Every method returns a L{Deferred} and never blocks the reactor: network
 destinations speak their protocol on the reactor (or in a thread where the
@@ -59,6 +67,46 @@ class PendingUpload:
     temporaryName: str
     size: int
     sha256: str
+
+
+@frozen
+class UploadedPart:
+    """
+    One part of an upload that the server confirmed.
+
+    @ivar start: @ivar length: its bytes in the local file.
+    @ivar etag: what the server answered for it (S3's ETag).
+    @ivar sha256: the lowercase hex SHA-256 of the local bytes sent.
+    """
+
+    number: int
+    start: int
+    length: int
+    etag: str
+    sha256: str
+
+
+@frozen
+class UploadState:
+    """
+    An upload begun under a temporary name, as far as the server confirmed
+    it: plain data its L{IUploadJournal} persists, for a later put to take
+    up again.
+
+    @ivar uploadId: the server's id of the upload (an S3 multipart upload id).
+    @ivar size: @ivar modifiedNs: the local file's size and modification
+        time (ns) when it began: a file changed since is sent anew.
+    @ivar partSize: the bytes of each part but the last.
+    @ivar parts: those the server confirmed, by number.
+    """
+
+    name: str
+    temporaryName: str
+    uploadId: str
+    size: int
+    modifiedNs: int
+    partSize: int
+    parts: tuple[UploadedPart, ...] = ()
 
 
 @frozen
@@ -125,12 +173,16 @@ class IDestination(Interface):
         and removed).
         """
 
-    def put(source: FilePath, name: str, progress: Progress | None = None) -> Deferred[PendingUpload]:
+    def put(source: FilePath, name: str, progress: Progress | None = None,
+            journal: IUploadJournal | None = None) -> Deferred[PendingUpload]:
         """
         Stream C{source} (read only, never changed) to a new temporary name in
         the folder of C{name}; nothing is put under C{name} itself. On
         failure or cancellation the temporary file is removed where the
-        destination still allows it.
+        destination still allows it, except an upload recorded in
+        C{journal}: that one is kept for a later put with the same journal
+        to take up again (a destination that cannot resume ignores
+        C{journal} and always starts over).
         """
 
     def readBack(name: str) -> Deferred[ReadBack]:
@@ -161,10 +213,36 @@ class IDestination(Interface):
         """
 
     def delete(name: str) -> Deferred[None]:
-        """Remove C{name} (final or temporary); succeeds if it is already gone."""
+        """
+        Remove C{name} (final or temporary, and an unfinished upload to a
+        temporary name); succeeds if it is already gone.
+        """
 
     def close() -> Deferred[None]:
         """Close connections kept open between operations (idempotent)."""
+
+
+class IUploadJournal(Interface):
+    """
+    Where a put records how far its upload got, one step the server
+    confirmed at a time, so that a put after a crash, a stop or a failure
+    takes it up again (the delivery queue keeps it in the client's store).
+    """
+
+    state: UploadState | None = Attribute(
+        "The upload recorded so far (by an earlier put or this one), or C{None}.")
+
+    def begin(state: UploadState) -> Deferred[None]:
+        """
+        A new upload began (C{state} has no parts yet), replacing any
+        recorded before; fires once recorded.
+        """
+
+    def confirmed(uploadId: str, part: UploadedPart) -> Deferred[None]:
+        """
+        The server confirmed C{part} of the upload C{uploadId} (never called
+        before it did); fires once recorded.
+        """
 
 
 class DigestCounter:

@@ -31,6 +31,7 @@ from zope.interface import implementer
 from backupremote.client.destinations.interface import (
     DigestCounter,
     IDestination,
+    IUploadJournal,
     PendingUpload,
     Progress,
     ReadBack,
@@ -163,8 +164,9 @@ class LocalFolderDestination:
         except OSError as e:
             raise _osError(self.location, "writing a probe file", e) from None
 
-    def put(self, source: FilePath, name: str, progress: Progress | None = None
-            ) -> Deferred[PendingUpload]:
+    def put(self, source: FilePath, name: str,
+            progress: Progress | None = None,
+            journal: IUploadJournal | None = None) -> Deferred[PendingUpload]:
         try:
             temporary = temporaryName(name)
         except BackupRemoteError:

@@ -41,6 +41,7 @@ from zope.interface import implementer
 from backupremote.client.destinations.interface import (
     DigestCounter,
     IDestination,
+    IUploadJournal,
     PendingUpload,
     Progress,
     ReadBack,
@@ -261,7 +262,8 @@ class RcloneDestination:
         await self._run(f"remove {probe}", "deletefile", self._target(probe), missingOk=True)
 
     def put(self, source: FilePath[str], name: str,
-            progress: Progress | None = None) -> Deferred[PendingUpload]:
+            progress: Progress | None = None,
+            journal: IUploadJournal | None = None) -> Deferred[PendingUpload]:
         return Deferred.fromCoroutine(self._put(source, name, progress))
 
     async def _put(self, source: FilePath[str], name: str,

@@ -15,7 +15,7 @@ or a command line.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Collection, Iterable
 from typing import Any
 
 from twisted.internet.defer import Deferred
@@ -137,7 +137,8 @@ class DestinationRegistry:
         """The L{IDestination} of C{destination}, ready to use (close it after)."""
 
         async def work() -> IDestination:
-            return build(self._reactor, destination, await self.secretOf(destination))
+            return build(self._reactor, destination, await self.secretOf(destination),
+                         lambda: self._recordedUploads(destination.id))
 
         return Deferred.fromCoroutine(work())
 
@@ -148,12 +149,24 @@ class DestinationRegistry:
         return Deferred.fromCoroutine(work())
 
 
+    def _recordedUploads(self, destinationId: str) -> Deferred[Collection[str]]:
+        """The uploads to a destination that deliveries mean to resume (never stale)."""
+        from backupremote.client.delivery.store import recordedUploads
+
+        return recordedUploads(self.store.store, destinationId)
+
+
 def _ca(destination: StoredDestination) -> FilePath | None:
     return FilePath(destination.caFile) if destination.caFile else None
 
 
-def build(reactor: Any, destination: StoredDestination, secret: str | None) -> IDestination:
-    """The implementation of C{destination}'s type, with its secret."""
+def build(reactor: Any, destination: StoredDestination, secret: str | None,
+          recorded: Callable[[], Deferred[Collection[str]]] | None = None) -> IDestination:
+    """
+    The implementation of C{destination}'s type, with its secret;
+    C{recorded}: the ids of its unfinished uploads that deliveries mean to
+    resume (an S3 destination never aborts them as stale).
+    """
     url: Any = parseDestinationURL(destination.url)
     kind = destination.type
     if kind == "local":
@@ -200,7 +213,7 @@ def build(reactor: Any, destination: StoredDestination, secret: str | None) -> I
             from backupremote.client.destinations.s3 import S3Destination
         except ImportError:
             raise _notHere(kind) from None
-        return S3Destination(reactor, url, secret or "", verification)
+        return S3Destination(reactor, url, secret or "", verification, recorded=recorded)
     if kind == "rclone":
         try:
             from backupremote.client.destinations import rclone

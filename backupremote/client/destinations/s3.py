@@ -10,7 +10,18 @@ MD5 and SHA-256 (and the whole file's SHA-256, part after part), then
 streamed from the file as the request body (signed with that SHA-256, with
 that C{Content-MD5}; the server refuses a part that differs). No part is ever held in memory,
 whatever the file's size. A failed or cancelled upload is aborted; uploads of
-ours left by a crash are aborted once they are older than C{staleAfter}.
+ours left by a crash are aborted once they are older than C{staleAfter},
+except those our store means to resume (C{recorded}).
+
+A put given an L{IUploadJournal} records the upload's id, then each part
+once the server confirmed it, and keeps the upload when it fails or is
+cancelled. The next put with that journal takes it up: C{ListParts}, the
+recorded parts the server still holds (same number, size and ETag) whose
+local bytes still hash the same are not sent again, the others are, then
+it completes as usual (the whole file's SHA-256 is computed anew from the
+local file, part after part). It starts over, saying so in the log, if the
+upload is gone (aborted, expired) or the local file's size or modification
+time changed since the upload began.
 
 The read-back streams the temporary object back into a SHA-256. Completing is
 a server-side copy to the final key (C{CopyObject}, or C{UploadPartCopy} parts
@@ -24,8 +35,9 @@ object or the verified one, never a partial or unverified one.
 from __future__ import annotations
 
 import hashlib
+import os
 import secrets
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from typing import Any
 
 from attrs import frozen
@@ -42,20 +54,24 @@ from backupremote.client.destinations.httptls import PeerVerification
 from backupremote.client.destinations.interface import (
     DigestCounter,
     IDestination,
+    IUploadJournal,
     PendingUpload,
     Progress,
     ReadBack,
     RemoteFile,
+    UploadedPart,
+    UploadState,
 )
 from backupremote.client.destinations.names import (
     PROBE_PREFIX,
     checkAnyName,
     checkName,
+    finalNameOf,
     isListable,
     isTemporary,
     temporaryName,
 )
-from backupremote.client.destinations.s3api import SHA256_METADATA, S3Bucket
+from backupremote.client.destinations.s3api import SHA256_METADATA, S3Bucket, sameETag
 from backupremote.client.destinations.urls import S3URL
 from backupremote.protocol.errors import (
     DESTINATION_NOT_FOUND,
@@ -84,6 +100,9 @@ STALE_AFTER = 24 * 3600.0
 STALE_CHECK_INTERVAL = 3600.0
 #: Bytes hashed per read in the thread.
 HASH_BLOCK = 1 * MiB
+
+#: The upload ids our store means to resume at this destination (never aborted as stale).
+RecordedUploads = Callable[[], Deferred[Collection[str]]]
 
 
 @frozen
@@ -152,6 +171,14 @@ class _Progress:
                     self._report(self._total)
         return sent
 
+    def skipped(self, number: int, length: int) -> None:
+        """Part C{number} is on the server already (a resumed upload): count it as sent."""
+        self._current[number] = length
+        self._parts[number] = length
+        self._total += length
+        if self._report is not None:
+            self._report(self._total)
+
     def finish(self, size: int) -> None:
         if self._report is not None and (self._total < size or size == 0):
             self._report(size)
@@ -170,7 +197,8 @@ class S3Destination:
                  timeout: float = 60.0, partSize: int = PART_SIZE,
                  partsInFlight: int = PARTS_IN_FLIGHT,
                  staleAfter: float = STALE_AFTER,
-                 retryDelay: float = 2.0, copyLimit: int = COPY_LIMIT) -> None:
+                 retryDelay: float = 2.0, copyLimit: int = COPY_LIMIT,
+                 recorded: RecordedUploads | None = None) -> None:
         self._reactor = reactor
         self.url = url
         self.location = f"S3 {url.endpoint}/{url.bucket}/{url.prefix}"
@@ -180,6 +208,7 @@ class S3Destination:
         self.retryDelay = retryDelay
         self.copyLimit = copyLimit
         self._lastStaleCheck: float | None = None
+        self._recorded = recorded
         self._session = HTTPSession(reactor, self.location, None, verification, timeout)
         self._bucket = S3Bucket(self._session, url.endpoint, url.bucket, url.accessKey,
                                 secretKey, url.region)
@@ -207,20 +236,29 @@ class S3Destination:
         await self._bucket.putObject(key, BytesProducer(data), hashlib.md5(data).digest(),
                                      hashlib.sha256(data).hexdigest())
 
-    def put(self, source: FilePath, name: str,
-            progress: Progress | None = None) -> Deferred[PendingUpload]:
-        return Deferred.fromCoroutine(self._put(source, name, progress))
+    def put(self, source: FilePath, name: str, progress: Progress | None = None,
+            journal: IUploadJournal | None = None) -> Deferred[PendingUpload]:
+        return Deferred.fromCoroutine(self._put(source, name, progress, journal))
 
-    async def _put(self, source: FilePath, name: str, progress: Progress | None) -> PendingUpload:
+    async def _put(self, source: FilePath, name: str, progress: Progress | None,
+                   journal: IUploadJournal | None) -> PendingUpload:
         checkName(name)
         path = source.path
-        size = source.getsize()  # OSError for a missing file, before anything is sent
-        temporary = temporaryName(name)
-        key = self._key(temporary)
-        await self._maybeAbortStale()
+        stat = os.stat(path)  # OSError for a missing file, before anything is sent
+        size = stat.st_size
+        recorded = journal.state if journal is not None else None
+        await self._maybeAbortStale(() if recorded is None else (recorded.uploadId,))
         whole = DigestCounter()
         sent = _Progress(progress)
-        if size <= self.partSize:
+        if size > self.partSize:
+            temporary = await self._multipart(name, path, size, stat.st_mtime_ns, whole, sent,
+                                              journal)
+        else:
+            if recorded is not None:
+                await self._startOver(recorded, "the local file is now small enough for one "
+                                      "request")
+            temporary = temporaryName(name)
+            key = self._key(temporary)
             digest = await self._inThread(hashSlice, path, 0, size, whole)
             try:
                 await self._bucket.putObject(
@@ -229,57 +267,145 @@ class S3Destination:
             except BaseException:
                 await self._quietly(self._bucket.deleteObject(key), "remove", temporary)
                 raise
-        else:
-            await self._multipart(key, path, size, whole, sent)
         if whole.size != size:
-            await self._quietly(self._bucket.deleteObject(key), "remove", temporary)
+            await self._quietly(self._bucket.deleteObject(self._key(temporary)), "remove",
+                                temporary)
             raise OSError(f"{path} changed size while it was sent")
         sent.finish(size)
         return PendingUpload(name, temporary, size, whole.hexdigest())
 
-    async def _multipart(self, key: str, path: str, size: int, whole: DigestCounter,
-                         sent: _Progress) -> None:
-        uploadId = await self._bucket.createMultipart(key)
+    async def _multipart(self, name: str, path: str, size: int, modifiedNs: int,
+                         whole: DigestCounter, sent: _Progress,
+                         journal: IUploadJournal | None) -> str:
+        """Send C{path} as a multipart upload (resumed if C{journal} allows); its temporary name."""
+        resumed = await self._takeUp(journal, name, size, modifiedNs)
+        if resumed is not None:
+            state, kept = resumed
+        else:
+            temporary = temporaryName(name)
+            uploadId = await self._bucket.createMultipart(self._key(temporary))
+            state = UploadState(name, temporary, uploadId, size, modifiedNs,
+                                partSizeFor(size, self.partSize))
+            kept = {}
+            if journal is not None:
+                try:
+                    await journal.begin(state)
+                except BaseException:
+                    await self._quietly(self._bucket.abortMultipart(self._key(temporary), uploadId),
+                                        "abort", temporary)
+                    raise
+        key = self._key(state.temporaryName)
+        etags: dict[int, str] = {}
         running: list[Deferred[tuple[int, str]]] = []
         slots = _Slots(self.partsInFlight)
         try:
-            for part in planParts(size, partSizeFor(size, self.partSize)):
+            for part in planParts(size, state.partSize):
                 digest = await self._inThread(hashSlice, path, part.offset, part.length, whole)
+                done = kept.get(part.number)
+                if done is not None and (done.start, done.length, done.sha256) == (
+                        part.offset, part.length, digest.sha256):
+                    etags[part.number] = done.etag
+                    sent.skipped(part.number, part.length)
+                    continue
                 await slots.acquire()
                 if slots.failed:
                     slots.release(None)
                     break
                 upload = Deferred.fromCoroutine(
-                    self._sendPart(key, uploadId, path, part, digest, sent))
+                    self._sendPart(key, state.uploadId, path, part, digest, sent, journal))
                 upload.addBoth(slots.release)
                 running.append(upload)
             results = await DeferredList(running, consumeErrors=True)
             for ok, value in results:
                 if not ok:
                     value.raiseException()
-            await self._bucket.completeMultipart(key, uploadId, [v for _, v in results])
-        except BaseException:
+                etags[value[0]] = value[1]
+            await self._bucket.completeMultipart(key, state.uploadId, sorted(etags.items()))
+        except BaseException as e:
             for upload in running:
                 upload.addErrback(lambda _: None)
                 upload.cancel()
-            await self._quietly(self._bucket.abortMultipart(key, uploadId), "abort", key)
+            if journal is None:
+                await self._quietly(self._bucket.abortMultipart(key, state.uploadId), "abort",
+                                    state.temporaryName)
+            else:
+                log.info("{location}: the upload of {name} stopped ({error}); kept to be "
+                         "resumed", location=self.location, name=name,
+                         error=str(e) or type(e).__name__)
             raise
+        return state.temporaryName
+
+    async def _takeUp(self, journal: IUploadJournal | None, name: str, size: int,
+                      modifiedNs: int) -> tuple[UploadState, dict[int, UploadedPart]] | None:
+        """
+        The upload recorded in C{journal} and its parts the server still
+        holds, or C{None} (after removing what is left of it) to start over.
+        """
+        state = journal.state if journal is not None else None
+        if state is None:
+            return None
+        if state.name != name or not isTemporary(state.temporaryName) or \
+                finalNameOf(state.temporaryName) != name or state.partSize < 1:
+            await self._startOver(state, f"the recorded upload is not one of {name}")
+            return None
+        if (state.size, state.modifiedNs) != (size, modifiedNs):
+            await self._startOver(state, "the local file changed since the upload began "
+                                  f"({state.size} -> {size} bytes, or a new modification time)")
+            return None
+        try:
+            listed = await self._bucket.listParts(self._key(state.temporaryName), state.uploadId)
+        except BackupRemoteError as e:
+            if e.code != DESTINATION_NOT_FOUND:
+                raise
+            await self._startOver(state, "the server no longer has the upload (aborted or "
+                                  "expired)", abort=False)
+            return None
+        held = {part.number: part for part in listed}
+        kept = {}
+        for part in state.parts:
+            there = held.get(part.number)
+            if there is not None and there.size == part.length and \
+                    sameETag(there.etag, part.etag):
+                kept[part.number] = part
+        log.info("{location}: resuming the upload of {name}: {kept} of {count} parts are on "
+                 "the server already", location=self.location, name=name, kept=len(kept),
+                 count=len(planParts(size, state.partSize)))
+        return state, kept
+
+    async def _startOver(self, state: UploadState, why: str, abort: bool = True) -> None:
+        """Remove what is left of a recorded upload, saying why it is not resumed."""
+        log.info("{location}: not resuming the upload of {name} ({why}): starting over",
+                 location=self.location, name=state.name, why=why)
+        try:
+            key = self._key(checkAnyName(state.temporaryName))
+        except BackupRemoteError:
+            return
+        if abort:
+            await self._quietly(self._bucket.abortMultipart(key, state.uploadId), "abort",
+                                state.temporaryName)
+        # completed before the process ended, and not yet recorded as such
+        await self._quietly(self._bucket.deleteObject(key), "remove", state.temporaryName)
 
     async def _sendPart(self, key: str, uploadId: str, path: str, part: PartPlan,
-                        digest: PartDigest, sent: _Progress) -> tuple[int, str]:
+                        digest: PartDigest, sent: _Progress,
+                        journal: IUploadJournal | None) -> tuple[int, str]:
         for attempt in range(1, PART_ATTEMPTS + 1):
             body = self._session.fileBody(path, part.offset, part.length,
                                           sent.sender(part.number))
             try:
                 etag = await self._bucket.uploadPart(key, uploadId, part.number, body,
                                                      digest.md5, digest.sha256)
-                return part.number, etag
             except BackupRemoteError as e:
                 if e.code not in (DESTINATION_UNREACHABLE, TIMEOUT) or attempt == PART_ATTEMPTS:
                     raise
                 log.info("{location}: part {number} failed ({error}); retrying",
                          location=self.location, number=part.number, error=str(e))
                 await deferLater(self._reactor, self.retryDelay * 2 ** (attempt - 1), lambda: None)
+            else:
+                if journal is not None:
+                    await journal.confirmed(uploadId, UploadedPart(
+                        part.number, part.offset, part.length, etag, digest.sha256))
+                return part.number, etag
         raise AssertionError("unreachable")
 
     def readBack(self, name: str) -> Deferred[ReadBack]:
@@ -347,23 +473,32 @@ class S3Destination:
 
     async def _delete(self, name: str) -> None:
         checkAnyName(name)
-        await self._bucket.deleteObject(self._key(name))
+        key = self._key(name)
+        if isTemporary(name):
+            for upload in await self._bucket.listUploads(key):
+                if upload.key == key:
+                    await self._bucket.abortMultipart(key, upload.uploadId)
+        await self._bucket.deleteObject(key)
 
     def close(self) -> Deferred[None]:
         return Deferred.fromCoroutine(self._session.close())
 
     # Stale uploads
 
-    async def abortStaleUploads(self) -> int:
+    async def abortStaleUploads(self, keep: Collection[str] = ()) -> int:
         """
         Abort our multipart uploads (to temporary keys under the prefix)
-        started more than C{staleAfter} seconds ago; how many were aborted.
+        started more than C{staleAfter} seconds ago, but those in C{keep} or
+        recorded in our store to be resumed; how many were aborted.
         """
         self._lastStaleCheck = self._reactor.seconds()
+        kept = set(keep)
+        if self._recorded is not None:
+            kept.update(await self._recorded())
         aborted = 0
         for upload in await self._bucket.listUploads(self.url.prefix):
             name = upload.key[len(self.url.prefix):]
-            if not isTemporary(name) or upload.initiated is None:
+            if not isTemporary(name) or upload.initiated is None or upload.uploadId in kept:
                 continue
             if self._reactor.seconds() - upload.initiated.timestamp() >= self.staleAfter:
                 await self._bucket.abortMultipart(upload.key, upload.uploadId)
@@ -372,11 +507,11 @@ class S3Destination:
                 aborted += 1
         return aborted
 
-    async def _maybeAbortStale(self) -> None:
+    async def _maybeAbortStale(self, keep: Collection[str] = ()) -> None:
         last = self._lastStaleCheck
         if last is not None and self._reactor.seconds() - last < STALE_CHECK_INTERVAL:
             return
-        await self._quietly(self.abortStaleUploads(), "abort stale uploads under",
+        await self._quietly(self.abortStaleUploads(keep), "abort stale uploads under",
                             self.url.prefix or "/")
 
     async def _quietly(self, work: Any, what: str, name: str) -> None:

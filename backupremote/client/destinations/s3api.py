@@ -109,6 +109,20 @@ class S3Upload:
     initiated: datetime | None
 
 
+@frozen
+class S3Part:
+    """A part of a multipart upload, as the server lists it."""
+
+    number: int
+    size: int
+    etag: str
+
+
+def sameETag(one: str, other: str) -> bool:
+    """Whether two ETags are the same (quotes and case aside)."""
+    return one.strip().strip('"').lower() == other.strip().strip('"').lower()
+
+
 class _PayloadSigner(S3SigV4Auth):
     """SigV4 for S3 with the payload's SHA-256 computed by us (bodies stream)."""
 
@@ -340,6 +354,28 @@ class S3Bucket:
         except BackupRemoteError as e:
             if e.code != DESTINATION_NOT_FOUND:
                 raise
+
+    async def listParts(self, key: str, uploadId: str) -> list[S3Part]:
+        """
+        The parts the server holds of the upload C{uploadId} to C{key}.
+
+        @raise BackupRemoteError: C{DESTINATION_NOT_FOUND} if there is no such
+            upload (aborted, completed or expired).
+        """
+        found: list[S3Part] = []
+        marker = ""
+        while True:
+            query = [("uploadId", uploadId)]
+            if marker:
+                query.append(("part-number-marker", marker))
+            response = await self.call("GET", key, f"list the parts of {key}", query=query)
+            root = parseXML(response.body, self.location)
+            for item in _children(root, "Part"):
+                found.append(S3Part(int(_text(item, "PartNumber") or 0),
+                                    int(_text(item, "Size") or 0), _text(item, "ETag")))
+            marker = _text(root, "NextPartNumberMarker")
+            if _text(root, "IsTruncated") != "true" or not marker:
+                return found
 
     async def listUploads(self, prefix: str) -> list[S3Upload]:
         found: list[S3Upload] = []

@@ -34,6 +34,7 @@ from zope.interface import implementer
 from backupremote.client.destinations.interface import (
     DigestCounter,
     IDestination,
+    IUploadJournal,
     PendingUpload,
     Progress,
     ReadBack,
@@ -191,8 +192,9 @@ class SFTPDestination:
         if not stat.S_ISDIR(attrs.get("permissions", 0)):
             raise BackupRemoteError(DESTINATION_REFUSED, f"{self.location}: not a folder")
 
-    def put(self, source: FilePath, name: str, progress: Progress | None = None
-            ) -> Deferred[PendingUpload]:
+    def put(self, source: FilePath, name: str,
+            progress: Progress | None = None,
+            journal: IUploadJournal | None = None) -> Deferred[PendingUpload]:
         return Deferred.fromCoroutine(self._put(source, name, progress))
 
     async def _put(self, source: FilePath, name: str, progress: Progress | None

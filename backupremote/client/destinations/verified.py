@@ -16,6 +16,7 @@ from backupremote.client.destinations.interface import (
     Progress,
     ReadBack,
     StoredFile,
+    UploadState,
 )
 from backupremote.protocol.errors import (
     DESTINATION_VERIFY_FAILED,
@@ -48,8 +49,8 @@ def checkReadBack(destination: IDestination, upload: PendingUpload, found: ReadB
             details={"name": upload.name, "size": found.size, "sha256": found.sha256})
 
 
-async def discard(destination: IDestination, upload: PendingUpload) -> None:
-    """Remove an upload's temporary file, logging (not raising) a failure."""
+async def discard(destination: IDestination, upload: PendingUpload | UploadState) -> None:
+    """Remove an upload's temporary file (or unfinished upload), logging (not raising) a failure."""
     try:
         await destination.delete(upload.temporaryName)
     except Exception as e:

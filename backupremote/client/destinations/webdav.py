@@ -28,6 +28,7 @@ from backupremote.client.destinations.httptls import PeerVerification
 from backupremote.client.destinations.interface import (
     DigestCounter,
     IDestination,
+    IUploadJournal,
     PendingUpload,
     Progress,
     ReadBack,
@@ -99,7 +100,8 @@ class WebDAVDestination:
         await self._delete(probe)
 
     def put(self, source: FilePath, name: str,
-            progress: Progress | None = None) -> Deferred[PendingUpload]:
+            progress: Progress | None = None,
+            journal: IUploadJournal | None = None) -> Deferred[PendingUpload]:
         return Deferred.fromCoroutine(self._put(source, name, progress))
 
     async def _put(self, source: FilePath, name: str, progress: Progress | None) -> PendingUpload:

@@ -137,4 +137,20 @@ MIGRATIONS: list[str] = [
         count INTEGER NOT NULL
     );
     """,
+    # 5: resumable uploads (backupremote.client.delivery.journal): the upload a
+    # delivery's attempt began (an S3 multipart upload: JSON of its UploadState
+    # without its parts), and each part the server confirmed, one row each
+    """
+    ALTER TABLE deliveries ADD COLUMN resume TEXT;
+    CREATE TABLE delivery_parts (
+        deliveryId TEXT NOT NULL REFERENCES deliveries (id) ON DELETE CASCADE,
+        uploadId TEXT NOT NULL,
+        number INTEGER NOT NULL,
+        start INTEGER NOT NULL,
+        length INTEGER NOT NULL,
+        etag TEXT NOT NULL,
+        sha256 TEXT NOT NULL,
+        PRIMARY KEY (deliveryId, number)
+    );
+    """,
 ]

@@ -47,8 +47,9 @@ class HeldDestination(MemoryDestination):
             self.waiting.remove(entry)
             entry[1].chainDeferred(entry[2])
 
-    def put(self, source: FilePath, name: str, progress: Any = None) -> Deferred[Any]:
-        result = super().put(source, name, progress)
+    def put(self, source: FilePath, name: str, progress: Any = None,
+            journal: Any = None) -> Deferred[Any]:
+        result = super().put(source, name, progress, journal)
         if self.corruptNextPut:
             self.corruptNextPut = False
             result.addCallback(lambda upload: (self.corrupt(upload.temporaryName), upload)[1])
