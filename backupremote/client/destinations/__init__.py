@@ -13,11 +13,14 @@ from backupremote.client.destinations.interface import (
     STREAMED,
     DigestCounter,
     IDestination,
+    IUploadJournal,
     PendingUpload,
     Progress,
     ReadBack,
     RemoteFile,
     StoredFile,
+    UploadedPart,
+    UploadState,
 )
 from backupremote.client.destinations.names import (
     checkName,
@@ -40,8 +43,8 @@ from backupremote.client.destinations.urls import (
 from backupremote.client.destinations.verified import putVerified
 
 __all__ = [
-    "STREAMED", "DigestCounter", "IDestination", "PendingUpload", "Progress", "ReadBack",
-    "RemoteFile", "StoredFile", "checkName", "datedName", "isTemporary", "temporaryName",
+    "STREAMED", "DigestCounter", "IDestination", "IUploadJournal", "PendingUpload", "Progress",
+    "ReadBack", "RemoteFile", "StoredFile", "UploadedPart", "UploadState", "checkName", "datedName", "isTemporary", "temporaryName",
     "TYPES", "DestinationURL", "FTPURL", "LocalURL", "RcloneURL", "S3URL", "SFTPURL",
     "WebDAVURL", "featureOf", "parseDestinationURL", "putVerified",
 ]

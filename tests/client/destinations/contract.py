@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import hashlib
 import inspect
+import os
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -39,8 +40,11 @@ from backupremote.client.destinations import (
     IDestination,
     PendingUpload,
     RemoteFile,
+    UploadedPart,
+    UploadState,
     isTemporary,
     putVerified,
+    temporaryName,
 )
 from backupremote.protocol.errors import (
     CONFIG_INVALID,
@@ -49,6 +53,7 @@ from backupremote.protocol.errors import (
     VERIFICATION_FAILED,
     BackupRemoteError,
 )
+from backupremote.testing import JournalStopped, MemoryUploadJournal
 
 #: More than a few chunks, windows and buffers of any implementation, and
 #: not a multiple of any power of two.
@@ -301,6 +306,106 @@ def makeDestinationTests(fixture: Fixture) -> type[TestCase]:
             with self.assertRaises(Exception):
                 await self.destination.put(FilePath(self.mktemp()), "no.bin")
             self.assertEqual(await self.serverNames(), set())
+
+        # Resuming an interrupted upload (IUploadJournal)
+
+        async def interrupted(self, source: FilePath, name: str) -> MemoryUploadJournal:
+            """
+            A journal of a put of C{source} that stopped just after the
+            server confirmed its second part (a crash): its upload kept for
+            a later put. A destination that cannot resume records nothing
+            and just delivers (its temporary file is removed here).
+            """
+            journal = MemoryUploadJournal(failAfter=1)
+            try:
+                upload = await self.destination.put(source, name, None, journal)
+            except JournalStopped:
+                self.assertIsNotNone(journal.state)
+                assert journal.state is not None
+                self.assertEqual(journal.state.name, name)
+                self.assertTrue(isTemporary(journal.state.temporaryName))
+                self.assertEqual([p.number for p in journal.state.parts], [1])
+            else:
+                self.assertIsNone(journal.state, "a journal was recorded, but the put went on")
+                await self.destination.delete(upload.temporaryName)
+            journal.failAfter = None
+            return journal
+
+        async def test_resume(self) -> None:
+            """
+            A put with the journal of an interrupted one takes its upload up
+            (no new upload begun) and sends what is the local file, no
+            matter what the server held; completes and reads back as usual.
+            """
+            source = self.localFile(LARGE_SIZE, b"resume")
+            journal = await self.interrupted(source, "2026-04-04/r.zst")
+            before = journal.state
+            upload = await self.destination.put(source, "2026-04-04/r.zst", None, journal)
+            data = source.getContent()
+            self.assertEqual((upload.size, upload.sha256),
+                             (len(data), hashlib.sha256(data).hexdigest()))
+            if before is not None:
+                self.assertEqual(journal.begins, 1, "the upload was begun anew")
+                self.assertEqual(upload.temporaryName, before.temporaryName)
+            found = await self.destination.readBack(upload.temporaryName)
+            self.assertEqual((found.size, found.sha256), (upload.size, upload.sha256))
+            await self.destination.complete(upload)
+            self.assertEqual(await self.serverNames(), {"2026-04-04/r.zst"})
+
+        async def test_resumeGone(self) -> None:
+            """
+            delete(temporary name) drops an unfinished upload; a put with its
+            journal then starts over cleanly and delivers the file.
+            """
+            source = self.localFile(LARGE_SIZE, b"gone")
+            journal = await self.interrupted(source, "g.zst")
+            before = journal.state
+            if before is not None:
+                await self.destination.delete(before.temporaryName)
+            self.assertEqual(await self.serverNames(), set())
+            await self.assertResumedPutDelivers(source, "g.zst", journal)
+            if before is not None:
+                assert journal.state is not None
+                self.assertEqual(journal.begins, 2)
+                self.assertNotEqual(journal.state.uploadId, before.uploadId)
+
+        async def test_resumeChangedFile(self) -> None:
+            """
+            The local file changed since the interrupted put: the next put
+            sends the file as it is now, nothing of the old one.
+            """
+            source = self.localFile(LARGE_SIZE, b"before")
+            journal = await self.interrupted(source, "c.zst")
+            before = journal.state
+            source.setContent(_content(LARGE_SIZE, b"after"))
+            stat = os.stat(source.path)
+            os.utime(source.path, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))
+            await self.assertResumedPutDelivers(source, "c.zst", journal)
+            if before is not None:
+                self.assertEqual(journal.begins, 2, "the upload was not begun anew")
+
+        async def test_resumeUnknownUpload(self) -> None:
+            """A journal naming an upload the server never had: the put starts over."""
+            source = self.localFile(LARGE_SIZE, b"unknown")
+            stat = os.stat(source.path)
+            journal = MemoryUploadJournal(UploadState(
+                "u.zst", temporaryName("u.zst"), "no-such-upload", stat.st_size,
+                stat.st_mtime_ns, 1 << 20,
+                (UploadedPart(1, 0, 1 << 20, '"00"', "0" * 64),)))
+            await self.assertResumedPutDelivers(source, "u.zst", journal)
+
+        async def assertResumedPutDelivers(self, source: FilePath, name: str,
+                                           journal: MemoryUploadJournal) -> None:
+            upload = await self.destination.put(source, name, None, journal)
+            data = source.getContent()
+            self.assertEqual((upload.size, upload.sha256),
+                             (len(data), hashlib.sha256(data).hexdigest()))
+            found = await self.destination.readBack(upload.temporaryName)
+            self.assertEqual((found.size, found.sha256), (upload.size, upload.sha256))
+            await self.destination.complete(upload)
+            self.assertEqual(await self.serverNames(), {name})
+            found = await self.destination.readBack(name)
+            self.assertEqual(found.sha256, hashlib.sha256(data).hexdigest())
 
         async def test_closeAndReuse(self) -> None:
             """close is idempotent, and the destination reconnects after it."""

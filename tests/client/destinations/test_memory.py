@@ -13,7 +13,7 @@ from tests.client.destinations.contract import DestinationFixture, makeDestinati
 
 
 async def memoryFixture(case: TestCase) -> DestinationFixture:
-    destination = MemoryDestination()
+    destination = MemoryDestination(partSize=1 << 20)  # files past 1 MiB go in parts
     return DestinationFixture(
         destination,
         corrupt=destination.corrupt,
