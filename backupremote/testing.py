@@ -187,7 +187,7 @@ class MemoryDestination:
             return fail()
         return succeed(_destinations.PendingUpload(name, temporary, counter.size, counter.hexdigest()))
 
-    async def _putInParts(self, source: FilePath, name: str,
+    async def _putInParts(self, source: FilePath[str], name: str,
                           progress: _destinations.Progress | None,
                           journal: _destinations.IUploadJournal,
                           partSize: int) -> _destinations.PendingUpload:

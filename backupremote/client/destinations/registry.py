@@ -15,7 +15,7 @@ or a command line.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Iterable
+from collections.abc import Awaitable, Callable, Collection, Iterable
 from typing import Any
 
 from twisted.internet.defer import Deferred
@@ -149,7 +149,7 @@ class DestinationRegistry:
         return Deferred.fromCoroutine(work())
 
 
-    def _recordedUploads(self, destinationId: str) -> Deferred[Collection[str]]:
+    def _recordedUploads(self, destinationId: str) -> Deferred[set[str]]:
         """The uploads to a destination that deliveries mean to resume (never stale)."""
         from backupremote.client.delivery.store import recordedUploads
 
@@ -161,7 +161,7 @@ def _ca(destination: StoredDestination) -> FilePath | None:
 
 
 def build(reactor: Any, destination: StoredDestination, secret: str | None,
-          recorded: Callable[[], Deferred[Collection[str]]] | None = None) -> IDestination:
+          recorded: Callable[[], Awaitable[Collection[str]]] | None = None) -> IDestination:
     """
     The implementation of C{destination}'s type, with its secret;
     C{recorded}: the ids of its unfinished uploads that deliveries mean to

@@ -37,7 +37,7 @@ from __future__ import annotations
 import hashlib
 import os
 import secrets
-from collections.abc import Callable, Collection
+from collections.abc import Awaitable, Callable, Collection
 from typing import Any
 
 from attrs import frozen
@@ -102,7 +102,7 @@ STALE_CHECK_INTERVAL = 3600.0
 HASH_BLOCK = 1 * MiB
 
 #: The upload ids our store means to resume at this destination (never aborted as stale).
-RecordedUploads = Callable[[], Deferred[Collection[str]]]
+RecordedUploads = Callable[[], Awaitable[Collection[str]]]
 
 
 @frozen
