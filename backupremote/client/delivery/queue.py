@@ -200,8 +200,10 @@ class DeliveryQueue:
                 how = "resumed" if item.resume is not None else "restarted"
                 await self.deliveries.move(item, PENDING, upload=None,
                                            reason=f"{how}: the process ended mid-upload")
-                _log.info("delivery {id} of run {runId} to {destination}: upload {how}",
-                          id=item.id, runId=item.runId, destination=item.destination, how=how)
+                _log.info("delivery {id} of run {runId} to {destination}: upload restarted"
+                          if item.resume is None else
+                          "delivery {id} of run {runId} to {destination}: upload to be resumed",
+                          id=item.id, runId=item.runId, destination=item.destination)
             self.kick()
 
         done = Deferred.fromCoroutine(start())
