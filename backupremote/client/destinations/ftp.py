@@ -40,6 +40,7 @@ from backupremote.client.destinations.ftpcommon import (
     replyError,
     subfolders,
 )
+from backupremote.client.destinations.connecting import OneAttempt
 from backupremote.client.destinations.interface import (
     DigestCounter,
     IDestination,
@@ -275,8 +276,7 @@ class FTPDestination:
         self._timeout = timeout
         self.location = url.url
         self._session: _Session | None = None
-        self._connecting: Deferred[_Session] | None = None
-        self._waiters: list[Deferred[_Session]] = []
+        self._connecting: OneAttempt[_Session] = OneAttempt()
 
     # The connection
 
@@ -284,23 +284,17 @@ class FTPDestination:
         session = self._session
         if session is not None and session.alive:
             return session
-        if self._connecting is None:
-            session = self._session = _Session(self)
-            self._connecting = Deferred.fromCoroutine(session.connect()).addCallback(
-                lambda _: session)
-            self._connecting.addBoth(self._connected)
-        waiting: Deferred[_Session] = Deferred()
-        self._waiters.append(waiting)
-        return await waiting
+        return await self._connecting.join(self._connect, self._notConnected)
 
-    def _connected(self, result: _Session | Failure) -> None:
-        waiters, self._waiters, self._connecting = self._waiters, [], None
-        if isinstance(result, Failure) and self._session is not None:
-            if isinstance(result.value, BackupRemoteError):
-                self._session.abort(result.value)
+    def _connect(self) -> Deferred[_Session]:
+        session = self._session = _Session(self)
+        return Deferred.fromCoroutine(session.connect()).addCallback(lambda _: session)
+
+    def _notConnected(self, failure: Failure) -> None:
+        if self._session is not None:
+            if isinstance(failure.value, BackupRemoteError):
+                self._session.abort(failure.value)
             self._session = None
-        for waiting in waiters:
-            (waiting.errback if isinstance(result, Failure) else waiting.callback)(result)
 
     async def _checkRoot(self, session: _Session) -> None:
         try:

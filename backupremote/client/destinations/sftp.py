@@ -31,6 +31,7 @@ from twisted.python.failure import Failure
 from twisted.python.filepath import FilePath
 from zope.interface import implementer
 
+from backupremote.client.destinations.connecting import OneAttempt
 from backupremote.client.destinations.interface import (
     DigestCounter,
     IDestination,
@@ -94,8 +95,7 @@ class SFTPDestination:
         self._chunkSize = chunkSize
         self.location = url.url
         self._session: SSHSession | None = None
-        self._connecting: Deferred[SFTPClient] | None = None
-        self._waiters: list[Deferred[SFTPClient]] = []
+        self._connecting: OneAttempt[SFTPClient] = OneAttempt()
 
     # The connection
 
@@ -103,24 +103,13 @@ class SFTPDestination:
         session = self._session
         if session is not None and session.alive and session.client is not None:
             return session.client
-        if self._connecting is None:
-            session = self._session = SSHSession(
-                self._reactor, self.url.host, self.url.port, self.url.user,
-                self._credentials, self._hostKeys, self._timeout)
-            self._connecting = session.connect()
-            self._connecting.addBoth(self._connected)
-        waiting: Deferred[SFTPClient] = Deferred()
-        self._waiters.append(waiting)
-        return await waiting
+        return await self._connecting.join(self._connect)
 
-    def _connected(self, result: SFTPClient | Failure) -> None:
-        """Hand the connection attempt's outcome to every operation waiting for it."""
-        waiters, self._waiters, self._connecting = self._waiters, [], None
-        for waiting in waiters:
-            if isinstance(result, Failure):
-                waiting.errback(result)
-            else:
-                waiting.callback(result)
+    def _connect(self) -> Deferred[SFTPClient]:
+        session = self._session = SSHSession(
+            self._reactor, self.url.host, self.url.port, self.url.user,
+            self._credentials, self._hostKeys, self._timeout)
+        return session.connect()
 
     def _error(self, reason: BaseException, doing: str) -> BaseException:
         """The registry error for a failure while C{doing}."""
