@@ -34,6 +34,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from backupremote.client.jobs.runner import JobObserver
 from backupremote.metrics.distribution import DURATION_BUCKETS
 from backupremote.metrics.sampling import onReactor
 from backupremote.protocol.versions import SOFTWARE_VERSION
@@ -176,7 +177,7 @@ class ClientMetrics:
         self._samplers.servers = servers
 
 
-class _JobWatch:
+class _JobWatch(JobObserver):
     """Times one drive's steps; counts its end, its download's bytes and resumes."""
 
     def __init__(self, metrics: ClientMetrics) -> None:
