@@ -14,8 +14,11 @@ import re
 from typing import Any, Sequence
 
 from attrs import frozen
+from twisted.internet.defer import Deferred
+from twisted.python.failure import Failure
 
 from backupremote.childprocess import baseEnvironment, runProcess
+from backupremote.outcome import Outcome
 
 _VERSION = re.compile(r"(\d+)\.(\d+)(?:\.(\d+))?")
 
@@ -68,6 +71,8 @@ class ToolFinder:
         self._reactor = reactor
         self.toolPath = tuple(toolPath)
         self._versions: dict[str, str] = {}
+        #: path -> its version being found out now (every caller waits for that one)
+        self._probing: dict[str, Outcome[str]] = {}
 
     def findAll(self, name: str) -> list[str]:
         """Every executable C{name} on the tool path, in path order, deduplicated."""
@@ -87,11 +92,33 @@ class ToolFinder:
         return found[0] if found else None
 
     async def version(self, path: str, flag: str = "--version") -> str:
-        """What C{path --version} says (first line), cached per path."""
-        if path not in self._versions:
-            done = await runProcess(self._reactor, [path, flag], baseEnvironment(), timeout=15)
-            text = (done.stdout.decode("utf-8", "replace") or done.stderr).strip()
-            self._versions[path] = text.splitlines()[0] if text else "unknown"
+        """
+        What C{path --version} says (first line), cached per path. Callers
+        that ask while it is being found out share its one child: the 10
+        runs a client commands at once of a fresh server start one
+        C{zstd --version}, not 10 (200 forks at once on 20 such servers
+        held each admission up by seconds).
+        """
+        if path in self._versions:
+            return self._versions[path]
+        probing = self._probing.get(path)
+        if probing is None:
+            probing = self._probing[path] = Outcome()
+
+            Deferred.fromCoroutine(self._probe(path, flag)).addBoth(self._settle, path, probing)
+        return await probing.when()
+
+    def _settle(self, result: Any, path: str, probing: Outcome[str]) -> None:
+        del self._probing[path]
+        if isinstance(result, Failure):
+            probing.fail(result)  # the next caller tries again
+        else:
+            probing.succeed(result)
+
+    async def _probe(self, path: str, flag: str) -> str:
+        done = await runProcess(self._reactor, [path, flag], baseEnvironment(), timeout=15)
+        text = (done.stdout.decode("utf-8", "replace") or done.stderr).strip()
+        self._versions[path] = text.splitlines()[0] if text else "unknown"
         return self._versions[path]
 
     async def tool(self, name: str, flag: str = "--version") -> Tool | None:
