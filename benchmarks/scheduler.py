@@ -23,6 +23,7 @@ benchmark fails, not when a target is missed.
 
     .venv/bin/python benchmarks/scheduler.py                          # 20 servers, 200
     .venv/bin/python benchmarks/scheduler.py --servers 2 --schedules 10  # a quick look
+    .venv/bin/python benchmarks/scheduler.py --logs DIR --profile DIR    # where the time goes
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import sqlite3
 import subprocess
 import time as clock
@@ -141,6 +143,16 @@ def executeLines(server: ServerProcess) -> list[tuple[str, float, bool]]:
     return found
 
 
+def profile(pid: int, seconds: float, out: Path) -> subprocess.Popen[bytes]:
+    """py-spy samples of C{pid} for C{seconds} (speedscope JSON: every thread in time order,
+    idle samples too, so a thread's timeline can be read from it)."""
+    return subprocess.Popen(
+        [shutil.which("py-spy") or str(Path(TWISTD).parent / "py-spy"), "record", "--pid",
+         str(pid), "--duration", str(int(seconds)), "--rate", "250", "--format", "speedscope",
+         "--threads", "--idle", "--nonblocking", "-o", str(out)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
 def readClient(path: Path) -> tuple[list[dict[str, Any]], dict[str, int]]:
     db = sqlite3.connect(path)
     try:
@@ -197,6 +209,12 @@ async def main(workspace: Workspace, args: argparse.Namespace) -> int:
     deadline = fire.timestamp() + args.timeout
     states: dict[str, int] = {}
     released = None
+    profilers: list[subprocess.Popen[bytes]] = []
+    if args.profile is not None:
+        args.profile.mkdir(parents=True, exist_ok=True)
+        await sleep(max(0.0, fire.timestamp() - 3 - clock.time()))
+        profilers = [profile(pid, 10, args.profile / "client.json"),
+                     profile(servers[0].pid, 10, args.profile / "server-s0.json")]
     while clock.time() < deadline:
         if daemon.exited:
             raise RuntimeError(f"the client daemon exited: {(clientDir / 'twistd.out').read_text()}")
@@ -210,6 +228,14 @@ async def main(workspace: Workspace, args: argparse.Namespace) -> int:
         await sleep(0.5)
     peak = max(peak, peakRss(pid))
     print(f"uptime after: {uptime()}")
+    for profiler in profilers:
+        profiler.wait()
+    if args.logs is not None:
+        args.logs.mkdir(parents=True, exist_ok=True)
+        shutil.copy(clientDir / "logs" / "client.jsonl", args.logs / "client.jsonl")
+        for i, server in enumerate(servers):
+            shutil.copy(server.serverDir / "logs" / "server.jsonl",
+                        args.logs / f"server-s{i}.jsonl")
 
     fires, states = readClient(clientDir / "client.sqlite3")
     outcomes: dict[str, int] = {}
@@ -257,6 +283,11 @@ def parse() -> argparse.Namespace:
                         help="at least this many seconds between the daemon's start and the fire")
     parser.add_argument("--timeout", type=int, default=900,
                         help="seconds after the fire to wait for every job to end")
+    parser.add_argument("--profile", type=Path, default=None, metavar="DIR",
+                        help="py-spy (in the venv) the client daemon and server s0 from 3 s before "
+                        "the fire for 10 s, into DIR (it slows both: not for the figures)")
+    parser.add_argument("--logs", type=Path, default=None, metavar="DIR",
+                        help="keep the JSON logs of the client daemon and of every server in DIR")
     return parser.parse_args()
 
 
