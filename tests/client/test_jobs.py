@@ -489,6 +489,27 @@ class JobStoreTests(SynchronousTestCase):
         self.assertEqual([j.runId for j in self.successResultOf(self.jobs.unfinished())],
                          ["a", "c"])
 
+    def test_unfinishedReadsOnlyOpenJobs(self) -> None:
+        """
+        Jobs at their goal are not read at all (the scheduler and the pickup
+        ask often, and a long history is mostly released jobs).
+        """
+        for runId, goal, state in (("a", "running", "running"), ("b", "released", "running"),
+                                   ("c", "completed", "running")):
+            job, _ = self.successResultOf(self.jobs.create(JobRequest(runId, "db", goal=goal),
+                                                           "/w"))
+            self.successResultOf(self.jobs.advance(job, state))
+        read: list[str] = []
+
+        def trace(db: sqlite3.Connection) -> None:
+            db.set_trace_callback(read.append)
+
+        self.successResultOf(self.jobs.store.transact(trace))
+        self.assertEqual([j.runId for j in self.successResultOf(self.jobs.unfinished())],
+                         ["b", "c"])
+        receiptsRead = [s for s in read if "FROM receipts" in s]
+        self.assertEqual(len(receiptsRead), 2)  # b and c; a (at its goal) is not read
+
     def test_failedStepRollsBackWhole(self) -> None:
         job, _ = self.successResultOf(self.jobs.create(JobRequest("r", "db"), "/w"))
         self.assertRaises(ValueError, self.jobs.advance, job, "nonsense")
