@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 import signal
 import sys
-from typing import Any, Mapping, Sequence
+from typing import Mapping, Sequence
 
 from attrs import evolve, frozen
 from twisted.internet.defer import CancelledError
@@ -21,6 +21,7 @@ from twisted.internet.protocol import ProcessProtocol
 from twisted.python.failure import Failure
 
 from backupremote.outcome import Outcome
+from backupremote.reactors import IChildReactor
 
 #: Keep at most this much of each output stream.
 OUTPUT_CAP = 1 << 20
@@ -195,7 +196,7 @@ def groupLeaderArgv(argv: Sequence[str]) -> list[str]:
 
 
 async def runProcess(
-    reactor: Any,
+    reactor: IChildReactor,
     argv: Sequence[str],
     env: Mapping[str, str] | None = None,
     timeout: float = 60.0,

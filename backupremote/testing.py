@@ -41,6 +41,7 @@ from backupremote.client.destinations import interface as _destinations
 from backupremote.client.destinations import names as _names
 from backupremote.client.notify import interface as _notify
 from backupremote.client.notify import messages as _messages
+from backupremote.reactors import IWorkReactor
 from backupremote.server.engines import base as _engines
 from backupremote.server.engines import dumps as _dumps
 from backupremote.protocol import databases as _databases
@@ -525,7 +526,7 @@ class MemoryEngine:
                  problems: _engines.FieldProblems) -> None:
         pass
 
-    async def probe(self, target: _engines.Target, tools: Any, reactor: Any,
+    async def probe(self, target: _engines.Target, tools: Any, reactor: IWorkReactor,
                     timeout: float) -> _databases.ConnectionTestResult:
         if self.result is not None:
             return self.result

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import GaugeMetricFamily, Metric
@@ -38,6 +38,11 @@ from backupremote.client.jobs.runner import JobObserver
 from backupremote.metrics.distribution import DURATION_BUCKETS
 from backupremote.metrics.sampling import onReactor
 from backupremote.protocol.versions import SOFTWARE_VERSION
+
+if TYPE_CHECKING:
+    from twisted.internet.interfaces import IReactorFromThreads
+
+    from backupremote.reactors import IMetricsReactor
 
 #: The job states whose steps are timed, and the step that leaves each.
 _STEP_OF = {"pending": "execute", "running": "follow", "completed": "download",
@@ -49,7 +54,8 @@ QUEUE_STATES = ("pending", "uploading", "verifying", "retrying", "failed")
 class ClientMetrics:
     """Every family the client daemon exposes, in its own registry."""
 
-    def __init__(self, reactor: Any, registry: CollectorRegistry | None = None) -> None:
+    def __init__(self, reactor: IMetricsReactor,
+                 registry: CollectorRegistry | None = None) -> None:
         self.reactor = reactor
         self._rejectionsSeen: dict[str, int] = {}
         self.registry = registry if registry is not None else CollectorRegistry()
@@ -264,7 +270,7 @@ def _chunkBytes(progress: Any) -> int:
 class _Samplers(Collector):
     """Families read from the daemon's parts at each scrape, on the reactor thread."""
 
-    def __init__(self, reactor: Any) -> None:
+    def __init__(self, reactor: IReactorFromThreads) -> None:
         self._reactor = reactor
         self.queue: Callable[[], Mapping[str, int]] | None = None
         self.servers: Any = None
@@ -296,7 +302,7 @@ class _Samplers(Collector):
         return [connected, expiry, queue]
 
 
-def addClientMetrics(top: Any, reactor: Any, config: Any, jobs: Any = None,
+def addClientMetrics(top: Any, reactor: IMetricsReactor, config: Any, jobs: Any = None,
                      servers: Any = None) -> ClientMetrics | None:
     """
     The client daemon's metrics, when C{config.metrics} (C{[metrics]}) has

@@ -20,6 +20,7 @@ from twisted.web.server import Request, Site
 from zope.interface import implementer
 
 from backupremote.metrics.config import MetricsConfig
+from backupremote.reactors import IListeningReactor
 
 _log = Logger(namespace="backupremote.metrics")
 
@@ -102,7 +103,7 @@ class MetricsService(Service):
     cannot be had is logged (the daemon goes on without metrics).
     """
 
-    def __init__(self, reactor: Any, config: MetricsConfig,
+    def __init__(self, reactor: IListeningReactor, config: MetricsConfig,
                  registry: CollectorRegistry) -> None:
         if config.listen is None:
             raise ValueError("no metrics.listen: nothing to serve")

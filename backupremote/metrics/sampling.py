@@ -8,9 +8,12 @@ from __future__ import annotations
 
 import queue
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from twisted.python import threadable
+
+if TYPE_CHECKING:
+    from twisted.internet.interfaces import IReactorFromThreads
 
 T = TypeVar("T")
 
@@ -18,7 +21,7 @@ T = TypeVar("T")
 SAMPLE_TIMEOUT = 10.0
 
 
-def onReactor(reactor: Any, function: Callable[[], T], timeout: float = SAMPLE_TIMEOUT) -> T:
+def onReactor(reactor: IReactorFromThreads, function: Callable[[], T], timeout: float = SAMPLE_TIMEOUT) -> T:
     """
     C{function()} run in the reactor thread: called at once from it (or
     when no reactor thread is known), else handed to it and waited for.

@@ -25,7 +25,7 @@ C{stage.S} -> backupremote_stage_duration_seconds{stage}.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from prometheus_client import CollectorRegistry
 from prometheus_client.core import (
@@ -38,6 +38,11 @@ from prometheus_client.registry import Collector
 
 from backupremote.metrics.sampling import onReactor
 from backupremote.protocol.versions import SOFTWARE_VERSION
+
+if TYPE_CHECKING:
+    from twisted.internet.interfaces import IReactorFromThreads
+
+    from backupremote.server.edge.components import ServerComponents
 
 _AUTH_DENIED = {"auth.failed": "bad_credentials", "auth.rate_limited": "rate_limited",
                 "auth.revoked": "revoked"}
@@ -60,12 +65,13 @@ class ServerCollector(Collector):
     C{transfers} and C{connections}), read on the reactor thread.
     """
 
-    def __init__(self, core: Any, reactor: Any) -> None:
+    def __init__(self, core: ServerComponents, reactor: IReactorFromThreads) -> None:
         self._core = core
         self._reactor = reactor
 
     @classmethod
-    def registryFor(cls, core: Any, reactor: Any) -> CollectorRegistry:
+    def registryFor(cls, core: ServerComponents,
+                    reactor: IReactorFromThreads) -> CollectorRegistry:
         """A registry of this server's own (never the process-global one)."""
         registry = CollectorRegistry()
         registry.register(cls(core, reactor))
@@ -134,7 +140,7 @@ class ServerCollector(Collector):
         families += self._load(core)
         return families
 
-    def _load(self, core: Any) -> list[Metric]:
+    def _load(self, core: ServerComponents) -> list[Metric]:
         """What the server is doing now."""
         runs, artifacts, transfers = core.runs, core.artifacts, core.transfers
         return [

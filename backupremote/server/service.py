@@ -9,7 +9,7 @@ listener whose connections each run a gated L{ServerProtocol}.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, cast
 
 from twisted.application.service import IService, MultiService
 from twisted.internet.defer import Deferred, maybeDeferred
@@ -19,6 +19,7 @@ from twisted.logger import Logger
 from backupremote.license import LicenseVerifier, loadTrustedKey
 from backupremote.logfile import withLogFile
 from backupremote.metrics import MetricsService, ServerCollector
+from backupremote.reactors import IServerReactor, IWorkReactor
 from backupremote.secretbox import SecretBox
 from backupremote.server.config import ServerConfig
 from backupremote.server.databases.busy import BusyConfigs
@@ -50,7 +51,7 @@ from backupremote.server.transfers.registry import TransferRegistry
 _log = Logger(namespace="backupremote.server.service")
 
 
-def buildComponents(config: ServerConfig, reactor: Any, runInThread: Any = None,
+def buildComponents(config: ServerConfig, reactor: IWorkReactor, runInThread: Any = None,
                     produce: Any = None, trustedKeys: tuple[Any, ...] | None = None,
                     staging: StagingArea | None = None,
                     engines: Mapping[str, IEngine] | None = None) -> ServerComponents:
@@ -179,7 +180,8 @@ class ListeningService(MultiService):
         return Deferred.fromCoroutine(self._stop())
 
 
-def makeService(config: ServerConfig, reactor: Any = None, produce: Any = None,
+def makeService(config: ServerConfig, reactor: IServerReactor | None = None,
+                produce: Any = None,
                 staging: StagingArea | None = None) -> IService:
     """
     The whole server, ready to be started or embedded in an application.
@@ -189,7 +191,9 @@ def makeService(config: ServerConfig, reactor: Any = None, produce: Any = None,
     """
     if reactor is None:
         from twisted.internet import reactor as globalReactor
-        reactor = globalReactor
+
+        # the global reactor provides every interface a server uses
+        reactor = cast(IServerReactor, globalReactor)
     top = withLogFile(config.logFile)
     core = buildComponents(config, reactor, produce=produce, staging=staging)
     listening = ListeningService(core, TLSEndpoint(reactor, config))

@@ -7,7 +7,6 @@ Every check runs and reports; blockers stop a run, warnings do not.
 from __future__ import annotations
 
 import shutil
-from typing import Any
 
 from backupremote.protocol.databases import Finding, PreflightReport, ToolChoice
 from backupremote.protocol.errors import (
@@ -17,6 +16,7 @@ from backupremote.protocol.errors import (
     BackupRemoteError,
 )
 from backupremote.protocol.options import BackupOptions
+from backupremote.reactors import IWorkReactor
 from backupremote.server.engines.base import IEngine, Target
 from backupremote.server.machinery.compressors import findCompressor
 from backupremote.server.machinery.toolfinder import ToolFinder
@@ -34,7 +34,7 @@ def neededBytes(estimate: int, options: BackupOptions) -> int:
 
 async def preflight(
     engine: IEngine, target: Target, options: BackupOptions, tools: ToolFinder,
-    reactor: Any, timeout: float, staging: StagingArea,
+    reactor: IWorkReactor, timeout: float, staging: StagingArea,
 ) -> PreflightReport:
     """Run every check; never raise for a finding."""
     blockers: list[Finding] = []

@@ -31,6 +31,7 @@ from backupremote.protocol.errors import (
     BackupRemoteError,
 )
 from backupremote.protocol.options import BackupOptions
+from backupremote.reactors import IWorkReactor
 from backupremote.secretbox import SecretBox, SecretBoxError
 from backupremote.server.config import ServerConfig
 from backupremote.server.databases.busy import BusyConfigs
@@ -76,7 +77,7 @@ class DatabaseConfigs:
 
     def __init__(
         self, store: DatabaseConfigStore, box: SecretBox, config: ServerConfig,
-        reactor: Any, tools: ToolFinder, busy: BusyConfigs,
+        reactor: IWorkReactor, tools: ToolFinder, busy: BusyConfigs,
         engines: Mapping[str, IEngine], staging: StagingArea,
         scripts: Any = None, ownership: Ownership | None = None,
     ) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from twisted.internet.endpoints import serverFromString
-from twisted.internet.interfaces import IStreamServerEndpoint
+from twisted.internet.interfaces import IReactorTCP, IStreamServerEndpoint
 from twisted.internet.protocol import Factory
 from twisted.protocols.tls import TLSMemoryBIOFactory
 
@@ -41,7 +41,7 @@ class TLSEndpoint:
     key and certificate that L{reloadCertificate} can change while listening.
     """
 
-    def __init__(self, reactor: Any, config: ServerConfig) -> None:
+    def __init__(self, reactor: IReactorTCP, config: ServerConfig) -> None:
         description = "tcp:" + config.listen[len("ssl:"):]
         try:
             self._tcp: IStreamServerEndpoint = serverFromString(reactor, description)

@@ -12,7 +12,7 @@ and L{RevocationSweep} closes idle connections within a few seconds.
 from __future__ import annotations
 
 import uuid
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from twisted.application.service import Service
 from twisted.internet.interfaces import IReactorTime
@@ -20,6 +20,9 @@ from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 
 from backupremote.server.edge.requestlog import RequestLog
+
+if TYPE_CHECKING:
+    from backupremote.server.edge.components import ServerComponents
 
 #: The message a revoked session's next command gets, with C{AUTH_FAILED}.
 REVOKED = ("this client was disabled or removed, or its secret was reset, by "
@@ -48,7 +51,7 @@ class RevocationSweep(Service):
     no longer registered and enabled with the secret it authenticated with.
     """
 
-    def __init__(self, core: Any, clock: IReactorTime,
+    def __init__(self, core: ServerComponents, clock: IReactorTime,
                  interval: float = SWEEP_INTERVAL) -> None:
         self._core = core
         self._loop = LoopingCall(self.sweep)

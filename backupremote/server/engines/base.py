@@ -16,6 +16,7 @@ from attrs import field, frozen
 from zope.interface import Attribute, Interface
 
 from backupremote.protocol.databases import ConnectionTestResult, DatabaseConfigInput, ToolChoice
+from backupremote.reactors import IWorkReactor
 from backupremote.server.engines.dumps import DumpPlan
 from backupremote.server.machinery.toolfinder import ToolFinder
 
@@ -75,7 +76,7 @@ class IEngine(Interface):
     def validate(config: DatabaseConfigInput, problems: FieldProblems) -> None:
         """Add the engine-specific problems of C{config} (required fields, options)."""
 
-    async def probe(target: Target, tools: ToolFinder, reactor: Any,
+    async def probe(target: Target, tools: ToolFinder, reactor: IWorkReactor,
                     timeout: float) -> ConnectionTestResult:
         """
         Connect to C{target}, read the server version and a size estimate;

@@ -29,7 +29,6 @@ import ipaddress
 import os
 import re
 from collections.abc import Mapping
-from typing import Any
 
 from zope.interface import implementer
 
@@ -50,6 +49,7 @@ from backupremote.protocol.errors import (
     TOOL_TOO_OLD,
     BackupRemoteError,
 )
+from backupremote.reactors import IWorkReactor
 from backupremote.server.engines.base import (
     FieldProblems,
     IEngine,
@@ -283,7 +283,7 @@ class FirebirdEngine:
         if role is not None and not ROLE.fullmatch(role):
             problems.add("options.role", "must be an SQL role name (letters, digits, '_', '$')")
 
-    async def probe(self, target: Target, tools: ToolFinder, reactor: Any,
+    async def probe(self, target: Target, tools: ToolFinder, reactor: IWorkReactor,
                     timeout: float) -> ConnectionTestResult:
         isql = await findIsql(tools)
         if isql is None:

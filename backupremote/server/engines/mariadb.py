@@ -22,7 +22,6 @@ import shutil
 import tempfile
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
-from typing import Any
 
 from attrs import frozen
 from zope.interface import implementer
@@ -43,6 +42,7 @@ from backupremote.protocol.errors import (
     TOOL_MISSING,
     BackupRemoteError,
 )
+from backupremote.reactors import IWorkReactor
 from backupremote.server.engines.base import (
     FieldProblems,
     IEngine,
@@ -241,7 +241,7 @@ class MariaDBEngine:
                 problems.add(where, "is not a MariaDB option (allowed: "
                              + ", ".join(OPTION_NAMES) + ")")
 
-    async def probe(self, target: Target, tools: ToolFinder, reactor: Any,
+    async def probe(self, target: Target, tools: ToolFinder, reactor: IWorkReactor,
                     timeout: float) -> ConnectionTestResult:
         client = next((path for path in map(tools.find, CLIENTS) if path), None)
         if client is None:

@@ -35,6 +35,7 @@ from backupremote.protocol.errors import (
     TOOL_TOO_OLD,
     BackupRemoteError,
 )
+from backupremote.reactors import IWorkReactor
 from backupremote.server.engines.base import (
     FieldProblems,
     IEngine,
@@ -227,7 +228,7 @@ class PostgreSQLEngine:
                 problems.add(where, "is not a PostgreSQL option (allowed: "
                              + ", ".join(OPTION_NAMES) + ")")
 
-    async def probe(self, target: Target, tools: ToolFinder, reactor: Any,
+    async def probe(self, target: Target, tools: ToolFinder, reactor: IWorkReactor,
                     timeout: float) -> ConnectionTestResult:
         psql = tools.find("psql")
         if psql is None:

@@ -37,6 +37,7 @@ from backupremote.protocol.errors import (
     VALIDATION_FAILED,
     BackupRemoteError,
 )
+from backupremote.reactors import IWorkReactor
 from backupremote.server.engines.base import (
     FieldProblems,
     IEngine,
@@ -193,7 +194,7 @@ class SQLiteEngine:
         for key in config.options:
             problems.add(f"options.{key}", "is not an option of sqlite (it takes none)")
 
-    async def probe(self, target: Target, tools: ToolFinder, reactor: Any,
+    async def probe(self, target: Target, tools: ToolFinder, reactor: IWorkReactor,
                     timeout: float) -> ConnectionTestResult:
         if not target.path:
             return failed(DATABASE_NOT_FOUND, "the configuration names no database file",

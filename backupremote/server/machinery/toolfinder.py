@@ -19,6 +19,7 @@ from twisted.python.failure import Failure
 
 from backupremote.childprocess import baseEnvironment, runProcess
 from backupremote.outcome import Outcome
+from backupremote.reactors import IChildReactor
 
 _VERSION = re.compile(r"(\d+)\.(\d+)(?:\.(\d+))?")
 
@@ -67,7 +68,7 @@ def parseVersion(text: str) -> tuple[int, ...]:
 class ToolFinder:
     """Programs by name on the configured tool path, versions cached."""
 
-    def __init__(self, reactor: Any, toolPath: Sequence[str]) -> None:
+    def __init__(self, reactor: IChildReactor, toolPath: Sequence[str]) -> None:
         self._reactor = reactor
         self.toolPath = tuple(toolPath)
         self._versions: dict[str, str] = {}

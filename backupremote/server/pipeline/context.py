@@ -18,6 +18,7 @@ from twisted.python.filepath import FilePath
 from backupremote.outcome import Outcome
 from backupremote.protocol.options import BackupOptions
 from backupremote.protocol.runs import StageTiming
+from backupremote.reactors import IWorkReactor
 from backupremote.server.engines.base import Target
 from backupremote.server.pipeline.children import Children
 from backupremote.server.pipeline.hooks import PipelineHooks
@@ -97,7 +98,7 @@ class StageClock:
 class RunContext:
     """One run's shared state; L{RunContext.stopEverything} ends all it started."""
 
-    reactor: Any
+    reactor: IWorkReactor
     target: Target
     options: BackupOptions
     files: RunFiles

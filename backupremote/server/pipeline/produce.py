@@ -14,13 +14,13 @@ from __future__ import annotations
 import inspect
 import os
 from collections.abc import Awaitable, Callable
-from typing import Any
 
 from twisted.internet.defer import CancelledError, Deferred
 from twisted.python.filepath import FilePath
 
 from backupremote.protocol.errors import TIMEOUT, VALIDATION_FAILED, BackupRemoteError
 from backupremote.protocol.options import CHECKSUMS, VERIFICATIONS, BackupOptions
+from backupremote.reactors import IWorkReactor
 from backupremote.server.engines.base import IEngine, Target
 from backupremote.server.engines.dumps import DumpPlan, chooseFormat
 from backupremote.server.machinery.compressors import planCompression
@@ -34,7 +34,7 @@ from backupremote.server.pipeline.verification import verifyStage
 from backupremote.server.pipeline.waiting import waitQuietly
 
 
-async def produceArtifact(reactor: Any, engine: IEngine, target: Target,
+async def produceArtifact(reactor: IWorkReactor, engine: IEngine, target: Target,
                           options: BackupOptions, tools: ToolFinder, runDir: FilePath,
                           baseName: str, progress: ProgressCallback,
                           sizeEstimate: int | None, *, hooks: PipelineHooks | None = None,

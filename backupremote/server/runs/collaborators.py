@@ -18,6 +18,7 @@ from twisted.python.filepath import FilePath
 from backupremote.protocol.options import BackupOptions
 from backupremote.protocol.runs import ArtifactInfo
 from backupremote.protocol.transfers import Manifest
+from backupremote.reactors import IWorkReactor
 from backupremote.server.engines.base import IEngine, Target
 from backupremote.server.machinery.toolfinder import ToolFinder
 from backupremote.server.pipeline.artifact import Artifact
@@ -32,7 +33,7 @@ class Produce(Protocol):
     Deferred that runs it stops it and removes its files.
     """
 
-    def __call__(self, reactor: Any, engine: IEngine, target: Target,
+    def __call__(self, reactor: IWorkReactor, engine: IEngine, target: Target,
                  options: BackupOptions, tools: ToolFinder, runDir: FilePath[str],
                  baseName: str, progress: ProgressCallback, sizeEstimate: int | None, *,
                  serverVersion: str | None = ...) -> Coroutine[Any, Any, Artifact]: ...

@@ -26,6 +26,7 @@ from backupremote.protocol.errors import (
     BackupRemoteError,
 )
 from backupremote.protocol.runs import ArtifactInfo, RunStatus, StageTiming
+from backupremote.reactors import IWorkReactor
 from backupremote.server.databases.busy import BusyConfigs
 from backupremote.server.databases.service import DatabaseConfigs
 from backupremote.server.engines.base import IEngine
@@ -53,7 +54,7 @@ def safeName(name: str) -> str:
 class RunQueue:
     """The runs in memory: queued ones wait their turn, executing ones run to their end."""
 
-    def __init__(self, reactor: Any, store: RunStore, databases: DatabaseConfigs,
+    def __init__(self, reactor: IWorkReactor, store: RunStore, databases: DatabaseConfigs,
                  produce: Produce, scripts: PostScripts, staging: StagingArea,
                  engines: Mapping[str, IEngine], busy: BusyConfigs, accounting: RunMetrics,
                  maxConcurrent: int = 2, maxQueued: int = 16,

@@ -19,6 +19,7 @@ from typing import Any
 from backupremote.protocol.errors import CONFLICT, NOT_FOUND, BackupRemoteError
 from backupremote.protocol.options import BackupOptions
 from backupremote.protocol.runs import TERMINAL, RunStatus
+from backupremote.reactors import IWorkReactor
 from backupremote.server.databases.busy import BusyConfigs
 from backupremote.server.databases.service import DatabaseConfigs
 from backupremote.server.engines.base import IEngine
@@ -37,7 +38,7 @@ from backupremote.server.state.metrics import Metrics
 class RunManager:
     """Admits, queues, executes, cancels and reports backup runs."""
 
-    def __init__(self, reactor: Any, store: RunStore, databases: DatabaseConfigs,
+    def __init__(self, reactor: IWorkReactor, store: RunStore, databases: DatabaseConfigs,
                  produce: Produce, scripts: PostScripts, staging: StagingArea,
                  engines: Mapping[str, IEngine], busy: BusyConfigs, maxConcurrent: int = 2,
                  maxQueued: int = 16, progressInterval: float = 0.25,

@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import os
 import re
-from typing import Any
 
 from attrs import frozen
 from twisted.python.filepath import FilePath
 
 from backupremote.childprocess import baseEnvironment, runProcess
 from backupremote.protocol.errors import SCRIPT_FAILED, SCRIPT_NOT_ALLOWED, BackupRemoteError
+from backupremote.reactors import IChildReactor
 
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 OUTPUT_KEPT = 16 * 1024
@@ -32,7 +32,7 @@ class ScriptOutcome:
 class PostScripts:
     """The allowlist folder and how its scripts run."""
 
-    def __init__(self, reactor: Any, folder: FilePath | None, timeout: float) -> None:
+    def __init__(self, reactor: IChildReactor, folder: FilePath | None, timeout: float) -> None:
         self._reactor = reactor
         self.folder = folder
         self.timeout = timeout
