@@ -9,6 +9,7 @@ loaders read.
 
 from __future__ import annotations
 
+import json
 import re
 from typing import Any
 
@@ -324,3 +325,19 @@ class CLIDocsTests(SynchronousTestCase):
                    if f"### `{command.name}" not in text
                    and f"### `backupremote --config DIR/client.toml {command.path[0]}" not in text]
         self.assertEqual(missing, [], "commands without a ### heading in docs/cli.md")
+
+
+class CapabilitiesExampleTests(SynchronousTestCase):
+    """The capabilities answers docs/protocol.md shows are what the model sends, key for key."""
+
+    def test_examplesHaveEveryKey(self) -> None:
+        from backupremote.protocol.models import Capabilities
+        from backupremote.protocol.structured import converter
+
+        text = sections(read("protocol.md"), 3)["`capabilities`"]
+        examples = [json.loads(block) for block in
+                    re.findall(r"```json\n(\{\"apiVersions\".*?)\n```", text, re.S)]
+        self.assertEqual(len(examples), 2, "before auth and after auth")
+        for example in examples:
+            model = converter.structure(example, Capabilities)
+            self.assertEqual(converter.unstructure(model), example)
