@@ -327,10 +327,10 @@ class JobRunnerTests(StagingMixin, SynchronousTestCase):
         recorded = self.runner.submit(self.request(scheduleId="s-1"))
         job = self.drive(recorded)
         self.assertEqual(job.state, "pending")
-        self.assertTrue(self.successResultOf(self.runner.hasActive("s-1")))
+        self.assertEqual(self.successResultOf(self.runner.busySchedules()), {"s-1"})
         for _ in range(50):
             self.clock.advance(0)
-        self.assertFalse(self.successResultOf(self.runner.hasActive("s-1")))
+        self.assertEqual(self.successResultOf(self.runner.busySchedules()), set())
         self.assertDelivered(self.successResultOf(self.runner.jobs.get("r1")))
 
     def test_changedDownloadIsFetchedAgain(self) -> None:

@@ -19,7 +19,7 @@ The public entry points:
         options=schedule.options, scheduleId=schedule.id, fireTime=fireTime,
         destinations=(LocalFolder("/backups"),)))
     job = await runner.submit(request)       # the scheduler: fires once recorded
-    busy = await runner.hasActive(scheduleId)  # a job of that schedule has steps left
+    busy = await runner.busySchedules()      # the schedules with a job that has steps left
     jobs = await runner.resumeAll()          # at start: every unfinished job
     await runner.stop()                      # at stop: they wait where they are
 

@@ -183,9 +183,10 @@ class JobRunner:
         drive.addBoth(ended)
         return recorded
 
-    def hasActive(self, scheduleId: str) -> Deferred[bool]:
-        """Whether a job of C{scheduleId} is recorded and has steps left."""
-        return self.jobs.unfinished(scheduleId).addCallback(bool)
+    def busySchedules(self) -> Deferred[set[str]]:
+        """The schedules that have a job recorded with steps left (one query for them all)."""
+        busy: Deferred[set[str]] = self.jobs.busySchedules()
+        return busy
 
     def resume(self, runId: str, observer: JobObserver | None = None) -> Deferred[Job]:
         """Drive the stored job C{runId} on from where it is."""

@@ -86,6 +86,12 @@ class JobStore:
         """Fires with the jobs (of C{scheduleId}) that have steps left to do, oldest first."""
         return self.store.transact(lambda db: _unfinished(db, scheduleId))
 
+    def busySchedules(self) -> Any:
+        """Fires with the ids of the schedules that have a job with steps left to do."""
+        return self.store.transact(lambda db: {scheduleId for (scheduleId,) in db.execute(
+            "SELECT DISTINCT scheduleId FROM jobs WHERE scheduleId IS NOT NULL AND "
+            "state NOT IN (?, ?) AND state != goal", (FAILED, CANCELLED))})
+
     def recent(self, limit: int = 50) -> Any:
         """Fires with the last C{limit} jobs recorded, newest first."""
         return self.store.transact(lambda db: [_job(db, row) for row in db.execute(

@@ -99,8 +99,12 @@ class JobStarter(Protocol):
         same runId twice is the same run (never a second backup).
         """
 
-    def active(self, scheduleId: str) -> Deferred[bool]:
-        """Whether a run of this schedule is recorded and has not ended."""
+    def busySchedules(self) -> Deferred[set[str]]:
+        """
+        The schedules with a run recorded that has not ended: asked once
+        per pass (one query, not one per due schedule, so the due slots'
+        jobs are all asked for in the same turn and recorded together).
+        """
 
 
 def slotRequest(schedule: Schedule, fireTime: datetime) -> RunRequest:
@@ -247,10 +251,11 @@ class Scheduler(Service):
         now = self.now()
         schedules = await self._schedules.list()
         states = await self._schedules.states()
+        busy = await self._starter.busySchedules()
 
         async def handle(schedule: Schedule) -> None:
             try:
-                await self._handle(schedule, states.get(schedule.id), now)
+                await self._handle(schedule, states.get(schedule.id), now, busy)
             except Exception:
                 _log.failure("schedule {scheduleId}: this pass failed; the next one retries",
                              scheduleId=schedule.id)
@@ -266,7 +271,8 @@ class Scheduler(Service):
             self._tellNext(scheduleId, None, None)
 
     async def _handle(self, schedule: Schedule, state: ScheduleState | None,
-                      now: datetime) -> None:
+                      now: datetime, busy: set[str]) -> None:
+        """One schedule in a pass; C{busy}: the schedules with a run active (updated here)."""
         records: list[FireRecord] = []
         if state is None or state.revision != schedule.revision:
             state = self._fresh(schedule, state, now, records)
@@ -297,16 +303,18 @@ class Scheduler(Service):
                                         f"coalesced into the run of {_iso(catchUp)}"))
         queued = state.queuedFire
         lastFire, lastRunId = state.lastFire, state.lastRunId
-        if queued is not None and not await self._starter.active(schedule.id):
+        if queued is not None and schedule.id not in busy:
             if await self._start(schedule, queued, records, "queued behind the previous run"):
                 lastFire, lastRunId, queued = queued, slotRunId(schedule.id, queued), None
+                busy.add(schedule.id)
         if catchUp is not None:
-            if queued is None and not await self._starter.active(schedule.id):
+            if queued is None and schedule.id not in busy:
                 late = now - dueAt(schedule, catchUp)
                 why = None if late < timedelta(seconds=self._interval) else (
                     f"catch-up, {_span(late)} late")
                 if await self._start(schedule, catchUp, records, why):
                     lastFire, lastRunId = catchUp, slotRunId(schedule.id, catchUp)
+                    busy.add(schedule.id)
                 else:
                     # retried by the reconciliation loop (not a timer: no busy
                     # loop while the runner fails), as long as the grace lasts

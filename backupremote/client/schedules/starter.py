@@ -47,7 +47,7 @@ async def jobRequest(request: RunRequest, lookup: DestinationNames,
 
 
 class RunnerStarter:
-    """The scheduler's L{JobStarter}: C{start} submits a job, C{active} asks the runner."""
+    """The scheduler's L{JobStarter}: C{start} submits a job, C{busySchedules} asks the runner."""
 
     def __init__(self, runner: JobRunner, lookup: DestinationNames) -> None:
         self._runner = runner
@@ -61,5 +61,5 @@ class RunnerStarter:
 
         return Deferred.fromCoroutine(start())
 
-    def active(self, scheduleId: str) -> Deferred[bool]:
-        return self._runner.hasActive(scheduleId)
+    def busySchedules(self) -> Deferred[set[str]]:
+        return self._runner.busySchedules()

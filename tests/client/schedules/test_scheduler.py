@@ -46,6 +46,8 @@ class RecordingStarter:
     def __init__(self) -> None:
         self.requests: list[RunRequest] = []
         self.activeSchedules: set[str] = set()
+        #: how many times the scheduler asked which schedules are busy
+        self.busyAsked = 0
         self.failures: list[Exception] = []
 
     def start(self, request: RunRequest) -> Deferred[Any]:
@@ -54,8 +56,9 @@ class RecordingStarter:
         self.requests.append(request)
         return succeed(None)
 
-    def active(self, scheduleId: str) -> Deferred[bool]:
-        return succeed(scheduleId in self.activeSchedules)
+    def busySchedules(self) -> Deferred[set[str]]:
+        self.busyAsked += 1
+        return succeed(set(self.activeSchedules))
 
     def fireTimes(self) -> list[datetime | None]:
         return [request.fireTime for request in self.requests]
@@ -224,6 +227,36 @@ class SchedulerTests(SynchronousTestCase):
         self.assertEqual(self.starter.fireTimes(), [T0 + timedelta(minutes=15)])
         self.assertEqual([r.outcome for r in self.records()], [STARTED, SKIPPED])
         self.assertIsNone(self.state().queuedFire)
+
+    def test_queuedStartsAndTheDueSlotWaitsBehindIt(self) -> None:
+        """
+        In one pass, the queued slot is started (its blocker ended) and the
+        slot due now finds the schedule busy with it: queued in its turn.
+        """
+        sched = self.add(every(15, overlap="queue"))
+        self.start()
+        self.starter.activeSchedules.add(sched.id)
+        self.clock.advance(15 * MINUTE)
+        self.starter.activeSchedules.clear()
+        self.clock.advance(15 * MINUTE)
+        self.assertEqual(self.starter.fireTimes(), [T0 + timedelta(minutes=15)])
+        self.assertEqual([(r.fireTime, r.outcome) for r in self.records()],
+                         [(T0 + timedelta(minutes=15), STARTED),
+                          (T0 + timedelta(minutes=30), QUEUED)])
+        self.assertEqual(self.state().queuedFire, T0 + timedelta(minutes=30))
+
+    def test_manyDueAtOnceAskWhichAreBusyOnce(self) -> None:
+        """
+        Schedules due in the same pass are started from one look at which
+        schedules are busy (not one store round trip each before its job).
+        """
+        for n in range(20):
+            self.add(every(15, id=f"sched-{n}", name=f"often-{n}"))
+        self.start()
+        asked = self.starter.busyAsked
+        self.clock.advance(15 * MINUTE)
+        self.assertEqual(len(self.starter.requests), 20)
+        self.assertEqual(self.starter.busyAsked - asked, 1)
 
     def test_disabledDoesNotFireAndDoesNotCatchUp(self) -> None:
         sched = self.add(every(15))

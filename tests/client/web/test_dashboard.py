@@ -77,8 +77,8 @@ class RecordingStarter:
         self.started.append(request)
         return succeed(None)
 
-    def active(self, scheduleId: str) -> Deferred[bool]:
-        return succeed(False)
+    def busySchedules(self) -> Deferred[set[str]]:
+        return succeed(set())
 
 
 class RecordingQueue:
