@@ -510,6 +510,15 @@ class JobStoreTests(SynchronousTestCase):
         receiptsRead = [s for s in read if "FROM receipts" in s]
         self.assertEqual(len(receiptsRead), 2)  # b and c; a (at its goal) is not read
 
+    def test_openJobsFoundThroughTheStateIndex(self) -> None:
+        """The look for open jobs searches the state index, not every job ever recorded."""
+        from backupremote.client.jobs.store import _OPEN, _OPEN_STATES
+
+        plan = self.successResultOf(self.jobs.store.transact(lambda db: db.execute(
+            f"EXPLAIN QUERY PLAN SELECT runId FROM jobs WHERE {_OPEN}", _OPEN_STATES
+        ).fetchall()))
+        self.assertIn("USING INDEX jobs_state", " ".join(str(row[-1]) for row in plan))
+
     def test_failedStepRollsBackWhole(self) -> None:
         job, _ = self.successResultOf(self.jobs.create(JobRequest("r", "db"), "/w"))
         self.assertRaises(ValueError, self.jobs.advance, job, "nonsense")

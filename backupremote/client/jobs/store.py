@@ -89,8 +89,8 @@ class JobStore:
     def busySchedules(self) -> Any:
         """Fires with the ids of the schedules that have a job with steps left to do."""
         return self.store.transact(lambda db: {scheduleId for (scheduleId,) in db.execute(
-            "SELECT DISTINCT scheduleId FROM jobs WHERE scheduleId IS NOT NULL AND "
-            "state NOT IN (?, ?) AND state != goal", (FAILED, CANCELLED))})
+            f"SELECT DISTINCT scheduleId FROM jobs WHERE {_OPEN} AND scheduleId IS NOT NULL",
+            _OPEN_STATES)})
 
     def recent(self, limit: int = 50) -> Any:
         """Fires with the last C{limit} jobs recorded, newest first."""
@@ -259,13 +259,20 @@ def _get(db: sqlite3.Connection, runId: str) -> Job | None:
     return _job(db, row) if row else None
 
 
+#: The states a job can have steps left from: all but released (the last
+#: goal) and failed or cancelled. Named in the SQL so the jobs_state index
+#: finds the few open jobs among a long history of released ones.
+_OPEN_STATES = STATES[:-1]
+_OPEN = f"state IN ({', '.join('?' for _ in _OPEN_STATES)}) AND state != goal"
+
+
 def _unfinished(db: sqlite3.Connection, scheduleId: str | None) -> list[Job]:
     # A job stops at its goal, so one whose state is its goal has ended (a
     # scheduled job: released). Only the others are read: the scheduler asks
     # this for each due schedule and the daemon's pickup every 2 s, and a
     # year of a schedule every 15 minutes is 35,000 ended jobs, each read
     # with its receipts, that were filtered out here one by one.
-    where, values = "state NOT IN (?, ?) AND state != goal", [FAILED, CANCELLED]
+    where, values = _OPEN, list(_OPEN_STATES)
     if scheduleId is not None:
         where += " AND scheduleId = ?"
         values.append(scheduleId)
