@@ -189,6 +189,7 @@ class BackupRemoteClient:
                 if isinstance(error, BackupRemoteError):
                     raise runNotFound(error) from None
                 raise
+            self.connection.followers.caughtUp(runId)
             await follower.ended
             return await self.getExecutionStatus(runId)
 
