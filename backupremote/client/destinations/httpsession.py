@@ -22,6 +22,7 @@ import treq.client
 from attrs import frozen
 from twisted.internet import task
 from twisted.internet.defer import CancelledError, Deferred, succeed
+from twisted.internet.abstract import FileDescriptor
 from twisted.internet.error import ConnectError, ConnectingCancelledError, DNSLookupError
 from twisted.internet.interfaces import IConsumer, IReactorTime
 from twisted.internet.protocol import Protocol
@@ -50,6 +51,13 @@ CONNECT_TIMEOUT = 30.0
 BODY_CAP = 16 << 20
 #: Bytes read from the local file at a time.
 BLOCK_SIZE = 256 << 10
+#: The most bytes handed to the kernel per socket write on a destination's
+#: connection. Twisted's TCP transport sends at most C{SEND_LIMIT} (128 KiB)
+#: per reactor iteration: over HTTPS on a fast link that is two or three
+#: iterations and send() calls per body block, which made a WebDAV upload
+#: CPU-bound in the client (see docs/benchmarks.md). It only changes how
+#: much of what is already buffered goes per call, not how much is buffered.
+SEND_LIMIT = 1 << 20
 
 Sink = Callable[[bytes], None]
 
@@ -427,6 +435,7 @@ class _TrackingPool(HTTPConnectionPool):
 
         def track(protocol: Any) -> Any:
             self._made.add(protocol)
+            widenSends(protocol)
             return protocol
         return made.addCallback(track)
 
@@ -439,6 +448,19 @@ class _TrackingPool(HTTPConnectionPool):
                 # a connection lost while its TLS was failing may never report it
                 lost.addTimeout(1.0, self._reactor).addErrback(lambda _: None)
                 await lost
+
+
+def widenSends(protocol: Any, limit: int = SEND_LIMIT) -> None:
+    """
+    Let the socket transport under C{protocol} (below its TLS layer, if any)
+    send up to C{limit} bytes per write instead of Twisted's 128 KiB.
+    """
+    transport = getattr(protocol, "transport", None)
+    for _ in range(3):  # HTTP protocol -> TLS protocol -> TCP transport
+        if isinstance(transport, FileDescriptor):
+            transport.SEND_LIMIT = limit
+            return
+        transport = getattr(transport, "transport", None)
 
 
 @implementer(IBodyProducer)

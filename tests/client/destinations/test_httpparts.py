@@ -9,15 +9,19 @@ from __future__ import annotations
 import os
 from typing import Any
 
+from twisted.internet.abstract import FileDescriptor
 from twisted.internet.task import Clock, Cooperator
+from twisted.internet.testing import StringTransport
 from twisted.trial.unittest import SynchronousTestCase
 
 from backupremote.client.destinations.davxml import hrefPath, parseMultistatus
 from backupremote.client.destinations.httpsession import (
+    SEND_LIMIT,
     FileSliceProducer,
     HTTPResponse,
     HTTPSession,
     Stall,
+    widenSends,
 )
 from backupremote.client.destinations.s3 import _Progress
 from backupremote.client.destinations.s3api import S3Bucket
@@ -159,6 +163,33 @@ class FileSliceProducerTests(SynchronousTestCase):
         producer, consumer, seen, done = self.produce(len(self.data) - 10, 100)
         self.step(5)
         self.failureResultOf(done, OSError)
+
+
+class _Layer:
+    """A protocol or TLS layer: something with a C{transport}."""
+
+    def __init__(self, transport: object) -> None:
+        self.transport = transport
+
+
+class WidenSendsTests(SynchronousTestCase):
+    def test_belowTLS(self) -> None:
+        """
+        The socket transport under the TLS layer sends up to SEND_LIMIT per
+        write; other connections keep Twisted's default.
+        """
+        socket, other = FileDescriptor(), FileDescriptor()
+        widenSends(_Layer(_Layer(socket)))
+        self.assertEqual(socket.SEND_LIMIT, SEND_LIMIT)
+        self.assertEqual(other.SEND_LIMIT, 128 * 1024)
+        self.assertGreater(SEND_LIMIT, 128 * 1024)
+
+    def test_noSocket(self) -> None:
+        """A connection with no socket transport under it is left alone."""
+        transport = StringTransport()
+        widenSends(_Layer(transport))
+        widenSends(_Layer(None))
+        self.assertFalse(hasattr(transport, "SEND_LIMIT"))
 
 
 class StallTests(SynchronousTestCase):

@@ -10,11 +10,13 @@ import os
 from typing import Any
 
 from twisted.internet import reactor
+from twisted.internet.abstract import FileDescriptor
 from twisted.internet.protocol import Factory, Protocol
 from twisted.python.filepath import FilePath
 from twisted.trial.unittest import TestCase
 
 from backupremote.client.destinations import parseDestinationURL, putVerified
+from backupremote.client.destinations.httpsession import SEND_LIMIT
 from backupremote.client.destinations.httptls import PeerVerification
 from backupremote.client.destinations.webdav import WebDAVDestination
 from backupremote.protocol.errors import (
@@ -96,6 +98,33 @@ class NginxDAVContractTests(makeDestinationTests(fixtureOn("nginx-tls"))):  # ty
         return super().test_folder()
 
     test_folder.todo = _HIDDEN  # type: ignore[attr-defined]
+
+
+class WebDAVConnectionTests(TestCase):
+    timeout = 120
+
+    async def test_widerSends(self) -> None:
+        """
+        The TCP transport under each HTTPS connection of an upload sends up
+        to SEND_LIMIT bytes per write (Twisted's 128 KiB made uploads
+        CPU-bound: docs/benchmarks.md), and the upload arrives whole.
+        """
+        server = shared("nginx-tls")
+        folder = server.newFolder()
+        destination = destinationOn(self, server, folder)
+        source = FilePath(self.mktemp())
+        data = os.urandom(3_000_000)
+        source.setContent(data)
+        stored = await putVerified(destination, source, "a.bin")
+        self.assertEqual(stored.sha256, hashlib.sha256(data).hexdigest())
+        with open(os.path.join(server.root, folder, "a.bin"), "rb") as f:
+            self.assertEqual(f.read(), data)
+        sockets = [protocol.transport.transport
+                   for protocol in destination._session._pool._made]
+        self.assertTrue(sockets)
+        for socket in sockets:
+            self.assertIsInstance(socket, FileDescriptor)
+            self.assertEqual(socket.SEND_LIMIT, SEND_LIMIT)
 
 
 class _Silent(Protocol):
