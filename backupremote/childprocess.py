@@ -35,7 +35,8 @@ SETPRIV = "/usr/bin/setpriv"
 #: equally between the dump's group, the compressor's and the database's
 #: backend instead of between their threads; a pg_dump | zstd -T0 pipeline
 #: measured 16% slower that way on 2 cores (pgbench scale 120, median of 4).
-GROUP_LEADER = "import os, sys; os.setpgid(0, 0); os.execv(sys.argv[1], sys.argv[1:])"
+GROUP_LEADER = ("import os, sys; os.setpgid(0, 0); os.nice(int(sys.argv[1])); "
+                "os.execv(sys.argv[2], sys.argv[2:])")
 
 
 #: Keep at most this much of a pipeline child's stderr (its end matters most).
@@ -183,13 +184,14 @@ def killChild(pid: int | None) -> None:
         pass
 
 
-def groupLeaderArgv(argv: Sequence[str]) -> list[str]:
+def groupLeaderArgv(argv: Sequence[str], niceness: int = 0) -> list[str]:
     """
     C{argv} run as the leader of a new process group (in the server's
     session), killed by the kernel if the server dies first (so a crash
-    leaves no dump running).
+    leaves no dump running), C{niceness} steps nicer than the server (its
+    threads too: they inherit it).
     """
-    command = [sys.executable, "-I", "-S", "-c", GROUP_LEADER, *argv]
+    command = [sys.executable, "-I", "-S", "-c", GROUP_LEADER, str(niceness), *argv]
     if os.path.exists(SETPRIV):
         command = [SETPRIV, "--pdeathsig", "KILL", "--", *command]
     return command

@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+import sys
 import threading
 import zipfile
 
@@ -40,7 +41,7 @@ from backupremote.server.machinery.compressors import (
 )
 from backupremote.server.machinery.toolfinder import Tool, ToolFinder
 from backupremote.server.pipeline.artifact import artifactName
-from backupremote.server.pipeline.children import Children
+from backupremote.server.pipeline.children import PIPELINE_NICENESS, Children
 from backupremote.server.pipeline.context import RunFiles, StageClock
 from backupremote.server.pipeline.inspection import ArtifactReader, StreamInspector
 from backupremote.server.pipeline.progress import ProgressTicker
@@ -387,6 +388,31 @@ class ChildrenTests(TestCase):
         await child.ended.when()
         # the orphaned grandchild is reaped by init, in its own time
         await waitFor(lambda: groupGone(child.pid), timeout=10)
+
+    async def test_childrenRunNicerThanTheServer(self) -> None:
+        """
+        The dump and the compressor run PIPELINE_NICENESS steps nicer than the
+        server, threads included, so its reactor gets a core first.
+        """
+        children = Children(reactor)
+        readEnd, writeEnd = os.pipe()
+        self.addCleanup(os.close, readEnd)
+        try:
+            child = children.spawn(
+                "dump", [sys.executable, "-c",
+                         "import os, threading; r = []; t = threading.Thread("
+                         "target=lambda: r.append(os.getpriority(os.PRIO_PROCESS, 0))); "
+                         "t.start(); t.join(); print(os.nice(0), r[0])"], {},
+                {0: "w", 1: writeEnd, 2: "r"})
+        finally:
+            os.close(writeEnd)
+        exit = await child.ended.when()
+        self.assertTrue(exit.ok, exit.stderr)
+        line = await deferToThread(os.read, readEnd, 100)
+        ours = os.nice(0)
+        expected = min(19, ours + PIPELINE_NICENESS)
+        self.assertEqual([int(x) for x in line.split()], [expected, expected])
+        self.assertGreater(PIPELINE_NICENESS, 0)
 
     async def test_exitAndStderr(self) -> None:
         children = Children(reactor)
