@@ -8,7 +8,7 @@ L{backupremote.client.check} for what each check does).
 from __future__ import annotations
 
 import argparse
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from twisted.python.filepath import FilePath
 
@@ -28,6 +28,9 @@ from backupremote.client.destinations.registry import DestinationRegistry
 from backupremote.client.servers import ClientServers
 from backupremote.client.store import SQLiteClientStore
 from backupremote.protocol.errors import CONFIG_INVALID, BackupRemoteError
+
+if TYPE_CHECKING:
+    from backupremote.reactors import IDestinationReactor
 
 HELP = "configuration, servers, licences (days left), databases, destinations, clock skew"
 
@@ -91,7 +94,8 @@ def describeReport(report: CheckReport) -> str:
     return "\n".join(lines)
 
 
-async def checkCommand(reactor: Any, args: argparse.Namespace, output: Output) -> int:
+async def checkCommand(reactor: IDestinationReactor, args: argparse.Namespace,
+                       output: Output) -> int:
     report = await runChecks(reactor, args.config, getattr(args, "server", None),
                              databases=not args.no_databases)
     code = exitCodeOf(report)
@@ -99,7 +103,7 @@ async def checkCommand(reactor: Any, args: argparse.Namespace, output: Output) -
     return code
 
 
-async def runChecks(reactor: Any, path: str | None, server: str | None = None,
+async def runChecks(reactor: IDestinationReactor, path: str | None, server: str | None = None,
                     databases: bool = True) -> CheckReport:
     """Load C{path} (client.toml) and run every check; a bad file is the one finding."""
     if not path:
@@ -118,7 +122,7 @@ async def runChecks(reactor: Any, path: str | None, server: str | None = None,
     return CheckReport(tuple(findings) + report.findings)
 
 
-async def _check(reactor: Any, config: ClientConfig, names: tuple[str, ...],
+async def _check(reactor: IDestinationReactor, config: ClientConfig, names: tuple[str, ...],
                  databases: bool) -> CheckReport:
     servers = ClientServers(reactor, config, ownConnections=True)
     entries = {name: config.serverEntries[name] for name in names}

@@ -8,7 +8,7 @@ from __future__ import annotations
 import argparse
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from twisted.python.filepath import FilePath
 
@@ -17,6 +17,7 @@ from backupremote.configfile import configError
 
 if TYPE_CHECKING:
     from backupremote.client.store import SQLiteClientStore
+    from twisted.internet.interfaces import IReactorFromThreads
 
 
 def commandConfig(args: argparse.Namespace) -> ClientConfig:
@@ -27,7 +28,8 @@ def commandConfig(args: argparse.Namespace) -> ClientConfig:
 
 
 @asynccontextmanager
-async def openedStore(config: ClientConfig, reactor: Any) -> AsyncIterator[SQLiteClientStore]:
+async def openedStore(config: ClientConfig,
+                      reactor: IReactorFromThreads) -> AsyncIterator[SQLiteClientStore]:
     """The client store of C{config}'s data folder, open for the block, closed after."""
     if config.dataDir is None:
         raise configError("the client has no data folder ([client] data_dir)")

@@ -239,8 +239,11 @@ async def lastBackups(client: BackupRemoteClient, args: argparse.Namespace) -> d
     from backupremote.client.jobs.store import JobStore, now
     from backupremote.client.store import SQLiteClientStore
 
+    from twisted.internet.interfaces import IReactorFromThreads
+
+    # the connection's reactor (typed by its timers) is the command's: ask for its threads
     reactor = client.connection.reactor
-    store: Any = SQLiteClientStore.inFolder(config.dataDir, reactor)
+    store: Any = SQLiteClientStore.inFolder(config.dataDir, IReactorFromThreads(reactor))
     try:
         found: dict[str, Any] = await JobStore(store, now(reactor)).lastPerDatabase(
             config.pickServer(getattr(args, "server", None)))

@@ -21,7 +21,7 @@ import sqlite3
 import tempfile
 import time
 import uuid
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from twisted.internet.threads import deferToThread
 from twisted.python.filepath import FilePath
@@ -42,6 +42,9 @@ from backupremote.server.admin.serverinit import createServerFolder, registerCli
 from backupremote.server.config import loadServerConfig
 from backupremote.server.service import makeService
 from backupremote.server.staging import StagingArea
+
+if TYPE_CHECKING:
+    from backupremote.reactors import ICommandReactor
 
 DEMO_CLIENT = "demo-client"
 
@@ -91,7 +94,7 @@ def _step(output: Output, text: str) -> None:
         output.out.flush()
 
 
-async def runDemo(reactor: Any, args: argparse.Namespace, output: Output) -> int:
+async def runDemo(reactor: ICommandReactor, args: argparse.Namespace, output: Output) -> int:
     started = time.monotonic()
     if args.keep:
         root = FilePath(args.keep)

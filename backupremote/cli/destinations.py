@@ -13,7 +13,7 @@ import argparse
 import sys
 import uuid
 from datetime import datetime, timezone
-from typing import Any, Awaitable, Callable
+from typing import TYPE_CHECKING, Any, Awaitable, Callable
 
 from attrs import evolve
 from twisted.python.filepath import FilePath
@@ -34,6 +34,10 @@ from backupremote.client.destinations.stored import (
 )
 from backupremote.client.destinations.urls import TYPES
 from backupremote.configfile import configError
+
+if TYPE_CHECKING:
+    from twisted.internet.interfaces import IReactorTime
+    from backupremote.reactors import IDestinationReactor
 
 UTC = timezone.utc
 NAME_HELP = "the destination's name, or its id"
@@ -143,12 +147,12 @@ def _options(parser: argparse.ArgumentParser) -> None:
                         "weeks, M months and Y years")
 
 
-Command = Callable[[ClientConfig, DestinationRegistry, argparse.Namespace, Output, Any],
+Command = Callable[[ClientConfig, DestinationRegistry, argparse.Namespace, Output, "IReactorTime"],
                    Awaitable[int]]
 
 
 def _withRegistry(command: Command) -> Callable[..., Awaitable[int]]:
-    async def run(reactor: Any, args: argparse.Namespace, output: Output) -> int:
+    async def run(reactor: IDestinationReactor, args: argparse.Namespace, output: Output) -> int:
         config = commandConfig(args)
         async with openedStore(config, reactor) as store:
             assert config.dataDir is not None  # openedStore refuses a config without one
@@ -226,7 +230,7 @@ def describeDestination(destination: StoredDestination) -> str:
 
 
 async def addCommand(config: ClientConfig, registry: DestinationRegistry,
-                     args: argparse.Namespace, output: Output, reactor: Any) -> int:
+                     args: argparse.Namespace, output: Output, reactor: IReactorTime) -> int:
     id = str(uuid.uuid4())
     destination = StoredDestination(
         id=id, name=args.name, type=args.type, url=args.url, keyFile=_path(args.key_file),
@@ -245,7 +249,7 @@ async def addCommand(config: ClientConfig, registry: DestinationRegistry,
 
 
 async def updateCommand(config: ClientConfig, registry: DestinationRegistry,
-                        args: argparse.Namespace, output: Output, reactor: Any) -> int:
+                        args: argparse.Namespace, output: Output, reactor: IReactorTime) -> int:
     current = await registry.byName(args.name)
     if args.revision is not None and args.revision != current.revision:
         from backupremote.protocol.errors import CONFLICT, BackupRemoteError
@@ -283,7 +287,7 @@ async def updateCommand(config: ClientConfig, registry: DestinationRegistry,
 
 
 async def listCommand(config: ClientConfig, registry: DestinationRegistry,
-                      args: argparse.Namespace, output: Output, reactor: Any) -> int:
+                      args: argparse.Namespace, output: Output, reactor: IReactorTime) -> int:
     found = await registry.list()
     lines = [f"{d.name:<20} {d.type:<7} {d.url}  ({d.retention.describe()})" for d in found]
     output.result([destinationJSON(d) for d in found], "\n".join(lines) or
@@ -292,7 +296,7 @@ async def listCommand(config: ClientConfig, registry: DestinationRegistry,
 
 
 async def showCommand(config: ClientConfig, registry: DestinationRegistry,
-                      args: argparse.Namespace, output: Output, reactor: Any) -> int:
+                      args: argparse.Namespace, output: Output, reactor: IReactorTime) -> int:
     from backupremote.cli.queue import itemJSON
     from backupremote.client.jobs.runner import now
 
@@ -312,7 +316,7 @@ async def showCommand(config: ClientConfig, registry: DestinationRegistry,
 
 
 async def removeCommand(config: ClientConfig, registry: DestinationRegistry,
-                        args: argparse.Namespace, output: Output, reactor: Any) -> int:
+                        args: argparse.Namespace, output: Output, reactor: IReactorTime) -> int:
     removed = await registry.store.remove(args.name)
     output.result({"removed": removed.id, "name": removed.name},
                   f"removed destination {removed.name} ({removed.id}); the files it holds "
@@ -321,7 +325,7 @@ async def removeCommand(config: ClientConfig, registry: DestinationRegistry,
 
 
 async def testCommand(config: ClientConfig, registry: DestinationRegistry,
-                      args: argparse.Namespace, output: Output, reactor: Any) -> int:
+                      args: argparse.Namespace, output: Output, reactor: IReactorTime) -> int:
     stored = await registry.byName(args.name)
     destination = await registry.open(stored)
     try:
@@ -336,7 +340,7 @@ async def testCommand(config: ClientConfig, registry: DestinationRegistry,
 
 
 async def pruneCommand(config: ClientConfig, registry: DestinationRegistry,
-                       args: argparse.Namespace, output: Output, reactor: Any) -> int:
+                       args: argparse.Namespace, output: Output, reactor: IReactorTime) -> int:
     from backupremote.client.jobs.runner import now
 
     stored = await registry.byName(args.name)

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import argparse
 from datetime import datetime, timezone
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from backupremote.cli.clientconfig import commandConfig
 from backupremote.cli.output import Output, whatToDo
@@ -25,6 +25,9 @@ from backupremote.client.schedules.store import ScheduleStore
 from backupremote.client.store import SQLiteClientStore
 from backupremote.configfile import configError
 from backupremote.protocol.errors import NOT_FOUND, BackupRemoteError
+
+if TYPE_CHECKING:
+    from backupremote.reactors import ITransferReactor
 
 UTC = timezone.utc
 #: What C{--state} accepts: the shown states (the stored ones, C{released} included).
@@ -72,7 +75,7 @@ def register(commands: Any) -> None:
 
 
 def _withJobs(command: Any) -> Any:
-    async def run(reactor: Any, args: argparse.Namespace, output: Output) -> int:
+    async def run(reactor: ITransferReactor, args: argparse.Namespace, output: Output) -> int:
         config = commandConfig(args)
         assert config.dataDir is not None
         store: Any = SQLiteClientStore.inFolder(config.dataDir, reactor)
@@ -172,7 +175,7 @@ def parseSince(text: str, at: datetime) -> datetime:
 
 
 async def listCommand(config: Any, jobs: JobStore, schedules: ScheduleStore,
-                      args: argparse.Namespace, output: Output, reactor: Any) -> int:
+                      args: argparse.Namespace, output: Output, reactor: ITransferReactor) -> int:
     names = await _scheduleNames(schedules)
     scheduleId = None
     if args.schedule is not None:
@@ -211,7 +214,7 @@ async def listCommand(config: Any, jobs: JobStore, schedules: ScheduleStore,
     return 0
 
 
-async def _databaseId(config: Any, server: str | None, db: str, reactor: Any) -> str:
+async def _databaseId(config: Any, server: str | None, db: str, reactor: ITransferReactor) -> str:
     """A configuration's id from its name, asked of the server."""
     from backupremote.cli.databases import configIdOf
     from backupremote.client.api import BackupRemoteClient
@@ -225,7 +228,7 @@ async def _databaseId(config: Any, server: str | None, db: str, reactor: Any) ->
 
 
 async def showCommand(config: Any, jobs: JobStore, schedules: ScheduleStore,
-                      args: argparse.Namespace, output: Output, reactor: Any) -> int:
+                      args: argparse.Namespace, output: Output, reactor: ITransferReactor) -> int:
     job = await jobs.get(args.run_id)
     if job is None:
         raise BackupRemoteError(NOT_FOUND, f"this client has no run {args.run_id}",

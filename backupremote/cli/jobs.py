@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import os
 import shlex
-from typing import Any, Awaitable, Callable
+from typing import TYPE_CHECKING, Any, Awaitable, Callable
 
 from backupremote.cli.clientconfig import commandConfig
 from backupremote.cli.output import Output
@@ -34,7 +34,11 @@ from backupremote.protocol.errors import CONFLICT, BackupRemoteError
 from backupremote.protocol.runs import RunEvent
 from backupremote.protocol.structured import converter
 
-JobCommand = Callable[[BackupRemoteClient, JobRunner, argparse.Namespace, Output],
+if TYPE_CHECKING:
+    from twisted.internet.interfaces import IReactorCore
+    from backupremote.reactors import IClientReactor
+
+JobCommand = Callable[[BackupRemoteClient, JobRunner, argparse.Namespace, Output, "IReactorCore"],
                       Awaitable[int]]
 
 
@@ -43,10 +47,11 @@ def withJobs(command: JobCommand) -> Callable[..., Awaitable[int]]:
     Run C{command} with a client of the server C{--server} picks (this
     command owns its connections; C{args.serverName} names it) and a job
     runner over the client folder's store (shared with the daemon: a job
-    one of them drives, the other leaves alone).
+    one of them drives, the other leaves alone), and the reactor (to hear
+    of its shutdown: L{driveJob}).
     """
 
-    async def run(reactor: Any, args: argparse.Namespace, output: Output) -> int:
+    async def run(reactor: IClientReactor, args: argparse.Namespace, output: Output) -> int:
         config = commandConfig(args)
         assert config.dataDir is not None  # a loaded config always has one
         servers = ClientServers(reactor, config, ownConnections=True)
@@ -57,7 +62,7 @@ def withJobs(command: JobCommand) -> Callable[..., Awaitable[int]]:
             runner = jobRunnerIn(reactor, config.dataDir, store, servers,
                                  licenses=licensesOf(config, now(reactor)),
                                  policy=config.delivery)
-            return await command(client, runner, args, output)
+            return await command(client, runner, args, output, reactor)
         finally:
             await servers.close()
             await store.close()
@@ -65,14 +70,12 @@ def withJobs(command: JobCommand) -> Callable[..., Awaitable[int]]:
     return run
 
 
-async def driveJob(runner: JobRunner, request: JobRequest, output: Output,
-                   interrupted: Callable[[], Any]) -> Job:
+async def driveJob(reactor: IReactorCore, runner: JobRunner, request: JobRequest,
+                   output: Output, interrupted: Callable[[], Any]) -> Job:
     """
     Drive C{request} to its goal, shown on C{output}; on Ctrl-C (the
-    reactor's shutdown) C{interrupted} says how to resume it, or cancels it.
+    C{reactor}'s shutdown) C{interrupted} says how to resume it, or cancels it.
     """
-    from twisted.internet import reactor
-
     trigger = reactor.addSystemEventTrigger("before", "shutdown", interrupted)
     try:
         return await runner.start(request, JobView(output))

@@ -20,6 +20,7 @@ from backupremote.private import usePrivateUmask
 
 if TYPE_CHECKING:
     from backupremote.cli.output import Output
+    from backupremote.reactors import ICommandReactor
 
 # Start-up time matters here (``--help`` and ``--version`` answer at once):
 # nothing is imported at the top but argparse and the table of commands (not
@@ -171,7 +172,7 @@ def _runOnReactor(args: argparse.Namespace, output: Output) -> int:
 
     codes: list[int] = []
 
-    async def body(reactor: Any) -> None:
+    async def body(reactor: ICommandReactor) -> None:
         codes.append(await commandOnReactor(reactor, args, output))
 
     try:
@@ -185,7 +186,8 @@ def _runOnReactor(args: argparse.Namespace, output: Output) -> int:
     return EXIT_INTERRUPTED
 
 
-async def commandOnReactor(reactor: Any, args: argparse.Namespace, output: Output) -> int:
+async def commandOnReactor(reactor: ICommandReactor, args: argparse.Namespace,
+                           output: Output) -> int:
     """
     Run a parsed command's coroutine on a running reactor: its exit code,
     an error shown with its registry code and what to do, never a traceback.

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import argparse
 from datetime import datetime, timezone
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from backupremote.cli.clientconfig import commandConfig
 from backupremote.cli.jobs import withJobs
@@ -23,6 +23,10 @@ from backupremote.client.jobs import FAILED as JOB_FAILED
 from backupremote.client.jobs import JobRequest, JobStore
 from backupremote.client.jobs.runner import now
 from backupremote.client.store import SQLiteClientStore
+
+if TYPE_CHECKING:
+    from twisted.internet.interfaces import IReactorCore
+    from backupremote.reactors import IStoreReactor
 
 #: job states whose next step is this client's transfer of the artifact
 _DOWNLOADING = ("completed", "downloaded")
@@ -54,7 +58,7 @@ def itemJSON(item: QueueItem) -> dict[str, Any]:
             "verifiedAt": _iso(item.verifiedAt)}
 
 
-async def listCommand(reactor: Any, args: argparse.Namespace, output: Output) -> int:
+async def listCommand(reactor: IStoreReactor, args: argparse.Namespace, output: Output) -> int:
     config = commandConfig(args)
     assert config.dataDir is not None
     store = SQLiteClientStore.inFolder(config.dataDir, reactor)
@@ -88,7 +92,7 @@ async def listCommand(reactor: Any, args: argparse.Namespace, output: Output) ->
 
 
 async def retryCommand(client: Any, runner: Any, args: argparse.Namespace,
-                       output: Output) -> int:
+                       output: Output, reactor: IReactorCore) -> int:
     deliveries = DeliveryStore(runner.jobs.store, lambda: datetime.now(timezone.utc))
     item = await deliveries.retry(args.id)
     job = await runner.jobs.get(item.runId)

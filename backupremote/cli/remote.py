@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 from datetime import datetime, timezone
-from typing import Any, Awaitable, Callable
+from typing import TYPE_CHECKING, Any, Awaitable, Callable
 
 from backupremote.cli.clientconfig import commandConfig
 from backupremote.cli.output import Output, converter
@@ -12,6 +12,9 @@ from backupremote.client.api import BackupRemoteClient
 from backupremote.client.expiry import describeExpiry, expiryJSON, expiryOf
 from backupremote.protocol.metrics import ServerMetrics
 from backupremote.protocol.models import Capabilities, EngineCapability
+
+if TYPE_CHECKING:
+    from backupremote.reactors import ITransferReactor
 
 
 def register(commands: Any) -> None:
@@ -33,7 +36,7 @@ RemoteCommand = Callable[[BackupRemoteClient, argparse.Namespace, Output], Await
 def withClient(command: RemoteCommand) -> Callable[..., Awaitable[int]]:
     """Run C{command} with a client made from C{--config}, closed after."""
 
-    async def run(reactor: Any, args: argparse.Namespace, output: Output) -> int:
+    async def run(reactor: ITransferReactor, args: argparse.Namespace, output: Output) -> int:
         config = commandConfig(args)
         config = config.forServer(config.pickServer(getattr(args, "server", None)))
         client = BackupRemoteClient.fromConfig(reactor, config)

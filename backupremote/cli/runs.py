@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 import uuid
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from attrs import evolve
 
@@ -28,6 +28,9 @@ from backupremote.configfile import configError
 from backupremote.protocol.errors import CONFLICT, BackupRemoteError
 from backupremote.protocol.runs import RunStatus
 from backupremote.protocol.structured import converter
+
+if TYPE_CHECKING:
+    from twisted.internet.interfaces import IReactorCore
 
 _OPTIONS = {"format": "format", "compression": "compression", "level": "level",
             "threads": "threads", "checksum": "checksum", "verification": "verification",
@@ -89,7 +92,7 @@ def describeStatus(status: RunStatus) -> str:
 
 
 async def runCommand(client: BackupRemoteClient, runner: JobRunner,
-                     args: argparse.Namespace, output: Output) -> int:
+                     args: argparse.Namespace, output: Output, reactor: IReactorCore) -> int:
     args.id = await configIdOf(client, args.id)
     changes = {field: getattr(args, name) for name, field in _OPTIONS.items()
                if getattr(args, name) is not None}
@@ -133,7 +136,7 @@ async def runCommand(client: BackupRemoteClient, runner: JobRunner,
                              f"{commandLine(args, 'status', runId)}\n")
         return None
 
-    job = await driveJob(runner, request, output, interrupted)
+    job = await driveJob(reactor, runner, request, output, interrupted)
     final = job.status
     assert final is not None
     if job.failedStep == "follow" or not args.download:

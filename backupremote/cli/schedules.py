@@ -14,7 +14,7 @@ import os
 import re
 import uuid
 from datetime import date, datetime, timedelta, timezone
-from typing import Any, Awaitable, Callable
+from typing import TYPE_CHECKING, Any, Awaitable, Callable
 
 from attrs import evolve
 from twisted.internet.task import deferLater
@@ -50,6 +50,10 @@ from backupremote.client.servers import ClientServers
 from backupremote.client.schedules.store import FireRecord, ScheduleStore
 from backupremote.client.schedules.validation import Problems, validateSchedule
 from backupremote.protocol.errors import CONFLICT, VALIDATION_FAILED, BackupRemoteError
+
+if TYPE_CHECKING:
+    from twisted.internet.interfaces import IReactorTime
+    from backupremote.reactors import IDestinationReactor, ITransferReactor
 
 UTC = timezone.utc
 #: Seconds between two looks at a job the daemon drives (C{run-now --wait}).
@@ -170,14 +174,15 @@ def _scheduleArguments(parser: argparse.ArgumentParser) -> None:
                         "or queue one")
 
 
-Command = Callable[[ClientConfig, ScheduleStore, argparse.Namespace, Output, Any],
+Command = Callable[[ClientConfig, ScheduleStore, argparse.Namespace, Output,
+                    "IDestinationReactor"],
                    Awaitable[int]]
 
 
 def _withSchedules(command: Command) -> Callable[..., Awaitable[int]]:
     """Run C{command} with the client's schedule store, closed after."""
 
-    async def run(reactor: Any, args: argparse.Namespace, output: Output) -> int:
+    async def run(reactor: IDestinationReactor, args: argparse.Namespace, output: Output) -> int:
         config = commandConfig(args)
         async with openedStore(config, reactor) as store:
             return await command(config, ScheduleStore(store), args, output, reactor)
@@ -185,7 +190,7 @@ def _withSchedules(command: Command) -> Callable[..., Awaitable[int]]:
     return run
 
 
-async def _withClient(config: ClientConfig, reactor: Any, server: str,
+async def _withClient(config: ClientConfig, reactor: ITransferReactor, server: str,
                       work: Callable[[BackupRemoteClient], Awaitable[Any]]) -> Any:
     client = BackupRemoteClient.fromConfig(reactor, config.forServer(server))
     client.connection.service.startService()  # this one-shot command owns the connection
@@ -328,7 +333,7 @@ def _changes(args: argparse.Namespace) -> dict[str, Any]:
             if getattr(args, name) is not None}
 
 
-async def _databaseAndEngine(config: ClientConfig, reactor: Any, server: str, db: str,
+async def _databaseAndEngine(config: ClientConfig, reactor: ITransferReactor, server: str, db: str,
                              options: dict[str, Any], base: Any) -> tuple[str, str, Any]:
     """The configuration's id and engine, and the options (given ones over C{base})."""
 
@@ -370,7 +375,7 @@ def _common(args: argparse.Namespace, schedule: Schedule, problems: Problems,
 
 
 async def _destinationsChecked(config: ClientConfig, schedules: ScheduleStore,
-                               schedule: Schedule, reactor: Any) -> Schedule:
+                               schedule: Schedule, reactor: IDestinationReactor) -> Schedule:
     """The hook of issue 12: each destination exists and its type is licensed."""
     from backupremote.client.delivery import licensesOf
     from backupremote.client.delivery.checks import checkScheduleDestinations
@@ -393,7 +398,8 @@ def _countingRefusals(op: str, command: Any) -> Any:
     """
 
     async def counted(config: ClientConfig, schedules: ScheduleStore,
-                      args: argparse.Namespace, output: Output, reactor: Any) -> int:
+                      args: argparse.Namespace, output: Output,
+                      reactor: IDestinationReactor) -> int:
         try:
             return int(await command(config, schedules, args, output, reactor))
         except BackupRemoteError as error:
@@ -405,7 +411,8 @@ def _countingRefusals(op: str, command: Any) -> Any:
 
 
 async def addCommand(config: ClientConfig, schedules: ScheduleStore,
-                     args: argparse.Namespace, output: Output, reactor: Any) -> int:
+                     args: argparse.Namespace, output: Output,
+                     reactor: IDestinationReactor) -> int:
     now = datetime.now(UTC)
     problems = Problems()
     draft = Schedule(id=str(uuid.uuid4()), name=args.name, rule=Cron("0 0 * * *"),
@@ -427,7 +434,8 @@ async def addCommand(config: ClientConfig, schedules: ScheduleStore,
 
 
 async def updateCommand(config: ClientConfig, schedules: ScheduleStore,
-                        args: argparse.Namespace, output: Output, reactor: Any) -> int:
+                        args: argparse.Namespace, output: Output,
+                        reactor: IDestinationReactor) -> int:
     now = datetime.now(UTC)
     current = await schedules.get(args.name)
     if args.revision is not None and args.revision != current.revision:
@@ -456,7 +464,8 @@ async def updateCommand(config: ClientConfig, schedules: ScheduleStore,
 
 
 async def listCommand(config: ClientConfig, schedules: ScheduleStore,
-                      args: argparse.Namespace, output: Output, reactor: Any) -> int:
+                      args: argparse.Namespace, output: Output,
+                      reactor: IDestinationReactor) -> int:
     now = datetime.now(UTC)
     found = await schedules.list()
     lines = []
@@ -472,7 +481,8 @@ async def listCommand(config: ClientConfig, schedules: ScheduleStore,
 
 
 async def showCommand(config: ClientConfig, schedules: ScheduleStore,
-                      args: argparse.Namespace, output: Output, reactor: Any) -> int:
+                      args: argparse.Namespace, output: Output,
+                      reactor: IDestinationReactor) -> int:
     now = datetime.now(UTC)
     schedule = await schedules.get(args.name)
     fires = await schedules.fires(schedule.id, max(0, args.fires))
@@ -483,7 +493,8 @@ async def showCommand(config: ClientConfig, schedules: ScheduleStore,
 
 
 async def removeCommand(config: ClientConfig, schedules: ScheduleStore,
-                        args: argparse.Namespace, output: Output, reactor: Any) -> int:
+                        args: argparse.Namespace, output: Output,
+                        reactor: IDestinationReactor) -> int:
     removed = await schedules.remove(args.name)
     output.result({"removed": removed.id, "name": removed.name},
                   f"removed schedule {removed.name} ({removed.id}); its runs and history "
@@ -493,7 +504,8 @@ async def removeCommand(config: ClientConfig, schedules: ScheduleStore,
 
 def _enabling(enabled: bool) -> Command:
     async def command(config: ClientConfig, schedules: ScheduleStore,
-                      args: argparse.Namespace, output: Output, reactor: Any) -> int:
+                      args: argparse.Namespace, output: Output,
+                      reactor: IDestinationReactor) -> int:
         now = datetime.now(UTC)
         current = await schedules.get(args.name)
         stored = current
@@ -507,7 +519,8 @@ def _enabling(enabled: bool) -> Command:
 
 
 async def runNowCommand(config: ClientConfig, schedules: ScheduleStore,
-                        args: argparse.Namespace, output: Output, reactor: Any) -> int:
+                        args: argparse.Namespace, output: Output,
+                        reactor: IDestinationReactor) -> int:
     """
     A run of the schedule now, with a fresh runId, as a job of the one
     runner: recorded for the daemon to drive if one runs on this data
@@ -538,7 +551,7 @@ async def runNowCommand(config: ClientConfig, schedules: ScheduleStore,
 
 async def _handToDaemon(config: ClientConfig, store: Any, request: JobRequest,
                         schedule: Schedule, args: argparse.Namespace, output: Output,
-                        reactor: Any) -> int:
+                        reactor: IReactorTime) -> int:
     """Record the job; the daemon's pickup drives it. C{--wait}: follow it in the store."""
     assert config.dataDir is not None
     jobs = JobStore(store, now(reactor))

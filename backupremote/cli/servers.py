@@ -8,12 +8,15 @@ from __future__ import annotations
 
 import argparse
 from datetime import datetime, timezone
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from backupremote.cli.clientconfig import commandConfig
 from backupremote.cli.output import EXIT_REFUSED, Output
 from backupremote.client.expiry import describeExpiry
 from backupremote.client.servers import ClientServers, ServerStatus
+
+if TYPE_CHECKING:
+    from backupremote.reactors import ITransferReactor
 
 UTC = timezone.utc
 
@@ -36,7 +39,8 @@ def describeServer(status: ServerStatus, now: datetime) -> str:
     return head + f"connected, server {status.serverVersion or '?'}, {expiry}"
 
 
-async def serversCommand(reactor: Any, args: argparse.Namespace, output: Output) -> int:
+async def serversCommand(reactor: ITransferReactor, args: argparse.Namespace,
+                         output: Output) -> int:
     config = commandConfig(args)
     name = getattr(args, "server", None)
     names = [config.pickServer(name)] if name else list(config.serverNames)

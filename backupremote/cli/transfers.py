@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 import time
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 
 from backupremote.cli.output import Output
@@ -22,6 +22,9 @@ from backupremote.client.api import BackupRemoteClient
 from backupremote.client.jobs import JobRequest, JobRunner
 from backupremote.client.download.fetch import DownloadProgress
 from backupremote.protocol.transfers import Manifest
+
+if TYPE_CHECKING:
+    from twisted.internet.interfaces import IReactorCore
 
 RESUME_NOTE = ("Interrupted? Run the same command again: it resumes where it stopped, "
                "re-checking what it already has.")
@@ -116,11 +119,12 @@ async def filesCommand(client: BackupRemoteClient, args: argparse.Namespace,
 
 
 async def downloadCommand(client: BackupRemoteClient, runner: JobRunner,
-                          args: argparse.Namespace, output: Output) -> int:
+                          args: argparse.Namespace, output: Output,
+                          reactor: IReactorCore) -> int:
     folder = folderPath(args.directory)
     request = JobRequest(args.run_id, goal="released" if args.release else "delivered",
                          downloadFolder=folder, server=args.serverName)
-    job = await driveJob(runner, request, output, lambda: output.err.write(
+    job = await driveJob(reactor, runner, request, output, lambda: output.err.write(
         "\ninterrupted; the part already fetched is kept, and this resumes it: "
         f"{resumeCommand(args, args.run_id, args.directory, args.release)}\n"))
     raiseIfStopped(job)

@@ -48,6 +48,7 @@ from backupremote.protocol.runs import (
 )
 from backupremote.protocol.session import Capabilities
 from backupremote.protocol.transfers import FileChunkHashes, ListFiles, Manifest, ReleaseArtifact
+from backupremote.reactors import ITransferReactor
 
 
 #: What to do about a run the server does not know (or that is another client's).
@@ -70,7 +71,7 @@ class BackupRemoteClient:
         self.connection = connection
 
     @classmethod
-    def fromConfig(cls, reactor: Any, config: ClientConfig) -> BackupRemoteClient:
+    def fromConfig(cls, reactor: ITransferReactor, config: ClientConfig) -> BackupRemoteClient:
         """
         A client of the server C{config} names. Its L{ConnectionManager}'s
         C{service} is not started: the caller owns it (see

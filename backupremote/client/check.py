@@ -203,8 +203,7 @@ class Checker:
         return CheckReport(tuple(findings))
 
     def _seconds(self) -> float:
-        # mypy reads a zope Interface's methods as unbound (no mypy-zope here)
-        return self.clock.seconds()  # type: ignore[misc]
+        return self.clock.seconds()
 
     def _now(self) -> datetime:
         return datetime.fromtimestamp(self._seconds(), UTC)
@@ -295,7 +294,7 @@ class Checker:
         except BackupRemoteError as error:
             return Finding.fromError(DESTINATION, stored.name, error, prefix=f"{stored.url}: ")
         try:
-            await _within(destination.testConnection(),  # type: ignore[misc]
+            await _within(destination.testConnection(),
                           self.clock, DESTINATION_TIMEOUT,
                           f"the connection test of {stored.url}")
         except BackupRemoteError as error:
@@ -304,7 +303,7 @@ class Checker:
             return Finding(DESTINATION, stored.name, BLOCKER, f"unexpected: {error!r}",
                            INTERNAL_ERROR)
         finally:
-            await destination.close()  # type: ignore[misc]
+            await destination.close()
         return Finding(DESTINATION, stored.name, OK, (
             f"{destination.location}: logged in, identity checked, probe file written "
             "and removed"))

@@ -27,6 +27,7 @@ from backupremote.client.api import BackupRemoteClient
 from backupremote.client.config import ClientConfig
 from backupremote.client.expiry import expiryJSON
 from backupremote.protocol.errors import INTERNAL_ERROR, BackupRemoteError
+from backupremote.reactors import ITransferReactor
 
 UTC = timezone.utc
 #: Seconds between two checks of each server by the daemon.
@@ -74,7 +75,7 @@ class ClientServers:
         CLI command's one shot); the daemon leaves it to its services.
     """
 
-    reactor: Any
+    reactor: ITransferReactor
     config: ClientConfig
     ownConnections: bool = False
     _clients: dict[str, BackupRemoteClient] = field(factory=dict)

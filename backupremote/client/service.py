@@ -40,11 +40,12 @@ application passes its own C{destinations} lookup.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, cast
 
 from twisted.application.internet import TimerService
 from twisted.application.service import IService, MultiService
 from twisted.internet.defer import Deferred, maybeDeferred, succeed
+from twisted.internet.interfaces import IReactorTime
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 
@@ -70,6 +71,7 @@ from backupremote.client.web import addDashboard
 from backupremote.logfile import withLogFile
 from backupremote.metrics import addClientMetrics
 from backupremote.protocol.errors import BackupRemoteError
+from backupremote.reactors import IClientReactor
 
 _log = Logger(namespace="backupremote.client")
 
@@ -206,7 +208,7 @@ class ClientDaemon(MultiService):
             self.licenseWatch.observe("default", expiresAt)
 
 
-def makeService(config: ClientConfig, reactor: Any = None,
+def makeService(config: ClientConfig, reactor: IClientReactor | None = None,
                 destinations: DestinationNames | None = None) -> IService:
     """
     The client daemon, ready to be started or embedded in an application.
@@ -216,7 +218,9 @@ def makeService(config: ClientConfig, reactor: Any = None,
     """
     if reactor is None:
         from twisted.internet import reactor as globalReactor
-        reactor = globalReactor
+
+        # the global reactor provides every interface a client uses
+        reactor = cast(IClientReactor, globalReactor)
     top = withLogFile(config.logFile, defaults={"clientId": config.clientId})
     servers = ClientServers(reactor, config)
     client = servers("default" if "default" in servers.names else servers.names[0])
@@ -272,7 +276,8 @@ def tellBoth(*sinks: EventSink) -> EventSink:
 REJECTIONS_INTERVAL = 30.0
 
 
-def followRejections(top: Any, reactor: Any, schedules: ScheduleStore, metrics: Any) -> None:
+def followRejections(top: Any, reactor: IReactorTime, schedules: ScheduleStore,
+                     metrics: Any) -> None:
     """
     Carry the schedule refusals the CLI counts in the store into the
     daemon's metrics, every L{REJECTIONS_INTERVAL} seconds (a failed look

@@ -182,7 +182,7 @@ class TransferTests(TestCase):
         runner = self.jobRunner()
         self.assertEqual(await downloadCommand(
             self.client, runner, Namespace(run_id="c1", directory=folder, release=False, serverName="default"),
-            output), 0)
+            output, reactor), 0)
         result = json.loads(out.getvalue())
         self.assertEqual(FilePath(result["path"]).getContent(), self.producer.data["c1"])
         self.assertFalse(result["released"])
@@ -190,7 +190,7 @@ class TransferTests(TestCase):
         human = Output(False, out, io.StringIO())
         self.assertEqual(await downloadCommand(
             self.client, runner, Namespace(run_id="c1", directory=folder, release=True, serverName="default"),
-            human), 0)
+            human, reactor), 0)
         self.assertIn("released", out.getvalue())
         out = io.StringIO()
         self.assertEqual(await releaseCommand(self.client, Namespace(run_id="c1"),
@@ -207,7 +207,7 @@ class TransferTests(TestCase):
                          serverName="default",
                          download=self.mktemp(), release=True, **options)
         self.assertEqual(await runCommand(self.client, self.jobRunner(), args,
-                                          Output(True, out, io.StringIO())), 0)
+                                          Output(True, out, io.StringIO()), reactor), 0)
         *progress, last = out.getvalue().splitlines()  # --json --wait: JSON lines
         self.assertTrue(progress)
         self.assertTrue(all("type" in json.loads(line) for line in progress))

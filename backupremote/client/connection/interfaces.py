@@ -6,6 +6,7 @@ from collections.abc import Awaitable
 from typing import Any
 
 from twisted.internet.defer import Deferred
+from twisted.internet.interfaces import IReactorTime
 from zope.interface import Attribute, Interface
 
 
@@ -21,7 +22,7 @@ class IServerConnection(Interface):
     C{tests/client/test_connection.py} holds the contract both keep.
     """
 
-    reactor: Any = Attribute("The reactor (or C{Clock}) the connection's timers use.")
+    reactor: IReactorTime = Attribute("The reactor (or C{Clock}) the connection's timers use.")
     followers: Any = Attribute(
         "The L{backupremote.client.connection.followers.RunFollowers} fed by pushed "
         "run events; every run followed is subscribed again, from the last event "

@@ -27,7 +27,7 @@ from twisted.internet.error import (
     TCPTimedOutError,
     TimeoutError,
 )
-from twisted.internet.interfaces import IStreamClientEndpoint
+from twisted.internet.interfaces import IReactorTime, IStreamClientEndpoint
 from twisted.internet.protocol import Factory
 from twisted.internet.task import deferLater
 from twisted.logger import Logger
@@ -52,6 +52,7 @@ from backupremote.protocol.errors import (
     BackupRemoteError,
 )
 from backupremote.protocol.runs import SubscribeRun
+from backupremote.reactors import IConnectingReactor
 from backupremote.tls.client import clientCreator, describeTLSFailure
 
 _log = Logger(namespace="backupremote.client")
@@ -124,7 +125,7 @@ class ServerConnection:
     (L{_connect}) and whether one may be (L{running}).
     """
 
-    def __init__(self, reactor: Any, credentials: Credentials,
+    def __init__(self, reactor: IReactorTime, credentials: Credentials,
                  keepaliveInterval: float = 30.0, keepaliveTimeout: float = 20.0,
                  callTimeout: float = 60.0, creator: Any = None) -> None:
         self.reactor = reactor
@@ -261,7 +262,7 @@ class ConnectionManager(ServerConnection):
 
     def __init__(
         self,
-        reactor: Any,
+        reactor: IConnectingReactor,
         config: ClientConfig,
         credentials: Credentials,
         creator: Any = None,

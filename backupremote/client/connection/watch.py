@@ -42,7 +42,7 @@ class ServerWatch:
 
     def __init__(self, clock: IReactorTime, server: str, notify: EventSink | None = None,
                  licenses: LicenseObserver | None = None) -> None:
-        self._clock: Any = clock
+        self._clock = clock
         self.server = server
         self._notify = notify
         self._licenses = licenses

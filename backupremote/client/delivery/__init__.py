@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 from twisted.python.filepath import FilePath
 
 from backupremote.client.delivery.policy import DeliveryPolicy
+from backupremote.reactors import IDestinationReactor
 
 if TYPE_CHECKING:
     from backupremote.client.config import ClientConfig
@@ -99,8 +100,8 @@ def licensesOf(config: ClientConfig, now: Callable[[], datetime]) -> Licenses:
     return license
 
 
-def queueDeliveryIn(reactor: Any, dataDir: FilePath[Any], store: Any, licenses: Licenses,
-                    policy: DeliveryPolicy = DeliveryPolicy(),
+def queueDeliveryIn(reactor: IDestinationReactor, dataDir: FilePath[Any], store: Any,
+                    licenses: Licenses, policy: DeliveryPolicy = DeliveryPolicy(),
                     random: Callable[[], float] | None = None,
                     metrics: Any = None, notify: Any = None) -> QueueDelivery:
     """

@@ -22,7 +22,7 @@ from typing import Any
 from twisted.internet import error as netError
 from twisted.internet.defer import Deferred, succeed
 from twisted.internet.endpoints import HostnameEndpoint
-from twisted.internet.interfaces import IPullProducer
+from twisted.internet.interfaces import IPullProducer, IReactorTime
 from twisted.internet.protocol import Factory, Protocol
 from twisted.protocols import ftp as twistedFTP
 from twisted.python.failure import Failure
@@ -67,12 +67,13 @@ from backupremote.protocol.errors import (
     TIMEOUT as TIMEOUT_CODE,
     BackupRemoteError,
 )
+from backupremote.reactors import IConnectingReactor
 
 
 class _Watchdog:
     """Calls C{expire} when C{touch} was not called for C{timeout} seconds."""
 
-    def __init__(self, reactor: Any, timeout: float, expire: Any) -> None:
+    def __init__(self, reactor: IReactorTime, timeout: float, expire: Any) -> None:
         self._call = reactor.callLater(timeout, expire)
         self._timeout = timeout
 
@@ -266,8 +267,8 @@ class FTPDestination:
 
     type = "ftp"
 
-    def __init__(self, reactor: Any, url: FTPURL, password: str, timeout: float = TIMEOUT
-                 ) -> None:
+    def __init__(self, reactor: IConnectingReactor, url: FTPURL, password: str,
+                 timeout: float = TIMEOUT) -> None:
         if url.tls:
             raise BackupRemoteError(DESTINATION_REFUSED, "an ftps:// URL needs FTPSDestination")
         self._reactor = reactor

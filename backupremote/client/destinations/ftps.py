@@ -28,6 +28,7 @@ from collections.abc import Callable
 from typing import Any
 
 from twisted.internet.defer import CancelledError, Deferred, fail, succeed
+from twisted.internet.interfaces import IReactorThreads
 from twisted.python.filepath import FilePath
 from zope.interface import implementer
 
@@ -159,7 +160,7 @@ class FTPSDestination:
 
     type = "ftps"
 
-    def __init__(self, reactor: Any, url: FTPURL, password: str, *,
+    def __init__(self, reactor: IReactorThreads, url: FTPURL, password: str, *,
                  caFile: FilePath | None = None, fingerprints: tuple[str, ...] = (),
                  timeout: float = TIMEOUT, name: str | None = None) -> None:
         if not url.tls:

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import weakref
 from collections.abc import Callable, Iterator, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import treq.client
 from attrs import frozen
@@ -42,6 +42,10 @@ from backupremote.protocol.errors import (
     TIMEOUT,
     BackupRemoteError,
 )
+from backupremote.reactors import IConnectingReactor
+
+if TYPE_CHECKING:
+    from treq._types import _ITreqReactor
 
 #: Seconds without any progress after which an operation is abandoned.
 STALL_TIMEOUT = 60.0
@@ -60,6 +64,14 @@ BLOCK_SIZE = 256 << 10
 SEND_LIMIT = 1 << 20
 
 Sink = Callable[[bytes], None]
+
+
+def treqReactor(reactor: IConnectingReactor) -> _ITreqReactor:
+    """
+    C{reactor} as treq's hint names it: treq asks for the same three
+    interfaces (TCP, time, the name resolver) under a private name of its own.
+    """
+    return cast("_ITreqReactor", reactor)
 
 
 class Stall:
@@ -277,7 +289,7 @@ class HTTPSession:
     @ivar location: where it points, for messages (never a secret).
     """
 
-    def __init__(self, reactor: Any, location: str,
+    def __init__(self, reactor: IConnectingReactor, location: str,
                  auth: tuple[str, str] | None = None,
                  verification: PeerVerification | None = None,
                  timeout: float = STALL_TIMEOUT,
@@ -342,7 +354,7 @@ class HTTPSession:
             pending = self._client.request(
                 method, url, headers=dict(headers or {}), data=body,
                 auth=self._auth, allow_redirects=False, unbuffered=True,
-                reactor=self.reactor)
+                reactor=treqReactor(self.reactor))
             response: IResponse = await pending
             pending = None
             stall.touch()
@@ -426,7 +438,7 @@ class _TrackingPool(HTTPConnectionPool):
     sending the body on a connection the server no longer reads.
     """
 
-    def __init__(self, reactor: Any, persistent: bool = True) -> None:
+    def __init__(self, reactor: IReactorTime, persistent: bool = True) -> None:
         super().__init__(reactor, persistent)
         self._made: weakref.WeakSet[Any] = weakref.WeakSet()
 

@@ -25,6 +25,7 @@ from datetime import datetime, timezone
 from typing import Any, TypeVar
 
 from twisted.internet.defer import CancelledError, Deferred, fail, succeed
+from twisted.internet.interfaces import IReactorThreads
 from twisted.python.filepath import FilePath
 from zope.interface import implementer
 
@@ -102,7 +103,7 @@ class LocalFolderDestination:
 
     type = "local"
 
-    def __init__(self, reactor: Any, root: FilePath) -> None:
+    def __init__(self, reactor: IReactorThreads, root: FilePath) -> None:
         self._reactor = reactor
         self.root = root
         self.location = f"local folder {root.path}"

@@ -7,12 +7,13 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 from twisted.internet.defer import Deferred
+from twisted.internet.interfaces import IReactorThreads
 from twisted.internet.threads import deferToThreadPool
 
 T = TypeVar("T")
 
 
-def inPool(reactor: Any, function: Callable[..., T], *args: Any) -> Deferred[T]:
+def inPool(reactor: IReactorThreads, function: Callable[..., T], *args: Any) -> Deferred[T]:
     """
     Run C{function(stop, *args)} in C{reactor}'s thread pool. Cancelling the
     result sets the C{threading.Event} C{stop}, which C{function} checks

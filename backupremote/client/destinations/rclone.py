@@ -68,6 +68,7 @@ from backupremote.protocol.errors import (
     TIMEOUT,
     BackupRemoteError,
 )
+from backupremote.reactors import IChildReactor
 
 log = Logger()
 
@@ -133,7 +134,7 @@ class RcloneDestination:
 
     type = "rclone"
 
-    def __init__(self, reactor: Any, url: RcloneURL, configFile: str | None = None,
+    def __init__(self, reactor: IChildReactor, url: RcloneURL, configFile: str | None = None,
                  rclone: str | None = None, caFile: str | None = None,
                  timeout: float = 60.0, environ: Mapping[str, str] | None = None,
                  configPassword: str | None = None) -> None:
@@ -345,7 +346,7 @@ class RcloneDestination:
         return succeed(None)
 
 
-def fromStored(reactor: Any, destination: Any, secret: str | None) -> RcloneDestination:
+def fromStored(reactor: IChildReactor, destination: Any, secret: str | None) -> RcloneDestination:
     """
     The rclone destination of a stored one (L{backupremote.client.destinations.registry}):
     its C{rcloneConfig} and C{caFile}; a secret, if one was given, is the

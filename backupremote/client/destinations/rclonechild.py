@@ -26,6 +26,7 @@ from twisted.python.failure import Failure
 
 from backupremote.childprocess import groupLeaderArgv, killChild, killGroup
 from backupremote.client.destinations.httpsession import FileSliceProducer, Stall
+from backupremote.reactors import IChildReactor
 
 #: The most stderr kept (its end), and the most stdout collected without a sink.
 STDERR_CAP = 64 << 10
@@ -141,7 +142,7 @@ class _Child(ProcessProtocol):
 
 
 async def runChild(
-    reactor: Any,
+    reactor: IChildReactor,
     argv: Sequence[str],
     env: Mapping[str, str],
     timeout: float | None,

@@ -28,6 +28,7 @@ from backupremote.client.jobs.model import NamedDestination
 from backupremote.configfile import configError
 from backupremote.private import refuseShared
 from backupremote.protocol.errors import CONFIG_INVALID, BackupRemoteError
+from backupremote.reactors import IDestinationReactor
 from backupremote.secretbox import SecretBox, SecretBoxError
 
 
@@ -58,7 +59,7 @@ class DestinationRegistry:
         secret is first sealed or unsealed (so listing never creates a key).
     """
 
-    def __init__(self, reactor: Any, store: DestinationStore,
+    def __init__(self, reactor: IDestinationReactor, store: DestinationStore,
                  box: Any = None) -> None:
         self._reactor = reactor
         self.store = store
@@ -66,7 +67,8 @@ class DestinationRegistry:
         self._box: SecretBox | None = None
 
     @classmethod
-    def inFolder(cls, reactor: Any, clientStore: Any, dataDir: FilePath) -> DestinationRegistry:
+    def inFolder(cls, reactor: IDestinationReactor, clientStore: Any,
+                 dataDir: FilePath) -> DestinationRegistry:
         """The registry of a client's data folder (its store, its C{secrets.key})."""
         return cls(reactor, DestinationStore(clientStore), lambda: SecretBox.inDataDir(dataDir))
 
@@ -160,7 +162,7 @@ def _ca(destination: StoredDestination) -> FilePath | None:
     return FilePath(destination.caFile) if destination.caFile else None
 
 
-def build(reactor: Any, destination: StoredDestination, secret: str | None,
+def build(reactor: IDestinationReactor, destination: StoredDestination, secret: str | None,
           recorded: Callable[[], Awaitable[Collection[str]]] | None = None) -> IDestination:
     """
     The implementation of C{destination}'s type, with its secret;

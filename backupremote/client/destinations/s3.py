@@ -80,6 +80,7 @@ from backupremote.protocol.errors import (
     TIMEOUT,
     BackupRemoteError,
 )
+from backupremote.reactors import ITransferReactor
 
 log = Logger()
 
@@ -192,7 +193,7 @@ class S3Destination:
 
     type = "s3"
 
-    def __init__(self, reactor: Any, url: S3URL, secretKey: str,
+    def __init__(self, reactor: ITransferReactor, url: S3URL, secretKey: str,
                  verification: PeerVerification | None = None,
                  timeout: float = 60.0, partSize: int = PART_SIZE,
                  partsInFlight: int = PARTS_IN_FLIGHT,

@@ -62,6 +62,7 @@ from backupremote.protocol.errors import (
     DESTINATION_UNREACHABLE,
     BackupRemoteError,
 )
+from backupremote.reactors import IConnectingReactor
 
 log = Logger()
 
@@ -83,7 +84,7 @@ class SFTPDestination:
 
     type = "sftp"
 
-    def __init__(self, reactor: Any, url: SFTPURL, credentials: SSHCredentials,
+    def __init__(self, reactor: IConnectingReactor, url: SFTPURL, credentials: SSHCredentials,
                  hostKeys: HostKeyPolicy, timeout: float = TIMEOUT, window: int = WINDOW,
                  chunkSize: int = CHUNK_SIZE) -> None:
         self._reactor = reactor

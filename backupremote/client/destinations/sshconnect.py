@@ -28,6 +28,7 @@ from backupremote.protocol.errors import (
     TIMEOUT,
     BackupRemoteError,
 )
+from backupremote.reactors import IConnectingReactor
 
 #: Bytes the server may send on the channel before we read them: large
 #: enough that a pipelined read-back never waits for a window adjustment.
@@ -178,7 +179,7 @@ class SSHSession:
     fires with the L{SFTPClient}, L{lost} when the connection is gone.
     """
 
-    def __init__(self, reactor: Any, host: str, port: int, user: str,
+    def __init__(self, reactor: IConnectingReactor, host: str, port: int, user: str,
                  credentials: SSHCredentials, policy: HostKeyPolicy, timeout: float) -> None:
         self.reactor = reactor
         self.host = host
@@ -203,7 +204,13 @@ class SSHSession:
         self._connecting = connecting = endpoint.connect(factory)
         connecting.addCallbacks(self._tcpConnected, self._tcpFailed)
         timer = self.reactor.callLater(self.timeout, self._setupTimedOut)
-        self.ready.addBoth(lambda result: (timer.cancel() if timer.active() else None, result)[1])
+
+        def stopTimer(result: Any) -> Any:
+            if timer.active():
+                timer.cancel()
+            return result
+
+        self.ready.addBoth(stopTimer)
         return self.ready
 
     def _tcpConnected(self, protocol: _Transport) -> None:

@@ -50,6 +50,7 @@ from backupremote.protocol.errors import (
     DESTINATION_REFUSED,
     BackupRemoteError,
 )
+from backupremote.reactors import IConnectingReactor
 
 log = Logger()
 
@@ -62,7 +63,7 @@ class WebDAVDestination:
 
     type = "webdav"
 
-    def __init__(self, reactor: Any, url: WebDAVURL, password: str | None,
+    def __init__(self, reactor: IConnectingReactor, url: WebDAVURL, password: str | None,
                  verification: PeerVerification | None = None,
                  timeout: float = 60.0) -> None:
         self.url = url

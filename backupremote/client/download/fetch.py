@@ -25,6 +25,7 @@ from typing import Any
 
 from attrs import frozen
 from twisted.internet.defer import Deferred
+from twisted.internet.interfaces import IReactorFromThreads, IReactorThreads, IReactorTime
 from twisted.internet.threads import deferToThreadPool
 from twisted.protocols import amp
 from twisted.python.filepath import FilePath
@@ -121,7 +122,7 @@ class _Transfer:
 class FileDownload:
     """One file of a manifest into one folder."""
 
-    def __init__(self, connection: Any, reactor: Any, runId: str, entry: FileEntry,
+    def __init__(self, connection: Any, reactor: IReactorTime, runId: str, entry: FileEntry,
                  directory: FilePath, onProgress: ProgressHandler | None = None,
                  runInThread: Callable[..., Deferred[Any]] | None = None,
                  threaded: bool = True, backoff: Backoff | None = None) -> None:
@@ -131,8 +132,7 @@ class FileDownload:
         self.entry = entry
         self.directory = directory
         self._onProgress = onProgress
-        self._runInThread = runInThread or (
-            lambda f, *a: deferToThreadPool(reactor, reactor.getThreadPool(), f, *a))
+        self._runInThread = runInThread or _inThreadPool(reactor)
         self._threaded = threaded
         self.backoff = backoff or Backoff(reactor)
         self.nextChunk = 0  # the first chunk not received
@@ -168,7 +168,8 @@ class FileDownload:
             self._session = (self._reactor.seconds(), good)
             writer = self._writer = ChunkWriter(
                 part, digests, good, whole,
-                self._reactor.callFromThread if self._threaded else None, self._badChunk,
+                IReactorFromThreads(self._reactor).callFromThread if self._threaded else None,
+                self._badChunk,
                 self._writerFailed, clock=self._reactor, threaded=self._threaded)
             writer.start()
             try:
@@ -305,7 +306,21 @@ class FileDownload:
             reconnects=self.backoff.total))
 
 
-async def downloadRun(connection: Any, reactor: Any, runId: str, directory: FilePath,
+def _inThreadPool(reactor: IReactorTime) -> Callable[..., Deferred[Any]]:
+    """
+    Blocking work in C{reactor}'s thread pool: the connection's reactor is
+    typed by its timers, so a download without C{runInThread} asks it for
+    its threads (a real reactor has them; a C{Clock} does not).
+    """
+
+    def run(function: Callable[..., Any], *args: Any) -> Deferred[Any]:
+        threads = IReactorThreads(reactor)
+        return deferToThreadPool(threads, threads.getThreadPool(), function, *args)
+
+    return run
+
+
+async def downloadRun(connection: Any, reactor: IReactorTime, runId: str, directory: FilePath,
                       onProgress: ProgressHandler | None = None,
                       backoff: Backoff | None = None, **options: Any) -> FilePath:
     """Download every file of run C{runId} into C{directory}; the artifact's path."""

@@ -69,6 +69,7 @@ from backupremote.protocol.errors import (
     BackupRemoteError,
 )
 from backupremote.protocol.runs import RunEvent
+from backupremote.reactors import IDestinationReactor
 
 _log = Logger(namespace="backupremote.client.jobs")
 
@@ -513,7 +514,7 @@ def daemonRetry(clock: IReactorTime) -> Callable[[], Backoff]:
     return lambda: Backoff(clock, first=5.0, maximum=300.0, jitter=1.0, maxFailures=None)
 
 
-def jobRunnerIn(reactor: Any, dataDir: FilePath, store: Any, servers: Servers,
+def jobRunnerIn(reactor: IDestinationReactor, dataDir: FilePath, store: Any, servers: Servers,
                 retry: Callable[[], Backoff] | None = None,
                 notify: EventSink | None = None, licenses: Any = None,
                 policy: Any = None, delivery: IDelivery | None = None) -> JobRunner:

@@ -28,6 +28,7 @@ from backupremote.client.notify.rules import Rules
 from backupremote.client.notify.retry import SMTP_TIMEOUT, WEBHOOK_TIMEOUT
 from backupremote.configfile import Section, configError
 from backupremote.private import refuseShared
+from backupremote.reactors import IConnectingReactor
 from backupremote.tls.client import pinList
 
 if TYPE_CHECKING:
@@ -83,7 +84,7 @@ class NotifyConfig:
     recoveryAfter: float = RECOVERY_AFTER
     digestAfter: float = DIGEST_AFTER
 
-    def notifier(self, reactor: Any) -> Notifier:
+    def notifier(self, reactor: IConnectingReactor) -> Notifier:
         """
         The notifier with a channel per configured table; reads the secret
         files (C{CONFIG_INVALID} if one is unreadable, empty or shared).

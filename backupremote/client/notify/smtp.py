@@ -32,6 +32,7 @@ from backupremote.client.notify.interface import INotificationChannel
 from backupremote.client.notify.messages import Notification
 from backupremote.client.notify.retry import RETRY_DELAYS, SMTP_TIMEOUT, Retryable, withRetries
 from backupremote.protocol.errors import NOTIFICATION_FAILED, TIMEOUT, BackupRemoteError
+from backupremote.reactors import IConnectingReactor
 
 _log = Logger(namespace="backupremote.client.notify")
 
@@ -61,7 +62,7 @@ class EmailChannel:
 
     name = "email"
 
-    def __init__(self, reactor: Any, host: str, port: int, sender: str,
+    def __init__(self, reactor: IConnectingReactor, host: str, port: int, sender: str,
                  recipients: Sequence[str], *, starttls: bool = True,
                  user: str | None = None, password: str | None = None,
                  verification: PeerVerification | None = None,

@@ -27,7 +27,6 @@ import hmac
 import ipaddress
 import json
 from collections.abc import Sequence
-from typing import Any
 from urllib.parse import urlsplit
 
 import treq.client
@@ -39,6 +38,7 @@ from twisted.web.client import Agent, HTTPConnectionPool
 from zope.interface import implementer
 
 from backupremote import __version__
+from backupremote.client.destinations.httpsession import treqReactor
 from backupremote.client.destinations.httptls import PeerVerification
 from backupremote.client.notify.interface import INotificationChannel
 from backupremote.client.notify.messages import Notification
@@ -49,6 +49,7 @@ from backupremote.protocol.errors import (
     TIMEOUT,
     BackupRemoteError,
 )
+from backupremote.reactors import IConnectingReactor
 
 SIGNATURE_HEADER = "X-BackupRemote-Signature"
 TIMESTAMP_HEADER = "X-BackupRemote-Timestamp"
@@ -101,7 +102,7 @@ class WebhookChannel:
 
     name = "webhook"
 
-    def __init__(self, reactor: Any, url: str, secret: bytes, *,
+    def __init__(self, reactor: IConnectingReactor, url: str, secret: bytes, *,
                  verification: PeerVerification | None = None,
                  timeout: float = WEBHOOK_TIMEOUT, clock: IReactorTime | None = None,
                  retryDelays: Sequence[float] = RETRY_DELAYS) -> None:
@@ -151,7 +152,8 @@ class WebhookChannel:
         }.items()}
         async def exchange() -> tuple[int, bytes]:
             response = await self._http.post(self.url, data=body, headers=headers,
-                                             allow_redirects=False, reactor=self.reactor)
+                                             allow_redirects=False,
+                                             reactor=treqReactor(self.reactor))
             content = await treq.content(response)
             return response.code, content[:_ANSWER_CAP]
 

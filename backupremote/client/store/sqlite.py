@@ -21,6 +21,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from twisted.internet.defer import Deferred, succeed
+from twisted.internet.interfaces import IReactorCore, IReactorFromThreads
 from twisted.python.failure import Failure
 from twisted.internet.threads import deferToThreadPool
 from twisted.python.filepath import FilePath
@@ -77,7 +78,7 @@ def runTransaction(db: sqlite3.Connection, work: Callable[[sqlite3.Connection], 
 class SQLiteClientStore:
     """The client's SQLite database, used from one worker thread."""
 
-    def __init__(self, path: FilePath, reactor: Any,
+    def __init__(self, path: FilePath, reactor: IReactorFromThreads,
                  migrations: Sequence[str] = MIGRATIONS) -> None:
         self.path = path
         self._reactor = reactor
@@ -96,14 +97,16 @@ class SQLiteClientStore:
         self._pendingLock = threading.Lock()
         self._draining = False
         self._shutdown = None
-        if hasattr(reactor, "addSystemEventTrigger"):
+        #: the reactor's shutdown, where it has one (a C{Clock} has none)
+        self._core = IReactorCore(reactor, None)
+        if self._core is not None:
             # an interrupted command (Ctrl-C) stops the reactor without closing us
-            self._shutdown = reactor.addSystemEventTrigger("before", "shutdown", self.close)
+            self._shutdown = self._core.addSystemEventTrigger("before", "shutdown", self.close)
         # the first task of the only thread: whatever is asked next waits for it
         self._inThread(self._open).addErrback(lambda failure: None)  # kept in _openError
 
     @classmethod
-    def inFolder(cls, folder: FilePath, reactor: Any) -> SQLiteClientStore:
+    def inFolder(cls, folder: FilePath, reactor: IReactorFromThreads) -> SQLiteClientStore:
         """The store of a client's data folder (created, 0700, if missing)."""
         makePrivateFolder(folder)
         return cls(folder.child(STATE_FILE), reactor)
@@ -213,9 +216,9 @@ class SQLiteClientStore:
         if self._closed:
             return succeed(None)
         self._closed = True
-        if self._shutdown is not None:
+        if self._core is not None and self._shutdown is not None:
             try:
-                self._reactor.removeSystemEventTrigger(self._shutdown)
+                self._core.removeSystemEventTrigger(self._shutdown)
             except ValueError:
                 pass  # running now: this is the shutdown
         closing = self._inThread(self._close)

@@ -43,6 +43,7 @@ from backupremote.client.web.backend import (
 from backupremote.client.web.events import LiveEvents
 from backupremote.client.web.resource import Dashboard
 from backupremote.configfile import configError
+from backupremote.reactors import IListeningReactor, IWebReactor
 
 __all__ = [
     "TOKEN_FILE", "ClientQueue", "Dashboard", "DashboardBackend", "DashboardService",
@@ -79,7 +80,8 @@ class DashboardService(MultiService):
         return super().stopService()
 
 
-def addDashboard(daemon: Any, reactor: Any, listen: str, folder: FilePath) -> DashboardService:
+def addDashboard(daemon: Any, reactor: IWebReactor, listen: str,
+                 folder: FilePath) -> DashboardService:
     """
     The dashboard of a client daemon (a L{backupremote.client.service.ClientDaemon}),
     on C{listen}, added to it: over its store, its job runner (whose drives
@@ -101,7 +103,7 @@ def addDashboard(daemon: Any, reactor: Any, listen: str, folder: FilePath) -> Da
     return service
 
 
-def dashboardService(reactor: Any, listen: str, backend: DashboardBackend,
+def dashboardService(reactor: IListeningReactor, listen: str, backend: DashboardBackend,
                      sessions: Sessions) -> DashboardService:
     """The dashboard on the endpoint string C{listen} (C{tcp:8470:interface=127.0.0.1})."""
     dashboard = Dashboard(backend, sessions)
