@@ -64,13 +64,20 @@ class ControlledProducer:
         self.gates[runId].callback(None)
 
 
-class RunTests(SynchronousTestCase):
+class RunCase(SynchronousTestCase):
+    """A server with two run slots, two queue places and four SQLite configurations."""
+
+    maxConcurrentRuns = 2
+    maxQueuedRuns = 2
+    configNames: tuple[str, ...] = ("a", "b", "c", "d")
+
     def setUp(self) -> None:
         roots = FilePath(self.mktemp())
         roots.makedirs()
         self.producer = ControlledProducer()
         self.harness = ServerHarness(self, produce=self.producer, sqliteRoots=(roots,),
-                                     maxConcurrentRuns=2, maxQueuedRuns=2,
+                                     maxConcurrentRuns=self.maxConcurrentRuns,
+                                     maxQueuedRuns=self.maxQueuedRuns,
                                      keepaliveInterval=1e6, authTimeout=1e6)
         self.preflightReport = PreflightReport(ok=True, blockers=[], warnings=[],
                                                sizeEstimate=1000)
@@ -78,7 +85,7 @@ class RunTests(SynchronousTestCase):
         self.client = self.harness.connect()
         self.client.auth(self.harness)
         self.configs = []
-        for name in ("a", "b", "c", "d"):
+        for name in self.configNames:
             path = roots.child(f"{name}.sqlite3")
             path.setContent(b"")
             self.configs.append(self.client.call(CreateDatabaseConfig, config=DatabaseConfigInput(
@@ -94,6 +101,8 @@ class RunTests(SynchronousTestCase):
     def status(self, runId: str) -> Any:
         return self.client.call(GetExecutionStatus, runId=runId)["status"]
 
+
+class RunTests(RunCase):
     def test_metrics(self) -> None:
         """getMetrics: what is running now, and counts and timings of what ended."""
         first = self.client.call(GetMetrics)["metrics"]
@@ -125,7 +134,9 @@ class RunTests(SynchronousTestCase):
 
     def test_runCompletesWithEvents(self) -> None:
         status = self.execute("run-1", scheduleId="daily")
-        self.assertEqual((status.state, status.scheduleId), ("running", "daily"))
+        self.assertEqual((status.state, status.scheduleId), ("queued", "daily"))
+        self.assertIsNone(status.queuePosition, "it took a free slot")
+        self.assertEqual(self.status("run-1").state, "running")
         self.assertEqual(status.options, BackupOptions())
         progress = self.producer.progress["run-1"]
         for done in range(0, 1000, 100):

@@ -3,6 +3,12 @@ Queueing and execution: at most C{maxConcurrent} runs execute at once, one
 per database, the rest wait in a bounded FIFO queue; each run goes through
 the pipeline, its post-script and finalizing, and every state change is
 stored.
+
+A run given a slot takes it at once (the counts, the busy databases and
+cancellation see it), but its pipeline starts two reactor turns later
+(L{RunQueue._scheduleStarts}): the admission that queued it is answered, and
+the answer sent, first. Ten runs commanded at once of one server used to
+wait, each, for the pipelines started by the admissions before it.
 """
 
 from __future__ import annotations
@@ -16,6 +22,7 @@ from typing import Any
 
 from attrs import evolve
 from twisted.internet.defer import CancelledError, Deferred
+from twisted.internet.interfaces import IDelayedCall
 
 from backupremote.protocol.errors import (
     CANCELLED,
@@ -74,6 +81,9 @@ class RunQueue:
         self.active: dict[str, ActiveRun] = {}
         self._waiting: list[str] = []
         self._running: set[str] = set()
+        #: the runs given a slot whose pipeline has not started yet, in order
+        self._starting: dict[str, ActiveRun] = {}
+        self._startCall: IDelayedCall | None = None
         self._stopping = False
         #: the configurations the runs in C{active} use, for deletion to refuse
         self._busy = busy
@@ -128,6 +138,11 @@ class RunQueue:
         if runId in self._waiting:
             self._waiting.remove(runId)
             self._finish(run, "cancelled", CANCELLED, "cancelled before it started")
+        elif runId in self._starting:
+            del self._starting[runId]
+            self._running.discard(runId)
+            self._finish(run, "cancelled", CANCELLED, "cancelled before it started")
+            self._startWaiting()
         elif run.work is not None:
             run.work.cancel()
         if runId in self.active:
@@ -141,6 +156,13 @@ class RunQueue:
             self._waiting.remove(runId)
             self._finish(self.active[runId], "failed", INTERRUPTED,
                          "the server stopped before the run started")
+        if self._startCall is not None and self._startCall.active():
+            self._startCall.cancel()
+        self._startCall = None
+        starting, self._starting = self._starting, {}
+        for runId, run in starting.items():
+            self._running.discard(runId)
+            self._finish(run, "failed", INTERRUPTED, "the server stopped before the run started")
         for run in list(self.active.values()):
             run.cancelRequested = True
             if run.work is not None:
@@ -153,13 +175,35 @@ class RunQueue:
             return
         for runId in list(self._waiting):
             if len(self._running) >= self.maxConcurrent:
-                return
+                break
             run = self.active[runId]
             busy = {self.active[r].status.databaseConfigId for r in self._running}
             if run.status.databaseConfigId in busy:
                 continue
             self._waiting.remove(runId)
             self._running.add(runId)
+            self._starting[runId] = run
+        self._scheduleStarts()
+
+    def _scheduleStarts(self) -> None:
+        """
+        Start the pipelines of the runs given a slot, two reactor turns from
+        now: a reactor sends what was written (the admissions' answers) in
+        the I/O step between two turns' timed calls, so the answers leave
+        before the pipelines' work (run folder, children) begins.
+        """
+        if not self._starting or self._startCall is not None:
+            return
+
+        def secondTurn() -> None:
+            self._startCall = self._reactor.callLater(0, self._startPipelines)
+
+        self._startCall = self._reactor.callLater(0, secondTurn)
+
+    def _startPipelines(self) -> None:
+        self._startCall = None
+        starting, self._starting = self._starting, {}
+        for run in starting.values():
             run.task = Deferred.fromCoroutine(self._execute(run))
 
     async def _execute(self, run: ActiveRun) -> None:

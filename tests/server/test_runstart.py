@@ -1,0 +1,173 @@
+"""
+A run's pipeline starts after its admission is answered: C{executeBackup}
+answers once the run is recorded, and the work of starting it (run folder,
+children) waits two reactor turns, so that the answers of runs admitted
+together are not held behind each other's pipelines.
+
+The connections here are pumped without advancing the clock
+(L{answerNow}): time stands still between the answer and the start.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from twisted.internet.defer import Deferred
+from twisted.python.failure import Failure
+
+from backupremote.protocol import errors
+from backupremote.protocol.databases import PreflightReport
+from backupremote.protocol.errors import BackupRemoteError
+from backupremote.protocol.runs import CancelBackup, ExecuteBackup
+from backupremote.server.runs.store import RunStore
+from tests.server.test_runs import RunCase
+
+
+def answerNow(loopback: Any, command: Any, **arguments: Any) -> Any:
+    """What C{command} answers (a result or a L{Failure}), with no time passing."""
+    outcome: list[Any] = []
+    loopback.client.callRemote(command, **arguments).addBoth(outcome.append)
+    loopback.pump.flush(advanceClock=False)
+    assert outcome, "no answer arrived"
+    return outcome[0]
+
+
+class StartAfterAnswerTests(RunCase):
+    def executeNow(self, runId: str, config: int = 0) -> Any:
+        answer = answerNow(self.client, ExecuteBackup, runId=runId,
+                           databaseConfigId=self.configs[config])
+        if isinstance(answer, Failure):
+            answer.raiseException()
+        return answer["status"]
+
+    def recorded(self, runId: str) -> Any:
+        return RunStore(self.harness.store.connection).get(runId)
+
+    def oneTurn(self) -> None:
+        """The timed calls due now, and not those they schedule: one reactor turn."""
+        for call in [c for c in self.harness.clock.getDelayedCalls()
+                     if c.getTime() <= self.harness.clock.seconds()]:
+            self.harness.clock.calls.remove(call)
+            call.func(*call.args, **call.kw)
+
+    def test_answeredBeforeThePipelineStarts(self) -> None:
+        """The answer says queued, the record is on disk, and no pipeline has started."""
+        status = self.executeNow("a1")
+        self.assertEqual((status.state, status.queuePosition, status.duplicate),
+                         ("queued", None, False))
+        self.assertEqual(self.recorded("a1").state, "queued")
+        self.assertEqual(self.producer.started, [])
+        self.assertFalse(self.harness.staging.runFolder("a1").exists())
+        self.assertEqual(self.harness.runs.runningCount, 1, "it holds its slot already")
+        self.oneTurn()
+        self.assertEqual(self.producer.started, [], "the answer leaves in the next turn's I/O")
+        self.harness.clock.advance(0)
+        self.assertEqual([r for r, _ in self.producer.started], ["a1"])
+        self.assertEqual(self.recorded("a1").state, "running")
+        self.client.pump.flush()
+        self.assertEqual(self.client.client.events[0].stage, "starting")
+
+    def test_cancelBetweenAnswerAndStart(self) -> None:
+        """A run cancelled before its pipeline started never starts and frees its slot."""
+        self.executeNow("c1", config=0)
+        self.executeNow("c2", config=1)
+        self.executeNow("c3", config=2)
+        answer = answerNow(self.client, CancelBackup, runId="c1")["status"]
+        self.assertEqual((answer.state, answer.errorCode, answer.errorMessage),
+                         ("cancelled", errors.CANCELLED, "cancelled before it started"))
+        self.assertFalse(self.harness.busyConfigs.isBusy(self.configs[0]))
+        self.harness.clock.advance(0)
+        self.assertEqual(sorted(r for r, _ in self.producer.started), ["c2", "c3"])
+        self.assertFalse(self.harness.staging.runFolder("c1").exists())
+        self.assertEqual(self.recorded("c1").state, "cancelled")
+        failed = [e for e in self.client.client.events if e.runId == "c1"]
+        self.assertEqual([(e.kind, e.errorCode) for e in failed], [("failed", errors.CANCELLED)])
+
+    def test_retryBetweenAnswerAndStart(self) -> None:
+        """The same runId sent again before the start is the same run: one pipeline."""
+        first = self.executeNow("r1")
+        again = self.executeNow("r1")
+        self.assertEqual((again.runId, again.duplicate, again.state), ("r1", True, "queued"))
+        self.assertEqual(again.createdAt, first.createdAt)
+        self.harness.clock.advance(0)
+        self.assertEqual(self.executeNow("r1").state, "running")
+        self.assertEqual([r for r, _ in self.producer.started], ["r1"])
+
+    def test_limitsCountTheRunsAboutToStart(self) -> None:
+        """Slots, the queue and the busy rule hold while no pipeline has started yet."""
+        first = self.executeNow("l1", config=0)
+        sameDatabase = self.executeNow("l2", config=0)
+        self.executeNow("l3", config=1)
+        fourth = self.executeNow("l4", config=2)
+        self.assertEqual([first.queuePosition, sameDatabase.queuePosition,
+                          fourth.queuePosition], [None, 1, 2])
+        full = answerNow(self.client, ExecuteBackup, runId="l5",
+                         databaseConfigId=self.configs[3])
+        refusal = BackupRemoteError.fromDescription(full.value.errorCode, full.value.description)
+        self.assertEqual(refusal.code, errors.CAPACITY_EXCEEDED)
+        self.assertEqual(self.producer.started, [])
+        self.harness.clock.advance(0)
+        self.assertEqual([r for r, _ in self.producer.started], ["l1", "l3"])
+
+    def test_stopBetweenAnswerAndStart(self) -> None:
+        """A server stopping before the start ends the run INTERRUPTED; it never starts."""
+        self.executeNow("s1")
+        self.harness.runs.stop()
+        self.harness.clock.advance(0)
+        self.assertEqual(self.producer.started, [])
+        self.assertEqual((self.recorded("s1").state, self.recorded("s1").errorCode),
+                         ("failed", errors.INTERRUPTED))
+
+    def test_restartRecoversARunThatNeverStarted(self) -> None:
+        """A recorded run whose pipeline never started is INTERRUPTED by the next start."""
+        self.executeNow("x1")
+        # the old process dies before the start: its manager forgets everything
+        dead = self.harness.runs.queue
+        dead._stopping = True
+        dead.active.clear()
+        dead._starting.clear()
+        from backupremote.server.runs.manager import RunManager
+        manager = RunManager(self.harness.clock, RunStore(self.harness.store.connection),
+                             self.harness.databases, self.producer, self.harness.scripts,
+                             self.harness.staging, self.harness.databases.engines,
+                             self.harness.databases.busy)
+        self.assertEqual(manager.recover(), ["x1"])
+        self.assertEqual(self.recorded("x1").errorCode, errors.INTERRUPTED)
+
+
+class ConcurrentAdmissionsTests(RunCase):
+    maxConcurrentRuns = 10
+    maxQueuedRuns = 16
+    configNames = tuple(f"db{n}" for n in range(10))
+
+    def test_tenAdmissionsAnsweredBeforeAnyStart(self) -> None:
+        """
+        Ten runs whose preflights end in one turn (as when they share one
+        tool-version child) are all answered before the first pipeline starts.
+        """
+        gates: list[Deferred[PreflightReport]] = []
+
+        async def waitingPreflight(configId: str, options: Any) -> PreflightReport:
+            gate: Deferred[PreflightReport] = Deferred()
+            gates.append(gate)
+            return await gate
+
+        self.patch(self.harness.databases, "preflight", waitingPreflight)
+        answers: list[Any] = []
+        for n in range(10):
+            self.client.client.callRemote(
+                ExecuteBackup, runId=f"t{n}", databaseConfigId=self.configs[n]
+            ).addCallback(lambda answer: answers.append(
+                (answer["status"].runId, answer["status"].state, len(self.producer.started))))
+        self.client.pump.flush(advanceClock=False)
+        self.assertEqual((answers, len(gates)), ([], 10))
+        for gate in gates:
+            gate.callback(self.preflightReport)
+        self.client.pump.flush(advanceClock=False)
+        self.assertEqual(answers, [(f"t{n}", "queued", 0) for n in range(10)])
+        self.harness.clock.advance(0)
+        self.assertEqual(sorted(r for r, _ in self.producer.started),
+                         sorted(f"t{n}" for n in range(10)))
+        self.assertEqual(self.harness.runs.runningCount, 10)
+
+
