@@ -518,6 +518,7 @@ class MemoryEngine:
     step: int = 64 * 1024
     name: str = "memory"
     defaultPort: int | None = None
+    programs: tuple[tuple[str, str], ...] = ()  # it runs none
     formats: tuple[str, ...] = ("raw",)
     optionNames: frozenset[str] = frozenset()
     optionsKeepingPassword: frozenset[str] = frozenset()

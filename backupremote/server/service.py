@@ -33,6 +33,7 @@ from backupremote.server.edge.revocation import RevocationSweep
 from backupremote.server.edge.throttle import PeerThrottle
 from backupremote.server.engines import defaultEngines
 from backupremote.server.engines.base import IEngine
+from backupremote.server.machinery.compressors import compressorPrograms
 from backupremote.server.machinery.toolfinder import ToolFinder
 from backupremote.server.pipeline import produceArtifact
 from backupremote.server.responders.session import ServerOffers
@@ -128,6 +129,8 @@ class ListeningService(MultiService):
         self.core = core
         self._endpoint = endpoint
         self._listening: Deferred[Any] | None = None
+        #: the tools' versions being asked at start (fires when all have answered)
+        self.toolsWarmed: Deferred[None] | None = None
 
     def startService(self) -> None:
         super().startService()
@@ -138,6 +141,7 @@ class ListeningService(MultiService):
         self.core.refusals.start()
         self._listening = self._endpoint.listen(ServerFactory(self.core))
         self._listening.addCallback(self._announce)
+        self._listening.addCallback(self._warmTools)
 
     def _announce(self, port: Any) -> Any:
         """The start-up line: where it listens, what clients pin, where its data is."""
@@ -146,6 +150,18 @@ class ListeningService(MultiService):
                   "{fingerprint}, data folder {dataDir}", host=address.host,
                   port=address.port, fingerprint=self._endpoint.fingerprint,
                   dataDir=self.core.config.dataDir.path)
+        return port
+
+    def _warmTools(self, port: Any) -> Any:
+        """
+        Once listening, ask every tool an engine or a compressor uses its
+        version: the first runs commanded of a fresh server found none
+        cached, and each waited for a C{--version} child in its preflight.
+        """
+        programs = [program for engine in self.core.databases.engines.values()
+                    for program in engine.programs]
+        self.toolsWarmed = Deferred.fromCoroutine(
+            self.core.tools.warm([*programs, *compressorPrograms()]))
         return port
 
     def whenListening(self) -> Deferred[Any]:
@@ -173,6 +189,8 @@ class ListeningService(MultiService):
         for connection in list(self.core.connections):
             connection.transport.abortConnection()
         self.core.refusals.stop()
+        if self.toolsWarmed is not None:
+            await self.toolsWarmed  # its children end in moments (each has a timeout)
         self.core.store.close()
 
     def stopService(self) -> Deferred[None]:

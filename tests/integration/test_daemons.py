@@ -299,7 +299,8 @@ class CrashRecoveryTests(ProgramTestCase):
         created = self.waitFor(added, "the server to store the configuration")
         started = json.loads(self.cli(*config, "run", created["id"], "--run-id", "crash-1",
                                       "--compression", "zstd", "--json").stdout)
-        self.assertEqual(started["state"], "running")
+        # answered once recorded, with a free slot: its pipeline starts just after
+        self.assertEqual((started["state"], started["queuePosition"]), ("queued", None))
         from backupremote.server.staging import StagingArea
         runDir = StagingArea.forDataDir(self.folder.descendant(["server", "data"]),
                                         temp).runFolder("crash-1")

@@ -11,6 +11,7 @@ from twisted.internet.defer import Deferred
 from twisted.internet.error import ProcessDone, ProcessTerminated
 from twisted.internet.task import Clock
 from twisted.python.failure import Failure
+from twisted.python.filepath import FilePath
 from twisted.trial.unittest import SynchronousTestCase
 
 from backupremote.server.machinery.toolfinder import ToolFinder
@@ -82,3 +83,52 @@ class VersionTests(SynchronousTestCase):
 
 def _deferred(coroutine: Any) -> Deferred[Any]:
     return Deferred.fromCoroutine(coroutine)
+
+
+class WarmTests(SynchronousTestCase):
+    """L{ToolFinder.warm}: every installed program asked once, at start, by the usual rules."""
+
+    def setUp(self) -> None:
+        self.reactor = SpawningClock()
+        self.folder = FilePath(self.mktemp())
+        self.folder.makedirs()
+        self.tools = ToolFinder(self.reactor, (self.folder.path,))
+
+    def install(self, name: str) -> str:
+        program = self.folder.child(name)
+        program.setContent(b"#!/bin/sh\n")
+        program.chmod(0o755)
+        return program.path
+
+    def test_asksEveryInstalledProgramOnce(self) -> None:
+        """Missing programs are skipped, each program's flag is used, a repeat is asked once."""
+        zstd = self.install("zstd")
+        gbak = self.install("gbak")
+        warmed = _deferred(self.tools.warm(
+            [("zstd", "--version"), ("xz", "--version"), ("gbak", "-z"), ("zstd", "--version")]))
+        self.assertEqual([args[-2:] for _, args in self.reactor.spawned],
+                         [[zstd, "--version"], [gbak, "-z"]])
+        self.assertNoResult(warmed)
+        self.reactor.answer(0, b"zstd 1.5.4\n")
+        self.reactor.answer(1, b"gbak version LI-V3.0.11\n")
+        self.successResultOf(warmed)
+        self.assertEqual(self.successResultOf(_deferred(self.tools.version(zstd))), "zstd 1.5.4")
+        self.assertEqual(len(self.reactor.spawned), 2, "the run's preflight asks no child")
+
+    def test_laterInstallsAndFailuresAreAskedLater(self) -> None:
+        """A program installed after the warm-up, or whose asking failed, is asked when needed."""
+        gzip = self.install("gzip")
+        self.reactor.refusal = OSError("Permission denied")
+        warmed = _deferred(self.tools.warm([("gzip", "--version"), ("zstd", "--version")]))
+        self.successResultOf(warmed)  # the failure is logged, not raised
+        self.assertEqual(len(self.flushLoggedErrors(OSError)), 1)
+        self.reactor.refusal = None
+        zstd = self.install("zstd")
+        tool = _deferred(self.tools.tool("zstd"))
+        again = _deferred(self.tools.version(gzip))
+        self.assertEqual([args[-2:] for _, args in self.reactor.spawned[1:]],
+                         [[zstd, "--version"], [gzip, "--version"]])
+        self.reactor.answer(1, b"zstd 1.5.5\n")
+        self.reactor.answer(2, b"gzip 1.12\n")
+        self.assertEqual(self.successResultOf(tool).version, "zstd 1.5.5")
+        self.assertEqual(self.successResultOf(again), "gzip 1.12")

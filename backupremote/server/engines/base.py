@@ -65,6 +65,10 @@ class IEngine(Interface):
     formats = Attribute("The backup formats it makes (a tuple of names); the first is "
                         "the default.")
     defaultPort = Attribute("The port used when a config gives none, or None.")
+    programs = Attribute(
+        "The programs whose version it asks (probe, dump tool, verification), as "
+        "(name, version flag) pairs: the server asks them once at start "
+        "(L{ToolFinder.warm}), so a run's preflight finds the versions cached.")
     optionNames = Attribute("The engine option keys a configuration may set.")
     optionsKeepingPassword = Attribute(
         "The option keys that change neither where the password goes nor how "

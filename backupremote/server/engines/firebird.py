@@ -253,6 +253,7 @@ class FirebirdEngine:
 
     name = "firebird"
     defaultPort = DEFAULT_PORT
+    programs = tuple((program, "-z") for program in (*ISQL_NAMES, "gbak"))
     formats = ("fbk",)
     optionNames = frozenset({"charset", "role"})
     #: wire encryption is the server account's firebird.conf (WireCrypt), no option of ours

@@ -210,6 +210,8 @@ class MariaDBEngine:
 
     name: str = NAME
     defaultPort: int = DEFAULT_PORT
+    programs: tuple[tuple[str, str], ...] = tuple(
+        (program, "--version") for program in (*CLIENTS, *DUMPS))
     formats: tuple[str, ...] = ("sql",)
     optionNames: tuple[str, ...] = OPTION_NAMES
     #: ssl decides whether the password may travel in clear: changing it asks for it again

@@ -194,6 +194,8 @@ class PostgreSQLEngine:
 
     name: str = NAME
     defaultPort: int = DEFAULT_PORT
+    programs: tuple[tuple[str, str], ...] = (
+        ("psql", "--version"), ("pg_dump", "--version"), ("pg_restore", "--version"))
     #: custom (pg_restore reads it) first: the default
     formats: tuple[str, ...] = ("custom", "plain")
     optionNames: tuple[str, ...] = OPTION_NAMES

@@ -181,6 +181,7 @@ class SQLiteEngine:
 
     name = "sqlite"
     defaultPort = None
+    programs: tuple[tuple[str, str], ...] = ()  # the backup API is Python's own
     formats = ("file",)
     optionNames: frozenset[str] = frozenset()
     optionsKeepingPassword: frozenset[str] = frozenset()

@@ -230,6 +230,11 @@ async def findCompressor(tools: ToolFinder, compression: str) -> Compressor | No
     return None
 
 
+def compressorPrograms() -> list[tuple[str, str]]:
+    """Every compressor's programs with their version flag (for L{ToolFinder.warm})."""
+    return [(name, "--version") for c in COMPRESSORS.values() for name in c.programs]
+
+
 async def availableCompressions(tools: ToolFinder) -> list[str]:
     """Every compression this server can apply now."""
     return [c for c in COMPRESSORS if await findCompressor(tools, c) is not None]

@@ -11,16 +11,18 @@ from __future__ import annotations
 import glob
 import os
 import re
-from typing import Any, Sequence
+from typing import Any, Iterable, Sequence
 
 from attrs import frozen
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import Deferred, gatherResults
+from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from backupremote.childprocess import baseEnvironment, runProcess
 from backupremote.outcome import Outcome
 from backupremote.reactors import IChildReactor
 
+_log = Logger(namespace="backupremote.server.machinery.toolfinder")
 _VERSION = re.compile(r"(\d+)\.(\d+)(?:\.(\d+))?")
 
 
@@ -121,6 +123,24 @@ class ToolFinder:
         text = (done.stdout.decode("utf-8", "replace") or done.stderr).strip()
         self._versions[path] = text.splitlines()[0] if text else "unknown"
         return self._versions[path]
+
+    async def warm(self, programs: Iterable[tuple[str, str]]) -> None:
+        """
+        Ask, all at once, the version of every installed program named in
+        C{programs} (name, version flag), so that later callers find it
+        cached. The usual rules hold: a program installed later is found
+        and asked when a caller wants it, and one whose asking fails is
+        asked again by the next caller (each failure is logged here).
+        """
+        def unanswered(failure: Failure, path: str) -> None:
+            _log.failure("could not ask {path} its version", failure, path=path)
+
+        asks: list[Deferred[Any]] = []
+        for name, flag in dict.fromkeys(programs):
+            for path in self.findAll(name):
+                asks.append(Deferred.fromCoroutine(self.version(path, flag)).addErrback(
+                    unanswered, path))
+        await gatherResults(asks)
 
     async def tool(self, name: str, flag: str = "--version") -> Tool | None:
         path = self.find(name)
