@@ -18,6 +18,10 @@ resolution order (mypy refuses one that has none).
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
+from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import (
     IReactorCore,
     IReactorFromThreads,
@@ -28,6 +32,7 @@ from twisted.internet.interfaces import (
     IReactorThreads,
     IReactorTime,
 )
+from twisted.internet.threads import deferToThreadPool
 
 
 class IChildReactor(IReactorProcess, IReactorTime):
@@ -83,3 +88,18 @@ class ICommandReactor(IClientReactor, IServerReactor):
     What C{backupremote}'s commands are given (the reactor C{react} runs):
     the client's parts, and C{demo} also a server's.
     """
+
+
+def inThreadPool(reactor: IReactorTime) -> Callable[..., Deferred[Any]]:
+    """
+    Blocking work in C{reactor}'s thread pool, for a part typed by its
+    timers (so its tests can run it on a C{Clock} with their own
+    C{runInThread}): the threads are asked for when work comes (a real
+    reactor has them; a C{Clock} does not, and says so with C{TypeError}).
+    """
+
+    def run(function: Callable[..., Any], *args: Any) -> Deferred[Any]:
+        threads = IReactorThreads(reactor)
+        return deferToThreadPool(threads, threads.getThreadPool(), function, *args)
+
+    return run

@@ -25,8 +25,7 @@ from typing import Any
 
 from attrs import frozen
 from twisted.internet.defer import Deferred
-from twisted.internet.interfaces import IReactorFromThreads, IReactorThreads, IReactorTime
-from twisted.internet.threads import deferToThreadPool
+from twisted.internet.interfaces import IReactorFromThreads, IReactorTime
 from twisted.protocols import amp
 from twisted.python.filepath import FilePath
 
@@ -49,6 +48,7 @@ from backupremote.protocol.transfers import (
     FileTransferStop,
     ListFiles,
 )
+from backupremote.reactors import inThreadPool
 
 #: Times one chunk may fail its hash before the download gives up.
 MAX_BAD_CHUNK = 3
@@ -132,7 +132,7 @@ class FileDownload:
         self.entry = entry
         self.directory = directory
         self._onProgress = onProgress
-        self._runInThread = runInThread or _inThreadPool(reactor)
+        self._runInThread = runInThread or inThreadPool(reactor)
         self._threaded = threaded
         self.backoff = backoff or Backoff(reactor)
         self.nextChunk = 0  # the first chunk not received
@@ -304,20 +304,6 @@ class FileDownload:
             chunksDone=self.entry.chunkCount if phase == "done" else self.nextChunk,
             chunkCount=self.entry.chunkCount, rate=rate, resumedFrom=self.resumedFrom,
             reconnects=self.backoff.total))
-
-
-def _inThreadPool(reactor: IReactorTime) -> Callable[..., Deferred[Any]]:
-    """
-    Blocking work in C{reactor}'s thread pool: the connection's reactor is
-    typed by its timers, so a download without C{runInThread} asks it for
-    its threads (a real reactor has them; a C{Clock} does not).
-    """
-
-    def run(function: Callable[..., Any], *args: Any) -> Deferred[Any]:
-        threads = IReactorThreads(reactor)
-        return deferToThreadPool(threads, threads.getThreadPool(), function, *args)
-
-    return run
 
 
 async def downloadRun(connection: Any, reactor: IReactorTime, runId: str, directory: FilePath,

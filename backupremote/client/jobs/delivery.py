@@ -16,7 +16,6 @@ from typing import Any
 
 from twisted.internet.defer import Deferred, succeed
 from twisted.internet.interfaces import IReactorTime
-from twisted.internet.threads import deferToThreadPool
 from twisted.python.filepath import FilePath
 from zope.interface import Interface, implementer
 
@@ -29,6 +28,7 @@ from backupremote.protocol.errors import (
     VERIFICATION_FAILED,
     BackupRemoteError,
 )
+from backupremote.reactors import inThreadPool
 
 #: C{Receipt.method} of a local copy read back whole and hashed.
 COPIED = "copy+read-back-sha256"
@@ -70,7 +70,7 @@ class LocalFolderDelivery:
                  runInThread: Callable[..., Deferred[Any]] | None = None) -> None:
         self._clock = clock
         self._runInThread = runInThread or (
-            lambda f, *a: deferToThreadPool(clock, clock.getThreadPool(), f, *a))  # type: ignore[attr-defined]
+            inThreadPool(clock))
 
     def stop(self) -> Deferred[None]:
         return succeed(None)

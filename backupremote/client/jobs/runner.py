@@ -34,7 +34,6 @@ from typing import Any
 
 from twisted.internet.defer import CancelledError, Deferred, DeferredList
 from twisted.internet.interfaces import IReactorTime
-from twisted.internet.threads import deferToThreadPool
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.python.filepath import FilePath
@@ -69,7 +68,7 @@ from backupremote.protocol.errors import (
     BackupRemoteError,
 )
 from backupremote.protocol.runs import RunEvent
-from backupremote.reactors import IDestinationReactor
+from backupremote.reactors import IDestinationReactor, inThreadPool
 
 _log = Logger(namespace="backupremote.client.jobs")
 
@@ -137,7 +136,7 @@ class JobRunner:
         self._locks = locks
         self._retry = retry
         self._runInThread = runInThread or (
-            lambda f, *a: deferToThreadPool(clock, clock.getThreadPool(), f, *a))  # type: ignore[attr-defined]
+            inThreadPool(clock))
         self._downloadOptions = downloadOptions or {}
         #: runId -> (device, inode, size) of the file its download step has just written and
         #: checked whole against the manifest's SHA-256, for the verify step of the same drive
