@@ -10,9 +10,11 @@ disk here, not tmpfs; TMPDIR chooses another), then for each of ``--runs`` pairs
   tool  ``cp SOURCE FOLDER/cp-N.bin && sync FOLDER/cp-N.bin`` (``sync`` of
         that one file: an fsync, as ours does; a bare ``sync`` would also
         wait for other processes' dirty pages);
-  ours  ``LocalFolderDestination.put`` (copy under a temporary name in 1 MiB
-        blocks in a thread, SHA-256 on the way, fsync, drop the cached pages)
-        and ``complete`` (rename, fsync of the folder).
+  ours  ``LocalFolderDestination.put`` (copy under a temporary name in the
+        kernel, ``copy_file_range`` or, across file systems as here,
+        ``sendfile``, in one pool thread, while another computes the source's
+        SHA-256; fsync, drop the cached pages) and ``complete`` (rename, fsync
+        of the folder).
 
 The read-back (``readBack``: the file read again from the disk into a
 SHA-256) is timed apart and printed after ours: the tools do not verify.
