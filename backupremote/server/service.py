@@ -101,7 +101,8 @@ def buildComponents(config: ServerConfig, reactor: IWorkReactor, runInThread: An
         scripts=scripts, ownership=ownership,
     )
     produce = produce or produceArtifact
-    runStore = RunStore(store.connection)
+    # the record a run's admission answers for waits for the disk in a thread
+    runStore = RunStore(store.connection, store.walFlush(runInThread))
     artifacts = StagedArtifacts(reactor, staging, runStore, runInThread,
                                 config.artifactTtl, config.stagingMaxBytes, ownership=ownership)
     runs = RunManager(

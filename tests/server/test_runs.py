@@ -9,7 +9,7 @@ import hashlib
 import os
 from typing import Any
 
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import Deferred, succeed
 from twisted.python.filepath import FilePath
 from twisted.trial.unittest import SynchronousTestCase
 
@@ -76,6 +76,7 @@ class RunCase(SynchronousTestCase):
         roots.makedirs()
         self.producer = ControlledProducer()
         self.harness = ServerHarness(self, produce=self.producer, sqliteRoots=(roots,),
+                                     runInThread=self.runInThread,
                                      maxConcurrentRuns=self.maxConcurrentRuns,
                                      maxQueuedRuns=self.maxQueuedRuns,
                                      keepaliveInterval=1e6, authTimeout=1e6)
@@ -90,6 +91,10 @@ class RunCase(SynchronousTestCase):
             path.setContent(b"")
             self.configs.append(self.client.call(CreateDatabaseConfig, config=DatabaseConfigInput(
                 name=name, engine="sqlite", path=path.path))["config"].id)
+
+    def runInThread(self, function: Any, *args: Any) -> Deferred[Any]:
+        """The server's worker threads: here, the calling thread."""
+        return succeed(function(*args))
 
     async def fakePreflight(self, configId: str, options: Any) -> PreflightReport:
         return self.preflightReport

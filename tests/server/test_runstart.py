@@ -10,6 +10,7 @@ The connections here are pumped without advancing the clock
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from twisted.internet.defer import Deferred
@@ -171,3 +172,66 @@ class ConcurrentAdmissionsTests(RunCase):
         self.assertEqual(self.harness.runs.runningCount, 10)
 
 
+
+
+class RecordOnDiskTests(RunCase):
+    """
+    The answer waits for the run's record to reach the disk (an fsync of the
+    WAL file in a worker thread, held here), while the run already counts.
+    """
+
+    def setUp(self) -> None:
+        self.fsyncs: list[Deferred[None]] = []
+        super().setUp()
+
+    def runInThread(self, function: Any, *args: Any) -> Deferred[Any]:
+        if function is os.fsync:
+            held: Deferred[None] = Deferred()
+            self.fsyncs.append(held)
+            return held
+        return super().runInThread(function, *args)
+
+    def send(self, runId: str, config: int = 0) -> list[Any]:
+        answers: list[Any] = []
+        self.client.client.callRemote(ExecuteBackup, runId=runId,
+                                      databaseConfigId=self.configs[config]
+                                      ).addBoth(answers.append)
+        self.client.pump.flush(advanceClock=False)
+        return answers
+
+    def test_answeredOnceTheRecordIsOnDisk(self) -> None:
+        answers = self.send("d1")
+        self.assertEqual((answers, len(self.fsyncs)), ([], 1))
+        self.assertEqual(self.recorded("d1").state, "queued", "committed, visible")
+        self.assertEqual(self.harness.runs.runningCount, 1, "it holds its slot already")
+        self.fsyncs[0].callback(None)
+        self.client.pump.flush(advanceClock=False)
+        self.assertEqual([a["status"].state for a in answers], ["queued"])
+
+    def test_retryWhileTheRecordIsWrittenIsTheSameRun(self) -> None:
+        first = self.send("d2")
+        again = self.send("d2")
+        self.assertEqual((first, again, len(self.fsyncs)), ([], [], 1))
+        self.fsyncs[0].callback(None)
+        self.client.pump.flush()
+        self.assertEqual([first[0]["status"].duplicate, again[0]["status"].duplicate],
+                         [False, True])
+        self.assertEqual([r for r, _ in self.producer.started], ["d2"])
+
+    def test_failedWaitLeavesTheRunAdmitted(self) -> None:
+        """If the disk wait fails the answer is INTERNAL_ERROR; a retry answers the run."""
+        answers = self.send("d3")
+        self.fsyncs[0].errback(OSError(5, "Input/output error"))
+        self.client.pump.flush(advanceClock=False)
+        error = BackupRemoteError.fromDescription(answers[0].value.errorCode,
+                                                  answers[0].value.description)
+        self.assertEqual(error.code, errors.INTERNAL_ERROR)
+        self.assertEqual(len(self.flushLoggedErrors(OSError)), 1)
+        retry = self.executeNow("d3")
+        self.assertEqual((retry.runId, retry.duplicate), ("d3", True))
+
+    def recorded(self, runId: str) -> Any:
+        return RunStore(self.harness.store.connection).get(runId)
+
+    def executeNow(self, runId: str) -> Any:
+        return StartAfterAnswerTests.executeNow(self, runId)  # type: ignore[arg-type]

@@ -5,7 +5,8 @@ A runId names one backup: a known runId returns its run (C{duplicate}), a
 runId another client or another backup used is a C{CONFLICT}, and
 concurrent requests with one runId share one admission. A new run passes
 the options, the post-script, capacity, preflight and the staging room,
-then is stored C{queued}.
+then is stored C{queued} and queued; it is answered once its record is on
+the disk.
 """
 
 from __future__ import annotations
@@ -119,7 +120,8 @@ class RunAdmission:
             state="queued", stage="queued", scheduleId=scheduleId, requestId=requestId,
             createdAt=self._now(), totalEstimate=report.sizeEstimate,
         )
-        self._store.insert(status)
+        # committed now (a duplicate finds it), on the disk when this fires
+        recorded = self._store.record(status)
         run = ActiveRun(status, RunEventStream(runId, self._reactor, self._store,
                                                lambda: run.subscribers, self.progressInterval),
                         RunLog(runId, scheduleId, clientId))
@@ -129,5 +131,8 @@ class RunAdmission:
         run.log.info("queued a backup of {configId} ({compression}, {checksum})",
                      configId=configId, compression=effective.compression,
                      checksum=effective.checksum)
-        self._queue.enqueue(run)
+        self._queue.enqueue(run)  # now: capacity and the busy rule count it at once
+        # The answer promises the record is on the disk. Should the wait fail,
+        # the run stays admitted: a retry with its runId answers it.
+        await recorded
         return self._queue.live(run)

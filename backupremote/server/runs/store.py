@@ -7,6 +7,9 @@ in its own column and never leaves the server.
 
 Durability: the run's record (what C{executeBackup} answers for), its end
 and its last event are committed to the disk before the server goes on.
+With a L{WalFlush}, the record's wait for the disk happens in a worker
+thread (L{RunStore.record}): the insert is committed at once, the answer
+waits for the flush.
 The writes in between (a run's state while it works, its progress events)
 are committed without waiting for the disk (C{synchronous=NORMAL} for that
 statement, WAL mode): they survive the server's end, C{kill -9} included,
@@ -23,20 +26,32 @@ import json
 import sqlite3
 
 from attrs import evolve
+from twisted.internet.defer import Deferred, succeed
 
 from backupremote.protocol.runs import TERMINAL, RunEvent, RunStatus
 from backupremote.protocol.structured import converter
+from backupremote.server.state.durability import WalFlush
 
 
 def _json(value: object, kind: type) -> str:
     return json.dumps(converter.unstructure(value, kind), sort_keys=True)
 
 
+def _insertStatement(status: RunStatus) -> tuple[str, tuple[object, ...]]:
+    return (
+        "INSERT INTO runs (runId, databaseConfigId, clientId, state, status, createdAt) "
+        "VALUES (?, ?, ?, ?, ?, ?)",
+        (status.runId, status.databaseConfigId, status.clientId, status.state,
+         _json(status, RunStatus), status.createdAt.isoformat() if status.createdAt else ""),
+    )
+
+
 class RunStore:
     """Typed access to the C{runs} and C{run_events} tables."""
 
-    def __init__(self, db: sqlite3.Connection) -> None:
+    def __init__(self, db: sqlite3.Connection, flush: WalFlush | None = None) -> None:
         self._db = db
+        self._flush = flush
         #: the connection's own setting, for the commits that must reach the disk
         self._synchronous = db.execute("PRAGMA synchronous").fetchone()[0]
 
@@ -52,12 +67,20 @@ class RunStore:
             self._db.execute(f"PRAGMA synchronous={int(self._synchronous)}")
 
     def insert(self, status: RunStatus) -> None:
-        self._db.execute(
-            "INSERT INTO runs (runId, databaseConfigId, clientId, state, status, createdAt) "
-            "VALUES (?, ?, ?, ?, ?, ?)",
-            (status.runId, status.databaseConfigId, status.clientId, status.state,
-             _json(status, RunStatus), status.createdAt.isoformat() if status.createdAt else ""),
-        )
+        """Store a new run, waiting for the disk on this thread."""
+        self._db.execute(*_insertStatement(status))
+
+    def record(self, status: RunStatus) -> Deferred[None]:
+        """
+        Store a new run; fires once its record is on the disk. Readers see it
+        at once; without a L{WalFlush} (or before the WAL file exists) the
+        commit waits for the disk on this thread, as L{insert} does.
+        """
+        if self._flush is None or self._db.in_transaction or not self._flush.available():
+            self.insert(status)
+            return succeed(None)
+        self._passing(*_insertStatement(status))
+        return self._flush.flush().addCallback(lambda _: None)
 
     def save(self, status: RunStatus, artifactPath: str | None = None) -> None:
         """The run's status now; it reaches the disk before this returns once the run ended."""

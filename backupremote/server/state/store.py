@@ -13,6 +13,7 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.python.filepath import FilePath
 
 from backupremote.private import makePrivateFolder, privateFile
+from backupremote.server.state.durability import RunInThread, WalFlush
 
 #: Each entry moves the schema from version ``index`` to ``index + 1``.
 MIGRATIONS: list[str] = [
@@ -121,6 +122,8 @@ class ServerStore:
             sidecar = path.siblingExtension(suffix)
             if sidecar.exists():
                 sidecar.chmod(0o600)
+        self._path = path
+        self._flushes: list[WalFlush] = []
         self._db = sqlite3.connect(path.path, isolation_level=None)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA foreign_keys=ON")
@@ -151,8 +154,16 @@ class ServerStore:
         """The database, for the typed stores of each area."""
         return self._db
 
+    def walFlush(self, runInThread: RunInThread) -> WalFlush:
+        """Waits for this database's commits in a worker thread (L{WalFlush}); closed with it."""
+        flush = WalFlush(self._path, runInThread)
+        self._flushes.append(flush)
+        return flush
+
     def close(self) -> None:
         self._db.close()
+        for flush in self._flushes:
+            flush.close()
 
     def addClient(self, clientId: str, secretHash: str) -> None:
         """Register a client; raises L{ClientExists} if the id is taken."""
