@@ -235,3 +235,23 @@ class RecordOnDiskTests(RunCase):
 
     def executeNow(self, runId: str) -> Any:
         return StartAfterAnswerTests.executeNow(self, runId)  # type: ignore[arg-type]
+    def test_pipelineStartsAfterTheRecordIsOnDisk(self) -> None:
+        """However long the disk takes, the pipeline starts after the answer, two turns on."""
+        answers = self.send("d4")
+        self.harness.clock.advance(0)
+        self.assertEqual((answers, self.producer.started), ([], []))
+        self.fsyncs[0].callback(None)
+        self.client.pump.flush(advanceClock=False)
+        self.assertEqual([a["status"].state for a in answers], ["queued"])
+        self.assertEqual(self.producer.started, [])
+        self.harness.clock.advance(0)
+        self.assertEqual([r for r, _ in self.producer.started], ["d4"])
+
+    def test_cancelWhileTheRecordIsWritten(self) -> None:
+        answers = self.send("d5")
+        self.client.call(CancelBackup, runId="d5")
+        self.fsyncs[0].callback(None)
+        self.client.pump.flush()
+        self.assertEqual(answers[0]["status"].state, "cancelled")
+        self.assertEqual(self.producer.started, [])
+        self.assertEqual(self.harness.runs.runningCount, 0)

@@ -7,6 +7,7 @@ from typing import Any
 from attrs import define, field
 from twisted.internet.defer import Deferred
 
+from backupremote.outcome import Outcome
 from backupremote.protocol.runs import RunStatus
 from backupremote.server.runs.events import RunEventStream
 from backupremote.server.runs.runlog import RunLog
@@ -26,3 +27,6 @@ class ActiveRun:
     task: Deferred[None] | None = None
     serverVersion: str | None = None
     cancelRequested: bool = False
+    #: fires once the run's record is on the disk: its pipeline starts after
+    #: that, so that the admission's answer leaves first (None: it is)
+    recorded: Outcome[None] | None = None

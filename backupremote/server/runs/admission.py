@@ -21,6 +21,7 @@ from twisted.internet.interfaces import IReactorTime
 
 from backupremote.protocol.errors import CONFLICT, VALIDATION_FAILED, BackupRemoteError
 from backupremote.protocol.options import BackupOptions
+from backupremote.outcome import Outcome
 from backupremote.protocol.runs import RunStatus
 from backupremote.server.databases.service import DatabaseConfigs
 from backupremote.server.runs.active import ActiveRun
@@ -121,11 +122,13 @@ class RunAdmission:
             createdAt=self._now(), totalEstimate=report.sizeEstimate,
         )
         # committed now (a duplicate finds it), on the disk when this fires
-        recorded = self._store.record(status)
+        onDisk = Outcome[None]()
+        self._store.record(status).addCallbacks(onDisk.succeed, onDisk.fail)
         run = ActiveRun(status, RunEventStream(runId, self._reactor, self._store,
                                                lambda: run.subscribers, self.progressInterval),
                         RunLog(runId, scheduleId, clientId))
         run.serverVersion = report.serverVersion
+        run.recorded = onDisk
         if connection is not None:
             run.subscribers.add(connection)
         run.log.info("queued a backup of {configId} ({compression}, {checksum})",
@@ -134,5 +137,5 @@ class RunAdmission:
         self._queue.enqueue(run)  # now: capacity and the busy rule count it at once
         # The answer promises the record is on the disk. Should the wait fail,
         # the run stays admitted: a retry with its runId answers it.
-        await recorded
+        await onDisk.when()
         return self._queue.live(run)

@@ -6,8 +6,9 @@ stored.
 
 A run given a slot takes it at once (the counts, the busy databases and
 cancellation see it), but its pipeline starts two reactor turns later
-(L{RunQueue._scheduleStarts}): the admission that queued it is answered, and
-the answer sent, first. Ten runs commanded at once of one server used to
+(L{RunQueue._scheduleStarts}) and once its record is on the disk
+(L{ActiveRun.recorded}): the admission that queued it is answered, and the
+answer sent, first. Ten runs commanded at once of one server used to
 wait, each, for the pipelines started by the admissions before it.
 """
 
@@ -183,6 +184,9 @@ class RunQueue:
             self._waiting.remove(runId)
             self._running.add(runId)
             self._starting[runId] = run
+            if run.recorded is not None and not run.recorded.done:
+                # its start waits for it (a failed wait too: the run stays admitted)
+                run.recorded.when().addBoth(lambda _: self._scheduleStarts())
         self._scheduleStarts()
 
     def _scheduleStarts(self) -> None:
@@ -202,8 +206,10 @@ class RunQueue:
 
     def _startPipelines(self) -> None:
         self._startCall = None
-        starting, self._starting = self._starting, {}
-        for run in starting.values():
+        ready = [run for run in self._starting.values()
+                 if run.recorded is None or run.recorded.done]
+        for run in ready:
+            del self._starting[run.status.runId]
             run.task = Deferred.fromCoroutine(self._execute(run))
 
     async def _execute(self, run: ActiveRun) -> None:
