@@ -343,22 +343,10 @@ class LocalFolderDestination:
         """The SHA-256 and size of C{source}, read on its own descriptor."""
         reading = self._openSource(source)
         try:
-            if hasattr(os, "posix_fadvise"):
-                os.posix_fadvise(reading, 0, 0, os.POSIX_FADV_SEQUENTIAL)
-            counter = DigestCounter()
-            buffer = bytearray(BUFFER_SIZE)
-            view = memoryview(buffer)
-            while True:
-                if stop.is_set():
-                    raise CancelledError(f"the SHA-256 of {source.path} was cancelled")
-                try:
-                    count = os.readv(reading, [buffer])
-                except OSError as e:
-                    raise BackupRemoteError(
-                        INTERNAL_ERROR, f"cannot read the local file: {e.strerror}") from None
-                if not count:
-                    return counter
-                counter.update(view[:count])
+            return _digestOf(reading, stop, f"the SHA-256 of {source.path}")
+        except OSError as e:
+            raise BackupRemoteError(
+                INTERNAL_ERROR, f"cannot read the local file: {e.strerror}") from None
         finally:
             os.close(reading)
 
@@ -373,16 +361,7 @@ class LocalFolderDestination:
         except OSError as e:
             raise _osError(self.location, f"reading {name}", e) from None
         try:
-            if hasattr(os, "posix_fadvise"):
-                os.posix_fadvise(descriptor, 0, 0, os.POSIX_FADV_SEQUENTIAL)
-            counter = DigestCounter()
-            buffer = bytearray(BUFFER_SIZE)
-            view = memoryview(buffer)
-            while count := os.readv(descriptor, [buffer]):
-                if stop.is_set():
-                    raise CancelledError(f"the read-back of {name} was cancelled")
-                counter.update(view[:count])
-            return counter.readBack()
+            return _digestOf(descriptor, stop, f"the read-back of {name}").readBack()
         except OSError as e:
             raise _osError(self.location, f"reading {name}", e) from None
         finally:
@@ -452,3 +431,19 @@ class LocalFolderDestination:
         if not self._working:
             return succeed(None)
         return DeferredList(list(self._working)).addCallback(lambda _: None)
+
+
+def _digestOf(descriptor: int, stop: threading.Event, what: str) -> DigestCounter:
+    """The SHA-256 and size of what C{descriptor} reads to its end; C{stop} cancels C{what}."""
+    if hasattr(os, "posix_fadvise"):
+        os.posix_fadvise(descriptor, 0, 0, os.POSIX_FADV_SEQUENTIAL)
+    counter = DigestCounter()
+    buffer = bytearray(BUFFER_SIZE)
+    view = memoryview(buffer)
+    while True:
+        if stop.is_set():
+            raise CancelledError(f"{what} was cancelled")
+        count = os.readv(descriptor, [buffer])
+        if not count:
+            return counter
+        counter.update(view[:count])
