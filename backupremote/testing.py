@@ -103,6 +103,10 @@ class MemoryDestination:
     before a part), recorded in the journal, kept in C{uploads} when it
     stops, and resumed by the next put with that journal (the parts it
     recorded are not sent again); C{uploads.clear()} is an expiry.
+
+    A put handed a L{KnownDigest<backupremote.client.destinations.KnownDigest>}
+    only counts the bytes, as the real ones do; C{known} lists what each put
+    was handed.
     """
 
     def __init__(self, type: str = "local", name: str = "memory",
@@ -123,6 +127,8 @@ class MemoryDestination:
         self.uploads: dict[str, tuple[str, dict[int, bytes]]] = {}
         #: part number -> a Deferred the put waits for before sending that part
         self.heldParts: dict[int, Deferred[None]] = {}
+        #: the known digest (or None) each put was handed, first first
+        self.known: list[_destinations.KnownDigest | None] = []
         self._uploadIds = 0
 
     def holdPart(self, number: int) -> Deferred[None]:
@@ -165,15 +171,17 @@ class MemoryDestination:
     def put(self, source: FilePath, name: str,
             progress: _destinations.Progress | None = None,
             journal: _destinations.IUploadJournal | None = None,
+            known: _destinations.KnownDigest | None = None,
             ) -> Deferred[_destinations.PendingUpload]:
+        self.known.append(known)
         if journal is not None and self.partSize is not None and \
                 source.exists() and source.getsize() > self.partSize:
             return Deferred.fromCoroutine(self._putInParts(source, name, progress, journal,
-                                                           self.partSize))
+                                                           self.partSize, known))
         try:
             self._enter("put")
             temporary = _names.temporaryName(name)
-            counter = _destinations.DigestCounter()
+            counter = _destinations.DigestCounter(known)
             chunks = []
             with open(source.path, "rb") as handle:
                 for chunk in iter(lambda: handle.read(1 << 16), b""):
@@ -191,7 +199,8 @@ class MemoryDestination:
     async def _putInParts(self, source: FilePath[str], name: str,
                           progress: _destinations.Progress | None,
                           journal: _destinations.IUploadJournal,
-                          partSize: int) -> _destinations.PendingUpload:
+                          partSize: int, known: _destinations.KnownDigest | None
+                          ) -> _destinations.PendingUpload:
         self._enter("put")
         _names.checkName(name)
         stat = os.stat(source.path)
@@ -209,7 +218,7 @@ class MemoryDestination:
             await journal.begin(state)
         held = self.uploads[state.uploadId][1]
         recorded = {part.number: part for part in state.parts}
-        counter = _destinations.DigestCounter()
+        counter = _destinations.DigestCounter(known)
         with open(source.path, "rb") as handle:
             for number, start in enumerate(range(0, size, state.partSize), start=1):
                 data = handle.read(state.partSize)

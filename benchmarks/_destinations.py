@@ -10,6 +10,7 @@ pair disturbed by the rest of the machine shows.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import subprocess
 import time
@@ -26,6 +27,8 @@ from _common import (
     quietLine,
     verdict,
 )
+
+from backupremote.client.destinations import KnownDigest
 
 
 def makeSource(workspace: Workspace, sizeMiB: int, where: Path | None = None) -> Path:
@@ -45,6 +48,20 @@ def makeSource(workspace: Workspace, sizeMiB: int, where: Path | None = None) ->
         for _ in range(sizeMiB):
             f.write(os.urandom(MiB))
     return path
+
+
+def knownDigest(source: Path, hashing: bool) -> KnownDigest | None:
+    """
+    What our puts are handed, as the delivery queue hands them the
+    artifact's size and SHA-256 (from the job's record, computed here
+    before any timing); C{None} with C{hashing}, so the put hashes the
+    source as it sends it (C{--hash-source}: a caller without the digest).
+    """
+    if hashing:
+        return None
+    with open(source, "rb") as f:
+        return KnownDigest(os.fstat(f.fileno()).st_size,
+                           hashlib.file_digest(f, "sha256").hexdigest())
 
 
 def _unlink(path: Path) -> None:

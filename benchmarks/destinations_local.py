@@ -12,9 +12,11 @@ disk here, not tmpfs; TMPDIR chooses another), then for each of ``--runs`` pairs
         wait for other processes' dirty pages);
   ours  ``LocalFolderDestination.put`` (copy under a temporary name in the
         kernel, ``copy_file_range`` or, across file systems as here,
-        ``sendfile``, in one pool thread, while another computes the source's
-        SHA-256; fsync, drop the cached pages) and ``complete`` (rename, fsync
-        of the folder).
+        ``sendfile``, in one pool thread; handed the source's size and SHA-256
+        as the delivery queue hands the artifact's, or, with
+        ``--hash-source``, computing the SHA-256 in another pool thread;
+        fsync, drop the cached pages) and ``complete`` (rename, fsync of the
+        folder).
 
 The read-back (``readBack``: the file read again from the disk into a
 SHA-256) is timed apart and printed after ours: the tools do not verify.
@@ -32,7 +34,7 @@ import argparse
 import time
 
 from _common import MB, MiB, Workspace, machineLine, runBenchmark
-from _destinations import makeSource, runTool, timedPairs
+from _destinations import knownDigest, makeSource, runTool, timedPairs
 
 from twisted.internet import reactor
 from twisted.python.filepath import FilePath
@@ -49,6 +51,7 @@ async def main(workspace: Workspace, options: argparse.Namespace) -> int:
     folder = workspace.path("destination")
     folder.mkdir(mode=0o700)
     destination = LocalFolderDestination(reactor, FilePath(str(folder)))
+    known = knownDigest(source, options.hash_source)
     print(f"{size / MB:.1f} MB from {source} to {folder}")
 
     async def tool(run: int) -> dict:
@@ -58,7 +61,7 @@ async def main(workspace: Workspace, options: argparse.Namespace) -> int:
 
     async def ours(run: int) -> dict:
         started = time.monotonic()
-        upload = await destination.put(FilePath(str(source)), f"ours-{run}.bin")
+        upload = await destination.put(FilePath(str(source)), f"ours-{run}.bin", known=known)
         await destination.complete(upload)
         seconds = time.monotonic() - started
         started = time.monotonic()
@@ -81,6 +84,8 @@ def run() -> None:
     parser = argparse.ArgumentParser(description=__doc__.strip().split("\n\n")[0])
     parser.add_argument("--size-mib", type=int, default=1024)
     parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--hash-source", action="store_true",
+                        help="our put hashes the source (not handed its known SHA-256)")
     options = parser.parse_args()
     runBenchmark(lambda workspace: main(workspace, options), Workspace("dest-local"))
 

@@ -12,8 +12,10 @@ and makes a file of ``--size-mib`` MiB of random bytes, then for each of
         at the end, as ours does), or ``scp`` with ``--tool scp``; both log in
         with the same key, the host key pinned by known_hosts;
   ours  a new ``SFTPDestination`` (so the SSH connection and login are timed,
-        as the tool's are), ``put`` (32 writes of 64 KiB in flight, SHA-256 on
-        the way, fsync@openssh.com) and ``complete`` (posix-rename).
+        as the tool's are), ``put`` (32 writes of 64 KiB in flight, handed the
+        source's known SHA-256 as the delivery queue does, or hashing it on
+        the way with ``--hash-source``; fsync@openssh.com) and ``complete``
+        (posix-rename).
 
 Both use their default algorithms (the negotiated cipher and MAC are printed:
 they differ, OpenSSH prefers ones Twisted's conch lacks). The read-back of
@@ -36,7 +38,7 @@ import subprocess
 import time
 
 from _common import MB, MiB, Workspace, machineLine, runBenchmark
-from _destinations import makeSource, runTool, timedPairs
+from _destinations import knownDigest, makeSource, runTool, timedPairs
 
 from twisted.internet import reactor
 from twisted.python.filepath import FilePath
@@ -54,6 +56,7 @@ async def main(workspace: Workspace, options: argparse.Namespace) -> int:
     print(machineLine())
     size = options.size_mib * MiB
     source = makeSource(workspace, options.size_mib)
+    known = knownDigest(source, options.hash_source)
     server = await startSSH()
     workspace.addCleanup(server.stop)
     root = server.newFolder()
@@ -84,7 +87,7 @@ async def main(workspace: Workspace, options: argparse.Namespace) -> int:
         sftp = destination()
         try:
             started = time.monotonic()
-            upload = await sftp.put(FilePath(str(source)), f"ours-{run}.bin")
+            upload = await sftp.put(FilePath(str(source)), f"ours-{run}.bin", known=known)
             await sftp.complete(upload)
             seconds = time.monotonic() - started
             started = time.monotonic()
@@ -120,6 +123,8 @@ def run() -> None:
     parser.add_argument("--size-mib", type=int, default=1024)
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--tool", choices=("sftp", "scp"), default="sftp")
+    parser.add_argument("--hash-source", action="store_true",
+                        help="our put hashes the source (not handed its known SHA-256)")
     options = parser.parse_args()
     runBenchmark(lambda workspace: main(workspace, options), Workspace("dest-sftp"))
 

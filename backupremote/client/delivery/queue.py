@@ -11,9 +11,15 @@ one persisted step at a time, with retries, breakers and caps.
 
 An attempt of an item: check the licence of the destination's type (fail
 closed: C{failed} with the licence's code, never skipped), C{uploading}
-(put under a temporary name), C{verifying} (the temporary file recorded:
-read back, compare size and SHA-256, complete under the final name),
-C{delivered} (with its receipt). A failure waits (C{retrying}, with the
+(put under a temporary name, handed the artifact's size and SHA-256 as a
+L{KnownDigest} so the source is not hashed again), C{verifying} (the
+temporary file recorded: read back, compare size and SHA-256 with the
+artifact's, complete under the final name),
+C{delivered} (with its receipt). A read-back that differs is told apart
+by hashing the local file (in C{runInThread}): if that no longer is the
+artifact, the item fails for good (C{VERIFICATION_FAILED}, as when the put
+sent another size), else it is the destination's fault
+(C{DESTINATION_VERIFY_FAILED}) and is retried. A failure waits (C{retrying}, with the
 reason and the next attempt's time: exponential backoff with full jitter
 from L{backupremote.client.backoff.Backoff}), or ends the item (C{failed})
 once its attempts are used up or for a refusal another try cannot mend.
@@ -66,9 +72,14 @@ from backupremote.client.delivery.model import (
 )
 from backupremote.client.delivery.policy import DeliveryPolicy
 from backupremote.client.delivery.store import DeliveryStore, ItemMoved, isSettled, newItemId
-from backupremote.client.destinations.interface import IDestination, UploadState
+from backupremote.client.destinations.interface import IDestination, KnownDigest, UploadState
 from backupremote.client.destinations.names import datedName
-from backupremote.client.destinations.verified import checkReadBack, discard
+from backupremote.client.destinations.verified import (
+    checkReadBack,
+    checkSent,
+    discard,
+    localDigest,
+)
 from backupremote.client.jobs.model import Job, NamedDestination, UploadProgress
 from backupremote.client.notify.events import DestinationCircuitClosed, DestinationCircuitOpened
 from backupremote.client.notify.notifier import EventSink
@@ -81,6 +92,7 @@ from backupremote.protocol.errors import (
     VERIFICATION_FAILED,
     BackupRemoteError,
 )
+from backupremote.reactors import inThreadPool
 
 _log = Logger(namespace="backupremote.client.delivery")
 
@@ -143,14 +155,18 @@ class DeliveryQueue:
     @param random: the jitter's source (a fixed one in tests).
     @param metrics: told each attempt's end and each breaker's state.
     @param notify: told when a breaker opens and when it closes again.
+    @param runInThread: runs blocking work (hashing the local file after a
+        read-back that differs); C{clock}'s thread pool by default.
     """
 
     def __init__(self, clock: IReactorTime, deliveries: DeliveryStore, opener: Opener,
                  licenses: Licenses, policy: DeliveryPolicy = DeliveryPolicy(),
                  random: Callable[[], float] | None = None,
                  metrics: DeliveryMetrics | None = None,
-                 notify: EventSink | None = None) -> None:
+                 notify: EventSink | None = None,
+                 runInThread: Callable[..., Deferred[Any]] | None = None) -> None:
         self._clock = clock
+        self._runInThread = runInThread or inThreadPool(clock)
         self._metrics = metrics
         self._notify = notify
         #: items by state, as of the last look for work (L{depths})
@@ -413,14 +429,14 @@ class DeliveryQueue:
                 report = self._reporter(item)
                 report(0)
                 journal = await DeliveryJournal.of(self.deliveries, item)
+                artifact = KnownDigest(item.size, item.sha256)
                 upload = await destination.put(FilePath(item.source), item.name, report,
-                                               journal)
-                if (upload.size, upload.sha256) != (item.size, item.sha256):
+                                               journal, known=artifact)
+                try:
+                    checkSent(destination, FilePath(item.source), upload, artifact)
+                except BackupRemoteError:
                     await discard(destination, upload)
-                    raise BackupRemoteError(VERIFICATION_FAILED, (
-                        f"the local file {item.source} has {upload.size} bytes and SHA-256 "
-                        f"{upload.sha256}, not the artifact's {item.size} bytes and "
-                        f"{item.sha256}: it changed after its download"))
+                    raise
                 item = await self.deliveries.move(item, VERIFYING, upload=upload, resume=None)
             item = await self._verify(destination, item)
             recovered = self.breakers.isOpen(item.destinationId)
@@ -465,11 +481,28 @@ class DeliveryQueue:
                 checkReadBack(destination, upload, found)
             except BackupRemoteError:
                 await discard(destination, upload)
+                await self._checkSource(item)
                 raise
             await destination.complete(upload)
         return await self.deliveries.move(
             item, DELIVERED, method=found.method, verifiedAt=self._now(), errorCode=None,
             reason=None, nextAttemptAt=None)
+
+    async def _checkSource(self, item: QueueItem) -> None:
+        """
+        After a read-back that differs from the artifact: raise
+        C{VERIFICATION_FAILED} if the local file no longer is the artifact
+        (the put was handed its SHA-256, not the file's).
+        """
+        try:
+            found = await self._runInThread(localDigest, FilePath(item.source))
+        except (BackupRemoteError, OSError):
+            return  # unreadable: the read-back's error stands, the next attempt says more
+        if (found.size, found.sha256) != (item.size, item.sha256):
+            raise BackupRemoteError(VERIFICATION_FAILED, (
+                f"the local file {item.source} has {found.size} bytes and SHA-256 "
+                f"{found.sha256}, not the artifact's {item.size} bytes and {item.sha256}: "
+                "it changed after its download"))
 
     def _ended(self, item: QueueItem, outcome: str, began: float) -> None:
         if self._metrics is not None:

@@ -14,6 +14,7 @@ from backupremote.client.destinations.interface import (
     DigestCounter,
     IDestination,
     IUploadJournal,
+    KnownDigest,
     PendingUpload,
     Progress,
     ReadBack,
@@ -43,7 +44,8 @@ from backupremote.client.destinations.urls import (
 from backupremote.client.destinations.verified import putVerified
 
 __all__ = [
-    "STREAMED", "DigestCounter", "IDestination", "IUploadJournal", "PendingUpload", "Progress",
+    "STREAMED", "DigestCounter", "IDestination", "IUploadJournal", "KnownDigest",
+    "PendingUpload", "Progress",
     "ReadBack", "RemoteFile", "StoredFile", "UploadedPart", "UploadState", "checkName", "datedName", "isTemporary", "temporaryName",
     "TYPES", "DestinationURL", "FTPURL", "LocalURL", "RcloneURL", "S3URL", "SFTPURL",
     "WebDAVURL", "featureOf", "parseDestinationURL", "putVerified",

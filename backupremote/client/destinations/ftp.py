@@ -45,6 +45,7 @@ from backupremote.client.destinations.interface import (
     DigestCounter,
     IDestination,
     IUploadJournal,
+    KnownDigest,
     PendingUpload,
     Progress,
     ReadBack,
@@ -183,12 +184,12 @@ class _FileProducer:
     """Feeds the data connection from the local file as it drains."""
 
     def __init__(self, reading: io.RawIOBase, consumer: Any, watchdog: _Watchdog,
-                 progress: Progress | None) -> None:
+                 progress: Progress | None, known: KnownDigest | None = None) -> None:
         self._reading = reading
         self._consumer = consumer
         self._watchdog = watchdog
         self._progress = progress
-        self.counter = DigestCounter()
+        self.counter = DigestCounter(known)
         self.done: Deferred[None] = Deferred()
 
     def resumeProducing(self) -> None:
@@ -322,31 +323,33 @@ class FTPDestination:
 
     def put(self, source: FilePath, name: str,
             progress: Progress | None = None,
-            journal: IUploadJournal | None = None) -> Deferred[PendingUpload]:
-        return Deferred.fromCoroutine(self._put(source, name, progress))
+            journal: IUploadJournal | None = None,
+            known: KnownDigest | None = None) -> Deferred[PendingUpload]:
+        return Deferred.fromCoroutine(self._put(source, name, progress, known))
 
-    async def _put(self, source: FilePath, name: str, progress: Progress | None
-                   ) -> PendingUpload:
+    async def _put(self, source: FilePath, name: str, progress: Progress | None,
+                   known: KnownDigest | None) -> PendingUpload:
         temporary = temporaryName(name)
         with openSource(source) as reading:
             session = await self._sessionNow()
             await self._folderFor(session, name)
             try:
-                counter = await self._store(session, reading, temporary, progress)
+                counter = await self._store(session, reading, temporary, progress, known)
             except BaseException:
                 await self._discard(temporary)
                 raise
         return PendingUpload(name, temporary, counter.size, counter.hexdigest())
 
     async def _store(self, session: _Session, reading: Any, name: str,
-                     progress: Progress | None) -> DigestCounter:
+                     progress: Progress | None, known: KnownDigest | None = None
+                     ) -> DigestCounter:
         doing = f"writing {name}"
         assert session.client is not None
         connected, finished = session.client.storeFile(session.path(name))
         watchdog = _Watchdog(self._reactor, self._timeout, lambda: session.timedOut(doing))
         try:
             consumer = await _firstOf(connected, finished)
-            producer = _FileProducer(reading, consumer, watchdog, progress)
+            producer = _FileProducer(reading, consumer, watchdog, progress, known)
             consumer.registerProducer(producer, False)
             await _firstOf(producer.done, finished)
             watchdog.touch()

@@ -46,6 +46,7 @@ from backupremote.client.destinations.interface import (
     DigestCounter,
     IDestination,
     IUploadJournal,
+    KnownDigest,
     PendingUpload,
     Progress,
     ReadBack,
@@ -128,12 +129,12 @@ def tlsContext(caFile: FilePath | None, pins: tuple[str, ...]) -> ssl.SSLContext
 class _Reader:
     """The local file as C{storbinary} reads it: hashed, reported, stoppable."""
 
-    def __init__(self, handle: Any, stop: threading.Event, progress: Callable[[int], None] | None
-                 ) -> None:
+    def __init__(self, handle: Any, stop: threading.Event, progress: Callable[[int], None] | None,
+                 known: KnownDigest | None = None) -> None:
         self._handle = handle
         self._stop = stop
         self._progress = progress
-        self.counter = DigestCounter()
+        self.counter = DigestCounter(known)
 
     def read(self, size: int) -> bytes:
         if self._stop.is_set():
@@ -263,7 +264,8 @@ class FTPSDestination:
 
     def put(self, source: FilePath, name: str,
             progress: Progress | None = None,
-            journal: IUploadJournal | None = None) -> Deferred[PendingUpload]:
+            journal: IUploadJournal | None = None,
+            known: KnownDigest | None = None) -> Deferred[PendingUpload]:
         try:
             temporary = temporaryName(name)
         except BackupRemoteError:
@@ -275,12 +277,13 @@ class FTPSDestination:
         report = None
         if progress is not None:
             report = lambda sent: self._reactor.callFromThread(progress, sent)  # noqa: E731
-        result = self._run(f"writing {temporary}", self._put, handle, name, temporary, report)
+        result = self._run(f"writing {temporary}", self._put, handle, name, temporary, report,
+                           known)
         return result.addBoth(lambda outcome: (handle.close(), outcome)[1])
 
     def _put(self, ftp: SessionReusingFTP_TLS, root: str, stop: threading.Event, handle: Any,
-             name: str, temporary: str, progress: Callable[[int], None] | None
-             ) -> PendingUpload:
+             name: str, temporary: str, progress: Callable[[int], None] | None,
+             known: KnownDigest | None) -> PendingUpload:
         folder, _ = splitName(name)
         self._checkRoot(ftp, root)
         if folder is not None:
@@ -289,7 +292,7 @@ class FTPSDestination:
             except ftplib.error_perm:
                 pass  # it exists, or the cwd below says why not
             ftp.cwd(joinPath(root, folder))
-        reader = _Reader(handle, stop, progress)
+        reader = _Reader(handle, stop, progress, known)
         path = joinPath(root, temporary)
         try:
             ftp.storbinary(f"STOR {path}", reader, blocksize=CHUNK_SIZE)

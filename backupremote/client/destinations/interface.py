@@ -5,7 +5,8 @@ A destination is one place an artifact is delivered to (a local folder, an
 SFTP or FTP server, a WebDAV share, an S3 bucket, an rclone remote). Its
 operations are small steps the delivery composes and persists one by one:
 
-    put(source, name[, journal]) -> PendingUpload   bytes under a temporary name
+    put(source, name[, progress, journal, known]) -> PendingUpload
+                                 bytes under a temporary name
     readBack(temporaryName)      -> ReadBack        size and SHA-256 read back
     complete(upload)             -> None            now under the final name
     listFiles(), delete(name), testConnection(), close()
@@ -14,6 +15,13 @@ so no partial or unverified file ever sits under a final name, and a delivery
 that stops between two steps resumes from the last one it recorded.
 L{backupremote.client.destinations.verified.putVerified} chains the first
 three with the comparisons.
+
+A put given a L{KnownDigest} (the artifact's size and SHA-256, which its
+download checked against the server's manifest) only counts the bytes it
+sends instead of hashing them again: the read-back then checks the
+destination's copy against that known SHA-256, which proves as much (a local
+file that changed since its download fails the read-back). Without one a
+put hashes what it sends.
 
 A put given an L{IUploadJournal} records in it each step of its upload that
 the server confirmed (an S3 multipart upload: its id, then each part), and a
@@ -38,7 +46,7 @@ import hashlib
 from collections.abc import Callable
 from datetime import datetime
 
-from attrs import frozen
+from attrs import field, frozen
 from twisted.internet.defer import Deferred
 from twisted.python.filepath import FilePath
 from zope.interface import Attribute, Interface
@@ -60,13 +68,31 @@ class PendingUpload:
     @ivar temporaryName: where its bytes are now, in the same folder.
     @ivar size: the bytes sent.
     @ivar sha256: the lowercase hex SHA-256 of the bytes sent, computed while
-        sending them.
+        sending them, or the one of the L{KnownDigest} handed to the put
+        (then only the read-back proves that the copy has it).
     """
 
     name: str
     temporaryName: str
     size: int
     sha256: str
+
+
+def _lowercase(hexDigest: str) -> str:
+    return hexDigest.lower()
+
+
+@frozen
+class KnownDigest:
+    """
+    The size and SHA-256 a local file is known to have: the artifact's, from
+    the server's manifest, which its download checked. A put handed one does
+    not hash the source again (L{DigestCounter} only counts); its
+    L{PendingUpload} carries this SHA-256 for the read-back to check.
+    """
+
+    size: int
+    sha256: str = field(converter=_lowercase)
 
 
 @frozen
@@ -174,10 +200,13 @@ class IDestination(Interface):
         """
 
     def put(source: FilePath, name: str, progress: Progress | None = None,
-            journal: IUploadJournal | None = None) -> Deferred[PendingUpload]:
+            journal: IUploadJournal | None = None,
+            known: KnownDigest | None = None) -> Deferred[PendingUpload]:
         """
         Stream C{source} (read only, never changed) to a new temporary name in
-        the folder of C{name}; nothing is put under C{name} itself. On
+        the folder of C{name}; nothing is put under C{name} itself. The
+        upload's SHA-256 is that of the bytes sent, or C{known}'s without
+        hashing them (its size is always the bytes sent). On
         failure or cancellation the temporary file is removed where the
         destination still allows it, except an upload recorded in
         C{journal}: that one is kept for a later put with the same journal
@@ -246,17 +275,25 @@ class IUploadJournal(Interface):
 
 
 class DigestCounter:
-    """A SHA-256 and a byte count fed by a stream."""
+    """
+    A SHA-256 and a byte count fed by a stream; given a L{KnownDigest}, only
+    the count (the SHA-256 is the known one): what a put feeds what it sends.
+    """
 
-    def __init__(self) -> None:
-        self._hash = hashlib.sha256()
+    def __init__(self, known: KnownDigest | None = None) -> None:
+        self._hash = hashlib.sha256() if known is None else None
+        self._known = known
         self.size = 0
 
     def update(self, data: bytes | memoryview) -> None:
-        self._hash.update(data)
+        if self._hash is not None:
+            self._hash.update(data)
         self.size += len(data)
 
     def hexdigest(self) -> str:
+        if self._hash is None:
+            assert self._known is not None
+            return self._known.sha256
         return self._hash.hexdigest()
 
     def readBack(self, method: str = STREAMED) -> ReadBack:

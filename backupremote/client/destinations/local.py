@@ -11,8 +11,9 @@ missing mount point would otherwise fill the disk below it.
 The disk work runs in the reactor's thread pool. A put copies inside the
 kernel where it can (C{copy_file_range}, then C{sendfile} between file
 systems, then a read/write loop, as C{cp} does) while a second pool job
-computes the SHA-256 of the source; the read-back then proves that the copy
-holds the bytes of that SHA-256. Cancelling an upload stops both jobs
+computes the SHA-256 of the source, unless the put was handed it (a
+L{KnownDigest}: then the copy is the only job); the read-back then proves
+that the copy holds the bytes of that SHA-256. Cancelling an upload stops both jobs
 between blocks and removes the temporary file.
 """
 
@@ -37,6 +38,7 @@ from backupremote.client.destinations.interface import (
     DigestCounter,
     IDestination,
     IUploadJournal,
+    KnownDigest,
     PendingUpload,
     Progress,
     ReadBack,
@@ -217,7 +219,8 @@ class LocalFolderDestination:
 
     def put(self, source: FilePath, name: str,
             progress: Progress | None = None,
-            journal: IUploadJournal | None = None) -> Deferred[PendingUpload]:
+            journal: IUploadJournal | None = None,
+            known: KnownDigest | None = None) -> Deferred[PendingUpload]:
         try:
             temporary = temporaryName(name)
         except BackupRemoteError:
@@ -227,7 +230,7 @@ class LocalFolderDestination:
             report = progress
             reports = lambda sent: self._reactor.callFromThread(report, sent)  # noqa: E731
         return stoppable(lambda stop: self._tracked(
-            self._putBoth(stop, source, name, temporary, reports)))
+            self._putBoth(stop, source, name, temporary, reports, known)))
 
     async def _tracked(self, work: Coroutine[Any, Any, T]) -> T:
         """Run C{work}, which L{close} waits for even after a cancellation."""
@@ -240,12 +243,14 @@ class LocalFolderDestination:
             finished.callback(None)
 
     async def _putBoth(self, stop: threading.Event, source: FilePath[str], name: str,
-                       temporary: str, progress: Callable[[int], None] | None) -> PendingUpload:
+                       temporary: str, progress: Callable[[int], None] | None,
+                       known: KnownDigest | None) -> PendingUpload:
         """
-        The copy and the source's SHA-256, each in a pool job of its own
-        (neither waits for the other, so a busy pool cannot deadlock them);
-        both always run to their end (or C{stop}) before this returns, and
-        a temporary file the copy left is removed unless the upload stands.
+        The copy and the source's SHA-256 (unless C{known}), each in a pool
+        job of its own (neither waits for the other, so a busy pool cannot
+        deadlock them); both always run to their end (or C{stop}) before
+        this returns, and a temporary file the copy left is removed unless
+        the upload stands.
         """
         failed: list[BaseException] = []
 
@@ -256,10 +261,17 @@ class LocalFolderDestination:
 
         copying = inPoolStoppable(self._reactor, stop, self._put, source, name, temporary,
                                   progress).addErrback(stopOthers)
-        hashing = inPoolStoppable(self._reactor, stop, self._hashSource,
-                                  source).addErrback(stopOthers)
-        outcomes = await DeferredList([copying, hashing], consumeErrors=True)
-        (copied, size), (_, counter) = outcomes
+        jobs = [copying]
+        if known is None:
+            jobs.append(inPoolStoppable(self._reactor, stop, self._hashSource,
+                                        source).addErrback(stopOthers))
+        outcomes = await DeferredList(jobs, consumeErrors=True)
+        copied, size = outcomes[0]
+        if known is None:
+            counter = outcomes[1][1]
+        else:
+            counter = DigestCounter(known)
+            counter.size = size if copied else 0
         if copied and (failed or stop.is_set() or counter.size != size):
             try:
                 await inPoolStoppable(self._reactor, threading.Event(), self._delete, temporary)

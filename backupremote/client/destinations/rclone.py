@@ -42,6 +42,7 @@ from backupremote.client.destinations.interface import (
     DigestCounter,
     IDestination,
     IUploadJournal,
+    KnownDigest,
     PendingUpload,
     Progress,
     ReadBack,
@@ -264,15 +265,16 @@ class RcloneDestination:
 
     def put(self, source: FilePath[str], name: str,
             progress: Progress | None = None,
-            journal: IUploadJournal | None = None) -> Deferred[PendingUpload]:
-        return Deferred.fromCoroutine(self._put(source, name, progress))
+            journal: IUploadJournal | None = None,
+            known: KnownDigest | None = None) -> Deferred[PendingUpload]:
+        return Deferred.fromCoroutine(self._put(source, name, progress, known))
 
     async def _put(self, source: FilePath[str], name: str,
-                   progress: Progress | None) -> PendingUpload:
+                   progress: Progress | None, known: KnownDigest | None) -> PendingUpload:
         checkName(name)
         size = source.getsize()  # OSError for a missing file, before anything runs
         temporary = temporaryName(name)
-        digest = DigestCounter()
+        digest = DigestCounter(known)
 
         def sent(block: bytes) -> None:
             digest.update(block)

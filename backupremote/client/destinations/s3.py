@@ -19,14 +19,17 @@ cancelled. The next put with that journal takes it up: C{ListParts}, the
 recorded parts the server still holds (same number, size and ETag) whose
 local bytes still hash the same are not sent again, the others are, then
 it completes as usual (the whole file's SHA-256 is computed anew from the
-local file, part after part). It starts over, saying so in the log, if the
+local file, part after part, unless the put was handed it as a
+L{KnownDigest}: each part's own SHA-256 and MD5 are computed all the same,
+for the request's signature and C{Content-MD5}). It starts over, saying so in the log, if the
 upload is gone (aborted, expired) or the local file's size or modification
 time changed since the upload began.
 
 The read-back streams the temporary object back into a SHA-256. Completing is
 a server-side copy to the final key (C{CopyObject}, or C{UploadPartCopy} parts
 past 5 GiB) guarded by C{x-amz-copy-source-if-match} on the verified
-object's ETag, with our SHA-256 in the object's metadata
+object's ETag, with our SHA-256 (the verified one: computed, or the known one the
+read-back matched) in the object's metadata
 (C{x-amz-meta-sha256}: an S3 ETag is not an MD5 for a multipart object),
 then the temporary key is deleted. The final key holds either its previous
 object or the verified one, never a partial or unverified one.
@@ -55,6 +58,7 @@ from backupremote.client.destinations.interface import (
     DigestCounter,
     IDestination,
     IUploadJournal,
+    KnownDigest,
     PendingUpload,
     Progress,
     ReadBack,
@@ -238,18 +242,19 @@ class S3Destination:
                                      hashlib.sha256(data).hexdigest())
 
     def put(self, source: FilePath, name: str, progress: Progress | None = None,
-            journal: IUploadJournal | None = None) -> Deferred[PendingUpload]:
-        return Deferred.fromCoroutine(self._put(source, name, progress, journal))
+            journal: IUploadJournal | None = None,
+            known: KnownDigest | None = None) -> Deferred[PendingUpload]:
+        return Deferred.fromCoroutine(self._put(source, name, progress, journal, known))
 
     async def _put(self, source: FilePath, name: str, progress: Progress | None,
-                   journal: IUploadJournal | None) -> PendingUpload:
+                   journal: IUploadJournal | None, known: KnownDigest | None) -> PendingUpload:
         checkName(name)
         path = source.path
         stat = os.stat(path)  # OSError for a missing file, before anything is sent
         size = stat.st_size
         recorded = journal.state if journal is not None else None
         await self._maybeAbortStale(() if recorded is None else (recorded.uploadId,))
-        whole = DigestCounter()
+        whole = DigestCounter(known)
         sent = _Progress(progress)
         if size > self.partSize:
             temporary = await self._multipart(name, path, size, stat.st_mtime_ns, whole, sent,

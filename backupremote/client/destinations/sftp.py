@@ -36,6 +36,7 @@ from backupremote.client.destinations.interface import (
     DigestCounter,
     IDestination,
     IUploadJournal,
+    KnownDigest,
     PendingUpload,
     Progress,
     ReadBack,
@@ -184,25 +185,26 @@ class SFTPDestination:
 
     def put(self, source: FilePath, name: str,
             progress: Progress | None = None,
-            journal: IUploadJournal | None = None) -> Deferred[PendingUpload]:
-        return Deferred.fromCoroutine(self._put(source, name, progress))
+            journal: IUploadJournal | None = None,
+            known: KnownDigest | None = None) -> Deferred[PendingUpload]:
+        return Deferred.fromCoroutine(self._put(source, name, progress, known))
 
-    async def _put(self, source: FilePath, name: str, progress: Progress | None
-                   ) -> PendingUpload:
+    async def _put(self, source: FilePath, name: str, progress: Progress | None,
+                   known: KnownDigest | None) -> PendingUpload:
         temporary = temporaryName(name)
         with openSource(source) as reading:
             return await self._run(f"writing {temporary}", self._upload, reading, name,
-                                   temporary, progress)
+                                   temporary, progress, known)
 
     async def _upload(self, client: SFTPClient, reading: Any, name: str, temporary: str,
-                      progress: Progress | None) -> PendingUpload:
+                      progress: Progress | None, known: KnownDigest | None) -> PendingUpload:
         await self._folderFor(client, name)
         path = self._path(temporary)
         handle = await client.openFile(
             path, filetransfer.FXF_WRITE | filetransfer.FXF_CREAT | filetransfer.FXF_EXCL,
             {"permissions": 0o600})
         try:
-            counter = await self._write(handle, reading, progress)
+            counter = await self._write(handle, reading, progress, known)
             if _FSYNC in client.extensions:
                 await client.extendedRequest(_FSYNC, handle.handle)  # (already an SSH string)
             await handle.close()
@@ -211,10 +213,10 @@ class SFTPDestination:
             raise
         return PendingUpload(name, temporary, counter.size, counter.hexdigest())
 
-    async def _write(self, handle: Any, reading: Any, progress: Progress | None
-                     ) -> DigestCounter:
+    async def _write(self, handle: Any, reading: Any, progress: Progress | None,
+                     known: KnownDigest | None) -> DigestCounter:
         """Send the file with up to C{window} writes in flight; raise the first failure."""
-        counter = DigestCounter()
+        counter = DigestCounter(known)
         window = DeferredSemaphore(self._window)
         inFlight: set[Deferred[Any]] = set()
         failures: list[Failure] = []

@@ -29,6 +29,7 @@ from backupremote.client.destinations.interface import (
     DigestCounter,
     IDestination,
     IUploadJournal,
+    KnownDigest,
     PendingUpload,
     Progress,
     ReadBack,
@@ -102,17 +103,19 @@ class WebDAVDestination:
 
     def put(self, source: FilePath, name: str,
             progress: Progress | None = None,
-            journal: IUploadJournal | None = None) -> Deferred[PendingUpload]:
-        return Deferred.fromCoroutine(self._put(source, name, progress))
+            journal: IUploadJournal | None = None,
+            known: KnownDigest | None = None) -> Deferred[PendingUpload]:
+        return Deferred.fromCoroutine(self._put(source, name, progress, known))
 
-    async def _put(self, source: FilePath, name: str, progress: Progress | None) -> PendingUpload:
+    async def _put(self, source: FilePath, name: str, progress: Progress | None,
+                   known: KnownDigest | None) -> PendingUpload:
         checkName(name)
         size = source.getsize()  # OSError for a missing file, before anything is sent
         temporary = temporaryName(name)
         folder, _ = splitName(name)
         if folder is not None:
             await self._makeFolder(folder)
-        digest = DigestCounter()
+        digest = DigestCounter(known)
 
         def sent(block: bytes) -> None:
             digest.update(block)

@@ -22,6 +22,7 @@ from backupremote.client.jobs.runner import now
 from backupremote.protocol.features import ALL_FEATURES
 from backupremote.protocol.transfers import FileEntry
 from backupremote.testing import MemoryClientStore, MemoryDestination
+from tests.fixtures import synchronously
 
 START = datetime(2026, 11, 3, 2, 0, tzinfo=timezone.utc)
 
@@ -48,8 +49,8 @@ class HeldDestination(MemoryDestination):
             entry[1].chainDeferred(entry[2])
 
     def put(self, source: FilePath, name: str, progress: Any = None,
-            journal: Any = None) -> Deferred[Any]:
-        result = super().put(source, name, progress, journal)
+            journal: Any = None, known: Any = None) -> Deferred[Any]:
+        result = super().put(source, name, progress, journal, known)
         if self.corruptNextPut:
             self.corruptNextPut = False
             result.addCallback(lambda upload: (self.corrupt(upload.temporaryName), upload)[1])
@@ -80,7 +81,7 @@ class QueueHarness:
         """A queue of a new process over the same store and destinations."""
         return DeliveryQueue(self.clock, DeliveryStore(self.store, now(self.clock)),
                              self.open, lambda server: self.license, self.policy,
-                             random=lambda: 0.5)
+                             random=lambda: 0.5, runInThread=synchronously)
 
     def destination(self, name: str, type: str = "local") -> NamedDestination:
         self.destinations[name] = HeldDestination(type, name, self.clock)

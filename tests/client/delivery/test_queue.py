@@ -20,6 +20,7 @@ from backupremote.client.delivery import (
     VERIFYING,
     DeliveryPolicy,
 )
+from backupremote.client.destinations import KnownDigest
 from backupremote.client.destinations.names import isTemporary
 from backupremote.protocol.errors import (
     CONFLICT,
@@ -28,6 +29,7 @@ from backupremote.protocol.errors import (
     DESTINATION_UNREACHABLE,
     DESTINATION_VERIFY_FAILED,
     LICENSE_FEATURE_MISSING,
+    VERIFICATION_FAILED,
     BackupRemoteError,
 )
 from tests.client.delivery.helpers import START, QueueHarness
@@ -256,6 +258,37 @@ class DeliveryQueueTests(SynchronousTestCase):
         item = self.items()["nas"]
         self.assertEqual(item.state, DELIVERED)
         self.assertEqual(list(twin.files), [item.name])
+
+    def test_putIsHandedTheArtifactsDigest(self) -> None:
+        """
+        The put is handed the artifact's size and SHA-256 (the manifest's,
+        checked at the download), so the destination does not hash the
+        local file again.
+        """
+        nas = self.h.destination("nas")
+        job = self.enqueue("run1", nas)
+        self.assertEqual(self.h.destinations["nas"].known,
+                         [KnownDigest(job.artifact.sizeBytes, job.artifact.sha256)])
+        self.assertEqual(self.items()["nas"].state, DELIVERED)
+
+    def test_localFileChangedSameSizeFailsAtReadBack(self) -> None:
+        """
+        A local file changed after its download but of the same size: the
+        put (trusting the known SHA-256) sends it, the read-back differs,
+        and the local file, hashed then, is what changed: the item fails
+        for good (not retried, the destination's breaker untouched) and
+        nothing is left at the destination.
+        """
+        nas = self.h.destination("nas")
+        twin = self.h.destinations["nas"]
+        job, path = self.h.artifact("run1")
+        path.setContent(b"\0" * job.artifact.sizeBytes)
+        self.successResultOf(self.h.queue.enqueue(job, path, [nas]))
+        item = self.items()["nas"]
+        self.assertEqual((item.state, item.errorCode), (FAILED, VERIFICATION_FAILED))
+        self.assertIn("changed after its download", item.reason)
+        self.assertEqual((twin.files, twin.calls["put"], twin.calls["readBack"]), ({}, 1, 1))
+        self.assertFalse(self.h.queue.breakers.isOpen(nas.id))
 
     def test_destinationRemovedFails(self) -> None:
         nas = self.h.destination("nas")

@@ -38,6 +38,7 @@ from zope.interface.verify import verifyObject
 
 from backupremote.client.destinations import (
     IDestination,
+    KnownDigest,
     PendingUpload,
     RemoteFile,
     UploadedPart,
@@ -294,12 +295,55 @@ def makeDestinationTests(fixture: Fixture) -> type[TestCase]:
             self.assertEqual(await self.serverNames(), set())
             self.assertEqual(source.getContent(), before)
 
-        async def test_unexpectedLocalFile(self) -> None:
-            """A local file that is not the expected artifact is never completed."""
+        # A put handed the artifact's size and SHA-256 (KnownDigest)
+
+        async def test_putKnown(self) -> None:
+            """
+            A put handed a known digest carries it (and the bytes it sent)
+            in its upload, and the copy has those bytes: the read-back and
+            putVerified check the copy against it.
+            """
+            source = self.localFile(LARGE_SIZE, b"known")
+            data = source.getContent()
+            known = KnownDigest(len(data), hashlib.sha256(data).hexdigest().upper())
+            upload = await self.destination.put(source, "k.bin", known=known)
+            self.assertEqual((upload.size, upload.sha256), (known.size, known.sha256.lower()))
+            found = await self.destination.readBack(upload.temporaryName)
+            self.assertEqual((found.size, found.sha256), (upload.size, upload.sha256))
+            await self.destination.delete(upload.temporaryName)
+            stored = await putVerified(self.destination, source, "2026-02-02/k.bin", known)
+            self.assertEqual((stored.size, stored.sha256), (known.size, known.sha256.lower()))
+            self.assertEqual(await self.serverNames(), {"2026-02-02/k.bin"})
+
+        async def test_putKnownWrongHash(self) -> None:
+            """
+            A known SHA-256 the local bytes do not have fails verification
+            (at the read-back, the put not hashing them) and leaves no file
+            under the final name, nor the temporary one; the local file is
+            untouched.
+            """
+            source = self.localFile(LARGE_SIZE, b"not the artifact")
+            before = source.getContent()
+            upload = await self.destination.put(
+                source, "w.bin", known=KnownDigest(LARGE_SIZE, "0" * 64))
+            self.assertEqual(upload.sha256, "0" * 64)
+            await self.destination.delete(upload.temporaryName)
+            error = await self.assertFails(
+                DESTINATION_VERIFY_FAILED,
+                putVerified(self.destination, source, "2026-02-02/wrong.bin",
+                            KnownDigest(LARGE_SIZE, "0" * 64)))
+            self.assertIn("0" * 64, str(error))
+            self.assertEqual(await self.serverNames(), set())
+            self.assertEqual(await self.listing(), {})
+            self.assertEqual(source.getContent(), before)
+
+        async def test_putKnownWrongSize(self) -> None:
+            """A local file of another size than the known one is never completed."""
             source = self.localFile(1000)
             await self.assertFails(
                 VERIFICATION_FAILED,
-                putVerified(self.destination, source, "wrong.bin", 1000, "0" * 64))
+                putVerified(self.destination, source, "wrong.bin",
+                            KnownDigest(1001, hashlib.sha256(source.getContent()).hexdigest())))
             self.assertEqual(await self.serverNames(), set())
 
         async def test_missingLocalFile(self) -> None:
