@@ -341,6 +341,8 @@ class ErrorContractTests(SynchronousTestCase):
              b"requestId": b"bad id\n{injected}"}
         )
         self.assertRegex(answer[b"requestId"].decode(), r"^[0-9a-f-]{36}$")
+        made = {self.loopback.call(Explode, count=1)["requestId"] for _ in range(20)}
+        self.assertEqual(len(made), 20, "every made id is new")
 
     def test_descriptionIsJSON(self) -> None:
         answer = self.loopback.sendBox({b"_command": b"nope", b"_ask": b"4", b"requestId": b"z"})

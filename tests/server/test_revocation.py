@@ -18,6 +18,7 @@ from backupremote.protocol.versions import CURRENT_API_VERSION
 from backupremote.server.admin.clients import ClientRegistry
 from backupremote.server.edge.revocation import SWEEP_INTERVAL, RevocationSweep
 from backupremote.server.state.secrethash import hashSecret
+from backupremote.server.state.store import ServerStore
 from tests.fixtures import CLIENT_ID, SECRET, Loopback, ServerHarness
 
 OTHER = "bob"
@@ -76,6 +77,38 @@ class RevocationTests(SynchronousTestCase):
         self.assertNotIn(alice.server, self.harness.core.connections)
         self.assertEqual(bob.call(ListDatabaseConfigs)["page"].items, [])
         self.assertEqual(self.revoked(), 1)
+
+    def cliRegistry(self) -> ClientRegistry:
+        """The registry as the CLI opens it: its own connection to the same database."""
+        store = ServerStore.inDataDir(self.harness.config.dataDir)
+        self.addCleanup(store.close)
+        return ClientRegistry(store)
+
+    def test_otherConnectionsRevocationRefusesTheVeryNextCommand(self) -> None:
+        """
+        A disable, a new secret or a removal committed by another connection
+        (the CLI's process) refuses the session's very next command, however
+        many commands it answered before from what it keeps of the store.
+        """
+        for revoke in (lambda cli: cli.setEnabled(CLIENT_ID, False),
+                       lambda cli: cli.resetSecret(CLIENT_ID),
+                       lambda cli: cli.remove(CLIENT_ID)):
+            # alice registered afresh with her secret, by the daemon's own connection
+            self.harness.store.connection.execute(
+                "DELETE FROM clients WHERE clientId = ?", (CLIENT_ID,))
+            self.harness.store.addClient(CLIENT_ID, hashSecret(SECRET))
+            cli = self.cliRegistry()
+            alice = self.session()
+            bob = self.session(OTHER, OTHER_SECRET)
+            for _ in range(3):
+                alice.call(Ping)
+                bob.call(Ping)
+            revoke(cli)
+            error = alice.error(Ping)
+            self.assertEqual(error.code, AUTH_FAILED)
+            self.assertIn("disabled or removed, or its secret was reset", error.message)
+            self.assertTrue(alice.closed)
+            self.assertEqual(bob.call(ListDatabaseConfigs)["page"].items, [])
 
     def test_pingChecksToo(self) -> None:
         alice = self.session()

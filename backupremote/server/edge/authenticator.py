@@ -22,6 +22,7 @@ from backupremote.protocol.errors import (
 )
 from backupremote.protocol.features import REMOTE_CONTROL
 from backupremote.server.edge.throttle import PeerThrottle
+from backupremote.server.state.changes import StampedCache
 from backupremote.server.state.metrics import Metrics
 from backupremote.server.state.secrethash import verifySecret
 from backupremote.server.state.store import ServerStore
@@ -47,6 +48,8 @@ class Authenticator:
         self._throttle = throttle
         self._metrics = metrics
         self._runInThread = runInThread
+        #: the stored hashes of authenticated sessions' clients, while the store is unchanged
+        self._sessionHashes: StampedCache[str | None] = StampedCache(store.changes)
 
     @property
     def verifier(self) -> LicenseVerifier:
@@ -99,9 +102,12 @@ class Authenticator:
     def stillValid(self, clientId: str, stamp: str | None) -> bool:
         """
         Whether a session that authenticated with C{stamp} may go on: the
-        client is still registered and enabled, with the same secret.
+        client is still registered and enabled, with the same secret. Asked
+        before every command of a session, so the hash is read again only
+        when the store changed (L{StampedCache}): a revocation still takes
+        effect at the very next command.
         """
-        current = self._store.secretHashOf(clientId)
+        current = self._sessionHashes.get(clientId, lambda: self._store.secretHashOf(clientId))
         return (current is not None and stamp is not None
                 and hmac.compare_digest(current, stamp))
 

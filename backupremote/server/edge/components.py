@@ -21,6 +21,7 @@ from backupremote.server.databases.service import DatabaseConfigs
 from backupremote.server.edge.admission import PreAuthAdmission
 from backupremote.server.edge.authenticator import Authenticator
 from backupremote.server.edge.refusals import PreAuthRefusals
+from backupremote.server.edge.requestlog import RequestIds
 from backupremote.server.machinery.toolfinder import ToolFinder
 from backupremote.server.responders.session import ServerOffers
 from backupremote.server.runs.manager import RunManager
@@ -55,6 +56,8 @@ class ServerComponents:
     refusals: PreAuthRefusals = field(default=None)
     #: The largest box an authenticated client may send (the widest command, with margin).
     boxLimit: BoxLimit = field(factory=lambda: BoxLimit.forCommands(list(COMMANDS.values())))
+    #: Ids for the requests that come without one.
+    requestIds: RequestIds = field(factory=RequestIds)
 
     def __attrs_post_init__(self) -> None:
         if self.refusals is None:

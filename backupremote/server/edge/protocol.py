@@ -19,7 +19,6 @@ L{PreAuthRefusals} instead of a log line each.
 from __future__ import annotations
 
 import re
-import uuid
 from inspect import isawaitable
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
@@ -206,9 +205,8 @@ class ServerProtocol(BoundedBoxes, amp.AMP):
     def _log(self, requestId: str) -> RequestLog:
         return RequestLog(requestId, self.session.clientId, self.session.peer)
 
-    @staticmethod
-    def _newRequestId() -> str:
-        return str(uuid.uuid4())
+    def _newRequestId(self) -> str:
+        return self.core.requestIds.next()
 
     def _requestIdOf(self, box: amp.AmpBox) -> str:
         given = box.get(REQUEST_ID, b"").decode("utf-8", "replace")

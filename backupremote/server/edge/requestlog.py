@@ -7,9 +7,11 @@ also part of the text, so the human-readable log is just as traceable.
 
 from __future__ import annotations
 
-from typing import Any
+import itertools
+import uuid
+from typing import Any, Iterator
 
-from attrs import frozen
+from attrs import define, field, frozen
 from twisted.logger import Logger, LogLevel
 from twisted.python.failure import Failure
 
@@ -39,3 +41,18 @@ class RequestLog:
 
     def failure(self, format: str, failure: Failure, **fields: Any) -> None:
         self._emit(LogLevel.critical, format, log_failure=failure, **fields)
+
+
+@define
+class RequestIds:
+    """
+    Ids for the requests that come without one: UUID-shaped, a random
+    prefix for the server's life and a counter (a C{uuid4} for each request
+    took 2% of the reactor's time with 200 clients asking).
+    """
+
+    prefix: str = field(factory=lambda: str(uuid.uuid4())[:24])
+    _counter: Iterator[int] = field(factory=itertools.count, init=False, repr=False)
+
+    def next(self) -> str:
+        return f"{self.prefix}{next(self._counter) & 0xFFFFFFFFFFFF:012x}"

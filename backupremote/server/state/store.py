@@ -13,6 +13,7 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.python.filepath import FilePath
 
 from backupremote.private import makePrivateFolder, privateFile
+from backupremote.server.state.changes import StoreChanges
 from backupremote.server.state.durability import RunInThread, WalFlush
 
 #: Each entry moves the schema from version ``index`` to ``index + 1``.
@@ -128,6 +129,8 @@ class ServerStore:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA foreign_keys=ON")
         self._migrate()
+        #: what caches of this database's reads are stamped with
+        self.changes = StoreChanges(self._db)
 
     @classmethod
     def inDataDir(cls, dataDir: FilePath, clock: IReactorTime | None = None) -> ServerStore:
