@@ -16,6 +16,7 @@ from datetime import datetime, timezone
 from typing import Any, get_args, get_origin
 
 import cattrs
+from attrs import field, frozen
 from twisted.protocols import amp
 
 
@@ -102,6 +103,18 @@ class InvalidValue(ValueError):
         return fields
 
 
+@frozen
+class Encoded:
+    """
+    A value already encoded by L{Structured.encoded}: an answer sent many
+    times unchanged (a client's configurations, a finished run) is encoded
+    once, not at every request.
+    """
+
+    value: Any
+    data: bytes = field(repr=False)
+
+
 class Structured(amp.Argument):
     """
     An AMP argument holding one attrs value of C{valueType} as JSON.
@@ -115,7 +128,13 @@ class Structured(amp.Argument):
         self.valueType = valueType
         self._converter = answerConverter if answer else converter
 
+    def encoded(self, value: Any) -> Encoded:
+        """C{value} encoded now, to be sent as this argument any number of times."""
+        return Encoded(value, self.toString(value))
+
     def toString(self, inObject: Any) -> bytes:
+        if type(inObject) is Encoded:
+            return inObject.data
         encoded = json.dumps(
             self._converter.unstructure(inObject, self.valueType),
             separators=(",", ":"),

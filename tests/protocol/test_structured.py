@@ -11,7 +11,7 @@ from twisted.protocols import amp
 from twisted.trial.unittest import SynchronousTestCase
 
 from backupremote.protocol.models import Capabilities, ChunkLimits, ServerOffer
-from backupremote.protocol.structured import InvalidValue, Structured, ValueTooLarge
+from backupremote.protocol.structured import Encoded, InvalidValue, Structured, ValueTooLarge
 
 
 @frozen
@@ -55,6 +55,23 @@ class StructuredTests(SynchronousTestCase):
     def test_notJSON(self) -> None:
         with self.assertRaises(InvalidValue):
             Structured(Sample).fromString(b"\xff{")
+
+    def test_encodedOnceSentAsIs(self) -> None:
+        """An L{Encoded} value travels as the bytes it was encoded to, even as a box value."""
+        argument = Structured(Sample, answer=True)
+        value = Sample(**GOOD)
+        encoded = argument.encoded(value)
+        self.assertIsInstance(encoded, Encoded)
+        self.assertEqual(encoded.value, value)
+        self.assertEqual(encoded.data, argument.toString(value))
+        self.assertIs(argument.toString(encoded), encoded.data)
+        box: dict[bytes, bytes] = {}
+        argument.toBox(b"sample", box, {"sample": encoded}, None)
+        self.assertEqual(argument.fromString(box[b"sample"]), value)
+
+    def test_encodedTooLarge(self) -> None:
+        with self.assertRaises(ValueTooLarge):
+            Structured(Sample).encoded(Sample("x" * amp.MAX_VALUE_LENGTH, 1, 1.0, True, []))
 
     def test_tooLarge(self) -> None:
         with self.assertRaises(ValueTooLarge):

@@ -27,6 +27,7 @@ from backupremote.server.responders.session import ServerOffers
 from backupremote.server.runs.manager import RunManager
 from backupremote.server.runs.scripts import PostScripts
 from backupremote.server.staging.artifacts import StagedArtifacts
+from backupremote.server.state.changes import StampedCache
 from backupremote.server.state.metrics import Metrics
 from backupremote.server.state.store import ServerStore
 from backupremote.server.transfers.registry import TransferRegistry
@@ -58,8 +59,12 @@ class ServerComponents:
     boxLimit: BoxLimit = field(factory=lambda: BoxLimit.forCommands(list(COMMANDS.values())))
     #: Ids for the requests that come without one.
     requestIds: RequestIds = field(factory=RequestIds)
+    #: Answers sent many times unchanged, encoded once, kept while the store is unchanged.
+    answers: StampedCache[Any] = field(default=None)
 
     def __attrs_post_init__(self) -> None:
+        if self.answers is None:
+            self.answers = StampedCache(self.store.changes)
         if self.refusals is None:
             self.refusals = PreAuthRefusals(self.clock)
         if self.admission is None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 from twisted.protocols.amp import CommandLocator
 
@@ -17,9 +17,14 @@ from backupremote.protocol.databases import (
     ValidateServerBackupPrerequisites,
 )
 from backupremote.protocol.options import BackupOptions
+from backupremote.protocol.structured import Structured
 from backupremote.server.databases.service import DatabaseConfigs
 from backupremote.server.edge.session import RequestContext
+from backupremote.server.state.changes import StampedCache
 from backupremote.server.state.store import ServerStore
+
+#: How a page of configurations travels, to encode it once per change.
+_PAGE = cast(Structured, dict(ListDatabaseConfigs.response)[b"page"])
 
 
 class DatabaseResponders(CommandLocator):
@@ -28,9 +33,11 @@ class DatabaseResponders(CommandLocator):
     own (an admin: all of them; see L{backupremote.server.state.ownership}).
     """
 
-    def __init__(self, databases: DatabaseConfigs, audit: ServerStore) -> None:
+    def __init__(self, databases: DatabaseConfigs, audit: ServerStore,
+                 answers: StampedCache[Any]) -> None:
         self.databases = databases
         self._audit = audit
+        self._answers = answers
 
     @CreateDatabaseConfig.responder
     def create(self, request: RequestContext, config: DatabaseConfigInput) -> dict[str, Any]:
@@ -62,7 +69,12 @@ class DatabaseResponders(CommandLocator):
     @ListDatabaseConfigs.responder
     def list(self, request: RequestContext, offset: int | None, limit: int | None
              ) -> dict[str, Any]:
-        return {"page": self.databases.page(request.session.clientId, offset, limit)}
+        clientId = request.session.clientId
+        assert clientId is not None  # the gate lets only sessions that authenticated here
+        # read and encoded once per change of the store, whoever asks how often
+        return {"page": self._answers.get(
+            (ListDatabaseConfigs.commandName, clientId, offset, limit),
+            lambda: _PAGE.encoded(self.databases.page(clientId, offset, limit)))}
 
     @GetDatabaseConfigById.responder
     def get(self, request: RequestContext, id: str) -> dict[str, Any]:

@@ -29,11 +29,11 @@ def sessionResponders(core: ServerComponents, connection: ServerProtocol) -> Com
 
 
 def databaseResponders(core: ServerComponents, connection: ServerProtocol) -> CommandLocator:
-    return DatabaseResponders(core.databases, core.store)
+    return DatabaseResponders(core.databases, core.store, core.answers)
 
 
 def runResponders(core: ServerComponents, connection: ServerProtocol) -> CommandLocator:
-    return RunResponders(core.runs, connection)
+    return RunResponders(core.runs, connection, core.answers)
 
 
 def transferResponders(core: ServerComponents, connection: ServerProtocol) -> CommandLocator:

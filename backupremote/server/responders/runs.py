@@ -2,22 +2,28 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 from twisted.protocols.amp import CommandLocator
 
 from backupremote.protocol.options import BackupOptions
 from backupremote.protocol.runs import CancelBackup, ExecuteBackup, GetExecutionStatus, SubscribeRun
+from backupremote.protocol.structured import Structured
 from backupremote.server.edge.session import RequestContext
 from backupremote.server.runs.manager import RunManager
+from backupremote.server.state.changes import StampedCache
+
+#: How a run's status travels, to encode a finished run's once per change.
+_STATUS = cast(Structured, dict(GetExecutionStatus.response)[b"status"])
 
 
 class RunResponders(CommandLocator):
     """Runs start only here, on a client's command."""
 
-    def __init__(self, runs: RunManager, connection: Any) -> None:
+    def __init__(self, runs: RunManager, connection: Any, answers: StampedCache[Any]) -> None:
         self.runs = runs
         self.connection = connection
+        self._answers = answers
 
     @ExecuteBackup.responder
     async def execute(self, request: RequestContext, runId: str, databaseConfigId: str,
@@ -35,7 +41,14 @@ class RunResponders(CommandLocator):
 
     @GetExecutionStatus.responder
     def status(self, request: RequestContext, runId: str) -> dict[str, Any]:
-        return {"status": self.runs.status(request.session.clientId, runId)}
+        clientId = request.session.clientId
+        assert clientId is not None  # the gate lets only sessions that authenticated here
+        if self.runs.isActive(runId):
+            return {"status": self.runs.status(clientId, runId)}
+        # a run not in the queue changes only with a write to the store
+        return {"status": self._answers.get(
+            (GetExecutionStatus.commandName, clientId, runId),
+            lambda: _STATUS.encoded(self.runs.status(clientId, runId)))}
 
     @SubscribeRun.responder
     def subscribe(self, request: RequestContext, runId: str, afterSeq: int | None

@@ -66,6 +66,10 @@ class RunManager:
         return await self._admission.execute(clientId, requestId, runId, configId, options,
                                              scheduleId, connection)
 
+    def isActive(self, runId: str) -> bool:
+        """Whether C{runId} is queued or running (its status changes without a write)."""
+        return runId in self.queue.active
+
     def status(self, clientId: str, runId: str) -> RunStatus:
         """
         The run C{runId} if C{clientId} may see it (it is its own, or it is
