@@ -18,6 +18,7 @@ from typing import Any
 from twisted.internet.interfaces import IReactorProcess
 
 from backupremote.childprocess import Child, groupLeaderArgv
+from backupremote.server.machinery.timeslice import defaultSliceFor
 
 #: How much nicer than the server the dump and the compressor run. They can
 #: take every core (zstd -T0 beside pg_dump) while the server's reactor,
@@ -50,6 +51,9 @@ class Children:
         command = groupLeaderArgv(argv, PIPELINE_NICENESS)
         self._reactor.spawnProcess(child, command[0], command, env=dict(env),
                                    childFDs=dict(childFDs))
+        if child.pid is not None:
+            # not the reactor's short CPU time slice: it would wake-preempt the reactor
+            defaultSliceFor(child.pid)
         self.all.append(child)
         if self._spawned is not None and child.pid is not None:
             self._spawned(role, child.pid)
