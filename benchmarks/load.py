@@ -84,6 +84,10 @@ def parseArguments(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--scale", type=int, default=60, help="pgbench scale (default 60)")
     parser.add_argument("--idle", type=float, default=10.0,
                         help="seconds of the idle phase (default 10)")
+    parser.add_argument("--slow-ms", type=float, default=0.0,
+                        help="also print when, in each phase, the answers slower than this "
+                             "came (requests sent in each quarter second): one stall of the "
+                             "server, or many")
     parser.add_argument("--max-seconds", type=float, default=1800.0,
                         help="the load processes stop after this many seconds at most")
     # a load process (started by the benchmark itself)
@@ -372,6 +376,15 @@ async def main(workspace: Workspace, arguments: argparse.Namespace) -> int:
               f"{1000 * percentile(inPhase, 0.50):>7.1f} {1000 * p99:>7.1f} "
               f"{1000 * max(inPhase):>7.1f} {len(failed):>7} {cpu / (end - begin):>10.0%}  "
               + (f"{slowdown:.2f}x alone" if slowdown else "-"))
+        if arguments.slow_ms:
+            quarters: dict[int, int] = {}
+            for at, lat in zip(starts, latencies):
+                if begin <= at < end and lat * 1000 > arguments.slow_ms:
+                    quarter = int((at - begin) * 4)
+                    quarters[quarter] = quarters.get(quarter, 0) + 1
+            print(f"{'':>9} slower than {arguments.slow_ms:g} ms, sent at (s into the phase: "
+                  "count): " + (", ".join(f"{q / 4:.2f}: {n}" for q, n in sorted(quarters.items()))
+                                or "none"))
     codes: dict[str, int] = {}
     for _, code in errors:
         codes[code] = codes.get(code, 0) + 1
