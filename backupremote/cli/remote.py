@@ -39,8 +39,7 @@ def withClient(command: RemoteCommand) -> Callable[..., Awaitable[int]]:
     async def run(reactor: ITransferReactor, args: argparse.Namespace, output: Output) -> int:
         config = commandConfig(args)
         config = config.forServer(config.pickServer(getattr(args, "server", None)))
-        client = BackupRemoteClient.fromConfig(reactor, config)
-        client.connection.service.startService()  # this one-shot command owns the connection
+        client = BackupRemoteClient.forOneCommand(reactor, config)
         try:
             return await command(client, args, output)
         finally:

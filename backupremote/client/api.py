@@ -20,6 +20,7 @@ from twisted.internet.defer import Deferred
 from backupremote.client.config import ClientConfig
 from backupremote.client.connection import ConnectionManager, Credentials, IServerConnection
 from backupremote.client.connection.followers import EventHandler
+from backupremote.client.connection.oneshot import OneShotConnection
 from backupremote.client.download import ProgressHandler, downloadRun
 from backupremote.protocol.databases import (
     ConnectionTestResult,
@@ -79,6 +80,17 @@ class BackupRemoteClient:
         """
         credentials = Credentials(config.clientId, config.readSecret(), config.readLicense())
         return cls(ConnectionManager(reactor, config, credentials))
+
+    @classmethod
+    def forOneCommand(cls, reactor: ITransferReactor, config: ClientConfig
+                      ) -> BackupRemoteClient:
+        """
+        A client of the server C{config} names for one short command: it
+        connects at its first call (no reconnecting service to start) and
+        L{close} ends it (L{backupremote.client.connection.oneshot}).
+        """
+        credentials = Credentials(config.clientId, config.readSecret(), config.readLicense())
+        return cls(OneShotConnection(reactor, config, credentials))
 
     def _ask(self, command: Any, key: str, **arguments: Any) -> Deferred[Any]:
         """Send C{command}; fire with the answer's C{key}."""

@@ -34,7 +34,8 @@ from backupremote.client.config import ServerEntry
 from backupremote.client.destinations.registry import DestinationRegistry
 from backupremote.client.destinations.stored import StoredDestination
 from backupremote.client.expiry import describeExpiry, expiryOf
-from backupremote.client.notify.license import LICENSE_DAYS, warningTier
+from backupremote.client.notify.defaults import LICENSE_DAYS
+from backupremote.client.notify.license import warningTier
 from backupremote.protocol.databases import DatabaseConfig
 from backupremote.protocol.errors import (
     CLOCK_SKEW,

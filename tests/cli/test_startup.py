@@ -45,6 +45,10 @@ NOT_FOR_A_REMOTE_COMMAND = (
     "backupremote.client.web",
     "backupremote.client.notify.smtp",
     "backupremote.client.notify.webhook",
+    "backupremote.client.notify.events",
+    "backupremote.client.notify.notifier",
+    "backupremote.client.notify.license",
+    "backupremote.client.connection.watch",
     "backupremote.client.schedules",
     "backupremote.client.destinations",
     "backupremote.client.delivery.queue",
@@ -61,6 +65,7 @@ NOT_FOR_A_REMOTE_COMMAND = (
     "twisted.conch",
     "twisted.mail",
     "twisted.web",
+    "twisted.application",  # the daemon's reconnecting service; a command connects once
     "prometheus_client",
 )
 
@@ -121,13 +126,15 @@ class StartupImportsTests(SynchronousTestCase):
         client.toml's parser and the client's store it reads the last
         backups from) imports neither the server's modules nor the client
         daemon's (job runner, scheduler, destinations, delivery, the
-        notification channels, dashboard, metrics), nor their libraries.
+        notifier and its events, dashboard, metrics, the reconnecting
+        service), nor their libraries.
         """
         modules = modulesAfter(
             "from backupremote.cli.main import buildParser\n"
             "buildParser(whole=False).parse_args(['db', 'list'])\n"
             "import backupremote.client.api, backupremote.client.config\n"
             "import backupremote.client.jobs.store, backupremote.client.store\n"
+            "import backupremote.cli.remote, backupremote.client.connection.oneshot\n"
         )
         self.assertEqual(loaded(modules, NOT_FOR_A_REMOTE_COMMAND), [])
 

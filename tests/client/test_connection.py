@@ -1,8 +1,9 @@
 """
 The connection to a server: one contract, kept by the real
-L{ConnectionManager} (TLS to a server on 127.0.0.1) and by its in-memory
-twin L{backupremote.testing.LoopbackConnection} (iosim to the same
-server's core), both on the real reactor.
+L{ConnectionManager} (TLS to a server on 127.0.0.1, reconnecting), by the
+CLI's L{OneShotConnection} (the same TLS, connected when first used) and by
+their in-memory twin L{backupremote.testing.LoopbackConnection} (iosim to
+the same server's core), all on the real reactor.
 """
 
 from __future__ import annotations
@@ -10,13 +11,18 @@ from __future__ import annotations
 from typing import Any
 
 from twisted.internet import reactor
-from twisted.internet.task import deferLater
+from twisted.internet.defer import Deferred, fail, succeed
+from twisted.internet.error import ConnectionRefusedError, DNSLookupError
+from twisted.internet.task import Clock, deferLater
 from twisted.python.filepath import FilePath
 from twisted.trial.unittest import TestCase
 from zope.interface.verify import verifyObject
 
 from backupremote.client.api import BackupRemoteClient
-from backupremote.client.connection import ConnectionManager, IServerConnection
+from backupremote.client.connection import ConnectionManager, Credentials, IServerConnection
+from backupremote.client.connection.manager import retryDelay
+from backupremote.client.connection.oneshot import OneShotConnection
+from backupremote.client.config import ClientConfig, ServerAddress
 from backupremote.protocol import errors
 from backupremote.protocol.errors import BackupRemoteError
 from backupremote.protocol.runs import GetExecutionStatus
@@ -126,3 +132,99 @@ class ConnectionManagerTests(ServerConnectionContract, TestCase):
 class LoopbackConnectionTests(ServerConnectionContract, TestCase):
     def makeConnection(self, secret: str | None = None) -> Any:
         return self.running.loopback(reactor, secret)
+
+
+class OneShotConnectionTests(ServerConnectionContract, TestCase):
+    def makeConnection(self, secret: str | None = None) -> OneShotConnection:
+        server = self.running.server
+        config = server.clientConfig()
+        return OneShotConnection(
+            reactor, config, Credentials(config.clientId, secret or server.secret, server.token))
+
+    async def test_connectsWhenFirstUsedAndStopCloses(self) -> None:
+        """No service to start: the first call connects; stop closes the connection."""
+        connection = await self.connected()
+        self.assertFalse(hasattr(connection, "service"))
+        protocol = await connection.connection()
+        await connection.stop()
+        self.assertTrue(protocol.lost.called)
+        self.assertFalse(connection.running)
+
+    async def test_concurrentCallsShareOneConnection(self) -> None:
+        connection = await self.connected()
+        first, second = connection.connection(), connection.connection()
+        self.assertIs(await first, await second)
+
+
+class ScriptedEndpoint:
+    """Fails the first C{failures} connection attempts with C{error}, then connects."""
+
+    def __init__(self, failures: int, error: Exception) -> None:
+        self.failures = failures
+        self.error = error
+        self.attempts = 0
+        self.protocol: Any = None
+
+    def connect(self, factory: Any) -> Deferred[Any]:
+        self.attempts += 1
+        if self.attempts <= self.failures:
+            return fail(self.error)
+        self.protocol = factory.buildProtocol(None)
+        return succeed(self.protocol)
+
+
+class OneShotAttemptsTests(TestCase):
+    """How many times, and how far apart, a one-shot command tries to connect."""
+
+    def connection(self, failures: int, error: Exception | None = None,
+                   attempts: int = 3) -> tuple[OneShotConnection, ScriptedEndpoint, Clock]:
+        clock = Clock()
+        secret = FilePath(self.mktemp())
+        secret.setContent(b"s")
+        secret.chmod(0o600)
+        config = ClientConfig(clientId="c1", secretFile=secret, licenseFile=secret,
+                              server=ServerAddress("127.0.0.1", 7443),
+                              fingerprints=("AB:" * 31 + "AB",), connectAttempts=attempts)
+        connection = OneShotConnection(clock, config, Credentials("c1", "s", "t"))
+        endpoint = ScriptedEndpoint(failures, error or ConnectionRefusedError())
+        connection.endpoint = endpoint  # type: ignore[assignment]
+        return connection, endpoint, clock
+
+    def test_givesUpAfterConnectAttemptsWithTheAddress(self) -> None:
+        connection, endpoint, clock = self.connection(failures=5, attempts=3)
+        connecting = Deferred.fromCoroutine(connection._connect())
+        self.assertEqual(endpoint.attempts, 1)
+        clock.advance(retryDelay(1, lambda: 1.0))  # the longest first wait
+        self.assertEqual(endpoint.attempts, 2)
+        clock.advance(retryDelay(2, lambda: 1.0))
+        self.assertEqual(endpoint.attempts, 3)
+        error = self.failureResultOf(connecting, BackupRemoteError).value
+        self.assertEqual(error.code, errors.CONNECTION_FAILED)
+        self.assertIn("cannot connect to the server at 127.0.0.1:7443: connection refused",
+                      error.message)
+        clock.advance(120)
+        self.assertEqual(endpoint.attempts, 3)
+
+    def test_waitsAsTheReconnectingServiceDoes(self) -> None:
+        connection, endpoint, clock = self.connection(failures=1)
+        connecting = Deferred.fromCoroutine(connection._connect())
+        clock.advance(1.49)  # 1.5 s and some jitter, as backoffPolicy(maxDelay=60)
+        self.assertEqual(endpoint.attempts, 1)
+        clock.advance(1.01)
+        self.assertEqual(endpoint.attempts, 2)
+        self.assertIs(self.successResultOf(connecting), endpoint.protocol)
+        self.assertEqual(retryDelay(100, lambda: 0.0), 60.0)
+
+    def test_otherFailuresAreKept(self) -> None:
+        """A name that does not resolve is no ConnectError: raised as it is, as before."""
+        connection, endpoint, clock = self.connection(failures=1, error=DNSLookupError("x"),
+                                                      attempts=1)
+        self.failureResultOf(Deferred.fromCoroutine(connection._connect()), DNSLookupError)
+
+    def test_stopWhileWaitingEndsTheAttempts(self) -> None:
+        connection, endpoint, clock = self.connection(failures=5)
+        connecting = Deferred.fromCoroutine(connection._connect())
+        self.successResultOf(connection.stop())
+        self.failureResultOf(connecting)
+        clock.advance(120)
+        self.assertEqual(endpoint.attempts, 1)

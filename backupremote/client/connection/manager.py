@@ -6,17 +6,20 @@ connection authenticates before it is used, is kept alive, and follows
 again every followed run from the last event it saw; L{ServerConnection.call}
 sends a command with a fresh C{requestId} and turns every failure into a
 L{BackupRemoteError}: the server's registry code, or a client-side code for
-TLS and connection problems. L{ConnectionManager} adds the real transport:
-TLS through a reconnecting L{ClientService}, which it builds and never
-starts: its owner (the client daemon, or a CLI command for its one shot)
-starts and stops it, as L{ClientService.running} says.
+TLS and connection problems. L{TLSServerConnection} adds the real transport,
+TLS to the server a L{ClientConfig} names, in two ways:
+L{ConnectionManager} keeps it up through a reconnecting L{ClientService},
+which it builds and never starts: its owner (the client daemon, a
+benchmark) starts and stops it, as L{ClientService.running} says;
+L{backupremote.client.connection.oneshot.OneShotConnection} connects when
+first used and is closed by the CLI command that made it.
 """
 
 from __future__ import annotations
 
-from typing import Any
+import random
+from typing import TYPE_CHECKING, Any, Callable
 
-from twisted.application.internet import ClientService, backoffPolicy
 from twisted.internet.defer import CancelledError, Deferred, succeed
 from twisted.internet.endpoints import HostnameEndpoint, wrapClientTLS
 from twisted.internet.error import (
@@ -41,7 +44,6 @@ from backupremote.client.connection.followers import RunFollowers
 from backupremote.client.connection.interfaces import IServerConnection
 from backupremote.client.connection.protocol import ClientProtocol
 from backupremote.client.connection.receivers import TransferReceivers
-from backupremote.client.connection.watch import ServerWatch
 from backupremote.logcontext import newRequestId
 from backupremote.protocol.errors import (
     API_VERSION_UNSUPPORTED,
@@ -54,6 +56,10 @@ from backupremote.protocol.errors import (
 from backupremote.protocol.runs import SubscribeRun
 from backupremote.reactors import IConnectingReactor
 from backupremote.tls.client import clientCreator, describeTLSFailure
+
+if TYPE_CHECKING:
+    # the daemon's (it notifies): a one-shot command imports none of it
+    from backupremote.client.connection.watch import ServerWatch
 
 _log = Logger(namespace="backupremote.client")
 
@@ -253,11 +259,22 @@ class ServerConnection:
         return self._stopConnecting()
 
 
-class ConnectionManager(ServerConnection):
+def retryDelay(failures: int, jitter: Callable[[], float] = random.random) -> float:
     """
-    The connection to the server of a L{ClientConfig}: TLS, reconnecting
-    with backoff. L{service} is the L{ClientService} that keeps it up; it is
-    started by whoever owns this connection (see the module's docstring).
+    Seconds before the next connection attempt after C{failures} in a row:
+    Twisted's C{backoffPolicy(maxDelay=60)} (1.5 s, 2.25 s, ... 60 s, plus up
+    to 1 s of jitter), written out so a one-shot command needs no
+    C{twisted.application}.
+    """
+    return min(1.5 ** min(100, failures), 60.0) + jitter()
+
+
+class TLSServerConnection(ServerConnection):
+    """
+    The TLS connection to the server of a L{ClientConfig}: how it is
+    checked (a pinned fingerprint or a CA file), and an endpoint that says
+    at once when an attempt fails, and where the server was looked for.
+    Subclasses say when to connect (L{ServerConnection._connect}).
     """
 
     def __init__(
@@ -266,7 +283,6 @@ class ConnectionManager(ServerConnection):
         config: ClientConfig,
         credentials: Credentials,
         creator: Any = None,
-        retryPolicy: Any = None,
     ) -> None:
         creator = creator or clientCreator(
             config.serverName or config.server.host,
@@ -280,18 +296,10 @@ class ConnectionManager(ServerConnection):
         self.config = config
         self.address = f"{config.server.host}:{config.server.port}"
         self._failedInARow = 0
-        endpoint = AttemptsEndpoint(wrapClientTLS(
+        self.endpoint = AttemptsEndpoint(wrapClientTLS(
             creator, HostnameEndpoint(reactor, config.server.host, config.server.port)),
             self._attemptFailed)
-        self.service = ClientService(
-            endpoint, Factory.forProtocol(self.buildProtocol),
-            retryPolicy=retryPolicy or backoffPolicy(maxDelay=60),
-            clock=reactor,
-        )
-
-    @property
-    def running(self) -> bool:
-        return bool(self.service.running)
+        self.factory = Factory.forProtocol(self.buildProtocol)
 
     def _attemptFailed(self, error: BaseException) -> None:
         """Say at once that the server cannot be reached, and where it was looked for."""
@@ -307,13 +315,46 @@ class ConnectionManager(ServerConnection):
                   address=self.address, reason=describeConnectError(error),
                   failures=self._failedInARow, attempts=self.config.connectAttempts)
 
+    def _gaveUp(self, error: ConnectError) -> BackupRemoteError:
+        """The error of a call after C{connectAttempts} failed attempts."""
+        return BackupRemoteError(CONNECTION_FAILED, f"cannot connect to the server at "
+                                 f"{self.address}: {describeConnectError(error)}")
+
+
+class ConnectionManager(TLSServerConnection):
+    """
+    The connection to the server of a L{ClientConfig}: TLS, reconnecting
+    with backoff. L{service} is the L{ClientService} that keeps it up; it is
+    started by whoever owns this connection (see the module's docstring).
+    """
+
+    def __init__(
+        self,
+        reactor: IConnectingReactor,
+        config: ClientConfig,
+        credentials: Credentials,
+        creator: Any = None,
+        retryPolicy: Any = None,
+    ) -> None:
+        # imported here: twisted.application (~15 ms of imports) has no place
+        # in a one-shot command, which imports this module for the base class
+        from twisted.application.internet import ClientService
+
+        super().__init__(reactor, config, credentials, creator)
+        self.service = ClientService(
+            self.endpoint, self.factory, retryPolicy=retryPolicy or retryDelay, clock=reactor,
+        )
+
+    @property
+    def running(self) -> bool:
+        return bool(self.service.running)
+
     async def _connect(self) -> ClientProtocol:
         try:
             protocol = await self.service.whenConnected(
                 failAfterFailures=self.config.connectAttempts)
         except ConnectError as error:
-            raise BackupRemoteError(CONNECTION_FAILED, f"cannot connect to the server at "
-                                    f"{self.address}: {describeConnectError(error)}") from None
+            raise self._gaveUp(error) from None
         self._failedInARow = 0
         return protocol
 

@@ -31,9 +31,8 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from backupremote.client.notify.defaults import DEFAULT_KINDS, KINDS, LICENSE_DAYS
     from backupremote.client.notify.events import (
-        DEFAULT_KINDS,
-        KINDS,
         DestinationCircuitClosed,
         DestinationCircuitOpened,
         Event,
@@ -46,7 +45,7 @@ if TYPE_CHECKING:
         ServerUnreachable,
     )
     from backupremote.client.notify.interface import INotificationChannel
-    from backupremote.client.notify.license import LICENSE_DAYS, LicenseExpiryWatch
+    from backupremote.client.notify.license import LicenseExpiryWatch
     from backupremote.client.notify.messages import Notification
     from backupremote.client.notify.notifier import EventSink, Notifier, Route
     from backupremote.client.notify.rules import Rules
@@ -57,8 +56,8 @@ if TYPE_CHECKING:
 #: parsed by every CLI command, which sends no email and calls no webhook
 #: (no twisted.mail, no treq)
 _EXPORTS = {
-    "DEFAULT_KINDS": "backupremote.client.notify.events",
-    "KINDS": "backupremote.client.notify.events",
+    "DEFAULT_KINDS": "backupremote.client.notify.defaults",
+    "KINDS": "backupremote.client.notify.defaults",
     "DestinationCircuitClosed": "backupremote.client.notify.events",
     "DestinationCircuitOpened": "backupremote.client.notify.events",
     "Event": "backupremote.client.notify.events",
@@ -70,7 +69,7 @@ _EXPORTS = {
     "ServerReachable": "backupremote.client.notify.events",
     "ServerUnreachable": "backupremote.client.notify.events",
     "INotificationChannel": "backupremote.client.notify.interface",
-    "LICENSE_DAYS": "backupremote.client.notify.license",
+    "LICENSE_DAYS": "backupremote.client.notify.defaults",
     "LicenseExpiryWatch": "backupremote.client.notify.license",
     "Notification": "backupremote.client.notify.messages",
     "EventSink": "backupremote.client.notify.notifier",

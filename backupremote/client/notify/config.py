@@ -15,14 +15,12 @@ from typing import TYPE_CHECKING, Any
 from attrs import field, frozen
 from twisted.python.filepath import FilePath
 
-from backupremote.client.notify.events import KINDS
-from backupremote.client.notify.license import LICENSE_DAYS
-from backupremote.client.notify.notifier import (
+from backupremote.client.notify.defaults import (
     DIGEST_AFTER,
+    KINDS,
+    LICENSE_DAYS,
     RECOVERY_AFTER,
     UNREACHABLE_AFTER,
-    Notifier,
-    Route,
 )
 from backupremote.client.notify.rules import Rules
 from backupremote.client.notify.retry import SMTP_TIMEOUT, WEBHOOK_TIMEOUT
@@ -33,6 +31,7 @@ from backupremote.tls.client import pinList
 
 if TYPE_CHECKING:
     from backupremote.client.destinations.httptls import PeerVerification
+    from backupremote.client.notify.notifier import Notifier
 
 # The channels (twisted.mail, treq) are imported when a notifier is made:
 # every CLI command parses client.toml, none of them sends a notification.
@@ -89,6 +88,8 @@ class NotifyConfig:
         The notifier with a channel per configured table; reads the secret
         files (C{CONFIG_INVALID} if one is unreadable, empty or shared).
         """
+        # imported here: every CLI command reads client.toml; only the daemon notifies
+        from backupremote.client.notify.notifier import Notifier, Route
         from backupremote.client.notify.smtp import EmailChannel
         from backupremote.client.notify.webhook import WebhookChannel
 

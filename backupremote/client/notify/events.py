@@ -29,17 +29,15 @@ from typing import ClassVar, Union
 
 from attrs import field, frozen
 
-#: The words of C{on = [...]}, in the order the documentation lists them.
-FAILURE = "failure"
-SUCCESS = "success"
-MISSED = "missed"
-SKIPPED = "skipped"
-CIRCUIT = "circuit"
-LICENSE = "license"
-UNREACHABLE = "unreachable"
-KINDS = (FAILURE, SUCCESS, MISSED, SKIPPED, CIRCUIT, LICENSE, UNREACHABLE)
-#: What a channel is told when its C{on} is not set.
-DEFAULT_KINDS = (FAILURE, MISSED)
+from backupremote.client.notify.defaults import (
+    CIRCUIT,
+    FAILURE,
+    LICENSE,
+    MISSED,
+    SKIPPED,
+    SUCCESS,
+    UNREACHABLE,
+)
 
 
 def _utc(value: datetime) -> datetime:

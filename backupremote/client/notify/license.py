@@ -24,11 +24,10 @@ from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
 
 from backupremote.client.expiry import daysLeft
+from backupremote.client.notify.defaults import LICENSE_DAYS
 from backupremote.client.notify.events import LicenseExpiring
 from backupremote.client.notify.notifier import EventSink
 
-#: Days before the expiry at which to warn.
-LICENSE_DAYS = (30, 7, 1)
 #: The longest wait between two checks, in seconds.
 RECHECK = 3600.0
 DAY = timedelta(days=1)

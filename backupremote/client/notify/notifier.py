@@ -42,6 +42,7 @@ from twisted.internet.defer import Deferred, DeferredList, maybeDeferred
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
 
+from backupremote.client.notify.defaults import DIGEST_AFTER, RECOVERY_AFTER, UNREACHABLE_AFTER
 from backupremote.client.notify.events import (
     DestinationCircuitOpened,
     Event,
@@ -54,12 +55,6 @@ from backupremote.client.notify.interface import INotificationChannel
 from backupremote.client.notify.messages import Notification
 from backupremote.client.notify.rules import Rules
 
-#: Seconds a server must stay unreachable before anyone is told.
-UNREACHABLE_AFTER = 15 * 60.0
-#: Seconds a condition must stay cleared before its recovery is sent.
-RECOVERY_AFTER = 10 * 60.0
-#: Seconds after a message during which a channel's events are gathered.
-DIGEST_AFTER = 5 * 60.0
 #: Events a digest lists in full; the rest are counted.
 DIGEST_LIMIT = 100
 

@@ -7,9 +7,14 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 
+from typing import TYPE_CHECKING
+
 from attrs import field, frozen
 
-from backupremote.client.notify.events import DEFAULT_KINDS, KINDS, Event, scheduleOf
+from backupremote.client.notify.defaults import DEFAULT_KINDS, KINDS
+
+if TYPE_CHECKING:
+    from backupremote.client.notify.events import Event
 
 
 def _kinds(values: Iterable[str]) -> frozenset[str]:
@@ -38,6 +43,9 @@ class Rules:
     schedules: Mapping[str, frozenset[str]] = field(factory=dict, converter=_perSchedule)
 
     def matches(self, event: Event) -> bool:
+        # imported here: client.toml's parser makes Rules, and needs no event class
+        from backupremote.client.notify.events import scheduleOf
+
         scheduleId, scheduleName = scheduleOf(event)
         for key in (scheduleId, scheduleName):
             if key is not None and key in self.schedules:
