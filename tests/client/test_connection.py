@@ -20,6 +20,7 @@ from zope.interface.verify import verifyObject
 
 from backupremote.client.api import BackupRemoteClient
 from backupremote.client.connection import ConnectionManager, Credentials, IServerConnection
+from backupremote.client.connection.direct import DirectTLSEndpoint
 from backupremote.client.connection.manager import retryDelay
 from backupremote.client.connection.oneshot import OneShotConnection
 from backupremote.client.config import ClientConfig, ServerAddress
@@ -145,10 +146,23 @@ class OneShotConnectionTests(ServerConnectionContract, TestCase):
         """No service to start: the first call connects; stop closes the connection."""
         connection = await self.connected()
         self.assertFalse(hasattr(connection, "service"))
+        self.assertIsInstance(connection.endpoint._endpoint, DirectTLSEndpoint)  # 127.0.0.1
         protocol = await connection.connection()
         await connection.stop()
         self.assertTrue(protocol.lost.called)
         self.assertFalse(connection.running)
+
+    async def test_serverNamedByItsName(self) -> None:
+        """A name (not an address) is resolved as the daemon's connection resolves it."""
+        self.running = await startProducingServer(self)
+        server = self.running.server
+        config = server.clientConfig(server=ServerAddress("localhost", server.port))
+        connection = OneShotConnection(
+            reactor, config, Credentials(config.clientId, server.secret, server.token))
+        self.addCleanup(connection.stop)
+        self.assertNotIsInstance(connection.endpoint._endpoint, DirectTLSEndpoint)
+        answer = await connection.call(Capabilities)
+        self.assertIsNotNone(answer["capabilities"].offer)
 
     async def test_concurrentCallsShareOneConnection(self) -> None:
         connection = await self.connected()

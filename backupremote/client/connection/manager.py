@@ -21,7 +21,6 @@ import random
 from typing import TYPE_CHECKING, Any, Callable
 
 from twisted.internet.defer import CancelledError, Deferred, succeed
-from twisted.internet.endpoints import HostnameEndpoint, wrapClientTLS
 from twisted.internet.error import (
     ConnectError,
     ConnectionClosed,
@@ -296,10 +295,18 @@ class TLSServerConnection(ServerConnection):
         self.config = config
         self.address = f"{config.server.host}:{config.server.port}"
         self._failedInARow = 0
-        self.endpoint = AttemptsEndpoint(wrapClientTLS(
-            creator, HostnameEndpoint(reactor, config.server.host, config.server.port)),
+        self.endpoint = AttemptsEndpoint(
+            self._tlsEndpoint(reactor, config.server.host, config.server.port, creator),
             self._attemptFailed)
         self.factory = Factory.forProtocol(self.buildProtocol)
+
+    def _tlsEndpoint(self, reactor: IConnectingReactor, host: str, port: int,
+                     creator: Any) -> IStreamClientEndpoint:
+        """TLS to C{host}:C{port}: a name is resolved by the reactor's resolver."""
+        # imported here: a one-shot command to an IP address needs none of it
+        from twisted.internet.endpoints import HostnameEndpoint, wrapClientTLS
+
+        return wrapClientTLS(creator, HostnameEndpoint(reactor, host, port))
 
     def _attemptFailed(self, error: BaseException) -> None:
         """Say at once that the server cannot be reached, and where it was looked for."""
