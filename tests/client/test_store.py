@@ -13,8 +13,10 @@ import threading
 from typing import Any
 
 from twisted.internet import reactor
+from twisted.internet.interfaces import IReactorFromThreads
 from twisted.python.filepath import FilePath
 from twisted.trial.unittest import TestCase
+from zope.interface import implementer
 from zope.interface.verify import verifyObject
 
 from backupremote.client.store import (
@@ -192,6 +194,69 @@ class SQLiteClientStoreTests(ClientStoreContract, TestCase):
         self.assertLessEqual(len(commits), 10, statements[:20])
         self.assertEqual(await store.transact(
             lambda db: db.execute("SELECT count(*) FROM notes").fetchone()[0]), 50)
+
+    async def test_workAskedInOneReactorTurnIsOneCommit(self) -> None:
+        """
+        What one reactor turn asks for is one transaction (one COMMIT, one
+        fsync), even when the reactor thread lets go of the GIL between its
+        asks, as it does for each job's lock file: the jobs of 200 schedules
+        due together are recorded by one commit, not by the few asked
+        before the store's thread got the GIL and then by a second.
+        """
+        store = self.makeStore()
+        await store.opened()
+        commits: list[str] = []
+        await store.transact(lambda db: db.set_trace_callback(
+            lambda statement: commits.append(statement) if statement in ("BEGIN IMMEDIATE", "COMMIT") else None))
+        del commits[:]  # that transaction's own
+        pending = []
+        for n in range(50):
+            pending.append(store.transact(lambda db, n=n: db.execute(
+                "INSERT INTO notes (body) VALUES (?)", (str(n),))))
+            os.sched_yield()  # a system call: the GIL is free for a moment
+        for done in pending:
+            await done
+        self.assertEqual(commits, ["BEGIN IMMEDIATE", "COMMIT"])
+        self.assertEqual(await store.transact(
+            lambda db: db.execute("SELECT count(*) FROM notes").fetchone()[0]), 50)
+
+    async def test_oneCommitAnswersInOneReactorCall(self) -> None:
+        """
+        The work of one commit is answered in one call into the reactor: its
+        Deferreds fire in the order asked, in one turn, with no read of the
+        network between them (the 200 jobs of one commit send their commands
+        together, not one turn each while the answers of the first pour in).
+        """
+        calls: list[int] = []
+
+        @implementer(IReactorFromThreads)
+        class CountingReactor:
+            """The reactor, numbering each call made into it from the store's thread."""
+
+            def callFromThread(self, f: Any, *args: Any, **kwargs: Any) -> None:
+                def call() -> None:
+                    calls.append(len(calls))
+                    f(*args, **kwargs)
+
+                reactor.callFromThread(call)
+
+        self.folder.makedirs()
+        store = SQLiteClientStore(self.folder.child(STATE_FILE), CountingReactor(), _EXTRA)
+        self.addCleanup(store.close)
+        await store.opened()
+        commits: list[str] = []
+        await store.transact(lambda db: db.set_trace_callback(
+            lambda statement: commits.append(statement) if statement == "COMMIT" else None))
+        del commits[:]  # that transaction's own
+        answered: list[tuple[int, int]] = []
+        pending = [store.transact(lambda db, n=n: db.execute(
+            "INSERT INTO notes (body) VALUES (?)", (str(n),)).lastrowid).addCallback(
+                lambda rowid, n=n: answered.append((n, calls[-1])))
+            for n in range(50)]
+        for done in pending:
+            await done
+        self.assertEqual([n for n, _ in answered], list(range(50)))
+        self.assertEqual(len({call for _, call in answered}), len(commits))
 
     async def test_workRunsOffTheReactorThread(self) -> None:
         store = self.makeStore()

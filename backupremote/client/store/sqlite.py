@@ -3,12 +3,15 @@ The client store on SQLite, off the reactor.
 
 One connection, used only by one worker thread: transactions run one after
 the other in the order they were asked for, and the reactor never waits on
-the disk. Group commit: what was asked while the thread was busy runs as one
-SQLite transaction, each piece of work in a savepoint of its own (so one
-that fails is undone alone), with one COMMIT and so one fsync for all of
-them: 200 schedules firing at once cost a few fsyncs, not 600. The file is made 0600 before SQLite opens it (so its C{-wal} and
-C{-shm} are 0600 too); WAL mode with C{synchronous=FULL} makes every
-committed transaction durable before its Deferred fires. Another process
+the disk. Group commit: what was asked in one reactor turn, or while the
+previous batch ran, runs as one SQLite transaction, each piece of work in a
+savepoint of its own (so one that fails is undone alone), with one COMMIT
+and so one fsync for all of them: 200 schedules firing at once cost one
+fsync for their 200 jobs, not 200. A batch's outcomes come back to the
+reactor in one call: its Deferreds fire in one turn, in the order asked.
+The file is made 0600 before SQLite opens it (so its C{-wal} and C{-shm}
+are 0600 too); WAL mode with C{synchronous=FULL} makes every committed
+transaction durable before its Deferred fires. Another process
 (the CLI beside the daemon) may open the same file: a transaction waits up
 to L{BUSY_TIMEOUT} seconds for the other's to end.
 """
@@ -95,7 +98,8 @@ class SQLiteClientStore:
         #: work asked for and not yet run, with the Deferred each answers
         self._pending: list[tuple[Callable[[sqlite3.Connection], Any], Deferred[Any]]] = []
         self._pendingLock = threading.Lock()
-        self._draining = False
+        #: a batch is asked for or under way (the next waits for its answer)
+        self._busy = False
         self._shutdown = None
         #: the reactor's shutdown, where it has one (a C{Clock} has none)
         self._core = IReactorCore(reactor, None)
@@ -149,26 +153,54 @@ class SQLiteClientStore:
     def transact(self, work: Callable[[sqlite3.Connection], Any]) -> Deferred[Any]:
         if self._closed:
             return _closedError(self.path)
+        return self._enqueue(work)
+
+    def _enqueue(self, work: Callable[[sqlite3.Connection], Any]) -> Deferred[Any]:
         done: Deferred[Any] = Deferred()
         with self._pendingLock:
             self._pending.append((work, done))
-            if self._draining:
-                return done  # the running drain takes it with the next batch
-            self._draining = True
-        self._pool.callInThread(self._drain)
+            if self._busy:
+                return done  # the batch after the one under way takes it
+            self._busy = True
+        self._nextBatch()
         return done
 
-    def _drain(self) -> None:
-        """In the thread: run batches of what is pending until nothing is."""
-        while True:
-            with self._pendingLock:
-                batch, self._pending = self._pending, []
-                if not batch:
-                    self._draining = False
-                    return
+    def _nextBatch(self) -> None:
+        """
+        Run what is pending, as one batch, once this reactor turn ends: so
+        what one turn asks for is one commit (the jobs of 200 schedules due
+        together: one fsync), not the few asked before the thread got the GIL
+        and then the rest.
+        """
+        self._reactor.callFromThread(self._pool.callInThread, self._runPending)
+
+    def _runPending(self) -> None:
+        """In the thread: what is pending, as one batch, answered in one call."""
+        with self._pendingLock:
+            batch, self._pending = self._pending, []
+        try:
             outcomes = self._runBatch([work for work, _ in batch])
+        except BaseException:
+            outcomes = [(False, Failure())] * len(batch)  # type: ignore[no-untyped-call]
+        self._reactor.callFromThread(self._answer, batch, outcomes)
+
+    def _answer(self, batch: list[tuple[Callable[[sqlite3.Connection], Any], Deferred[Any]]],
+                outcomes: list[tuple[bool, Any]]) -> None:
+        """
+        In the reactor: fire the Deferreds of a batch, in order, in this one
+        turn (not a turn each between reads of the network: the 200 jobs
+        recorded by one commit send their 200 commands together); then the
+        next batch, with what was asked meanwhile.
+        """
+        try:
             for (_, done), (ok, value) in zip(batch, outcomes):
-                self._reactor.callFromThread(done.callback if ok else done.errback, value)
+                if not done.called:  # (cancelled by its caller: nobody waits for it)
+                    done.callback(value) if ok else done.errback(value)
+        finally:
+            with self._pendingLock:
+                self._busy = bool(self._pending)
+            if self._busy:
+                self._nextBatch()
 
     def _runBatch(self, works: list[Callable[[sqlite3.Connection], Any]]) -> list[tuple[bool, Any]]:
         """Each work in a savepoint of one transaction; (ok, result or Failure) each."""
@@ -221,7 +253,9 @@ class SQLiteClientStore:
                 self._core.removeSystemEventTrigger(self._shutdown)
             except ValueError:
                 pass  # running now: this is the shutdown
-        closing = self._inThread(self._close)
+        # after every transaction asked before: they run, and are answered, in order
+        closing = self._enqueue(lambda db: None).addBoth(
+            lambda _: self._inThread(self._close))
 
         def stopThread(result: Any) -> Any:
             self._pool.stop()  # idle by now: joins at once
