@@ -333,6 +333,36 @@ class JobRunnerTests(StagingMixin, SynchronousTestCase):
         self.assertEqual(self.successResultOf(self.runner.busySchedules()), set())
         self.assertDelivered(self.successResultOf(self.runner.jobs.get("r1")))
 
+    def test_submitSendsTheCommandOnceRecordedAndBeforeFiring(self) -> None:
+        """
+        The job is on the disk before its command leaves (a kill -9 in
+        between loses nothing: the restart resends the same runId), and the
+        command leaves before the submitter hears of the record: the
+        scheduler's own work for 200 jobs of one commit comes after their
+        200 commands, not between them.
+        """
+        order: list[str] = []
+        execute = self.library.executeBackup
+
+        def executeBackup(runId: str, *args: Any) -> Any:
+            stored = self.successResultOf(self.runner.jobs.get(runId))
+            order.append(f"executeBackup {runId} (stored: {stored.state})")
+            return execute(runId, *args)
+
+        self.patch(self.library, "executeBackup", executeBackup)
+        create, committed = self.runner.jobs.create, Deferred[None]()
+        self.patch(self.runner.jobs, "create",
+                   lambda *args: committed.addCallback(lambda _: create(*args)))
+        recorded = self.runner.submit(self.request(scheduleId="s-1"))
+        recorded.addCallback(lambda job: order.append(f"recorded {job.runId}"))
+        self.assertEqual(order, [])
+        committed.callback(None)
+        self.drive(recorded)
+        self.assertEqual(order, ["executeBackup r1 (stored: pending)", "recorded r1"])
+        for _ in range(50):
+            self.clock.advance(0)
+        self.assertDelivered(self.successResultOf(self.runner.jobs.get("r1")))
+
     def test_changedDownloadIsFetchedAgain(self) -> None:
         self.store.dieAt = 5  # create, execute, follow, download; dies before verify
         self.assertRaises(Killed, self.drive, self.runner.start(self.request()))

@@ -263,14 +263,18 @@ class JobRunner:
                 # a run started elsewhere: it must be one of this client's
                 await self._client(request.server).getExecutionStatus(request.runId)
             job, created = await self.jobs.create(request, self.workFolder.path)
+            if not created:
+                job = await self._merge(job, request)
+            # The drive runs up to its first wait now: a new job's command is
+            # on its way before the line below and the submitter's own work
+            # (the scheduler's, for each of 200 jobs one commit recorded).
+            drive = Deferred.fromCoroutine(self._drive(job, observer))
             if created:
                 _log.info("run {runId}: job recorded (goal {goal})", runId=job.runId,
                           goal=job.goal, scheduleId=job.scheduleId)
-            else:
-                job = await self._merge(job, request)
             if recorded is not None:
                 recorded.callback(job)
-            return await self._drive(job, observer)
+            return await drive
 
         return await self._exclusively(request.runId, work)
 
