@@ -258,6 +258,34 @@ class SchedulerTests(SynchronousTestCase):
         self.assertEqual(len(self.starter.requests), 20)
         self.assertEqual(self.starter.busyAsked - asked, 1)
 
+    def test_aPassAsksItsReadsTogether(self) -> None:
+        """
+        A pass asks for the schedules, their states and the busy ones at
+        once (one batch of the store), not each after the answer of the other.
+        """
+        self.add(every(15))
+        states = self.schedules.states
+        asked: list[str] = []
+        answers: list[tuple[Deferred[Any], Any]] = []
+        for name in ("list", "states"):
+            def holding(name: str = name, original: Any = getattr(self.schedules, name)
+                        ) -> Deferred[Any]:
+                asked.append(name)
+                held: Deferred[Any] = Deferred()
+                answers.append((held, original))
+                return held
+
+            self.patch(self.schedules, name, holding)
+        busy = self.starter.busySchedules
+        self.patch(self.starter, "busySchedules", lambda: (asked.append("busy"), busy())[1])
+        passed = self.scheduler.kick()
+        self.assertEqual(asked, ["list", "states", "busy"])
+        for held, original in answers:
+            original().chainDeferred(held)
+        self.successResultOf(passed)
+        self.assertEqual(self.successResultOf(states())["sched-1"].nextFire,
+                         T0 + timedelta(minutes=15))
+
     def test_disabledDoesNotFireAndDoesNotCatchUp(self) -> None:
         sched = self.add(every(15))
         self.start()
