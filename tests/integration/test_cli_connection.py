@@ -9,7 +9,6 @@ import os
 import select
 import signal
 import subprocess
-import time
 
 from tests.integration.test_daemons import ProgramTestCase, program
 from tests.processes import interruptible
@@ -39,13 +38,22 @@ class ServerDownTests(ProgramTestCase):
 
     def test_refusedAtOnceWithTheAddress(self) -> None:
         port, _ = self.setUpServerAndClient()  # no server started: nothing listens
-        started = time.monotonic()
+        config = self.folder.descendant(["client", "client.toml"])
+        config.setContent(config.getContent() + b"\n[limits]\nconnect_attempts = 100\n")
         process = self.start("capabilities")
-        line = self.firstLine(process, 3.0)
-        self.assertLess(time.monotonic() - started, 3.0)
+        # "at once": the first refusal is said while the command still has 99 attempts
+        # to go (a behaviour, not a stopwatch: a starved machine may take its time)
+        line = self.firstLine(process, 60.0)
+        self.assertIsNone(process.poll())
         self.assertIn(f"cannot connect to the server at 127.0.0.1:{port}", line)
         self.assertIn("connection refused", line)
-        self.assertEqual(process.wait(timeout=60), 5)
+        process.kill()
+        process.wait()
+
+    def test_givesUpWithTheAddress(self) -> None:
+        port, _ = self.setUpServerAndClient()  # no server started: nothing listens
+        process = self.start("capabilities")
+        self.assertEqual(process.wait(timeout=120), 5)
         rest = process.stderr.read()
         self.assertIn(f"error CONNECTION_FAILED: cannot connect to the server at "
                       f"127.0.0.1:{port}", rest)
@@ -78,7 +86,8 @@ class ServerDownTests(ProgramTestCase):
         assert "[limits]" not in text
         config.setContent((text + "\n[limits]\nconnect_attempts = 100\n").encode())
         process = self.start("capabilities")
-        self.firstLine(process, 3.0)
+        self.firstLine(process, 60.0)
+        self.assertIsNone(process.poll())
         os.kill(process.pid, signal.SIGINT)
         self.assertEqual(process.wait(timeout=30), 130)
         self.assertEqual(process.stderr.read().strip().splitlines()[-1], "interrupted")
