@@ -382,9 +382,10 @@ async def main(workspace: Workspace, arguments: argparse.Namespace) -> int:
                 if begin <= at < end and lat * 1000 > arguments.slow_ms:
                     quarter = int((at - begin) * 4)
                     quarters[quarter] = quarters.get(quarter, 0) + 1
-            print(f"{'':>9} slower than {arguments.slow_ms:g} ms, sent at (s into the phase: "
-                  "count): " + (", ".join(f"{q / 4:.2f}: {n}" for q, n in sorted(quarters.items()))
-                                or "none"))
+            print(f"{'':>9} slower than {arguments.slow_ms:g} ms, sent at (s into the phase "
+                  f"begun at monotonic {begin:.2f}: count): "
+                  + (", ".join(f"{q / 4:.2f}: {n}" for q, n in sorted(quarters.items()))
+                     or "none"))
     codes: dict[str, int] = {}
     for _, code in errors:
         codes[code] = codes.get(code, 0) + 1
