@@ -83,6 +83,9 @@ class ServerConfig:
     transferStallTimeout: float = 60.0
     #: where Prometheus scrapes the server (C{[metrics]}; off by default)
     metrics: MetricsConfig = MetricsConfig()
+    #: the daemon's reactor thread's CPU time slice in microseconds
+    #: (``[server] reactor_time_slice_us``; 0: the kernel's default)
+    reactorTimeSliceUs: int = 100
 
 
 def loadServerConfig(path: FilePath) -> ServerConfig:
@@ -143,10 +146,20 @@ def _loadServerConfig(path: FilePath) -> ServerConfig:
                                              defaultTransfersPerClient(maxTransfers), 1),
         transferStallTimeout=limits.number("transfer_stall_timeout", 60.0, 1),
         metrics=parseMetrics(data, base),
+        reactorTimeSliceUs=_timeSlice(server),
     )
     for section in (server, tls, limits, databases, runs, staging):
         section.done()
     return config
+
+
+def _timeSlice(server: Section) -> int:
+    """C{[server] reactor_time_slice_us}: 0, or what Linux grants (100 to 100,000)."""
+    value = server.integer("reactor_time_slice_us", 100, 0)
+    if value and not 100 <= value <= 100_000:
+        raise configError("server.reactor_time_slice_us must be 0 (the kernel's default) "
+                          "or from 100 to 100000 (microseconds)")
+    return value
 
 
 def _adminClients(data: dict[str, Any], base: FilePath) -> frozenset[str]:

@@ -84,6 +84,17 @@ peer_lockout_seconds = 60
              config.maxFailedAuthsPerPeer, config.peerLockoutSeconds),
             (5, 2.5, 10, 2, 7, 4, 60))
 
+    def test_reactorTimeSlice(self) -> None:
+        """100 us by default; 0 keeps the kernel's; what Linux cannot grant is refused."""
+        self.assertEqual(loadServerConfig(self.write(MINIMAL)).reactorTimeSliceUs, 100)
+        for value in (0, 100, 3000, 100000):
+            config = loadServerConfig(self.write(
+                MINIMAL.replace("[tls]", f"reactor_time_slice_us = {value}\n[tls]")))
+            self.assertEqual(config.reactorTimeSliceUs, value)
+        for value in ("50", "100001", "-1", "0.5", '"fast"'):
+            self.refused(MINIMAL.replace("[tls]", f"reactor_time_slice_us = {value}\n[tls]"),
+                         "server.reactor_time_slice_us")
+
     def test_unknownKey(self) -> None:
         self.refused(MINIMAL.replace("[tls]", 'lisen = "ssl:1"\n[tls]'), "server.lisen")
         self.refused(MINIMAL + "[limits]\nkeepalive = 3\n", "limits.keepalive")

@@ -91,9 +91,21 @@ class TimeSliceTests(SynchronousTestCase):
         else:
             self.assertEqual(after, inherited)
 
-    def test_othersLeftAlone(self) -> None:
-        """A thread with the default slice changes no child's."""
+    def test_childGetsTheDefaultWhoeverAsks(self) -> None:
+        """The child's slice goes back to the default whatever it had."""
         child = self.child()
-        granted = requestSlice(REACTOR_SLICE_NS, child.pid)
-        onThread(lambda: defaultSliceFor(child.pid))
-        self.assertEqual(sliceOf(child.pid) == REACTOR_SLICE_NS, granted)
+        requestSlice(REACTOR_SLICE_NS, child.pid)
+        defaultSliceFor(child.pid)
+        self.assertEqual(sliceOf(child.pid), sliceOf())
+
+    def test_zeroAsksNothing(self) -> None:
+        """C{[server] reactor_time_slice_us = 0}: the thread keeps its slice."""
+        def start() -> tuple[bool, int | None, int | None]:
+            before = sliceOf()
+            service = ReactorSlice(0)
+            service.startService()
+            return service.granted, before, sliceOf()
+
+        granted, before, after = onThread(start)
+        self.assertFalse(granted)
+        self.assertEqual(after, before)

@@ -31,8 +31,12 @@ import sys
 from twisted.application.service import Service
 from twisted.logger import Logger
 
-#: The reactor thread's slice: the shortest the kernel grants.
+#: The reactor thread's slice by default (C{[server] reactor_time_slice_us}):
+#: the shortest the kernel grants.
 REACTOR_SLICE_NS = 100_000
+
+#: The slices the kernel grants, in ns.
+SLICE_RANGE = (100_000, 100_000_000)
 
 #: C{sched_setattr} / C{sched_getattr} by machine (Linux's syscall tables).
 _SYSCALLS = {
@@ -112,23 +116,22 @@ def sliceOf(tid: int = 0) -> int | None:
 
 def defaultSliceFor(pid: int) -> None:
     """
-    A process the calling thread just started gets the kernel's default
-    slice back if it inherited the reactor's short one (a pipeline child:
-    CPU-bound, not latency-bound).
+    Give a process the calling thread just started the kernel's default
+    slice (a pipeline child: CPU-bound, not waiting on clients), whatever
+    it inherited.
     """
-    if sliceOf() == REACTOR_SLICE_NS:
-        requestSlice(0, pid)
+    requestSlice(0, pid)
 
 
-def shortenReactorSlice() -> bool:
+def shortenReactorSlice(nanoseconds: int = REACTOR_SLICE_NS) -> bool:
     """
-    Called on the reactor thread when the server starts: ask for
-    L{REACTOR_SLICE_NS} and say in the log whether it was granted.
+    Called on the reactor thread when the server starts: ask for a
+    C{nanoseconds} slice and say in the log whether it was granted.
     """
-    granted = requestSlice(REACTOR_SLICE_NS)
+    granted = requestSlice(nanoseconds)
     if granted:
         _log.info("the reactor thread runs with a {slice} us CPU time slice (answers "
-                  "wait less for a core on a busy machine)", slice=REACTOR_SLICE_NS // 1000)
+                  "wait less for a core on a busy machine)", slice=nanoseconds // 1000)
     else:
         _log.info("this kernel keeps its default CPU time slice for the reactor thread "
                   "(Linux 6.12 or later shortens it)")
@@ -136,11 +139,18 @@ def shortenReactorSlice() -> bool:
 
 
 class ReactorSlice(Service):
-    """The daemon's reactor thread asks for a short slice when it starts."""
+    """
+    The server's reactor thread asks for a short slice when it starts
+    (C{nanoseconds}; 0: it keeps the kernel's default and asks nothing).
+    """
 
     granted = False
 
+    def __init__(self, nanoseconds: int = REACTOR_SLICE_NS) -> None:
+        self.nanoseconds = nanoseconds
+
     def startService(self) -> None:
         super().startService()  # type: ignore[no-untyped-call]
-        self.granted = shortenReactorSlice()
+        if self.nanoseconds:
+            self.granted = shortenReactorSlice(self.nanoseconds)
 
