@@ -22,6 +22,7 @@ from twisted.python.filepath import FilePath
 from twisted.trial.unittest import SynchronousTestCase
 
 from backupremote.server.config import loadServerConfig
+from backupremote.server.machinery.timeslice import REACTOR_SLICE_NS, sliceOf
 from backupremote.server.state.store import ServerStore
 from tests.processes import installEndlessZstd, runningWithArgv
 
@@ -134,12 +135,18 @@ class InstalledProgramsTests(ProgramTestCase):
         self.assertIn(fingerprint, refused.stderr)
         self.assertIn("what to do:", refused.stderr)
 
+        # the daemon's reactor thread asked for its short CPU time slice (Linux 6.12+)
+        slice = sliceOf(server.pid)
         server.send_signal(signal.SIGTERM)
         # twistd re-raises the signal it stopped for once it has shut down cleanly
         self.assertEqual(server.wait(timeout=30), -signal.SIGTERM)
         self.assertIn("Server Shut Down.", server.stdout.read())
         log = self.folder.descendant(["server", "logs", "server.jsonl"]).getContent()
         self.assertIn(b"authenticated", log)
+        granted = b"the reactor thread runs with a {slice} us CPU time slice" in log
+        self.assertTrue(granted or b"keeps its default CPU time slice" in log)
+        self.assertEqual(granted, b'"slice": 100' in log)
+        self.assertEqual(slice == REACTOR_SLICE_NS, granted)
         self.assertNotIn(self.folder.child("laptop.secret").getContent().strip(), log)
 
     def test_clientDaemonAuthenticatesWithTwistd(self) -> None:
