@@ -27,6 +27,12 @@ from backupremote.server.machinery.timeslice import defaultSliceFor
 #: second, answers took a median of 92-117 ms during a backup (0.9 ms without
 #: one; benchmarks/load.py). Nicer, they still have every core the reactor
 #: leaves, so a backup on an otherwise idle machine is as fast.
+#: Without scheduler autogroups (all of the machine one group) they are also
+#: nicer than the database's backend, which feeds a plain dump and is its
+#: slowest part: a 4 GB pgbench dump was as fast at +5 as at 0 on an idle
+#: machine (9.65 / 9.62 s), 8% faster beside a busy nice-0 process (12.40 /
+#: 13.56 s), and pg_dump with zstd used 10-35% less CPU (fewer, larger
+#: batches); docs/benchmarks.md, issue 16 item 1, 17:10-17:22 UTC.
 PIPELINE_NICENESS = 5
 
 
