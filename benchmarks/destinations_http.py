@@ -17,7 +17,8 @@ Our puts are handed the file's size and SHA-256 (computed before any
 timing), as the delivery queue hands them the artifact's, so they do not
 hash the whole file again; ``--hash-source`` makes them hash it.
 
-Then four uploads at once (two of each) with the peak RSS of this process
+Both copies are removed after each pair (the servers keep their files in
+/dev/shm). Then four uploads at once (two of each) with the peak RSS of this process
 (VmHWM, reset before). Printed: every pair, the median ratio ours/tool
 (target at least 0.8) and the peak RSS (target under 120 MB). Everything is
 removed at exit. Exits non-zero if a run fails, not when a target is missed.
@@ -132,6 +133,10 @@ async def main(args: argparse.Namespace) -> int:
                         start = time.monotonic()
                         await ours.put(source, f"ours-{run}.bin", known=known)
                         took["ours"] = time.monotonic() - start
+                # untimed: keep the servers' folders (in /dev/shm) from filling up at 1 GiB
+                toolCopy = f"curl-{run}.bin" if kind == "webdav" else f"rclone-{run}.bin"
+                for name in (toolCopy, f"ours-{run}.bin"):
+                    await ours.delete(name)
                 ratio = took["tool"] / took["ours"]
                 ratios[kind].append(ratio)
                 print(f"pair {run + 1} {kind:6} ({order[0]} first): {toolName} "
