@@ -20,6 +20,7 @@ import argparse
 import cProfile
 import itertools
 import pstats
+import shutil
 import sys
 import tempfile
 import time
@@ -61,6 +62,15 @@ def main() -> int:
     arguments = parser.parse_args()
 
     case = _Case()
+    try:
+        return _measure(case, arguments)
+    finally:
+        for function, args in reversed(case.cleanups):
+            function(*args)
+        shutil.rmtree(case.root, ignore_errors=True)
+
+
+def _measure(case: _Case, arguments: argparse.Namespace) -> int:
     harness = ServerHarness(case)
     loopback = harness.connect()
     loopback.auth(harness)
@@ -103,8 +113,6 @@ def main() -> int:
         profile = cProfile.Profile()
         profile.runcall(run)
         pstats.Stats(profile).sort_stats("tottime").print_stats(30)
-    for function, args in reversed(case.cleanups):
-        function(*args)
     return 0
 
 
