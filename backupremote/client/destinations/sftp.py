@@ -101,6 +101,11 @@ class SFTPDestination:
 
     # The connection
 
+    @property
+    def negotiated(self) -> dict[str, str]:
+        """The cipher and MAC of the live connection each way; empty without one."""
+        return self._session.negotiated if self._session is not None else {}
+
     async def _client(self) -> SFTPClient:
         session = self._session
         if session is not None and session.alive and session.client is not None:

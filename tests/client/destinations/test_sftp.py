@@ -14,6 +14,7 @@ from twisted.python.filepath import FilePath
 from twisted.trial.unittest import TestCase
 
 from backupremote.client.destinations import SFTPURL, putVerified
+from backupremote.client.destinations import sshconnect
 from backupremote.client.destinations.sftp import SFTPDestination
 from backupremote.client.destinations.sshkeys import (
     HostKeyPolicy,
@@ -89,6 +90,48 @@ class SFTPTests(TestCase):
         stored = await putVerified(destination, self.source, "2026-11-03/k.zst")
         self.assertEqual(stored.size, 200_000)
         self.assertEqual(filesUnder(self.root), {"2026-11-03/k.zst"})
+
+    async def test_negotiated(self) -> None:
+        """
+        Against OpenSSH the connection uses AES-128-GCM both ways (no
+        per-packet HMAC), and a 3 MB put and its read-back over it are intact.
+        """
+        destination = self.destination()
+        self.assertEqual(destination.negotiated, {})
+        self.source.setContent(os.urandom(3_000_000))
+        stored = await putVerified(destination, self.source, "2026-11-03/g.zst")
+        self.assertEqual(stored.size, 3_000_000)
+        self.assertEqual(
+            {k: v for k, v in destination.negotiated.items() if k in ("out", "in")},
+            {"out": "aes128-gcm@openssh.com", "in": "aes128-gcm@openssh.com"})
+        self.assertEqual(self.root.descendant(["2026-11-03", "g.zst"]).getContent(),
+                         self.source.getContent())
+
+    async def test_rekey(self) -> None:
+        """
+        A key re-exchange in a session (OpenSSH starts one after 64 GiB with
+        AES) switches to fresh AES-GCM keys without logging in again, and
+        the put that starts during it is intact.
+        """
+        destination = self.destination()
+        await putVerified(destination, self.source, "2026-11-03/before.zst")
+        session = destination._session
+        assert session is not None and session.transport is not None
+        before = session.transport.currentEncryptions
+        session.transport.sendKexInit()
+        stored = await putVerified(destination, self.source, "2026-11-03/after.zst")
+        self.assertIs(destination._session, session)
+        self.assertIsNot(session.transport.currentEncryptions, before)
+        self.assertEqual(destination.negotiated["out"], "aes128-gcm@openssh.com")
+        self.assertEqual(stored.size, 200_000)
+
+    def test_offeredAlgorithms(self) -> None:
+        """Only sound algorithms are offered: no CBC, 3DES, MD5 or SHA-1."""
+        transport = sshconnect._Transport
+        self.assertEqual(transport.supportedCiphers[0], b"aes128-gcm@openssh.com")
+        self.assertEqual([c for c in transport.supportedCiphers
+                          if b"cbc" in c or b"3des" in c or c == b"none"], [])
+        self.assertEqual(transport.supportedMACs, [b"hmac-sha2-256", b"hmac-sha2-512"])
 
     async def test_modes(self) -> None:
         await putVerified(self.destination(), self.source, "2026-11-03/m.zst")
