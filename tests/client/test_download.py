@@ -253,9 +253,37 @@ class DownloadTests(StagingMixin, SynchronousTestCase):
             original(sender, count)
 
         self.patch(ChunkSender, "_sendBox", spoil)
+        names: list[list[str]] = []
+        realFinish = PartFile.finish
+
+        def finish(part: PartFile) -> FilePath:
+            names.append(sorted(os.listdir(self.folder.path)))
+            return realFinish(part)
+
+        self.patch(PartFile, "finish", finish)
         path = drive(self.connections, self.download("c"))
         self.assertOnlyTarget(path, self.producer.data["c"])
         self.assertEqual(spoiled, [8])
+        # found by the whole file's hash at the end, then fetched again from chunk 8
+        self.assertEqual(sum(self.sent), 20 + (20 - 8))
+        # and the final name was given once, to the repaired file only
+        self.assertEqual(len(names), 1)
+        self.assertNotIn(path.basename(), names[0])
+
+    def test_chunksAreNotHashedOneByOneWhenTheWholeMatches(self) -> None:
+        """A clean download hashes each byte once (the whole file), not per chunk too."""
+        self.stage("h", 20 * CHUNK_SIZE)
+        hashed: list[int] = []
+        realSha256 = hashlib.sha256
+
+        def counting(data: bytes = b"") -> Any:
+            hashed.append(len(data))
+            return realSha256(data)
+
+        self.patch(hashlib, "sha256", counting)  # the module: every caller's
+        path = drive(self.connections, self.download("h"))
+        self.assertOnlyTarget(path, self.producer.data["h"])
+        self.assertNotIn(CHUNK_SIZE, hashed)  # (the empty ones start whole-file hashes)
 
     def test_persistentlyBadChunkFails(self) -> None:
         self.stage("d", 10 * CHUNK_SIZE)
@@ -265,6 +293,11 @@ class DownloadTests(StagingMixin, SynchronousTestCase):
         error = self.assertRaises(BackupRemoteError, drive, self.connections,
                                   self.download("d"))
         self.assertEqual(error.code, errors.VERIFICATION_FAILED)
+        self.assertIn("chunk 0 failed its SHA-256 check", error.message)
+        # nothing under the final name; the partial files stay for a resume (re-checked)
+        name = self.client.call(ListFiles, runId="d")["manifest"].files[0].name
+        self.assertFalse(self.folder.child(name).exists())
+        self.assertTrue(self.folder.child(name + ".part").exists())
 
     def test_releasedArtifactIsExpired(self) -> None:
         self.stage("x")
@@ -368,7 +401,7 @@ class ChunkWriterTests(SynchronousTestCase):
         self.data = os.urandom(40 * CHUNK_SIZE)
         chunks = [self.data[i:i + CHUNK_SIZE] for i in range(0, len(self.data), CHUNK_SIZE)]
         self.chunks = chunks
-        digests = b"".join(hashlib.sha256(c).digest() for c in chunks)
+        digests = self.digests = b"".join(hashlib.sha256(c).digest() for c in chunks)
         entry = FileEntry("f", "out.bin", len(self.data), hashlib.sha256(self.data).hexdigest(),
                           CHUNK_SIZE, len(chunks))
         self.part = PartFile(FilePath(self.mktemp()), "out.bin", entry)
@@ -418,3 +451,19 @@ class ChunkWriterTests(SynchronousTestCase):
         while not closed.called:
             self.clock.runCalls()
         self.assertEqual(self.writer.nextChunk, 4)
+
+    def test_withoutVerifyChunksAreWrittenUnchecked(self) -> None:
+        """The download's first pass: the whole file's hash, not the chunks', decides."""
+        self.writer.verify = False
+        self.writer.start()
+        self.writer.put(0, [self.chunks[0], b"x" * CHUNK_SIZE, self.chunks[2]])
+        flushed = self.writer.flush()
+        while not flushed.called:
+            self.clock.runCalls()
+        closed = self.writer.close()
+        while not closed.called:
+            self.clock.runCalls()
+        self.assertEqual((self.bad, self.writer.nextChunk), ([], 3))
+        self.assertNotEqual(self.writer.wholeDigest(),
+                            hashlib.sha256(self.data[:3 * CHUNK_SIZE]).hexdigest())
+        self.assertEqual(self.part.recheck(self.digests)[0], 1)

@@ -2,10 +2,13 @@
 Writing received chunks to disk off the reactor, with back-pressure.
 
 The reactor hands each received box to L{ChunkWriter.put}; a writer thread
-checks every chunk's SHA-256 against the manifest, writes it at its offset
-in the C{.part} file and continues the whole-file hash. Chunks are written
-strictly in order: one that is not the next expected is skipped, and a bad
-one is reported (the download restarts the stream from it).
+writes it at its offset in the C{.part} file and continues the whole-file
+hash. Chunks are written strictly in order: one that is not the next
+expected is skipped. With C{verify}, each chunk's SHA-256 is checked
+against the manifest first and a bad one is reported (the download
+restarts the stream from it); the download asks for that only after the
+whole-file SHA-256 did not match (TLS already authenticates every byte in
+transit, and the whole file is checked before it gets its final name).
 
 The queue is bounded: beyond C{limit} answered boxes waiting, C{put}
 returns a Deferred that fires when the thread has caught up, and the
@@ -48,7 +51,7 @@ class ChunkWriter:
     def __init__(self, part: PartFile, digests: bytes, nextChunk: int, whole: Any,
                  callFromThread: Callable[..., None] | None, onBadChunk: Callable[[int], None],
                  onFailure: Callable[[BaseException], None], clock: IReactorTime,
-                 limit: int = QUEUE_BOXES, threaded: bool = True) -> None:
+                 limit: int = QUEUE_BOXES, threaded: bool = True, verify: bool = True) -> None:
         assert part.descriptor is not None
         #: when to make progress durable (read from the writer thread: its
         #: C{seconds()} must be safe there, as the reactor's is)
@@ -67,6 +70,8 @@ class ChunkWriter:
         self.failure: BaseException | None = None
         self.limit = limit
         self.threaded = threaded
+        #: Check each chunk against its digest before writing it.
+        self.verify = verify
         self._queue: deque[Any] = deque()
         self._condition = threading.Condition()
         self._withheld = 0
@@ -191,14 +196,15 @@ class ChunkWriter:
             return  # written already, or a chunk before this box is missing
         if skip:
             chunks, index = chunks[skip:], index + skip
-        digests = self._digests
-        sha256 = hashlib.sha256
         good = len(chunks)
-        for offset, chunk in enumerate(chunks):
-            start = (index + offset) * DIGEST_SIZE
-            if sha256(chunk).digest() != digests[start:start + DIGEST_SIZE]:
-                good = offset
-                break
+        if self.verify:
+            digests = self._digests
+            sha256 = hashlib.sha256
+            for offset, chunk in enumerate(chunks):
+                start = (index + offset) * DIGEST_SIZE
+                if sha256(chunk).digest() != digests[start:start + DIGEST_SIZE]:
+                    good = offset
+                    break
         if good:
             # one system call and one whole-file update per box: fewer GIL hand-overs
             verified = chunks[:good] if good < len(chunks) else chunks

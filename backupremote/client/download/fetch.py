@@ -5,15 +5,21 @@ Downloading a run's artifact: resumable, verified, and atomic.
 
 The manifest and every chunk digest are fetched first (the digests are
 kept beside the C{.part} file). Chunks are streamed with
-``fileTransferStart`` from the first chunk the client does not have, checked
-and written by a L{ChunkWriter} thread; a bad chunk restarts the stream from
-it, a dropped connection (or a transfer the server aborted because it
-stalled) is retried with backoff from the first chunk not received. A later
-run of the same download (after a crash) re-checks what the C{.part} file
-holds before it continues. The target appears under its final name only
-after the whole-file SHA-256 matched, the data was fsynced and renamed, and
-the folder fsynced. An existing target with the right hash is a finished
-download.
+``fileTransferStart`` from the first chunk the client does not have and
+written by a L{ChunkWriter} thread, which hashes the whole file on the way;
+a dropped connection (or a transfer the server aborted because it stalled)
+is retried with backoff from the first chunk not received. The chunk
+digests are checked where they are needed: a later run of the same
+download (after a crash) re-checks what the C{.part} file holds before it
+continues, and if the whole file's SHA-256 does not match at the end, the
+C{.part} file is checked chunk by chunk, and the stream restarts from the
+first bad chunk with every chunk checked as it arrives (a bad one restarts
+it again). In transit TLS authenticates every byte, so a chunk's own check
+would only repeat, at the cost of a second SHA-256 pass, what the whole
+file's check proves before the rename. The target appears under its final
+name only after the whole-file SHA-256 matched, the data was fsynced and
+renamed, and the folder fsynced. An existing target with the right hash is
+a finished download.
 """
 
 from __future__ import annotations
@@ -166,28 +172,46 @@ class FileDownload:
             self.nextChunk = self.resumedFrom = good
             # the speed counts what moves from now on, not what the part had
             self._session = (self._reactor.seconds(), good)
-            writer = self._writer = ChunkWriter(
-                part, digests, good, whole,
-                IReactorFromThreads(self._reactor).callFromThread if self._threaded else None,
-                self._badChunk,
-                self._writerFailed, clock=self._reactor, threaded=self._threaded)
-            writer.start()
-            try:
-                await self._fetch(writer)
-            finally:
-                await writer.close()
-            self._check()
-            self._report("verifying", force=True)
-            if writer.wholeDigest() != entry.sha256:
-                await self._runInThread(part.discard)
-                raise BackupRemoteError(VERIFICATION_FAILED, (
-                    f"{target.basename()}: every chunk matched but the whole file's SHA-256 "
-                    "did not; the partial download was removed, run it again"))
+            verify = False  # the whole file's hash decides; chunks are checked after a miss
+            while True:
+                digest = await self._write(part, digests, whole, verify)
+                if digest == entry.sha256:
+                    break
+                if verify:
+                    await self._runInThread(part.discard)
+                    raise BackupRemoteError(VERIFICATION_FAILED, (
+                        f"{target.basename()}: every chunk matched but the whole file's "
+                        "SHA-256 did not; the partial download was removed, run it again"))
+                # find the first bad chunk, and fetch again from it, checking every chunk
+                self._report("checking", force=True)
+                good, whole = await self._runInThread(part.recheck, digests)
+                if good < entry.chunkCount:
+                    self._badChunk(good)  # counts towards MAX_BAD_CHUNK
+                    self._check()
+                    self.nextChunk = good
+                self._session = (self._reactor.seconds(), self.nextChunk)
+                verify = True  # (every chunk right: the whole is hashed again from the disk)
             path = await self._runInThread(part.finish)
         finally:
             part.close()
         self._report("done", force=True)
         return path
+
+    async def _write(self, part: PartFile, digests: bytes, whole: Any, verify: bool) -> str:
+        """Fetch and write from C{nextChunk} to the end: the whole file's SHA-256."""
+        writer = self._writer = ChunkWriter(
+            part, digests, self.nextChunk, whole,
+            IReactorFromThreads(self._reactor).callFromThread if self._threaded else None,
+            self._badChunk,
+            self._writerFailed, clock=self._reactor, threaded=self._threaded, verify=verify)
+        writer.start()
+        try:
+            await self._fetch(writer)
+        finally:
+            await writer.close()
+        self._check()
+        self._report("verifying", force=True)
+        return writer.wholeDigest()
 
     async def _fetchDigests(self, part: PartFile) -> bytes:
         pieces: list[bytes] = []

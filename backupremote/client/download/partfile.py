@@ -5,7 +5,7 @@ For a target C{NAME} in a folder:
 
     NAME.part           the data, written at chunk offsets
     .NAME.hashes        the manifest's chunk digests (32 raw bytes each)
-    .NAME.progress      {"sha256": whole-file hash, "chunks": verified prefix}, fsynced
+    .NAME.progress      {"sha256": whole-file hash, "chunks": written prefix}, fsynced
     .NAME.lock          flock()ed by the download that owns these files
 
 The progress file binds the other files to one artifact (its whole-file
@@ -113,11 +113,13 @@ class PartFile:
 
     def recheck(self, digests: bytes) -> tuple[int, Any]:
         """
-        Open C{.part} and verify the chunks already in it from the start:
-        (the count of good chunks before the first bad or missing one, the
-        SHA-256 of those chunks, ready to be continued).
+        Open C{.part} (if it is not open yet) and verify the chunks in it
+        from the start: (the count of good chunks before the first bad or
+        missing one, the SHA-256 of those chunks, ready to be continued).
         """
-        self.descriptor = os.open(self.part.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        if self.descriptor is None:
+            self.descriptor = os.open(self.part.path,
+                                      os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
         whole = hashlib.sha256()
         size = os.fstat(self.descriptor).st_size
         good = 0
