@@ -81,10 +81,11 @@ class HangupTests(ProgramTestCase):
         rotated = log.siblingExtension(".1")
         log.moveTo(rotated)
         server.send_signal(signal.SIGHUP)
-        self.waitFor(lambda: log.exists() and b"reopened the log file" in log.getContent(),
-                     "the server to reopen its log file")
+        # the two lines are written one after the other: wait for both, not the first alone
+        self.waitFor(lambda: log.exists() and b"reopened the log file" in log.getContent()
+                     and b"reloaded the TLS key and certificate" in log.getContent(),
+                     "the server to reopen its log file and reload its certificate")
         self.assertIsNone(server.poll())
-        self.assertIn(b"reloaded the TLS key and certificate", log.getContent())
         self.assertNotIn(b"reopened the log file", rotated.getContent())
         self.cli(*config, "capabilities")
         self.assertIn(b"authenticated", log.getContent())
