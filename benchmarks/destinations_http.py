@@ -30,7 +30,6 @@ removed at exit. Exits non-zero if a run fails, not when a target is missed.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import os
 import statistics
 import subprocess
@@ -47,6 +46,7 @@ from twisted.internet import reactor  # noqa: E402
 from twisted.internet.defer import Deferred, gatherResults  # noqa: E402
 from twisted.python.filepath import FilePath  # noqa: E402
 
+from _destinations import knownDigest  # noqa: E402
 from backupremote.client.destinations import KnownDigest, parseDestinationURL  # noqa: E402
 from backupremote.client.destinations.httptls import PeerVerification  # noqa: E402
 from backupremote.client.destinations.s3 import S3Destination  # noqa: E402
@@ -91,10 +91,7 @@ def timed(tool: list[str], env: dict[str, str] | None = None) -> float:
 async def main(args: argparse.Namespace) -> int:
     size = args.size_mib << 20
     source = makeFile(size)
-    known = None
-    if not args.hash_source:
-        with open(source.path, "rb") as f:
-            known = KnownDigest(size, hashlib.file_digest(f, "sha256").hexdigest())
+    known = knownDigest(Path(source.path), args.hash_source)
     try:
         dav = shared("nginx-tls")
         s3 = shared("rclone-s3-tls")

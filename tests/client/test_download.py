@@ -393,6 +393,11 @@ class ThreadedClock(Clock):
         f, args = self.calls.get(timeout=timeout)
         f(*args)
 
+    def runUntilFired(self, waited: Deferred[Any]) -> None:
+        """Run the writer thread's calls until C{waited} has fired."""
+        while not waited.called:
+            self.runCalls()
+
 
 class ChunkWriterTests(SynchronousTestCase):
     """The writer thread's bounded queue: answers are withheld while the disk is behind."""
@@ -425,13 +430,9 @@ class ChunkWriterTests(SynchronousTestCase):
         while len(fired) < 4:
             self.clock.runCalls()
         self.assertEqual(fired, [{}] * 4)
-        flushed = self.writer.flush()
-        while not flushed.called:
-            self.clock.runCalls()
+        self.clock.runUntilFired(self.writer.flush())
         self.assertEqual(self.writer.nextChunk, 6)
-        closed = self.writer.close()
-        while not closed.called:
-            self.clock.runCalls()
+        self.clock.runUntilFired(self.writer.close())
         self.assertEqual(self.part.part.getContent(), self.data[:6 * CHUNK_SIZE])
         self.assertEqual(self.bad, [])
 
@@ -439,17 +440,11 @@ class ChunkWriterTests(SynchronousTestCase):
         self.writer.start()
         self.writer.put(0, [self.chunks[0], b"garbage", self.chunks[2]])
         self.writer.put(3, [self.chunks[3]])
-        flushed = self.writer.flush()
-        while not flushed.called:
-            self.clock.runCalls()
+        self.clock.runUntilFired(self.writer.flush())
         self.assertEqual((self.bad, self.writer.nextChunk), ([1], 1))
         self.writer.put(1, self.chunks[1:4])
-        flushed = self.writer.flush()
-        while not flushed.called:
-            self.clock.runCalls()
-        closed = self.writer.close()
-        while not closed.called:
-            self.clock.runCalls()
+        self.clock.runUntilFired(self.writer.flush())
+        self.clock.runUntilFired(self.writer.close())
         self.assertEqual(self.writer.nextChunk, 4)
 
     def test_withoutVerifyChunksAreWrittenUnchecked(self) -> None:
@@ -457,12 +452,8 @@ class ChunkWriterTests(SynchronousTestCase):
         self.writer.verify = False
         self.writer.start()
         self.writer.put(0, [self.chunks[0], b"x" * CHUNK_SIZE, self.chunks[2]])
-        flushed = self.writer.flush()
-        while not flushed.called:
-            self.clock.runCalls()
-        closed = self.writer.close()
-        while not closed.called:
-            self.clock.runCalls()
+        self.clock.runUntilFired(self.writer.flush())
+        self.clock.runUntilFired(self.writer.close())
         self.assertEqual((self.bad, self.writer.nextChunk), ([], 3))
         self.assertNotEqual(self.writer.wholeDigest(),
                             hashlib.sha256(self.data[:3 * CHUNK_SIZE]).hexdigest())

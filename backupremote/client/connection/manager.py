@@ -314,16 +314,17 @@ class TLSServerConnection(ServerConnection):
             return  # stopped while connecting
         self._failedInARow += 1
         if self.watch is not None:
-            self.watch.failed(BackupRemoteError(
-                CONNECTION_FAILED, f"cannot connect to the server at {self.address}: "
-                f"{describeConnectError(error)}"))
+            self.watch.failed(self._unreachable(error))
         _log.warn("cannot connect to the server at {address}: {reason} "
                   "(failed attempt {failures} in a row; a call gives up after {attempts})",
                   address=self.address, reason=describeConnectError(error),
                   failures=self._failedInARow, attempts=self.config.connectAttempts)
 
-    def _gaveUp(self, error: ConnectError) -> BackupRemoteError:
-        """The error of a call after C{connectAttempts} failed attempts."""
+    def _unreachable(self, error: BaseException) -> BackupRemoteError:
+        """
+        C{CONNECTION_FAILED} with the server's address and why: told to the
+        watch at each failed attempt, and raised by a call that gave up.
+        """
         return BackupRemoteError(CONNECTION_FAILED, f"cannot connect to the server at "
                                  f"{self.address}: {describeConnectError(error)}")
 
@@ -361,7 +362,7 @@ class ConnectionManager(TLSServerConnection):
             protocol = await self.service.whenConnected(
                 failAfterFailures=self.config.connectAttempts)
         except ConnectError as error:
-            raise self._gaveUp(error) from None
+            raise self._unreachable(error) from None
         self._failedInARow = 0
         return protocol
 

@@ -76,7 +76,7 @@ class OneShotConnection(TLSServerConnection):
                 failures += 1
                 if failures >= self.config.connectAttempts or self._stopping:
                     if isinstance(error, ConnectError):
-                        raise self._gaveUp(error) from None
+                        raise self._unreachable(error) from None
                     raise
             finally:
                 self._waiting = None
