@@ -14,7 +14,7 @@ from argparse import Namespace
 from typing import Any
 
 from attrs import evolve
-from twisted.internet import reactor
+from twisted.internet import reactor, tcp
 from twisted.internet.defer import Deferred
 from twisted.internet.task import deferLater
 from twisted.python.filepath import FilePath
@@ -31,6 +31,7 @@ from backupremote.protocol.errors import BackupRemoteError
 from backupremote.protocol.options import BackupOptions
 from backupremote.protocol.transfers import FileTransferStart
 from backupremote.server.service import makeService
+from backupremote.tcptuning import RECEIVE_BLOCK, SEND_BLOCK, socketTransport
 from tests.databases.servers import ROW_COUNT, TABLE, startSQLite
 from tests.integration import servers
 from tests.server.transfers.helpers import RandomProducer, folderNames
@@ -93,6 +94,26 @@ class TransferTests(TestCase):
         self.assertEqual(folderNames(self.server.staging.runs), [])
         error = await self.assertFailure(self.client.listFiles("r1"), BackupRemoteError)
         self.assertEqual(error.code, errors.ARTIFACT_EXPIRED)
+
+    async def test_largeSocketBlocksForTheStream(self) -> None:
+        """
+        The client reads its connection in RECEIVE_BLOCK pieces and the
+        server sends a streaming connection in SEND_BLOCK ones (the real
+        TCP transports under TLS), and the file arrives whole.
+        """
+        await self.setUpServer()
+        await self.stage("r1", 3 * MB)
+        path = await self.client.download("r1", FilePath(self.mktemp()))
+        self.assertEqual(path.getContent(), self.producer.data["r1"])
+        client = socketTransport((await self.client.connection.connection()).transport)
+        self.assertIsInstance(client, tcp.Client)
+        self.assertEqual(client.bufferSize, RECEIVE_BLOCK)
+        sending = [socketTransport(protocol.transport)
+                   for protocol in self.server.core.connections]
+        self.assertEqual([type(transport) for transport in sending], [tcp.Server])
+        self.assertEqual(sending[0].SEND_LIMIT, SEND_BLOCK)
+        self.assertGreater(SEND_BLOCK, tcp.Server.SEND_LIMIT)
+        self.assertGreater(RECEIVE_BLOCK, tcp.Client.bufferSize)
 
     async def test_serverRestartBetweenChunks(self) -> None:
         await self.setUpServer()

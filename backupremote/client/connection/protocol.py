@@ -18,7 +18,7 @@ from twisted.python.failure import Failure
 from backupremote.client.connection.boxparser import LeanBoxParsing
 from backupremote.client.connection.receivers import TransferReceivers
 from backupremote.keepalive import Heartbeat
-from backupremote.nodelay import noDelay
+from backupremote.tcptuning import noDelay, readInBlocks
 from backupremote.protocol.runs import BackupComplete, BackupFailed, BackupProgress, RunEvent
 from backupremote.protocol.session import Auth, Ping
 from backupremote.protocol.transfers import (
@@ -87,6 +87,7 @@ class ClientProtocol(LeanBoxParsing, amp.AMP):
     def connectionMade(self) -> None:
         super().connectionMade()
         noDelay(self.transport)
+        readInBlocks(self.transport)  # a download's chunks arrive in large blocks
         Deferred.fromCoroutine(self._authenticate())
 
     async def _authenticate(self) -> None:

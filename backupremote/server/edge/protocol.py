@@ -28,7 +28,7 @@ from twisted.protocols import amp
 from twisted.python.failure import Failure
 
 from backupremote.keepalive import Heartbeat
-from backupremote.nodelay import noDelay
+from backupremote.tcptuning import noDelay
 from backupremote.protocol.base import REQUEST_ID, Request, answeredBy
 from backupremote.protocol.boxlimits import PRE_AUTH, BoundedBoxes, BoxLimit
 from backupremote.protocol.errors import (

@@ -1,4 +1,8 @@
-"""Both ends of every client-server connection switch Nagle's algorithm off."""
+"""
+Both ends of every client-server connection switch Nagle's algorithm off;
+the socket under the wrappers gets the stream's read and send sizes (the
+real client and server: tests/integration/test_transfers.py).
+"""
 
 from __future__ import annotations
 
@@ -9,7 +13,18 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from backupremote.client.connection.credentials import Credentials
 from backupremote.client.connection.protocol import ClientProtocol
-from backupremote.nodelay import noDelay
+from twisted.internet.abstract import FileDescriptor
+from twisted.internet.protocol import Protocol
+from twisted.protocols.policies import ProtocolWrapper, WrappingFactory
+
+from backupremote.tcptuning import (
+    RECEIVE_BLOCK,
+    SEND_BLOCK,
+    noDelay,
+    readInBlocks,
+    sendInBlocks,
+    socketTransport,
+)
 from tests.fixtures import CLIENT_ID, SECRET, ServerHarness
 
 
@@ -50,3 +65,38 @@ class NoDelayTests(SynchronousTestCase):
         """A transport without the call, or one that refuses it, is not an error."""
         self.assertIsNone(noDelay(object()))
         self.assertIsNone(noDelay(RefusingTransport(object(), isServer=True)))
+
+
+class SocketTransportTests(SynchronousTestCase):
+    def wrapped(self, depth: int) -> tuple[FileDescriptor, Any]:
+        """A socket transport under C{depth} protocol wrappers (as TLS and endpoints stack them)."""
+        socket = FileDescriptor()
+        top: Any = socket
+        for _ in range(depth):
+            wrapper = ProtocolWrapper(WrappingFactory(None), Protocol())
+            wrapper.makeConnection(top)
+            top = wrapper
+        return socket, top
+
+    def test_findsTheSocketUnderWrappers(self) -> None:
+        for depth in (0, 1, 3):
+            socket, top = self.wrapped(depth)
+            self.assertIs(socketTransport(top), socket)
+
+    def test_readAndSendSizesGoToTheSocketNotTheWrapper(self) -> None:
+        socket, top = self.wrapped(2)
+        readInBlocks(top)
+        sendInBlocks(top)
+        self.assertEqual((socket.bufferSize, socket.SEND_LIMIT), (RECEIVE_BLOCK, SEND_BLOCK))
+        self.assertNotIn("bufferSize", vars(top))
+        self.assertEqual((FileDescriptor.bufferSize, FileDescriptor.SEND_LIMIT),
+                         (2 ** 16, 128 * 1024))  # the class keeps Twisted's defaults
+
+    def test_otherTransportsAreLeftAlone(self) -> None:
+        transport = RecordingTransport(object(), isServer=True)
+        self.assertIsNone(socketTransport(transport))
+        self.assertIsNone(socketTransport(object()))
+        readInBlocks(transport)
+        sendInBlocks(transport)
+        self.assertNotIn("bufferSize", vars(transport))
+        self.assertNotIn("SEND_LIMIT", vars(transport))
