@@ -70,3 +70,12 @@ class LeanBoxParsingTests(SynchronousTestCase):
         self.assertEqual(lean.boxes, [])
         lean.dataReceived(data[-1:])
         self.assertEqual(lean.boxes, [{b"a": b"1" * 70}])
+
+    def test_aStringThatIsAWholePieceIsNotCopied(self) -> None:
+        """The common case of the stream (a TLS record's worth of a value) costs no copy."""
+        value = b"v" * 16_384
+        lean = feed(Lean(), b"\x00\x01k" + len(value).to_bytes(2, "big"), [])
+        lean.dataReceived(value)
+        lean.dataReceived(b"\x00\x00")
+        self.assertEqual(lean.boxes, [{b"k": value}])
+        self.assertIs(lean.boxes[0][b"k"], value)

@@ -4,16 +4,18 @@ A leaner parser for incoming AMP boxes, for the client's receiving end.
 AMP's own parser (C{Int16StringReceiver}) joins its leftover with every
 piece TLS hands over and slices each key and value out of the joined copy,
 then goes through a method call per key and per value: for a stream of
-~64 KB chunk values arriving in 16-32 KB pieces that is four to five copies
-of every byte and most of the client's Python time. This one only keeps the
-pieces until the value they belong to is complete, joins them once and
-copies each value out once. The wire
-format and the limits are AMP's: a key is 1-255 bytes, a value at most
-65,535, an empty key ends the box.
+~64 KB chunk values arriving in 16 KB pieces (one TLS record each) that is
+four to five copies of every byte and most of the client's Python time.
+This one only keeps the pieces until the string they belong to is
+complete, then copies that string out of them once (a string that is a
+whole piece is not copied at all). The wire format and the limits are
+AMP's: a key is 1-255 bytes, a value at most 65,535, an empty key ends the
+box.
 """
 
 from __future__ import annotations
 
+from collections import deque
 from typing import Any
 
 from twisted.protocols import amp
@@ -25,51 +27,83 @@ class LeanBoxParsing:
     """Mix in before L{amp.AMP} (no protocol switching: no StartTLS)."""
 
     def makeConnection(self, transport: Any) -> None:
-        self._pieces: list[bytes] = []
-        self._buffered = 0
+        self._pieces: deque[bytes] = deque()
+        self._offset = 0  # of the first piece's bytes, those already parsed
+        self._buffered = 0  # bytes received and not parsed yet
         self._needed = 2  # bytes before anything can be parsed
+        self._length: int | None = None  # of the string being received, once known
         self._parsedBox = amp.AmpBox()
         self._parsedKey: bytes | None = None
         super().makeConnection(transport)  # type: ignore[misc]
 
     def dataReceived(self, data: bytes) -> None:
+        if not data:
+            return
         self._pieces.append(data)
         self._buffered += len(data)
         if self._buffered < self._needed:
-            return  # the middle of a value: join nothing yet
-        buffer = self._pieces[0] if len(self._pieces) == 1 else b"".join(self._pieces)
-        end = len(buffer)
-        at = 0
+            return  # the middle of a value: nothing to do yet
         box = self._parsedBox
         key = self._parsedKey
-        needed = 2
+        length = self._length
+        take = self._take
         try:
-            with memoryview(buffer) as view:
-                while end - at >= 2:
-                    length = (buffer[at] << 8) | buffer[at + 1]
+            while True:
+                if length is None:
+                    if self._buffered < 2:
+                        self._needed = 2
+                        return
+                    prefix = take(2)
+                    length = (prefix[0] << 8) | prefix[1]
                     if key is None and length > _MAX_KEY:
                         self._keyLengthLimitExceeded = True
                         self.transport.loseConnection()  # type: ignore[attr-defined]
-                        at = end
+                        self._pieces.clear()
+                        self._buffered = 0
                         return
-                    if end - at - 2 < length:
-                        needed = 2 + length
-                        break
-                    string = bytes(view[at + 2:at + 2 + length])
-                    at += 2 + length
-                    if key is not None:
-                        box[key] = string
-                        key = None
-                    elif string:
-                        key = string
-                    else:
-                        self._parsedBox = amp.AmpBox()
-                        self.ampBoxReceived(box)  # type: ignore[attr-defined]
-                        box = self._parsedBox
+                if self._buffered < length:
+                    self._needed = length
+                    return
+                string = take(length)
+                length = None
+                if key is not None:
+                    box[key] = string
+                    key = None
+                elif string:
+                    key = string
+                else:
+                    self._parsedBox = amp.AmpBox()
+                    self.ampBoxReceived(box)  # type: ignore[attr-defined]
+                    box = self._parsedBox
         finally:
-            rest = buffer[at:] if at else buffer
-            self._pieces = [rest] if rest else []
-            self._buffered = len(rest)
-            self._needed = needed
             self._parsedBox = box
             self._parsedKey = key
+            self._length = length
+
+    def _take(self, count: int) -> bytes:
+        """The next C{count} buffered bytes (there are that many), copied once at most."""
+        self._buffered -= count
+        pieces = self._pieces
+        offset = self._offset
+        if not count:
+            return b""
+        first = pieces[0]
+        end = offset + count
+        if end < len(first):
+            self._offset = end
+            return first[offset:end]
+        if end == len(first):
+            pieces.popleft()
+            self._offset = 0
+            return first if not offset else first[offset:]
+        parts = [memoryview(first)[offset:]]
+        pieces.popleft()
+        count -= len(first) - offset
+        while count and count >= len(pieces[0]):
+            piece = pieces.popleft()
+            parts.append(piece)
+            count -= len(piece)
+        if count:
+            parts.append(memoryview(pieces[0])[:count])
+        self._offset = count
+        return b"".join(parts)
