@@ -138,6 +138,41 @@ class StartupImportsTests(SynchronousTestCase):
         )
         self.assertEqual(loaded(modules, NOT_FOR_A_REMOTE_COMMAND), [])
 
+    def test_jobCommand(self) -> None:
+        """
+        A command that drives a job (C{download}: parsed, with the job
+        runner of the client's folder as it builds it) imports none of the
+        destinations, the delivery queue, the licences it checks, or the
+        notifier and its events: a job without a destination delivers
+        nothing (L{backupremote.client.jobs.delivery.DeliveryWhenNeeded}).
+        """
+        modules = modulesAfter(
+            "import tempfile\n"
+            "from backupremote.cli.main import buildParser\n"
+            "buildParser(whole=False).parse_args(['download', 'RUNID', 'DIR'])\n"
+            "import backupremote.cli.transfers\n"
+            "from twisted.internet import reactor\n"
+            "from twisted.python.filepath import FilePath\n"
+            "from backupremote.client.jobs import jobRunnerIn\n"
+            "from backupremote.client.delivery import licensesOf\n"
+            "licenses = licensesOf(None, lambda: None)\n"
+            "jobRunnerIn(reactor, FilePath(tempfile.mkdtemp()), object(), lambda name: None,\n"
+            "            licenses=licenses)\n"
+        )
+        self.assertIn("backupremote.client.jobs.runner", modules)
+        self.assertEqual(loaded(modules, (
+            "backupremote.client.destinations",
+            "backupremote.client.delivery.queue",
+            "backupremote.client.delivery.jobdelivery",
+            "backupremote.client.delivery.licence",
+            "backupremote.client.schedules",
+            "backupremote.client.notify.notifier",
+            "backupremote.client.notify.events",
+            "backupremote.license",
+            "treq",
+            "twisted.conch",
+        )), [])
+
 
 class CommandTableTests(SynchronousTestCase):
     """L{COMMANDS} says what the modules register."""

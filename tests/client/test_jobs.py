@@ -32,6 +32,7 @@ from backupremote.client.jobs import (
     oneServer,
 )
 from backupremote.client.jobs import runner as runnerModule
+from backupremote.client.jobs.delivery import DeliveryWhenNeeded
 from backupremote.client.jobs.runner import JobObserver as _Observer
 from backupremote.protocol import errors
 from backupremote.protocol.errors import BackupRemoteError
@@ -169,6 +170,28 @@ class JobRunnerTests(StagingMixin, SynchronousTestCase):
         self.assertFalse(self.successResultOf(status).artifact.staged)
         self.assertEqual(self.runner.active, [])
         self.assertFalse(self.data.child("locks").child("r1.lock").exists())
+
+    def test_deliveryMadeWhenAJobHasADestination(self) -> None:
+        """
+        L{DeliveryWhenNeeded} (the CLI's): a job without a destination is
+        delivered without making the delivery; the first with one makes it,
+        once, and goes through it.
+        """
+        built: list[LocalFolderDelivery] = []
+
+        def build() -> LocalFolderDelivery:
+            built.append(LocalFolderDelivery(self.clock, runInThread=synchronously))
+            return built[-1]
+
+        delivery = DeliveryWhenNeeded(build)
+        self.successResultOf(delivery.stop())  # nothing made, nothing to stop
+        self.patch(self.runner, "_delivery", delivery)
+        bare = self.drive(self.runner.start(self.request("bare", destinations=())))
+        self.assertEqual((bare.state, tuple(bare.receipts), built), ("released", (), []))
+        self.assertDelivered(self.drive(self.runner.start(self.request())))
+        self.drive(self.runner.start(self.request("r2")))
+        self.assertEqual(len(built), 1)
+        self.successResultOf(delivery.stop())
 
     def test_scheduleFieldsAreKept(self) -> None:
         from datetime import datetime, timezone

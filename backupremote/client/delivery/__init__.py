@@ -89,9 +89,11 @@ def licensesOf(config: ClientConfig, now: Callable[[], datetime]) -> Licenses:
     licence file (C{[servers.NAME] license_file}), read at each check. A
     server client.toml does not name has no licence (fail closed).
     """
-    from backupremote.client.delivery.licence import LicenseFileFeatures, UnknownServer
 
     def license(server: str) -> IDestinationLicense:
+        # read when a delivery asks (a command that delivers nothing never does)
+        from backupremote.client.delivery.licence import LicenseFileFeatures, UnknownServer
+
         entry = config.serverEntries.get(server)
         if entry is None:
             return UnknownServer(server, tuple(config.serverEntries))

@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from twisted.internet.defer import CancelledError, Deferred, DeferredList
 from twisted.internet.interfaces import IReactorTime
@@ -42,7 +42,7 @@ from backupremote.client.api import BackupRemoteClient
 from backupremote.client.backoff import TRANSIENT, Backoff
 from backupremote.client.connection import PERMANENT
 from backupremote.client.download import DownloadProgress, fileSha256
-from backupremote.client.jobs.delivery import DeliveryFailed, IDelivery
+from backupremote.client.jobs.delivery import DeliveryFailed, DeliveryWhenNeeded, IDelivery
 from backupremote.client.jobs.locks import JobLocks
 from backupremote.client.jobs.model import (
     CANCELLED,
@@ -56,8 +56,6 @@ from backupremote.client.jobs.model import (
 )
 from backupremote.client.jobs.store import JobMoved, JobStore
 from backupremote.client.jobs.store import now as now  # it lived here: importers keep working
-from backupremote.client.notify.events import RunFailed, RunSucceeded
-from backupremote.client.notify.notifier import EventSink
 from backupremote.logcontext import bindLogContext, logContext, runRequestId
 from backupremote.protocol.errors import (
     CONFIG_INVALID,
@@ -69,6 +67,9 @@ from backupremote.protocol.errors import (
 )
 from backupremote.protocol.runs import RunEvent
 from backupremote.reactors import IDestinationReactor, inThreadPool
+
+if TYPE_CHECKING:  # the notifier itself is the daemon's (twisted.application)
+    from backupremote.client.notify.notifier import EventSink
 
 _log = Logger(namespace="backupremote.client.jobs")
 
@@ -362,7 +363,9 @@ class JobRunner:
     def _tellEnd(self, job: Job, started: str) -> None:
         """Tell the notifier a job this drive moved failed, or got delivered."""
         if self._notify is None:
-            return
+            return  # (a CLI command's runner: no notifier, and none of its modules)
+        from backupremote.client.notify.events import RunFailed, RunSucceeded
+
         database = job.databaseConfigId or "(a run started elsewhere)"
         if job.state == FAILED:
             self._notify(RunFailed(job.runId, job.scheduleId, job.server, database,
@@ -529,12 +532,17 @@ def jobRunnerIn(reactor: IDestinationReactor, dataDir: FilePath, store: Any, ser
     C{[delivery]}), as far as C{licenses} (the licence of each server, by
     name: C{licensesOf(config, now(reactor))}) allow; without them, no named
     destination is delivered to. The daemon passes its own C{delivery} (a
-    queue it starts itself, and observes).
+    queue it starts itself, and observes); otherwise the queue is made at
+    the first job that has a destination (L{DeliveryWhenNeeded}).
     """
-    from backupremote.client.delivery import DeliveryPolicy, FeatureSet, queueDeliveryIn
 
-    deliver: Any = delivery or queueDeliveryIn(reactor, dataDir, store, licenses or (
-        lambda server: FeatureSet(set())), policy or DeliveryPolicy())
+    def build() -> IDelivery:
+        from backupremote.client.delivery import DeliveryPolicy, FeatureSet, queueDeliveryIn
+
+        return queueDeliveryIn(reactor, dataDir, store, licenses or (
+            lambda server: FeatureSet(set())), policy or DeliveryPolicy())
+
+    deliver: Any = delivery or DeliveryWhenNeeded(build)
     return JobRunner(reactor, JobStore(store, now(reactor)), servers,
                      deliver, dataDir.child("downloads"),
                      locks=JobLocks(dataDir.child("locks")), retry=retry, notify=notify)
