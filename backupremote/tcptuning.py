@@ -1,7 +1,7 @@
 """
-How both ends tune the TCP connection under a client-server connection: set
-when it is made (Nagle off), and for a file transfer, larger reads on the
-receiving end and larger sends on the sending one.
+How both ends tune the TCP connection under a client-server connection,
+when it is made: Nagle off on both, and larger reads on the client's, where
+a download's chunks arrive.
 """
 
 from __future__ import annotations
@@ -12,9 +12,6 @@ from twisted.internet.abstract import FileDescriptor
 
 #: Bytes the client asks its socket for per read (Twisted's default: 64 KiB).
 RECEIVE_BLOCK = 512 * 1024
-#: Bytes a sending server hands its socket per send while it streams a file
-#: (Twisted's default: 128 KiB).
-SEND_BLOCK = 512 * 1024
 
 
 def noDelay(transport: Any) -> None:
@@ -56,18 +53,11 @@ def readInBlocks(transport: Any, size: int = RECEIVE_BLOCK) -> None:
     turns per GiB: with 512 KiB reads, ~3,000, and a 1 GiB download through
     the client library took 2.46-2.53 s instead of 3.2-3.3 s on loopback
     (docs/benchmarks.md). Costs a transient buffer of C{size} per read, so
-    only the client (a few connections) does it.
+    only the client (a few connections) does it. (The server keeps
+    Twisted's 128 KiB sends: 512 KiB ones gained the download nothing
+    measurable, and four downloads held its reactor so long that a control
+    request's p99 rose from 20-33 ms to 32-97 ms, benchmarks/load.py.)
     """
     below = socketTransport(transport)
     if below is not None:
         below.bufferSize = size
-
-
-def sendInBlocks(transport: Any, size: int = SEND_BLOCK) -> None:
-    """
-    Hand the socket up to C{size} bytes per send (Twisted sends at most
-    128 KiB per reactor turn), for a connection that streams a file.
-    """
-    below = socketTransport(transport)
-    if below is not None:
-        below.SEND_LIMIT = size

@@ -1,7 +1,7 @@
 """
 Both ends of every client-server connection switch Nagle's algorithm off;
-the socket under the wrappers gets the stream's read and send sizes (the
-real client and server: tests/integration/test_transfers.py).
+the client's socket under the wrappers reads in large blocks (the real
+client: tests/integration/test_transfers.py).
 """
 
 from __future__ import annotations
@@ -19,10 +19,8 @@ from twisted.protocols.policies import ProtocolWrapper, WrappingFactory
 
 from backupremote.tcptuning import (
     RECEIVE_BLOCK,
-    SEND_BLOCK,
     noDelay,
     readInBlocks,
-    sendInBlocks,
     socketTransport,
 )
 from tests.fixtures import CLIENT_ID, SECRET, ServerHarness
@@ -83,20 +81,16 @@ class SocketTransportTests(SynchronousTestCase):
             socket, top = self.wrapped(depth)
             self.assertIs(socketTransport(top), socket)
 
-    def test_readAndSendSizesGoToTheSocketNotTheWrapper(self) -> None:
+    def test_readSizeGoesToTheSocketNotTheWrapper(self) -> None:
         socket, top = self.wrapped(2)
         readInBlocks(top)
-        sendInBlocks(top)
-        self.assertEqual((socket.bufferSize, socket.SEND_LIMIT), (RECEIVE_BLOCK, SEND_BLOCK))
+        self.assertEqual(socket.bufferSize, RECEIVE_BLOCK)
         self.assertNotIn("bufferSize", vars(top))
-        self.assertEqual((FileDescriptor.bufferSize, FileDescriptor.SEND_LIMIT),
-                         (2 ** 16, 128 * 1024))  # the class keeps Twisted's defaults
+        self.assertEqual(FileDescriptor.bufferSize, 2 ** 16)  # the class keeps Twisted's default
 
     def test_otherTransportsAreLeftAlone(self) -> None:
         transport = RecordingTransport(object(), isServer=True)
         self.assertIsNone(socketTransport(transport))
         self.assertIsNone(socketTransport(object()))
         readInBlocks(transport)
-        sendInBlocks(transport)
         self.assertNotIn("bufferSize", vars(transport))
-        self.assertNotIn("SEND_LIMIT", vars(transport))

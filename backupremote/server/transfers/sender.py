@@ -26,7 +26,6 @@ from twisted.logger import Logger
 from zope.interface import implementer
 
 from backupremote.protocol.errors import TIMEOUT
-from backupremote.tcptuning import sendInBlocks
 from backupremote.protocol.models import ChunkLimits
 from backupremote.protocol.transfers import (
     CHUNK_SIZE,
@@ -194,7 +193,6 @@ class ConnectionPump:
 
     def __init__(self, transport: Any) -> None:
         self._transport = transport
-        sendInBlocks(transport)
         self.senders: set[ChunkSender] = set()
         self.paused = False
         self._registered = False
