@@ -8,21 +8,15 @@ from __future__ import annotations
 
 from typing import Any
 
+from twisted.internet.abstract import FileDescriptor
+from twisted.internet.protocol import Protocol
+from twisted.protocols.policies import ProtocolWrapper, WrappingFactory
 from twisted.test.iosim import FakeTransport, connect
 from twisted.trial.unittest import SynchronousTestCase
 
 from backupremote.client.connection.credentials import Credentials
 from backupremote.client.connection.protocol import ClientProtocol
-from twisted.internet.abstract import FileDescriptor
-from twisted.internet.protocol import Protocol
-from twisted.protocols.policies import ProtocolWrapper, WrappingFactory
-
-from backupremote.tcptuning import (
-    RECEIVE_BLOCK,
-    noDelay,
-    readInBlocks,
-    socketTransport,
-)
+from backupremote.tcptuning import RECEIVE_BLOCK, noDelay, readInBlocks, socketTransport
 from tests.fixtures import CLIENT_ID, SECRET, ServerHarness
 
 

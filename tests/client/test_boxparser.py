@@ -64,6 +64,19 @@ class LeanBoxParsingTests(SynchronousTestCase):
         self.assertTrue(lean._keyLengthLimitExceeded)
         self.assertEqual(lean.boxes, [])
 
+    def test_nothingParsedAfterAKeyTooLong(self) -> None:
+        """
+        The connection closes after a key too long, but data may still
+        arrive until it has: none of it is parsed, as with AMP's own parser.
+        """
+        good = amp.AmpBox({b"a": b"1"}).serialize()
+        lean = feed(Lean(), b"\x00\x01k\x00\x03abc\x01\x2cKK", [])
+        self.assertTrue(lean._keyLengthLimitExceeded)
+        lean.dataReceived(b"K" * 300 + good)
+        lean.dataReceived(good)
+        self.assertEqual(lean.boxes, [])
+        self.assertEqual((lean._buffered, len(lean._pieces)), (0, 0))
+
     def test_partialBoxWaits(self) -> None:
         data = amp.AmpBox({b"a": b"1" * 70}).serialize()
         lean = feed(Lean(), data[:-1], [5, 40])

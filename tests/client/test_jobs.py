@@ -11,7 +11,7 @@ from __future__ import annotations
 import sqlite3
 from typing import Any
 
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import Deferred, succeed
 from twisted.python.failure import Failure
 from twisted.python.filepath import FilePath
 from twisted.trial.unittest import SynchronousTestCase
@@ -175,16 +175,19 @@ class JobRunnerTests(StagingMixin, SynchronousTestCase):
         """
         L{DeliveryWhenNeeded} (the CLI's): a job without a destination is
         delivered without making the delivery; the first with one makes it,
-        once, and goes through it.
+        once, goes through it, and L{IDelivery.stop} reaches it.
         """
         built: list[LocalFolderDelivery] = []
+        stopped: list[bool] = []
 
         def build() -> LocalFolderDelivery:
             built.append(LocalFolderDelivery(self.clock, runInThread=synchronously))
+            self.patch(built[-1], "stop", lambda: (stopped.append(True), succeed(None))[1])
             return built[-1]
 
         delivery = DeliveryWhenNeeded(build)
         self.successResultOf(delivery.stop())  # nothing made, nothing to stop
+        self.assertEqual(built, [])
         self.patch(self.runner, "_delivery", delivery)
         bare = self.drive(self.runner.start(self.request("bare", destinations=())))
         self.assertEqual((bare.state, tuple(bare.receipts), built), ("released", (), []))
@@ -192,6 +195,7 @@ class JobRunnerTests(StagingMixin, SynchronousTestCase):
         self.drive(self.runner.start(self.request("r2")))
         self.assertEqual(len(built), 1)
         self.successResultOf(delivery.stop())
+        self.assertEqual(stopped, [True])
 
     def test_scheduleFieldsAreKept(self) -> None:
         from datetime import datetime, timezone

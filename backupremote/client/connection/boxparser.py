@@ -34,11 +34,12 @@ class LeanBoxParsing:
         self._length: int | None = None  # of the string being received, once known
         self._parsedBox = amp.AmpBox()
         self._parsedKey: bytes | None = None
+        self._keyLengthLimitExceeded = False
         super().makeConnection(transport)  # type: ignore[misc]
 
     def dataReceived(self, data: bytes) -> None:
-        if not data:
-            return
+        if not data or self._keyLengthLimitExceeded:
+            return  # (after a key too long: the connection is closing, nothing more is read)
         self._pieces.append(data)
         self._buffered += len(data)
         if self._buffered < self._needed:
@@ -59,7 +60,8 @@ class LeanBoxParsing:
                         self._keyLengthLimitExceeded = True
                         self.transport.loseConnection()  # type: ignore[attr-defined]
                         self._pieces.clear()
-                        self._buffered = 0
+                        self._buffered = self._offset = 0
+                        length = None
                         return
                 if self._buffered < length:
                     self._needed = length

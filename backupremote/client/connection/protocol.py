@@ -18,7 +18,6 @@ from twisted.python.failure import Failure
 from backupremote.client.connection.boxparser import LeanBoxParsing
 from backupremote.client.connection.receivers import TransferReceivers
 from backupremote.keepalive import Heartbeat
-from backupremote.tcptuning import noDelay, readInBlocks
 from backupremote.protocol.runs import BackupComplete, BackupFailed, BackupProgress, RunEvent
 from backupremote.protocol.session import Auth, Ping
 from backupremote.protocol.transfers import (
@@ -28,6 +27,7 @@ from backupremote.protocol.transfers import (
     FileTransferProgress,
 )
 from backupremote.protocol.versions import CURRENT_API_VERSION
+from backupremote.tcptuning import noDelay, readInBlocks
 
 
 class ClientProtocol(LeanBoxParsing, amp.AMP):

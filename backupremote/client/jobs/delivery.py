@@ -57,10 +57,11 @@ class IDelivery(Interface):
 @implementer(IDelivery)
 class DeliveryWhenNeeded:
     """
-    The delivery C{build} makes, made at the first job that has a
-    destination: a job without one (C{download}, C{run --wait}) delivers
-    nothing, and its command imports none of the destinations, the queue or
-    their licences (about 60 ms of a CLI command's imports).
+    The delivery C{build} makes, made when first asked to deliver: the
+    runner asks only for a job that has a destination, so a command whose
+    job has none (C{download}, C{run --wait}) imports none of the
+    destinations, the queue or their licences (about 60 ms of a CLI
+    command's imports).
     """
 
     def __init__(self, build: Callable[[], IDelivery]) -> None:
@@ -71,8 +72,6 @@ class DeliveryWhenNeeded:
                 progress: Callable[[UploadProgress], None] | None = None
                 ) -> Deferred[list[Receipt]]:
         if self._delivery is None:
-            if not job.destinations:
-                return succeed([])
             self._delivery = self._build()
         return self._delivery.deliver(job, artifact, progress)
 

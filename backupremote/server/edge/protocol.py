@@ -28,7 +28,6 @@ from twisted.protocols import amp
 from twisted.python.failure import Failure
 
 from backupremote.keepalive import Heartbeat
-from backupremote.tcptuning import noDelay
 from backupremote.protocol.base import REQUEST_ID, Request, answeredBy
 from backupremote.protocol.boxlimits import PRE_AUTH, BoundedBoxes, BoxLimit
 from backupremote.protocol.errors import (
@@ -48,6 +47,7 @@ from backupremote.server.edge.revocation import REVOKED
 from backupremote.server.edge.session import RequestContext, Session
 
 from backupremote.server.responders.groups import RESPONDER_GROUPS, ResponderGroup
+from backupremote.tcptuning import noDelay
 
 if TYPE_CHECKING:
     from backupremote.server.edge.components import ServerComponents
