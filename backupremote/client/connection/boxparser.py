@@ -98,7 +98,7 @@ class LeanBoxParsing:
             pieces.popleft()
             self._offset = 0
             return first if not offset else first[offset:]
-        parts = [memoryview(first)[offset:]]
+        parts: list[bytes | memoryview] = [memoryview(first)[offset:]]
         pieces.popleft()
         count -= len(first) - offset
         while count and count >= len(pieces[0]):

@@ -68,7 +68,7 @@ class DeliveryWhenNeeded:
         self._build = build
         self._delivery: IDelivery | None = None
 
-    def deliver(self, job: Job, artifact: FilePath,
+    def deliver(self, job: Job, artifact: FilePath[str],
                 progress: Callable[[UploadProgress], None] | None = None
                 ) -> Deferred[list[Receipt]]:
         if self._delivery is None:
