@@ -129,6 +129,22 @@ class ConnectionManagerTests(ServerConnectionContract, TestCase):
         connection.service.startService()
         await connection.call(Capabilities)
 
+    async def test_anAddressStraightANameResolved(self) -> None:
+        """
+        The daemon's connection, as the one-shot one: to an IP address
+        straight (L{DirectTLSEndpoint}), to a name through the reactor's
+        resolver; both reach the server.
+        """
+        self.running = await startProducingServer(self)
+        server = self.running.server
+        byAddress = server.client(self).connection
+        byName = server.client(self, server=ServerAddress("localhost", server.port)).connection
+        self.assertIsInstance(byAddress.endpoint._endpoint, DirectTLSEndpoint)
+        self.assertNotIsInstance(byName.endpoint._endpoint, DirectTLSEndpoint)
+        for connection in (byAddress, byName):
+            answer = await connection.call(Capabilities)
+            self.assertIsNotNone(answer["capabilities"].offer)
+
 
 class LoopbackConnectionTests(ServerConnectionContract, TestCase):
     def makeConnection(self, secret: str | None = None) -> Any:

@@ -4,7 +4,7 @@ HostnameEndpoint(reactor, address, port))} does for an address that needs
 no name resolution (one C{connectTCP} with a 30 s timeout, the application
 protocol under C{TLSMemoryBIOProtocol}), without importing
 C{twisted.internet.endpoints} (and C{twisted.plugin} under it) or asking
-the reactor's resolver thread to look up a number: a one-shot command's
+the reactor's resolver thread to look up a number: a CLI command's
 start-up (L{backupremote.client.connection.oneshot}).
 """
 

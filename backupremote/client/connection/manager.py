@@ -39,6 +39,7 @@ from zope.interface import implementer
 
 from backupremote.client.config import ClientConfig
 from backupremote.client.connection.credentials import Credentials
+from backupremote.client.connection.direct import DirectTLSEndpoint, isAddress
 from backupremote.client.connection.followers import RunFollowers
 from backupremote.client.connection.interfaces import IServerConnection
 from backupremote.client.connection.protocol import ClientProtocol
@@ -302,8 +303,14 @@ class TLSServerConnection(ServerConnection):
 
     def _tlsEndpoint(self, reactor: IConnectingReactor, host: str, port: int,
                      creator: Any) -> IStreamClientEndpoint:
-        """TLS to C{host}:C{port}: a name is resolved by the reactor's resolver."""
-        # imported here: a one-shot command to an IP address needs none of it
+        """
+        TLS to C{host}:C{port}: to an IP address straight
+        (L{DirectTLSEndpoint}: no resolver thread, no
+        C{twisted.internet.endpoints} to import, for a CLI command's
+        start-up); a name is resolved by the reactor's resolver.
+        """
+        if isAddress(host):
+            return DirectTLSEndpoint(reactor, host, port, creator)
         from twisted.internet.endpoints import HostnameEndpoint, wrapClientTLS
 
         return wrapClientTLS(creator, HostnameEndpoint(reactor, host, port))

@@ -3,9 +3,8 @@ The connection of a one-shot command (a CLI command that asks the server
 something and exits): the same TLS, authentication, attempts and errors as
 L{ConnectionManager}, without its reconnecting L{ClientService}, whose
 imports (C{twisted.application}, C{automat}, C{twisted.plugin}: about 15 ms
-of CPU) were a twentieth of such a command's run; to a server named by
-its IP address it connects with L{DirectTLSEndpoint} (no
-C{twisted.internet.endpoints}, no resolver thread).
+of CPU) were a twentieth of such a command's run (to a server named by
+its IP address, both connect with L{DirectTLSEndpoint}).
 
 It connects at the first call, trying up to C{connectAttempts} times with
 the reconnecting service's delays between attempts (and the same warning
@@ -19,10 +18,8 @@ from typing import Any
 
 from twisted.internet.defer import Deferred, succeed
 from twisted.internet.error import ConnectError
-from twisted.internet.interfaces import IStreamClientEndpoint
 from twisted.internet.task import deferLater
 
-from backupremote.client.connection.direct import DirectTLSEndpoint, isAddress
 from backupremote.client.connection.manager import TLSServerConnection, retryDelay
 from backupremote.client.connection.protocol import ClientProtocol
 from backupremote.outcome import Outcome
@@ -43,13 +40,6 @@ class OneShotConnection(TLSServerConnection):
     @property
     def running(self) -> bool:
         return not self._stopping
-
-    def _tlsEndpoint(self, reactor: Any, host: str, port: int,
-                     creator: Any) -> IStreamClientEndpoint:
-        """To an IP address, straight (L{DirectTLSEndpoint}); to a name, as the daemon does."""
-        if isAddress(host):
-            return DirectTLSEndpoint(reactor, host, port, creator)
-        return super()._tlsEndpoint(reactor, host, port, creator)
 
     async def _connect(self) -> ClientProtocol:
         if self._protocol is not None and not self._protocol.lost.called:
