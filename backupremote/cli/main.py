@@ -10,7 +10,6 @@ and map to distinct exit codes (see L{backupremote.cli.output}).
 from __future__ import annotations
 
 import argparse
-import gc
 import os
 import sys
 from typing import TYPE_CHECKING, Any, Sequence, cast
@@ -83,23 +82,17 @@ def _addJSONToEveryCommand(parser: argparse.ArgumentParser) -> None:
                 _addJSONToEveryCommand(sub)
 
 
-def main(argv: Sequence[str] | None = None, collectAfterParsing: bool = False) -> int:
-    """
-    Run the command C{argv} says; its exit code. With C{collectAfterParsing}
-    (the console script, which turned the garbage collector off before its
-    imports), the collector is turned on again once the command's modules
-    are loaded.
-    """
+def main(argv: Sequence[str] | None = None) -> int:
     # every file the command makes 0600, every folder 0700 (put back on
     # return for callers that run it in-process)
     previousUmask = usePrivateUmask()
     try:
-        return _main(argv, collectAfterParsing)
+        return _main(argv)
     finally:
         os.umask(previousUmask)
 
 
-def _main(argv: Sequence[str] | None, collectAfterParsing: bool = False) -> int:
+def _main(argv: Sequence[str] | None) -> int:
     parser = buildParser(whole=False)
     try:
         args = parser.parse_args(list(sys.argv[1:] if argv is None else argv))
@@ -111,9 +104,6 @@ def _main(argv: Sequence[str] | None, collectAfterParsing: bool = False) -> int:
         return EXIT_USAGE
     from backupremote.cli.output import EXIT_INTERRUPTED, EXIT_USAGE, Output
     from backupremote.protocol.errors import BackupRemoteError
-
-    if collectAfterParsing:
-        gc.enable()
 
     if args.verbose and args.quiet:
         parser.print_usage(sys.stderr)
@@ -214,15 +204,5 @@ async def commandOnReactor(reactor: ICommandReactor, args: argparse.Namespace,
 
 
 def run() -> None:
-    """
-    Console-script entry point. The collector is off while the command's
-    modules load: they make some 50,000 objects and no garbage, and the 110
-    collections that passed over them took about 5% of the imports' time
-    (benchmarks/cli_startup.py, docs/benchmarks.md).
-    """
-    gc.disable()
-    try:
-        code = main(collectAfterParsing=True)
-    finally:
-        gc.enable()
-    sys.exit(code)
+    """Console-script entry point."""
+    sys.exit(main())

@@ -8,18 +8,14 @@ test), and the table of commands that makes it possible.
 from __future__ import annotations
 
 import argparse
-import gc
-import io
 import json
 import os
 import subprocess
 import sys
 import types
-from typing import Any
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from backupremote.cli import main as mainModule
 from backupremote.cli.commands import COMMANDS, LazyCommands
 from backupremote.cli.main import buildParser
 
@@ -176,38 +172,6 @@ class StartupImportsTests(SynchronousTestCase):
             "treq",
             "twisted.conch",
         )), [])
-
-
-class CollectorTests(SynchronousTestCase):
-    """The console script loads a command with the garbage collector off, and runs it on."""
-
-    def setUp(self) -> None:
-        self.addCleanup(gc.enable)
-
-    def test_commandRunsWithTheCollectorOn(self) -> None:
-        seen: list[bool] = []
-
-        def onReactor(args: argparse.Namespace, output: Any) -> int:
-            seen.append(gc.isenabled())
-            return 0
-
-        self.patch(mainModule, "_runOnReactor", onReactor)
-        gc.disable()
-        self.assertEqual(mainModule.main(["--config", "c.toml", "db", "list"],
-                                         collectAfterParsing=True), 0)
-        self.assertEqual(seen, [True])
-        gc.disable()  # an in-process caller's choice is its own
-        mainModule.main(["--config", "c.toml", "db", "list"])
-        self.assertEqual(seen, [True, False])
-
-    def test_consoleScriptLeavesItOn(self) -> None:
-        """Whatever the command did, even a usage error, the collector is on after."""
-        self.patch(sys, "argv", ["backupremote", "--version"])
-        self.patch(sys, "stdout", io.StringIO())
-        with self.assertRaises(SystemExit) as exited:
-            mainModule.run()
-        self.assertEqual(exited.exception.code, 0)
-        self.assertTrue(gc.isenabled())
 
 
 class CommandTableTests(SynchronousTestCase):
