@@ -83,7 +83,10 @@ COMMAND_TIMEOUT = 600.0
 _PASSED_ON = ("RCLONE_CONFIG_PASS", "HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY",
               "http_proxy", "https_proxy", "no_proxy", "XDG_CONFIG_HOME", "TMPDIR")
 
-_AUTH = ("401", "unauthorized", "not authorized", "authentication failed",
+# Phrases, never bare status numbers: a temporary name's random hex ("…401…"), a port or a
+# time in the same stderr would match those (an upload cut by a closed connection was once
+# told as DESTINATION_AUTH_FAILED); HTTP's 401 and 507 come with their reason phrases.
+_AUTH = ("unauthorized", "not authorized", "authentication failed",
          "invalid_grant", "couldn't fetch token", "token expired", "invalidaccesskeyid",
          "signaturedoesnotmatch", "login failed", "auth failed")
 _TLS = ("x509:", "certificate", "tls: ")
@@ -91,7 +94,7 @@ _UNREACHABLE = ("connection refused", "no such host", "i/o timeout", "network is
                 "connection reset", "unexpected eof", "broken pipe", "no route to host",
                 "dial tcp", "server misbehaving", "503 service unavailable",
                 "use of closed network connection")
-_FULL = ("insufficient storage", "quota", "507", "no space left", "storage full")
+_FULL = ("insufficient storage", "quota", "no space left", "storage full")
 _NO_REMOTE = ("didn't find section in config file", "config file not found")
 
 

@@ -20,10 +20,12 @@ from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from backupremote.client.destinations import parseDestinationURL, putVerified
 from backupremote.client.destinations.rclone import RcloneDestination, _time, findRclone
+from backupremote.client.destinations.rclonechild import ChildResult
 from backupremote.client.destinations.urls import RcloneURL
 from backupremote.protocol.errors import (
     CONFIG_INVALID,
     DESTINATION_AUTH_FAILED,
+    DESTINATION_FULL,
     DESTINATION_UNREACHABLE,
     TIMEOUT,
     BackupRemoteError,
@@ -124,6 +126,30 @@ class TimeTests(SynchronousTestCase):
         self.assertEqual((when.microsecond, when.utcoffset()), (227606, when.utcoffset()))
         self.assertEqual(when.isoformat(), "2026-11-29T11:49:31.227606+00:00")
         self.assertIsNone(_time("yesterday"))
+
+
+class ErrorWordsTests(SynchronousTestCase):
+    """How rclone's stderr becomes a registry code: by its phrases, not by numbers in it."""
+
+    def classify(self, stderr: str) -> str:
+        made = destination(self, "rclone:dav:backups", configFile(self, ""))
+        result = ChildResult(exitCode=1, signal=None, stdout=b"", stderr=stderr.encode(),
+                             timedOut=False, stalled=False)
+        return made._error(result, "upload of big.zst").code
+
+    def test_aNumberInATemporaryNameIsNotAStatus(self) -> None:
+        """The CI failure of e4a04e0: a closed connection, a temporary name holding "401"."""
+        self.assertEqual(self.classify(
+            "ERROR : .big.zst.5089379401f6df6.partial: Post request put error: unchunked "
+            "simple update failed: Put \"http://127.0.0.1:52973/t/.big.zst.5089379401f6df6"
+            ".partial\": write tcp 127.0.0.1:52978->127.0.0.1:52973: use of closed network "
+            "connection\n"), DESTINATION_UNREACHABLE)
+        self.assertEqual(self.classify("ERROR : x.507.partial: connection refused\n"),
+                         DESTINATION_UNREACHABLE)
+
+    def test_statusesByTheirPhrases(self) -> None:
+        self.assertEqual(self.classify("ERROR : a: 401 Unauthorized\n"), DESTINATION_AUTH_FAILED)
+        self.assertEqual(self.classify("ERROR : a: 507 Insufficient Storage\n"), DESTINATION_FULL)
 
 
 class _Silent(Protocol):
