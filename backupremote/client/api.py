@@ -65,6 +65,11 @@ def runNotFound(error: BackupRemoteError) -> BackupRemoteError:
                              hint=RUN_NOT_FOUND_HINT)
 
 
+def _credentials(config: ClientConfig) -> Credentials:
+    """What the client of C{config}'s server logs in with (its secret and licence, read now)."""
+    return Credentials(config.clientId, config.readSecret(), config.readLicense())
+
+
 class BackupRemoteClient:
     """Typed remote calls over one L{IServerConnection}."""
 
@@ -78,8 +83,7 @@ class BackupRemoteClient:
         C{service} is not started: the caller owns it (see
         L{backupremote.client.connection.manager}).
         """
-        credentials = Credentials(config.clientId, config.readSecret(), config.readLicense())
-        return cls(ConnectionManager(reactor, config, credentials))
+        return cls(ConnectionManager(reactor, config, _credentials(config)))
 
     @classmethod
     def forOneCommand(cls, reactor: ITransferReactor, config: ClientConfig
@@ -89,8 +93,7 @@ class BackupRemoteClient:
         connects at its first call (no reconnecting service to start) and
         L{close} ends it (L{backupremote.client.connection.oneshot}).
         """
-        credentials = Credentials(config.clientId, config.readSecret(), config.readLicense())
-        return cls(OneShotConnection(reactor, config, credentials))
+        return cls(OneShotConnection(reactor, config, _credentials(config)))
 
     def _ask(self, command: Any, key: str, **arguments: Any) -> Deferred[Any]:
         """Send C{command}; fire with the answer's C{key}."""

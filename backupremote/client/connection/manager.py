@@ -9,7 +9,8 @@ L{BackupRemoteError}: the server's registry code, or a client-side code for
 TLS and connection problems. L{TLSServerConnection} adds the real transport,
 TLS to the server a L{ClientConfig} names, in two ways:
 L{ConnectionManager} keeps it up through a reconnecting L{ClientService},
-which it builds and never starts: its owner (the client daemon, a
+which it builds and never starts: its owner (the client daemon, a CLI
+command that drives a job and may follow a run across reconnects, a
 benchmark) starts and stops it, as L{ClientService.running} says;
 L{backupremote.client.connection.oneshot.OneShotConnection} connects when
 first used and is closed by the CLI command that made it.

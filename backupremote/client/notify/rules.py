@@ -6,7 +6,6 @@ schedule that has its own list (C{[notify.email.schedules]}), that list.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-
 from typing import TYPE_CHECKING
 
 from attrs import field, frozen

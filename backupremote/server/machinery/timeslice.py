@@ -35,9 +35,6 @@ from twisted.logger import Logger
 #: the shortest the kernel grants.
 REACTOR_SLICE_NS = 100_000
 
-#: The slices the kernel grants, in ns.
-SLICE_RANGE = (100_000, 100_000_000)
-
 #: C{sched_setattr} / C{sched_getattr} by machine (Linux's syscall tables).
 _SYSCALLS = {
     "x86_64": (314, 315),
