@@ -236,6 +236,10 @@ async def _processDump(ctx: RunContext, plan: DumpPlan, compression: Compression
     def dumpEnded(exit: Exit) -> None:
         if ctx.stop() or not exit.ok:
             return
+        if dump.exitIO is None:
+            # Its size is known only once the pipe is drained: the stage
+            # ends there, below, and is followed until then.
+            return
         total = dumped()
         ctx.clock.end("dump", total)
         if not compression.compresses:

@@ -120,6 +120,35 @@ class PostgreSQLPipelineTests(TestCase):
             self.assertEqual(timings["verification"].bytes, artifact.sizeBytes)
             assertHonestProgress(self, progress, artifact)
 
+    async def test_uncountedDumpDrainedLate(self) -> None:
+        """
+        A dump whose exit counters say nothing (the tool is a script that
+        leaves the dump to an orphaned child, whose counters it never
+        collects) and a sink still draining the pipe when it exits:
+        the dump's last progress is still the figure its timing keeps,
+        not what the sink had read when the dump exited.
+        """
+        server = await startPostgreSQL(self)
+        realDump = realTools().find("pg_dump")
+        tools = realTools(fakeToolFolder(self, pg_dump=(
+            f'case "$*" in *--version*) exec {realDump} "$@" ;; esac\n'
+            f'( {realDump} "$@" & )\n')))
+
+        def slowWrite(fd: int, data: Any) -> int:
+            time.sleep(0.05)
+            return os.write(fd, data)
+
+        for compression in ("none", "zstd"):
+            progress = ProgressLog()
+            artifact = await runPipeline(
+                "postgresql", targetOf(server), makeRunDir(self), tools=tools,
+                progress=progress, compression=compression, verification="none",
+                format="plain", hooks=PipelineHooks(write=slowWrite, chunkSize=512))
+            dumpBytes = progress.bytesOf("dump")
+            self.assertEqual(dumpBytes, sorted(dumpBytes), compression)
+            self.assertGreater(artifact.sizeBytes, 512, compression)
+            assertHonestProgress(self, progress, artifact)
+
     async def test_plainFormat(self) -> None:
         """A plain SQL dump, checked by its trailer, restores with psql."""
         server = await startPostgreSQL(self)
