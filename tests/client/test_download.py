@@ -5,9 +5,13 @@ resume after cuts, a damaged ``.part``, bad chunks, back-pressure, locking.
 
 from __future__ import annotations
 
+import errno
 import hashlib
+import json
 import os
 import queue
+import threading
+import time
 from typing import Any
 
 from hypothesis import HealthCheck, given, settings
@@ -21,7 +25,7 @@ from twisted.trial.unittest import SynchronousTestCase
 from backupremote.client.backoff import Backoff
 from backupremote.client.connection import Credentials
 from backupremote.client.download import DownloadProgress, downloadRun
-from backupremote.client.download.chunkwriter import ChunkWriter
+from backupremote.client.download.chunkwriter import SYNC_SECONDS, ChunkWriter, DurableProgress
 from backupremote.client.download.partfile import PartFile
 from backupremote.protocol import errors
 from backupremote.protocol.errors import CONNECTION_FAILED, BackupRemoteError
@@ -384,13 +388,13 @@ class ThreadedClock(Clock):
 
     def __init__(self) -> None:
         super().__init__()
-        self.calls: queue.Queue[Any] = queue.Queue()
+        self.fromThreads: queue.Queue[Any] = queue.Queue()
 
     def callFromThread(self, f: Any, *args: Any) -> None:
-        self.calls.put((f, args))
+        self.fromThreads.put((f, args))
 
     def runCalls(self, timeout: float = 5.0) -> None:
-        f, args = self.calls.get(timeout=timeout)
+        f, args = self.fromThreads.get(timeout=timeout)
         f(*args)
 
     def runUntilFired(self, waited: Deferred[Any]) -> None:
@@ -458,3 +462,102 @@ class ChunkWriterTests(SynchronousTestCase):
         self.assertNotEqual(self.writer.wholeDigest(),
                             hashlib.sha256(self.data[:3 * CHUNK_SIZE]).hexdigest())
         self.assertEqual(self.part.recheck(self.digests)[0], 1)
+
+    def test_periodicSyncLetsTheWriterGoOn(self) -> None:
+        """
+        The progress made durable every few seconds is made so beside the
+        writer, not in its way: while that sync is held, the writer writes
+        every box after it; a flush then waits for it, and records them all.
+        """
+        writtenAll = threading.Event()
+        recorded: list[tuple[int, int]] = []
+        record = self.part.recordProgress
+
+        def heldRecord(chunks: int) -> None:
+            # holds the sync until the writer has written all six chunks (or gives up)
+            deadline = time.monotonic() + 30
+            while self.writer.nextChunk < 6 and time.monotonic() < deadline:
+                time.sleep(0.001)
+            recorded.append((chunks, self.writer.nextChunk))
+            writtenAll.set()
+            record(chunks)
+
+        self.patch(self.part, "recordProgress", heldRecord)
+        self.clock.advance(SYNC_SECONDS)
+        self.writer.start()
+        for index in range(6):
+            self.writer.put(index, [self.chunks[index]])
+        self.assertTrue(writtenAll.wait(60))
+        # asked after the first box; the other five were written while it was held
+        self.assertEqual(recorded, [(1, 6)])
+        self.clock.runUntilFired(self.writer.flush())
+        self.assertEqual(json.loads(self.part.progress.getContent())["chunks"], 6)
+        self.clock.runUntilFired(self.writer.close())
+        self.assertEqual(self.part.part.getContent(), self.data[:6 * CHUNK_SIZE])
+
+    def test_failedPeriodicSyncFailsTheDownload(self) -> None:
+        """A sync that failed in the background stops the writer with its error."""
+        failures: list[BaseException] = []
+        writer = ChunkWriter(self.part, self.digests, 0, hashlib.sha256(),
+                             self.clock.callFromThread, self.bad.append, failures.append,
+                             clock=self.clock, limit=2)
+
+        def brokenDisk(chunks: int) -> None:
+            raise OSError(errno.EIO, "input/output error")
+
+        self.patch(self.part, "recordProgress", brokenDisk)
+        self.clock.advance(SYNC_SECONDS)
+        writer.start()
+        for index in range(3):
+            writer.put(index, [self.chunks[index]])
+        flushed = writer.flush()
+        self.clock.runUntilFired(flushed)
+        self.assertEqual([error.errno for error in failures], [errno.EIO])  # type: ignore[attr-defined]
+        self.assertIs(writer.failure, failures[0])
+
+
+class DurableProgressTests(SynchronousTestCase):
+    """The syncing thread: newest request wins, in order, errors kept for the writer."""
+
+    def setUp(self) -> None:
+        self.recorded: list[int] = []
+        self.release = threading.Event()
+        self.started = threading.Event()
+        path = self.mktemp()
+        self.descriptor = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+        self.addCleanup(os.close, self.descriptor)
+        self.durable = DurableProgress(self)  # type: ignore[arg-type]
+        self.durable.start()
+        self.addCleanup(self.durable.stop)
+
+    def recordProgress(self, chunks: int) -> None:
+        self.started.set()
+        self.assertTrue(self.release.wait(30))
+        if chunks < 0:
+            raise OSError(errno.ENOSPC, "no space left on device")
+        self.recorded.append(chunks)
+
+    def test_requestsWhileBusyCollapseToTheNewest(self) -> None:
+        self.durable.request(1)
+        self.assertTrue(self.started.wait(30))
+        for chunks in (2, 3, 4):
+            self.durable.request(chunks)
+        self.release.set()
+        self.durable.drain()
+        self.assertEqual(self.recorded, [1, 4])
+
+    def test_errorIsRaisedToTheWriter(self) -> None:
+        self.release.set()
+        self.durable.request(-1)
+        with self.assertRaises(OSError) as raised:
+            self.durable.drain()
+        self.assertEqual(raised.exception.errno, errno.ENOSPC)
+        self.assertRaises(OSError, self.durable.request, 5)
+        self.assertEqual(self.recorded, [])
+
+    def test_stopFinishesTheRequestItHolds(self) -> None:
+        self.durable.request(7)
+        self.assertTrue(self.started.wait(30))
+        self.release.set()
+        self.durable.stop()
+        self.assertEqual(self.recorded, [7])
