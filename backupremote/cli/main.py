@@ -205,4 +205,7 @@ async def commandOnReactor(reactor: ICommandReactor, args: argparse.Namespace,
 
 def run() -> None:
     """Console-script entry point."""
+    from backupremote.cli.lazyimports import deferUnusedImports
+
+    deferUnusedImports()
     sys.exit(main())

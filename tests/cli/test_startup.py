@@ -174,6 +174,55 @@ class StartupImportsTests(SynchronousTestCase):
         )), [])
 
 
+class DeferredImportsTests(SynchronousTestCase):
+    """
+    What a dependency imports and no command uses is loaded on first use
+    (L{backupremote.cli.lazyimports}), as the console script runs.
+    """
+
+    def test_remoteCommandLeavesTheCookieJarChainUnloaded(self) -> None:
+        """
+        Twisted's compat module imports C{http.cookiejar}; deferred, its
+        chain (C{urllib.request}, C{http.client}, C{email.parser}) is not
+        executed by a command to a server.
+        """
+        chain = ("urllib.request", "http.client", "email.parser")
+        imports = ("from backupremote.cli.main import buildParser\n"
+                   "buildParser(whole=False).parse_args(['db', 'list'])\n"
+                   "import backupremote.cli.remote, backupremote.client.connection.oneshot\n")
+        self.assertEqual(loaded(modulesAfter(imports), chain), sorted(chain))
+        deferred = modulesAfter("from backupremote.cli.lazyimports import deferUnusedImports\n"
+                                "deferUnusedImports()\n" + imports)
+        self.assertEqual(loaded(deferred, chain), [])
+        self.assertIn("twisted.python.compat", deferred)
+
+    def test_deferredModuleWorksOnUse(self) -> None:
+        """The first attribute used loads it as usual."""
+        modules = modulesAfter(
+            "from backupremote.cli.lazyimports import deferUnusedImports\n"
+            "deferUnusedImports()\n"
+            "import twisted.python.compat\n"
+            "from http import cookiejar\n"
+            "assert cookiejar.CookieJar().__class__.__name__ == 'CookieJar'\n")
+        self.assertIn("urllib.request", modules)
+
+    def test_consoleScriptDefers(self) -> None:
+        """C{run()}, the console script's entry point, defers them before the command runs."""
+        modules = modulesAfter(
+            "import sys\n"
+            "from backupremote.cli import main\n"
+            "sys.argv = ['backupremote', '--version']\n"
+            "import contextlib, io\n"
+            "with contextlib.redirect_stdout(io.StringIO()):\n"
+            "    try:\n"
+            "        main.run()\n"
+            "    except SystemExit:\n"
+            "        pass\n"
+            "from http import cookiejar\n"
+            "assert type(cookiejar).__name__ == '_LazyModule', type(cookiejar)\n")
+        self.assertNotIn("urllib.request", modules)
+
+
 class CommandTableTests(SynchronousTestCase):
     """L{COMMANDS} says what the modules register."""
 
