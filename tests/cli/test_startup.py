@@ -223,6 +223,31 @@ class DeferredImportsTests(SynchronousTestCase):
         self.assertNotIn("urllib.request", modules)
 
 
+class ShutdownTests(SynchronousTestCase):
+    """What the console script does once the command has its exit code."""
+
+    def test_objectsFrozenForTheShutdown(self) -> None:
+        """
+        C{run()} freezes what the process holds before it exits (the
+        interpreter's shutdown then skips collecting it), and exits with the
+        command's code.
+        """
+        env = {name: value for name, value in os.environ.items()
+               if not name.startswith("COVERAGE_")}
+        env["PYTHONPATH"] = ROOT
+        done = subprocess.run(
+            [sys.executable, "-c",
+             "import atexit, gc, os, sys\n"
+             "atexit.register(lambda: os.write(1, b'frozen %d' % gc.get_freeze_count()))\n"
+             "from backupremote.cli import main\n"
+             "sys.argv = ['backupremote', 'no-such-command']\n"
+             "main.run()\n"],
+            capture_output=True, text=True, env=env, cwd=ROOT)
+        self.assertEqual(done.returncode, 2, done.stderr)  # EXIT_USAGE
+        frozen = int(done.stdout.rsplit("frozen ", 1)[1])
+        self.assertGreater(frozen, 10_000)
+
+
 class CommandTableTests(SynchronousTestCase):
     """L{COMMANDS} says what the modules register."""
 
