@@ -25,6 +25,7 @@ from twisted.trial.unittest import SynchronousTestCase
 from backupremote.client.backoff import Backoff
 from backupremote.client.connection import Credentials
 from backupremote.client.download import DownloadProgress, downloadRun
+from backupremote.client.download.fetch import FileDownload
 from backupremote.client.download.chunkwriter import SYNC_SECONDS, ChunkWriter, DurableProgress
 from backupremote.client.download.partfile import PartFile
 from backupremote.protocol import errors
@@ -33,6 +34,7 @@ from backupremote.protocol.transfers import (
     CHUNK_SIZE,
     CHUNKS_PER_BOX,
     WINDOW_BOXES,
+    FileChunkHashes,
     FileEntry,
     ListFiles,
     ReleaseArtifact,
@@ -142,6 +144,71 @@ class DownloadTests(StagingMixin, SynchronousTestCase):
         self.assertEqual(progress[-1].phase, "done")
         self.assertEqual(progress[-1].bytesDone, progress[-1].sizeBytes)
         self.assertEqual(self.harness.transfers.active, [])
+
+    def test_digestsAskedSeveralPagesAtOnce(self) -> None:
+        """
+        The chunk digests are asked for eight pages at a time; an answer
+        shorter than the first one's page leaves a hole that is asked for
+        again from where it ended, a longer one is cut where the next page
+        starts: the digests kept are every chunk's, in order.
+        """
+        self.stage("r", 60 * CHUNK_SIZE + 5)
+        data = self.producer.data["r"]
+        expected = b"".join(hashlib.sha256(data[i:i + CHUNK_SIZE]).digest()
+                            for i in range(0, len(data), CHUNK_SIZE))
+        pageSizes = {7: 3, 21: 9}  # start -> how many the server answers (else 7)
+        asked: list[int] = []
+        from backupremote.server.staging.artifacts import StagedArtifacts, readDigests
+
+        def paged(artifacts: Any, staged: Any, start: int) -> bytes:
+            asked.append(start)
+            return readDigests(staged.folder, start, pageSizes.get(start, 7))
+
+        self.patch(StagedArtifacts, "digests", paged)
+        inFlight, most = [0], [0]
+        call = self.connections.call
+
+        def counted(command: Any, **arguments: Any) -> Deferred[Any]:
+            if command is not FileChunkHashes:
+                return Deferred.fromCoroutine(call(command, **arguments))
+            inFlight[0] += 1
+            most[0] = max(most[0], inFlight[0])
+
+            def answered(result: Any) -> Any:
+                inFlight[0] -= 1
+                return result
+            return Deferred.fromCoroutine(call(command, **arguments)).addBoth(answered)
+
+        self.patch(self.connections, "call", counted)
+        manifest = drive(self.connections, Deferred.fromCoroutine(
+            call(ListFiles, runId="r")))["manifest"]
+        (entry,) = manifest.files
+        download = FileDownload(self.connections, self.connections.reactor, "r", entry,
+                                self.folder, runInThread=synchronously, threaded=False)
+        part = PartFile(self.folder, "out.bin", entry)
+        part.acquire()
+        self.addCleanup(part.close)
+        digests = drive(self.connections, Deferred.fromCoroutine(download._fetchDigests(part)))
+        self.assertEqual(digests, expected)
+        self.assertEqual(part.hashes.getContent(), expected)
+        # the first page (7), the eight after it at once (7 ... 56), then the hole
+        # that 7's short answer left (10-13); 21's two extra are cut where 28 starts
+        self.assertEqual(asked, [0, 7, 14, 21, 28, 35, 42, 49, 56, 10])
+        self.assertEqual(most[0], 8)
+
+    def test_failedPageFailsWithItsError(self) -> None:
+        """One of the pages asked at once fails: the download fails with that page's error."""
+        self.stage("r", 30 * CHUNK_SIZE)
+        from backupremote.server.staging.artifacts import StagedArtifacts, readDigests
+
+        def expiring(artifacts: Any, staged: Any, start: int) -> bytes:
+            if start == 14:
+                raise BackupRemoteError(errors.ARTIFACT_EXPIRED, "the artifact is gone")
+            return readDigests(staged.folder, start, 7)
+
+        self.patch(StagedArtifacts, "digests", expiring)
+        error = self.assertRaises(BackupRemoteError, drive, self.connections, self.download("r"))
+        self.assertEqual(error.code, errors.ARTIFACT_EXPIRED)
 
     def test_existingTargetIsDone(self) -> None:
         self.stage("r")
