@@ -5,7 +5,9 @@ Twisted's C{twisted.python.compat} imports C{http.cookiejar} for a
 deprecated alias (C{cookielib}) that no command uses, and with it
 C{urllib.request}, C{http.client} and C{email}: 12 modules, about 15 ms of
 a command's start-up (5% of a C{db list}). Loaded lazily, they cost
-nothing until something touches them, and then work as usual.
+nothing until something touches them, and then work as usual. (On Python
+3.11 a lazy module's first use is not thread-safe: nothing here uses
+C{http.cookiejar} at all, let alone from two threads.)
 """
 
 from __future__ import annotations

@@ -196,6 +196,34 @@ class DownloadTests(StagingMixin, SynchronousTestCase):
         self.assertEqual(asked, [0, 7, 14, 21, 28, 35, 42, 49, 56, 10])
         self.assertEqual(most[0], 8)
 
+    def test_droppedBatchIsOneFailure(self) -> None:
+        """
+        The pages asked at once are one try: a connection lost under all of
+        them counts once towards giving up, and the batch is asked again.
+        """
+        entry = FileEntry("f", "out.bin", 20 * CHUNK_SIZE, "0" * 64, CHUNK_SIZE, 20)
+        digests = [hashlib.sha256(b"%d" % i).digest() for i in range(20)]
+        clock = Clock()
+        drops = [True]
+
+        class Pages:
+            async def call(self, command: Any, fileId: str, start: int) -> dict[str, bytes]:
+                if start and drops[0]:
+                    raise BackupRemoteError(CONNECTION_FAILED, "connection lost")
+                return {"hashes": b"".join(digests[start:start + 2])}
+
+        download = FileDownload(Pages(), clock, "r", entry, self.folder,
+                                runInThread=synchronously, threaded=False)
+        part = PartFile(self.folder, "out.bin", entry)
+        part.acquire()
+        self.addCleanup(part.close)
+        fetched = Deferred.fromCoroutine(download._fetchDigests(part))
+        self.assertEqual(download.backoff.total, 1)  # eight asks lost, one failure
+        drops[0] = False
+        clock.advance(60)
+        self.assertEqual(self.successResultOf(fetched), b"".join(digests))
+        self.assertEqual(download.backoff.total, 1)
+
     def test_failedPageFailsWithItsError(self) -> None:
         """One of the pages asked at once fails: the download fails with that page's error."""
         self.stage("r", 30 * CHUNK_SIZE)
@@ -578,9 +606,34 @@ class ChunkWriterTests(SynchronousTestCase):
         for index in range(3):
             writer.put(index, [self.chunks[index]])
         flushed = writer.flush()
+        toldWhenFlushed: list[int] = []
+        flushed.addCallback(lambda _: toldWhenFlushed.append(len(failures)))
         self.clock.runUntilFired(flushed)
         self.assertEqual([error.errno for error in failures], [errno.EIO])  # type: ignore[attr-defined]
         self.assertIs(writer.failure, failures[0])
+        # the flush resumes a download that must already know (it would stream on)
+        self.assertEqual(toldWhenFlushed, [1])
+
+    def test_flushesPendingAtCloseAreAnswered(self) -> None:
+        """A flush still queued when the writer closes fires; one asked after close at once."""
+        self.writer.start()
+        self.writer.put(0, [self.chunks[0]])
+        pending = self.writer.flush()
+        closed = self.writer.close()
+        self.assertTrue(self.writer.flush().called)
+        self.clock.runUntilFired(closed)
+        self.assertTrue(pending.called)
+
+    def test_joinWaitsForBothThreads(self) -> None:
+        """L{ChunkWriter.join}: the writer and the syncer are gone when it returns."""
+        self.writer.start()
+        self.writer.put(0, [self.chunks[0]])
+        closed = self.writer.close()
+        self.writer.join()
+        threads = {thread.name for thread in threading.enumerate()}
+        self.assertNotIn("backupremote-chunk-writer", threads)
+        self.assertNotIn("backupremote-chunk-syncer", threads)
+        self.clock.runUntilFired(closed)
 
 
 class DurableProgressTests(SynchronousTestCase):
@@ -620,6 +673,20 @@ class DurableProgressTests(SynchronousTestCase):
             self.durable.drain()
         self.assertEqual(raised.exception.errno, errno.ENOSPC)
         self.assertRaises(OSError, self.durable.request, 5)
+        self.assertEqual(self.recorded, [])
+
+    def test_noMoreWorkAfterAFailedSync(self) -> None:
+        """
+        A request made while a sync fails is not done: a later fdatasync can
+        succeed where the failed one's data was lost.
+        """
+        self.durable.request(-1)
+        self.assertTrue(self.started.wait(30))
+        self.durable.request(5)  # taken while the failing sync runs
+        self.release.set()
+        with self.assertRaises(OSError):
+            self.durable.drain()
+        self.durable.stop()
         self.assertEqual(self.recorded, [])
 
     def test_stopFinishesTheRequestItHolds(self) -> None:

@@ -46,6 +46,13 @@ class _Flush:
         self.deferred = deferred
 
 
+def makeDurable(part: PartFile, chunks: int) -> None:
+    """Sync the data, then record that its first C{chunks} chunks are written."""
+    assert part.descriptor is not None
+    os.fdatasync(part.descriptor)
+    part.recordProgress(chunks)
+
+
 class DurableProgress:
     """
     Makes a download's progress durable on a thread of its own: an
@@ -54,6 +61,9 @@ class DurableProgress:
     ~25 ms for the disk every 64 MiB itself filled its queue and stalled
     the stream each time. A request made while a sync runs replaces any
     older one still waiting (the newest figure is the one worth keeping).
+    After a failed sync it takes no more requests: a later C{fdatasync}
+    can succeed where the data of the failed one was lost, and the progress
+    file would then name chunks that are not on the disk.
     """
 
     def __init__(self, part: PartFile) -> None:
@@ -81,7 +91,7 @@ class DurableProgress:
     def drain(self) -> None:
         """Wait until every request is done (raises a sync's error)."""
         with self._condition:
-            while self._wanted is not None or self._busy:
+            while (self._wanted is not None or self._busy) and self.error is None:
                 self._condition.wait()
             if self.error is not None:
                 raise self.error
@@ -99,13 +109,12 @@ class DurableProgress:
             with self._condition:
                 while self._wanted is None and not self._stopping:
                     self._condition.wait()
-                if self._wanted is None:
+                if self._wanted is None or self.error is not None:
+                    self._wanted = None
                     return
                 chunks, self._wanted, self._busy = self._wanted, None, True
             try:
-                assert self._part.descriptor is not None
-                os.fdatasync(self._part.descriptor)
-                self._part.recordProgress(chunks)
+                makeDurable(self._part, chunks)
             except BaseException as error:  # noqa: BLE001 (the writer fails with it)
                 with self._condition:
                     self.error = error
@@ -189,8 +198,8 @@ class ChunkWriter:
     def flush(self) -> Deferred[None]:
         """Fires once everything queued so far is written and made durable."""
         flushed: Deferred[None] = Deferred()
-        if self._closed.called:
-            flushed.callback(None)
+        if self._closed.called or self._closing:
+            flushed.callback(None)  # (the caller finds why, if the writer failed)
             return flushed
         if not self.threaded:
             self._sync()
@@ -246,16 +255,31 @@ class ChunkWriter:
         except BaseException as error:  # noqa: BLE001 (the disk failed: the download says why)
             self._callFromThread(self._failed, error)
         else:
-            self._callFromThread(self._closed.callback, None)
+            self._callFromThread(self._ended)
 
     def _failed(self, error: BaseException) -> None:
+        # told first: a flush answered below resumes a download that must see it
         self.failure = error
+        self._onFailure(error)
+        self._ended()
+
+    def _ended(self) -> None:
+        """The writer is gone: whatever still waits on it is answered."""
         self._answerAll()
         for flushed in self._flushes:
-            flushed.callback(None)  # the caller finds the failure
+            flushed.callback(None)  # the caller finds the failure, if there was one
         self._flushes.clear()
-        self._onFailure(error)
         self._closed.callback(None)
+
+    def join(self) -> None:
+        """
+        Block until the writer's threads are gone (a cancelled download,
+        before it closes the data file they may still be using).
+        """
+        if self._thread is not None:
+            self._thread.join()
+        if self._durable is not None:
+            self._durable.stop()
 
     def _loop(self) -> None:
         while True:
@@ -310,15 +334,16 @@ class ChunkWriter:
                 self._sync()
             else:
                 self._durable.request(self.nextChunk)
-                self._unsynced = 0
-                self._syncedAt = self._clock.seconds()
+                self._synced()
 
     def _sync(self) -> None:
         """Make everything written durable now (after any sync in the background)."""
         if self._durable is not None:
             self._durable.drain()
         if self._unsynced:
-            os.fdatasync(self._descriptor)
-            self._part.recordProgress(self.nextChunk)
-            self._unsynced = 0
+            makeDurable(self._part, self.nextChunk)
+        self._synced()
+
+    def _synced(self) -> None:
+        self._unsynced = 0
         self._syncedAt = self._clock.seconds()

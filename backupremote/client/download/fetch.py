@@ -30,7 +30,7 @@ from collections.abc import Callable
 from typing import Any
 
 from attrs import frozen
-from twisted.internet.defer import Deferred, FirstError, gatherResults
+from twisted.internet.defer import CancelledError, Deferred, FirstError, gatherResults
 from twisted.internet.interfaces import IReactorFromThreads, IReactorTime
 from twisted.protocols import amp
 from twisted.python.filepath import FilePath
@@ -210,7 +210,13 @@ class FileDownload:
         try:
             await self._fetch(writer)
         finally:
-            await writer.close()
+            try:
+                await writer.close()
+            except CancelledError:
+                # the data file is closed next: its threads must be gone (one
+                # write and one sync at most, on this cancelled download's way out)
+                writer.join()
+                raise
         self._check()
         self._report("verifying", force=True)
         return writer.wholeDigest()
@@ -230,12 +236,8 @@ class FileDownload:
         starts = list(range(page, count, page)) if page else []
         for first in range(0, len(starts), HASH_ASKS_AT_ONCE):
             batch = starts[first:first + HASH_ASKS_AT_ONCE]
-            try:
-                answers = await gatherResults(
-                    [Deferred.fromCoroutine(self._digestsFrom(start)) for start in batch],
-                    consumeErrors=True)
-            except FirstError as error:
-                error.subFailure.raiseException()
+            # one try for the batch: a dropped connection is one failure, not eight
+            answers = await self.backoff.call(lambda batch=batch: self._askPages(batch))
             for start, hashes in zip(batch, answers):
                 await self._digestsUpTo(digests, start)
                 digests += hashes
@@ -252,8 +254,22 @@ class FileDownload:
         del digests[end * DIGEST_SIZE:]
 
     async def _digestsFrom(self, start: int) -> bytes:
-        answer = await self.backoff.call(lambda: self._connection.call(
-            FileChunkHashes, fileId=self.entry.fileId, start=start))
+        return await self.backoff.call(lambda: self._askPage(start))
+
+    async def _askPages(self, starts: list[int]) -> list[bytes]:
+        """The pages from C{starts}, asked at once: the first failure fails the rest."""
+        asks = [Deferred.fromCoroutine(self._askPage(start)) for start in starts]
+        try:
+            return await gatherResults(asks, consumeErrors=True)
+        except FirstError as error:
+            for ask in asks:
+                ask.cancel()  # (no-op for those answered)
+            error.subFailure.raiseException()
+            raise  # (not reached: for the type checker)
+
+    async def _askPage(self, start: int) -> bytes:
+        answer = await self._connection.call(
+            FileChunkHashes, fileId=self.entry.fileId, start=start)
         hashes: bytes = answer["hashes"]
         if not hashes or len(hashes) % DIGEST_SIZE:
             raise BackupRemoteError(INTERNAL_ERROR, "the server sent malformed chunk hashes")

@@ -238,7 +238,7 @@ async def _processDump(ctx: RunContext, plan: DumpPlan, compression: Compression
             return
         if dump.exitIO is None:
             # Its size is known only once the pipe is drained: the stage
-            # ends there, below, and is followed until then.
+            # ends with the pipeline, below, and is followed until then.
             return
         total = dumped()
         ctx.clock.end("dump", total)

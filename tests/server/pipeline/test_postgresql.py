@@ -130,15 +130,23 @@ class PostgreSQLPipelineTests(TestCase):
         """
         server = await startPostgreSQL(self)
         realDump = realTools().find("pg_dump")
+        exited = self.mktemp()  # made once the orphaned dump has exited
         tools = realTools(fakeToolFolder(self, pg_dump=(
             f'case "$*" in *--version*) exec {realDump} "$@" ;; esac\n'
-            f'( {realDump} "$@" & )\n')))
+            f'( {realDump} "$@"; touch {exited} ) &\n')))
 
         def slowWrite(fd: int, data: Any) -> int:
+            # the sink holds its first piece until the dump is over (and a
+            # moment for the reactor to hear of it), then writes slowly
+            deadline = time.monotonic() + 30
+            while not os.path.exists(exited) and time.monotonic() < deadline:
+                time.sleep(0.01)
             time.sleep(0.05)
             return os.write(fd, data)
 
         for compression in ("none", "zstd"):
+            if os.path.exists(exited):
+                os.unlink(exited)
             progress = ProgressLog()
             artifact = await runPipeline(
                 "postgresql", targetOf(server), makeRunDir(self), tools=tools,
