@@ -52,6 +52,7 @@ class DatabaseNameTests(SynchronousTestCase):
     def test_firebirdNamesCannotStartLikeAnOption(self) -> None:
         for database in ("-z", "-user=SYSDBA", ".", "..", ".hidden.fdb", "../etc/x.fdb",
                          ":x", "/srv/fb/../../etc/passwd", "/srv/..", "C:../x.fdb",
+                         "/..:", "/srv/..:x.fdb",
                          "a\nb", "a\x00b", "x" * 256):
             self.assertIn("database", refusedFields(firebird(database)), repr(database))
 

@@ -33,8 +33,8 @@ USER = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.@$-]{0,127}")
 DATABASE = re.compile(r"[A-Za-z0-9_$][A-Za-z0-9_$.-]{0,127}")
 #: A database on a Firebird server: an alias or a path there. Like the other
 #: engines' names it cannot start with "." or "-" (nor ":"), and no path
-#: component may be "..".
-REMOTE_DATABASE = re.compile(r"(?!.*(?:^|[/:])\.\.(?:$|/))[A-Za-z0-9_$/][A-Za-z0-9_$/. :-]{0,254}")
+#: component may be "..", whether "/" or ":" (a drive's) stands either side.
+REMOTE_DATABASE = re.compile(r"(?!.*(?:^|[/:])\.\.(?:$|[/:]))[A-Za-z0-9_$/][A-Za-z0-9_$/. :-]{0,254}")
 SCRIPT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 MAX_PASSWORD = 1024
 #: The longest database file path (Linux's PATH_MAX, in characters)
