@@ -70,16 +70,19 @@ NOT_FOR_A_REMOTE_COMMAND = (
 )
 
 
-def modulesAfter(code: str) -> set[str]:
-    """The modules a fresh interpreter holds after running C{code}."""
+def runFresh(code: str) -> subprocess.CompletedProcess[str]:
+    """C{code} run by a fresh interpreter on this tree (without coverage)."""
     env = {name: value for name, value in os.environ.items()
            if not name.startswith("COVERAGE_")}  # coverage itself imports sqlite3
     env["PYTHONPATH"] = ROOT
-    done = subprocess.run(
-        [sys.executable, "-c", code + "\nimport json, sys\n"
-         "sys.__stdout__.write('\\n' + json.dumps(sorted(sys.modules)))"],
-        capture_output=True, text=True, env=env, cwd=ROOT,
-    )
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          env=env, cwd=ROOT)
+
+
+def modulesAfter(code: str) -> set[str]:
+    """The modules a fresh interpreter holds after running C{code}."""
+    done = runFresh(code + "\nimport json, sys\n"
+                    "sys.__stdout__.write('\\n' + json.dumps(sorted(sys.modules)))")
     if done.returncode != 0:
         raise AssertionError(done.stderr)
     return set(json.loads(done.stdout.splitlines()[-1]))
@@ -174,6 +177,10 @@ class StartupImportsTests(SynchronousTestCase):
         )), [])
 
 
+#: what the console script does first (L{backupremote.cli.lazyimports})
+DEFER = "from backupremote.cli.lazyimports import deferUnusedImports\ndeferUnusedImports()\n"
+
+
 class DeferredImportsTests(SynchronousTestCase):
     """
     What a dependency imports and no command uses is loaded on first use
@@ -191,16 +198,14 @@ class DeferredImportsTests(SynchronousTestCase):
                    "buildParser(whole=False).parse_args(['db', 'list'])\n"
                    "import backupremote.cli.remote, backupremote.client.connection.oneshot\n")
         self.assertEqual(loaded(modulesAfter(imports), chain), sorted(chain))
-        deferred = modulesAfter("from backupremote.cli.lazyimports import deferUnusedImports\n"
-                                "deferUnusedImports()\n" + imports)
+        deferred = modulesAfter(DEFER + imports)
         self.assertEqual(loaded(deferred, chain), [])
         self.assertIn("twisted.python.compat", deferred)
 
     def test_deferredModuleWorksOnUse(self) -> None:
         """The first attribute used loads it as usual."""
         modules = modulesAfter(
-            "from backupremote.cli.lazyimports import deferUnusedImports\n"
-            "deferUnusedImports()\n"
+            DEFER +
             "import twisted.python.compat\n"
             "from http import cookiejar\n"
             "assert cookiejar.CookieJar().__class__.__name__ == 'CookieJar'\n")
@@ -232,17 +237,12 @@ class ShutdownTests(SynchronousTestCase):
         interpreter's shutdown then skips collecting it), and exits with the
         command's code.
         """
-        env = {name: value for name, value in os.environ.items()
-               if not name.startswith("COVERAGE_")}
-        env["PYTHONPATH"] = ROOT
-        done = subprocess.run(
-            [sys.executable, "-c",
-             "import atexit, gc, os, sys\n"
-             "atexit.register(lambda: os.write(1, b'frozen %d' % gc.get_freeze_count()))\n"
-             "from backupremote.cli import main\n"
-             "sys.argv = ['backupremote', 'no-such-command']\n"
-             "main.run()\n"],
-            capture_output=True, text=True, env=env, cwd=ROOT)
+        done = runFresh(
+            "import atexit, gc, os, sys\n"
+            "atexit.register(lambda: os.write(1, b'frozen %d' % gc.get_freeze_count()))\n"
+            "from backupremote.cli import main\n"
+            "sys.argv = ['backupremote', 'no-such-command']\n"
+            "main.run()\n")
         self.assertEqual(done.returncode, 2, done.stderr)  # EXIT_USAGE
         frozen = int(done.stdout.rsplit("frozen ", 1)[1])
         self.assertGreater(frozen, 10_000)

@@ -39,6 +39,7 @@ from backupremote.protocol.transfers import (
     ListFiles,
     ReleaseArtifact,
 )
+from backupremote.server.staging.artifacts import StagedArtifacts, readDigests
 from backupremote.server.transfers.sender import ChunkSender
 from backupremote.testing import LoopbackConnection
 from tests.fixtures import CLIENT_ID, SECRET, synchronously
@@ -158,7 +159,6 @@ class DownloadTests(StagingMixin, SynchronousTestCase):
                             for i in range(0, len(data), CHUNK_SIZE))
         pageSizes = {7: 3, 21: 9}  # start -> how many the server answers (else 7)
         asked: list[int] = []
-        from backupremote.server.staging.artifacts import StagedArtifacts, readDigests
 
         def paged(artifacts: Any, staged: Any, start: int) -> bytes:
             asked.append(start)
@@ -227,7 +227,6 @@ class DownloadTests(StagingMixin, SynchronousTestCase):
     def test_failedPageFailsWithItsError(self) -> None:
         """One of the pages asked at once fails: the download fails with that page's error."""
         self.stage("r", 30 * CHUNK_SIZE)
-        from backupremote.server.staging.artifacts import StagedArtifacts, readDigests
 
         def expiring(artifacts: Any, staged: Any, start: int) -> bytes:
             if start == 14:

@@ -274,12 +274,11 @@ class ChunkWriter:
     def join(self) -> None:
         """
         Block until the writer's threads are gone (a cancelled download,
-        before it closes the data file they may still be using).
+        before it closes the data file they may still be using): the writer
+        stops the syncing thread before it ends.
         """
         if self._thread is not None:
             self._thread.join()
-        if self._durable is not None:
-            self._durable.stop()
 
     def _loop(self) -> None:
         while True:
